@@ -1,0 +1,264 @@
+//! Typed configuration, read once per process (API.md §12 plus the database and S3 endpoints).
+
+use std::fmt;
+use std::time::Duration;
+
+/// A secret string that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is unset or empty.
+    #[error("{0} must be set")]
+    Missing(&'static str),
+    /// A variable is set but cannot be used.
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// One rate limit: at most `max` events per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Events allowed per window.
+    pub max: u32,
+    /// Length of the window.
+    pub window: Duration,
+}
+
+impl Limit {
+    const fn new(max: u32, secs: u64) -> Self {
+        Self { max, window: Duration::from_secs(secs) }
+    }
+
+    fn parse(name: &'static str, text: &str) -> Result<Self, ConfigError> {
+        let invalid = || ConfigError::Invalid { name, reason: "expected <count>/<seconds>, e.g. 5/900".into() };
+        let (max, secs) = text.split_once('/').ok_or_else(invalid)?;
+        let max = max.trim().parse().map_err(|_| invalid())?;
+        let secs: u64 = secs.trim().parse().map_err(|_| invalid())?;
+        if secs == 0 {
+            return Err(invalid());
+        }
+        Ok(Self::new(max, secs))
+    }
+}
+
+/// Rate limits of API.md §1.2; each can be overridden with `RATE_LIMIT_<NAME>=<count>/<seconds>`.
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    /// Failed logins per phone or username (`RATE_LIMIT_LOGIN_ACCOUNT`).
+    pub login_account: Limit,
+    /// Login attempts per source IP (`RATE_LIMIT_LOGIN_IP`).
+    pub login_ip: Limit,
+    /// Registrations per source IP (`RATE_LIMIT_REGISTER_IP`).
+    pub register_ip: Limit,
+    /// Searches and username checks per user (`RATE_LIMIT_SEARCH`).
+    pub search: Limit,
+    /// `send_message` per user (`RATE_LIMIT_SEND_MESSAGE`).
+    pub send_message: Limit,
+    /// `typing` per (sender, receiver) (`RATE_LIMIT_TYPING`).
+    pub typing: Limit,
+    /// Key claims per caller (`RATE_LIMIT_CLAIM`).
+    pub claim: Limit,
+    /// Key claims per (caller, target device) (`RATE_LIMIT_CLAIM_DEVICE`).
+    pub claim_device: Limit,
+    /// Uploads per user (`RATE_LIMIT_UPLOAD`).
+    pub upload: Limit,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            login_account: Limit::new(5, 15 * 60),
+            login_ip: Limit::new(30, 15 * 60),
+            register_ip: Limit::new(5, 3600),
+            search: Limit::new(30, 60),
+            send_message: Limit::new(20, 10),
+            typing: Limit::new(1, 1),
+            claim: Limit::new(60, 60),
+            claim_device: Limit::new(10, 3600),
+            upload: Limit::new(60, 3600),
+        }
+    }
+}
+
+/// The whole configuration of a function (or of the local stack).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HS256 secret for access tokens (`JWT_SECRET`, ≥ 32 bytes, required).
+    pub jwt_secret: Secret,
+    /// Access-token lifetime (`ACCESS_TOKEN_EXPIRE_MINUTES`, default 1440).
+    pub access_token_ttl: Duration,
+    /// bcrypt work factor (`BCRYPT_COST`, default 12).
+    pub bcrypt_cost: u32,
+    /// libSQL database: `file:path` (embedded) or `libsql://…`/`https://…` (`DATABASE_URL`).
+    pub database_url: String,
+    /// Token for a remote libSQL server (`DATABASE_AUTH_TOKEN`).
+    pub database_auth_token: Option<Secret>,
+    /// Private bucket for all user files (`S3_BUCKET`, required).
+    pub s3_bucket: String,
+    /// Custom S3 endpoint, e.g. the local stack's (`S3_ENDPOINT`); unset on AWS.
+    pub s3_endpoint: Option<String>,
+    /// Lifetime of presigned GET URLs (`PRESIGNED_GET_TTL_SECONDS`, default 3600).
+    pub presigned_get_ttl: Duration,
+    /// Lifetime of presigned PUT URLs (`PRESIGNED_PUT_TTL_SECONDS`, default 900).
+    pub presigned_put_ttl: Duration,
+    /// Largest avatar upload (`MAX_AVATAR_BYTES`, default 5 MiB).
+    pub max_avatar_bytes: usize,
+    /// Largest `/upload` file (`MAX_UPLOAD_BYTES`, default 10 MiB).
+    pub max_upload_bytes: usize,
+    /// Largest presigned upload (`MAX_PRESIGNED_UPLOAD_BYTES`, default 100 MiB).
+    pub max_presigned_upload_bytes: u64,
+    /// Allowed CORS origins (`CORS_ALLOWED_ORIGINS`, comma-separated, default none).
+    pub cors_allowed_origins: Vec<String>,
+    /// URL of preset avatar `{id}` (`PRESET_AVATAR_URL_TEMPLATE`).
+    pub preset_avatar_url_template: String,
+    /// API Gateway management endpoint for `PostToConnection` (`WS_ENDPOINT`).
+    pub ws_endpoint: Option<String>,
+    /// Rate limits (`RATE_LIMIT_*`).
+    pub rate_limits: RateLimits,
+}
+
+/// The preset avatar URL of the original backend.
+pub const DEFAULT_PRESET_AVATAR_URL_TEMPLATE: &str = "https://api.dicebear.com/7.x/avataaars/svg?seed={id}";
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (name → value); empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            get(name).map_or(Ok(default), |v| {
+                v.parse().map_err(|_| ConfigError::Invalid { name, reason: "expected a non-negative integer".into() })
+            })
+        };
+
+        let jwt_secret = get("JWT_SECRET").ok_or(ConfigError::Missing("JWT_SECRET"))?;
+        if jwt_secret.len() < 32 {
+            return Err(ConfigError::Invalid { name: "JWT_SECRET", reason: "must be at least 32 bytes".into() });
+        }
+        let bcrypt_cost = number("BCRYPT_COST", 12)?;
+        if !(4..=31).contains(&bcrypt_cost) {
+            return Err(ConfigError::Invalid { name: "BCRYPT_COST", reason: "must be between 4 and 31".into() });
+        }
+        let minutes = number("ACCESS_TOKEN_EXPIRE_MINUTES", 1440)?;
+        if minutes == 0 {
+            return Err(ConfigError::Invalid { name: "ACCESS_TOKEN_EXPIRE_MINUTES", reason: "must be positive".into() });
+        }
+
+        let mut rate_limits = RateLimits::default();
+        for (name, slot) in [
+            ("RATE_LIMIT_LOGIN_ACCOUNT", &mut rate_limits.login_account),
+            ("RATE_LIMIT_LOGIN_IP", &mut rate_limits.login_ip),
+            ("RATE_LIMIT_REGISTER_IP", &mut rate_limits.register_ip),
+            ("RATE_LIMIT_SEARCH", &mut rate_limits.search),
+            ("RATE_LIMIT_SEND_MESSAGE", &mut rate_limits.send_message),
+            ("RATE_LIMIT_TYPING", &mut rate_limits.typing),
+            ("RATE_LIMIT_CLAIM", &mut rate_limits.claim),
+            ("RATE_LIMIT_CLAIM_DEVICE", &mut rate_limits.claim_device),
+            ("RATE_LIMIT_UPLOAD", &mut rate_limits.upload),
+        ] {
+            if let Some(v) = get(name) {
+                *slot = Limit::parse(name, &v)?;
+            }
+        }
+
+        let template = get("PRESET_AVATAR_URL_TEMPLATE").unwrap_or_else(|| DEFAULT_PRESET_AVATAR_URL_TEMPLATE.into());
+        if !template.contains("{id}") {
+            return Err(ConfigError::Invalid {
+                name: "PRESET_AVATAR_URL_TEMPLATE",
+                reason: "must contain {id}".into(),
+            });
+        }
+
+        Ok(Self {
+            jwt_secret: Secret::new(jwt_secret),
+            access_token_ttl: Duration::from_secs(minutes * 60),
+            bcrypt_cost: u32::try_from(bcrypt_cost).unwrap_or(12),
+            database_url: get("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?,
+            database_auth_token: get("DATABASE_AUTH_TOKEN").map(Secret::new),
+            s3_bucket: get("S3_BUCKET").ok_or(ConfigError::Missing("S3_BUCKET"))?,
+            s3_endpoint: get("S3_ENDPOINT"),
+            presigned_get_ttl: Duration::from_secs(number("PRESIGNED_GET_TTL_SECONDS", 3600)?.max(60)),
+            presigned_put_ttl: Duration::from_secs(number("PRESIGNED_PUT_TTL_SECONDS", 900)?.max(60)),
+            max_avatar_bytes: usize::try_from(number("MAX_AVATAR_BYTES", 5 << 20)?).unwrap_or(usize::MAX),
+            max_upload_bytes: usize::try_from(number("MAX_UPLOAD_BYTES", 10 << 20)?).unwrap_or(usize::MAX),
+            max_presigned_upload_bytes: number("MAX_PRESIGNED_UPLOAD_BYTES", 100 << 20)?,
+            cors_allowed_origins: get("CORS_ALLOWED_ORIGINS")
+                .map(|v| v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
+                .unwrap_or_default(),
+            preset_avatar_url_template: template,
+            ws_endpoint: get("WS_ENDPOINT"),
+            rate_limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const BASE: [(&str, &str); 3] =
+        [("JWT_SECRET", "0123456789abcdef0123456789abcdef"), ("DATABASE_URL", "file:x.db"), ("S3_BUCKET", "b")];
+
+    #[test]
+    fn missing_jwt_secret_refuses_to_start() {
+        let err = Config::from_lookup(lookup(&BASE[1..])).unwrap_err();
+        assert!(matches!(err, ConfigError::Missing("JWT_SECRET")));
+    }
+
+    #[test]
+    fn short_jwt_secret_is_rejected() {
+        let err = Config::from_lookup(lookup(&[("JWT_SECRET", "short"), BASE[1], BASE[2]])).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { name: "JWT_SECRET", .. }));
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = Config::from_lookup(lookup(&BASE)).unwrap();
+        assert_eq!(c.access_token_ttl, Duration::from_secs(1440 * 60));
+        assert_eq!(c.bcrypt_cost, 12);
+        assert_eq!(c.max_avatar_bytes, 5 << 20);
+        assert_eq!(c.rate_limits.login_account, Limit::new(5, 900));
+        assert!(c.cors_allowed_origins.is_empty());
+        assert!(!format!("{c:?}").contains("0123456789abcdef"), "secrets never appear in Debug output");
+    }
+
+    #[test]
+    fn rate_limits_can_be_overridden() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("RATE_LIMIT_REGISTER_IP", "100/60"));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(c.rate_limits.register_ip, Limit::new(100, 60));
+        pairs.push(("RATE_LIMIT_SEARCH", "nonsense"));
+        assert!(Config::from_lookup(lookup(&pairs)).is_err());
+    }
+}

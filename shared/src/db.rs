@@ -1,0 +1,201 @@
+//! libSQL access: one database handle per process, a small pool of connections, and the migration runner.
+
+use std::ops::Deref;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use libsql::{Connection, Database, Transaction, TransactionBehavior};
+
+use crate::config::Secret;
+
+/// Connections kept open for reuse; more are opened on demand and closed when returned.
+const MAX_IDLE: usize = 32;
+
+/// The migrations of `migrations/`, embedded at compile time, in order.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "0001_init", include_str!("../../migrations/0001_init.sql"))];
+
+/// The schema version this build expects.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// The database of the process: embedded file or remote libSQL server.
+pub struct Db {
+    database: Database,
+    local: bool,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("local", &self.local).finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Opens `url`: `file:<path>` or a bare path for an embedded file, `libsql://`, `https://` or `http://`
+    /// for a remote libSQL server (with `auth_token`).
+    pub async fn open(url: &str, auth_token: Option<&Secret>) -> anyhow::Result<Self> {
+        let remote = ["libsql://", "https://", "http://", "wss://", "ws://"].iter().any(|p| url.starts_with(p));
+        let database = if remote {
+            let token = auth_token.map(|t| t.expose().to_owned()).unwrap_or_default();
+            libsql::Builder::new_remote(url.to_owned(), token).build().await.context("open remote database")?
+        } else {
+            let path = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url);
+            if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).context("create database directory")?;
+            }
+            libsql::Builder::new_local(path).build().await.context("open database file")?
+        };
+        let db = Self { database, local: !remote, idle: Mutex::new(Vec::new()) };
+        if db.local {
+            let conn = db.conn().await?;
+            // journal_mode returns a row, so it is a query, not an execute.
+            let mut rows = conn.query("PRAGMA journal_mode=WAL", ()).await.context("enable WAL")?;
+            while rows.next().await?.is_some() {}
+        }
+        Ok(db)
+    }
+
+    /// A connection for this task; it goes back to the pool when dropped.
+    pub async fn conn(&self) -> Result<PooledConn<'_>, libsql::Error> {
+        let reused = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        let conn = match reused {
+            Some(c) => c,
+            None => {
+                let c = self.database.connect()?;
+                if self.local {
+                    c.busy_timeout(Duration::from_secs(5))?;
+                    c.execute("PRAGMA foreign_keys=ON", ()).await?;
+                    c.execute("PRAGMA synchronous=NORMAL", ()).await?;
+                }
+                c
+            }
+        };
+        Ok(PooledConn { conn: Some(conn), db: self })
+    }
+}
+
+/// A pooled connection; derefs to [`libsql::Connection`].
+pub struct PooledConn<'a> {
+    conn: Option<Connection>,
+    db: &'a Db,
+}
+
+impl PooledConn<'_> {
+    /// Starts a write transaction (`BEGIN IMMEDIATE`): deferred read-then-write transactions fail with
+    /// "database is locked" under concurrency.
+    pub async fn write_tx(&self) -> Result<Transaction, libsql::Error> {
+        self.transaction_with_behavior(TransactionBehavior::Immediate).await
+    }
+}
+
+impl Deref for PooledConn<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("connection present until drop")
+    }
+}
+
+impl Drop for PooledConn<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // A connection left inside a transaction is not reused.
+            if conn.is_autocommit() {
+                let mut idle = self.db.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if idle.len() < MAX_IDLE {
+                    idle.push(conn);
+                }
+            }
+        }
+    }
+}
+
+/// Reads the applied schema version (0 for an empty database).
+pub async fn schema_version(conn: &Connection) -> anyhow::Result<i64> {
+    let mut rows = conn
+        .query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migration'", ())
+        .await?;
+    if rows.next().await?.is_none() {
+        return Ok(0);
+    }
+    let mut rows = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migration", ()).await?;
+    Ok(rows.next().await?.map_or(Ok(0), |r| r.get::<i64>(0))?)
+}
+
+/// Applies every pending migration, each in its own `BEGIN IMMEDIATE` transaction; returns the names applied.
+pub async fn migrate(db: &Db) -> anyhow::Result<Vec<&'static str>> {
+    let conn = db.conn().await?;
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migration (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at INTEGER NOT NULL)",
+        (),
+    )
+    .await
+    .context("create schema_migration")?;
+    let mut applied = Vec::new();
+    for &(version, name, sql) in MIGRATIONS {
+        let tx = conn.write_tx().await?;
+        let mut rows = tx.query("SELECT 1 FROM schema_migration WHERE version = ?1", [version]).await?;
+        if rows.next().await?.is_some() {
+            drop(rows);
+            tx.rollback().await?;
+            continue;
+        }
+        drop(rows);
+        tx.execute_batch(sql).await.with_context(|| format!("apply migration {name}"))?;
+        tx.execute(
+            "INSERT INTO schema_migration (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            (version, name, crate::time::now_ms()),
+        )
+        .await?;
+        tx.commit().await.with_context(|| format!("commit migration {name}"))?;
+        applied.push(name);
+    }
+    Ok(applied)
+}
+
+/// Fails unless the database is at exactly the schema version of this build (checked once per cold start).
+pub async fn check_schema(db: &Db) -> anyhow::Result<()> {
+    let conn = db.conn().await?;
+    let version = schema_version(&conn).await?;
+    anyhow::ensure!(
+        version == latest_version(),
+        "database schema is at version {version}, this build needs {}: run the migrate function",
+        latest_version()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let embedded: Vec<String> = MIGRATIONS.iter().map(|m| format!("{}.sql", m.1)).collect();
+        assert_eq!(files, embedded);
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.0, i64::try_from(i).unwrap() + 1, "versions are 1, 2, 3, ...");
+        }
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_once_and_the_schema_check_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file:{}", dir.path().join("t.db").display());
+        let db = Db::open(&url, None).await.unwrap();
+        assert!(check_schema(&db).await.is_err(), "an empty database is not ready");
+        assert_eq!(migrate(&db).await.unwrap().len(), MIGRATIONS.len());
+        assert!(migrate(&db).await.unwrap().is_empty(), "a second run applies nothing");
+        check_schema(&db).await.unwrap();
+    }
+}

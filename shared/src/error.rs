@@ -1,0 +1,221 @@
+//! The one error type of every HTTP handler and its rendering as the contract's `{"detail", "code"}` body.
+
+use http::StatusCode;
+use lambda_http::{Body, Response};
+use serde::Serialize;
+
+/// One failed field check of a 422 response.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    /// The request field that failed.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Everything a handler can fail with. Client errors render as their status; everything else is a 500
+/// whose cause is logged but never shown.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401 `not_authenticated`: no or blank `Authorization` header.
+    #[error("not authenticated")]
+    NotAuthenticated,
+    /// 401 `invalid_token`: bad signature, expired, revoked, user gone.
+    #[error("invalid token")]
+    InvalidToken,
+    /// 404 `not_found`: no such route.
+    #[error("route not found")]
+    RouteNotFound,
+    /// 405 `method_not_allowed`.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 413 `payload_too_large`.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// 429 `rate_limited`, with `Retry-After` seconds.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until the window frees up.
+        retry_after: u64,
+    },
+    /// 422 `validation_error` with one entry per failed field.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// Any other client error of the contract: a status, a stable code and a fixed message.
+    #[error("{code}")]
+    Client {
+        /// HTTP status.
+        status: StatusCode,
+        /// Stable machine code.
+        code: &'static str,
+        /// Fixed human-readable message.
+        detail: &'static str,
+    },
+    /// 500 with a fixed message (e.g. "Failed to delete account") and a logged cause.
+    #[error("{detail}")]
+    InternalWith {
+        /// Message shown to the client.
+        detail: &'static str,
+        /// Cause, logged only.
+        #[source]
+        source: anyhow::Error,
+    },
+    /// 500 `internal_error`; the cause is logged, never returned.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<libsql::Error> for ApiError {
+    fn from(err: libsql::Error) -> Self {
+        Self::Internal(anyhow::Error::new(err).context("database"))
+    }
+}
+
+impl ApiError {
+    /// A contract error with its own status, code and message.
+    pub const fn client(status: u16, code: &'static str, detail: &'static str) -> Self {
+        let status = match StatusCode::from_u16(status) {
+            Ok(s) => s,
+            Err(_) => StatusCode::BAD_REQUEST,
+        };
+        Self::Client { status, code, detail }
+    }
+
+    /// A 422 for one field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError { field: field.into(), message: message.into() }])
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotAuthenticated | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Client { status, .. } => *status,
+            Self::InternalWith { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotAuthenticated => "not_authenticated",
+            Self::InvalidToken => "invalid_token",
+            Self::RouteNotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Validation(_) => "validation_error",
+            Self::Client { code, .. } => code,
+            Self::InternalWith { .. } | Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The fixed message shown to clients.
+    pub fn detail(&self) -> &'static str {
+        match self {
+            Self::NotAuthenticated => "Not authenticated",
+            Self::InvalidToken => "Could not validate credentials",
+            Self::RouteNotFound => "Not Found",
+            Self::MethodNotAllowed => "Method Not Allowed",
+            Self::PayloadTooLarge => "Payload too large",
+            Self::RateLimited { .. } => "Too many requests",
+            Self::Validation(_) => "Request validation failed",
+            Self::Client { detail, .. } | Self::InternalWith { detail, .. } => detail,
+            Self::Internal(_) => "Internal server error",
+        }
+    }
+
+    /// Renders the error as the contract's response; 5xx causes are logged here, 4xx only at debug.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = ?self, "request failed");
+        } else {
+            tracing::debug!(code = self.code(), "client error");
+        }
+        let mut body = serde_json::json!({ "detail": self.detail(), "code": self.code() });
+        if let Self::Validation(errors) = &self {
+            body["errors"] = serde_json::to_value(errors).unwrap_or_default();
+        }
+        let mut resp = crate::http::json_response(status, &body);
+        let headers = resp.headers_mut();
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        }
+        if let Self::RateLimited { retry_after } = self {
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(retry_after.max(1)));
+        }
+        resp
+    }
+}
+
+/// Maps a unique-constraint failure to a contract error and passes everything else through.
+pub trait OnConstraint<T> {
+    /// Turns a `UNIQUE` violation into `err`.
+    fn on_unique(self, err: ApiError) -> Result<T, ApiError>;
+}
+
+impl<T> OnConstraint<T> for Result<T, libsql::Error> {
+    fn on_unique(self, err: ApiError) -> Result<T, ApiError> {
+        self.map_err(|e| if is_unique_violation(&e) { err } else { e.into() })
+    }
+}
+
+/// Whether a libSQL error is a unique-constraint violation, for local and remote databases alike.
+pub fn is_unique_violation(err: &libsql::Error) -> bool {
+    match err {
+        // SQLITE_CONSTRAINT_UNIQUE = 2067, SQLITE_CONSTRAINT_PRIMARYKEY = 1555
+        libsql::Error::SqliteFailure(code, _) => *code == 2067 || *code == 1555,
+        other => {
+            let text = other.to_string();
+            text.contains("UNIQUE constraint failed") || text.contains("SQLITE_CONSTRAINT_UNIQUE")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(resp: &Response<Body>) -> serde_json::Value {
+        serde_json::from_slice(resp.body().as_ref()).unwrap()
+    }
+
+    #[test]
+    fn internal_errors_never_leak_their_cause() {
+        let resp = ApiError::Internal(anyhow::anyhow!("secret table xyz exploded")).into_response();
+        assert_eq!(resp.status(), 500);
+        let text = String::from_utf8_lossy(resp.body().as_ref()).to_string();
+        assert!(!text.contains("xyz"));
+        assert_eq!(body(&resp)["code"], "internal_error");
+    }
+
+    #[test]
+    fn unauthorized_carries_www_authenticate() {
+        let resp = ApiError::InvalidToken.into_response();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        assert_eq!(body(&resp)["detail"], "Could not validate credentials");
+    }
+
+    #[test]
+    fn validation_lists_the_failed_fields() {
+        let resp = ApiError::field("password", "too short").into_response();
+        assert_eq!(resp.status(), 422);
+        let b = body(&resp);
+        assert_eq!(b["code"], "validation_error");
+        assert_eq!(b["errors"][0]["field"], "password");
+    }
+
+    #[test]
+    fn rate_limited_tells_when_to_retry() {
+        let resp = ApiError::RateLimited { retry_after: 42 }.into_response();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "42");
+    }
+}

@@ -1,0 +1,20 @@
+//! The common crate of the messenger backend: everything the Lambda functions share.
+//!
+//! Functions depend on this crate only; the local stack and the tests build on it too.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod lambda;
+pub mod privacy;
+pub mod ratelimit;
+pub mod routes;
+pub mod state;
+pub mod storage;
+pub mod time;
+pub mod users;
+
+pub use error::ApiError;
+pub use state::AppState;

@@ -1,0 +1,321 @@
+//! Privacy settings and the one place that turns a user into what a viewer may see (API.md §4.2–4.3).
+
+use std::collections::{HashMap, HashSet};
+
+use libsql::Connection;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::users::UserRow;
+
+/// Who sees the avatar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvatarVisibility {
+    /// Everyone.
+    All,
+    /// Contacts of the owner.
+    Contacts,
+    /// No one.
+    Nobody,
+    /// Everyone except the listed ids.
+    Except,
+}
+
+impl AvatarVisibility {
+    /// Parses the stored / wire value.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "all" => Self::All,
+            "contacts" => Self::Contacts,
+            "nobody" => Self::Nobody,
+            "except" => Self::Except,
+            _ => return None,
+        })
+    }
+    /// The stored / wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Contacts => "contacts",
+            Self::Nobody => "nobody",
+            Self::Except => "except",
+        }
+    }
+}
+
+/// Who sees the phone number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhoneVisibility {
+    /// Everyone.
+    All,
+    /// Contacts of the owner.
+    Contacts,
+    /// No one (default).
+    Nobody,
+}
+
+impl PhoneVisibility {
+    /// Parses the stored / wire value.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "all" => Self::All,
+            "contacts" => Self::Contacts,
+            "nobody" => Self::Nobody,
+            _ => return None,
+        })
+    }
+    /// The stored / wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Contacts => "contacts",
+            Self::Nobody => "nobody",
+        }
+    }
+}
+
+/// A user's privacy settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Privacy {
+    /// Avatar visibility.
+    pub avatar_visibility: AvatarVisibility,
+    /// Ids excluded with `except`.
+    pub avatar_visibility_exceptions: Vec<i64>,
+    /// Reciprocal read receipts.
+    pub show_read_receipts: bool,
+    /// `last_seen` visible to others.
+    pub show_last_seen: bool,
+    /// `is_online` visible to others.
+    pub show_online_status: bool,
+    /// Phone visibility.
+    pub phone_visibility: PhoneVisibility,
+}
+
+/// The user object of API.md §3.1.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct UserView {
+    pub id: i64,
+    pub username: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    pub public_key: Option<String>,
+    pub avatar_url: Option<String>,
+    pub avatar_frame: Option<String>,
+    pub bio: Option<String>,
+    pub birthdate: Option<String>,
+    pub last_seen: Option<String>,
+    pub is_online: Option<bool>,
+    pub last_message: Option<String>,
+    pub last_message_time: Option<String>,
+    pub last_message_sender_id: Option<i64>,
+    pub last_message_type: Option<String>,
+    pub local_name: Option<String>,
+    pub is_deleted: bool,
+}
+
+impl UserView {
+    /// The stub shown for a deleted account: every field but `id` null.
+    pub fn deleted(id: i64) -> Self {
+        Self { id, is_deleted: true, ..Self::default() }
+    }
+}
+
+async fn avatar_url(state: &AppState, user: &UserRow) -> Result<Option<String>, ApiError> {
+    if let Some(key) = &user.avatar_key {
+        return Ok(Some(state.storage.presign_get(key).await?));
+    }
+    Ok(user.avatar_preset.as_deref().map(|id| state.preset_avatar_url(id)))
+}
+
+fn profile(user: &UserRow) -> UserView {
+    UserView {
+        id: user.id,
+        username: user.username.clone(),
+        first_name: user.first_name.clone(),
+        last_name: user.last_name.clone(),
+        public_key: user.public_key.clone(),
+        avatar_frame: user.avatar_frame.clone(),
+        bio: user.bio.clone(),
+        birthdate: user.birthdate.clone(),
+        ..UserView::default()
+    }
+}
+
+/// The self view (`GET /me`, edit responses): every own field, unfiltered.
+pub async fn self_view(state: &AppState, user: &UserRow) -> Result<UserView, ApiError> {
+    Ok(UserView { phone: user.phone.clone(), avatar_url: avatar_url(state, user).await?, ..profile(user) })
+}
+
+/// What the viewer knows about a set of owners, loaded in a few batched queries.
+#[derive(Debug, Default)]
+struct Relations {
+    /// Owners whose contact the viewer is (owner messaged or named the viewer).
+    contact_of: HashSet<i64>,
+    /// Owners with at least one open connection.
+    online: HashSet<i64>,
+    /// The viewer's local names for owners.
+    local_names: HashMap<i64, String>,
+}
+
+async fn ids_of(conn: &Connection, sql: &str, viewer: i64, ids: &str) -> Result<HashSet<i64>, ApiError> {
+    let mut rows = conn.query(sql, (viewer, ids)).await?;
+    let mut set = HashSet::new();
+    while let Some(row) = rows.next().await? {
+        set.insert(row.get::<i64>(0)?);
+    }
+    Ok(set)
+}
+
+async fn relations(conn: &Connection, viewer: i64, owners: &[i64]) -> Result<Relations, ApiError> {
+    let ids = serde_json::to_string(owners).unwrap_or_else(|_| "[]".into());
+    let mut contact_of = ids_of(
+        conn,
+        "SELECT DISTINCT sender_id FROM message WHERE receiver_id = ?1 \
+         AND sender_id IN (SELECT value FROM json_each(?2)) AND deleted_for_everyone = 0",
+        viewer,
+        &ids,
+    )
+    .await?;
+    contact_of.extend(
+        ids_of(
+            conn,
+            "SELECT owner_id FROM contact WHERE contact_id = ?1 \
+             AND owner_id IN (SELECT value FROM json_each(?2)) AND local_name IS NOT NULL AND local_name != ''",
+            viewer,
+            &ids,
+        )
+        .await?,
+    );
+    let online = ids_of(
+        conn,
+        "SELECT DISTINCT user_id FROM connection WHERE ?1 IS NOT NULL AND user_id IN (SELECT value FROM json_each(?2))",
+        viewer,
+        &ids,
+    )
+    .await?;
+    let mut local_names = HashMap::new();
+    let mut rows = conn
+        .query(
+            "SELECT contact_id, local_name FROM contact WHERE owner_id = ?1 \
+             AND contact_id IN (SELECT value FROM json_each(?2)) AND local_name IS NOT NULL",
+            (viewer, ids.as_str()),
+        )
+        .await?;
+    while let Some(row) = rows.next().await? {
+        local_names.insert(row.get::<i64>(0)?, row.get::<String>(1)?);
+    }
+    Ok(Relations { contact_of, online, local_names })
+}
+
+fn avatar_allowed(owner: &UserRow, viewer: i64, is_contact: bool) -> bool {
+    match owner.privacy.avatar_visibility {
+        AvatarVisibility::All => true,
+        AvatarVisibility::Contacts => is_contact,
+        AvatarVisibility::Nobody => false,
+        AvatarVisibility::Except => !owner.privacy.avatar_visibility_exceptions.contains(&viewer),
+    }
+}
+
+fn phone_allowed(owner: &UserRow, is_contact: bool) -> bool {
+    match owner.privacy.phone_visibility {
+        PhoneVisibility::All => true,
+        PhoneVisibility::Contacts => is_contact,
+        PhoneVisibility::Nobody => false,
+    }
+}
+
+/// Public views of `owners` for `viewer`, privacy applied, with the viewer's local names; order is kept.
+pub async fn public_views(
+    state: &AppState,
+    conn: &Connection,
+    viewer: i64,
+    owners: &[UserRow],
+) -> Result<Vec<UserView>, ApiError> {
+    let ids: Vec<i64> = owners.iter().map(|u| u.id).collect();
+    let rel = relations(conn, viewer, &ids).await?;
+    let mut views = Vec::with_capacity(owners.len());
+    for owner in owners {
+        if owner.is_deleted {
+            views.push(UserView::deleted(owner.id));
+            continue;
+        }
+        let is_contact = rel.contact_of.contains(&owner.id);
+        let mut view = profile(owner);
+        if avatar_allowed(owner, viewer, is_contact) {
+            view.avatar_url = avatar_url(state, owner).await?;
+        }
+        if phone_allowed(owner, is_contact) {
+            view.phone.clone_from(&owner.phone);
+        }
+        if owner.privacy.show_last_seen {
+            view.last_seen = owner.last_seen.map(crate::time::format_ms);
+        }
+        if owner.privacy.show_online_status {
+            view.is_online = Some(rel.online.contains(&owner.id));
+        }
+        view.local_name = rel.local_names.get(&owner.id).cloned();
+        views.push(view);
+    }
+    Ok(views)
+}
+
+/// The public view of one owner for `viewer`.
+pub async fn public_view(
+    state: &AppState,
+    conn: &Connection,
+    viewer: i64,
+    owner: &UserRow,
+) -> Result<UserView, ApiError> {
+    Ok(public_views(state, conn, viewer, std::slice::from_ref(owner)).await?.pop().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(avatar: AvatarVisibility, exceptions: Vec<i64>, phone: PhoneVisibility) -> UserRow {
+        UserRow {
+            id: 1,
+            phone: Some("79990000000".into()),
+            username: None,
+            first_name: Some("A".into()),
+            last_name: Some("B".into()),
+            public_key: None,
+            avatar_key: None,
+            avatar_preset: Some("3".into()),
+            avatar_frame: None,
+            bio: None,
+            birthdate: None,
+            last_seen: None,
+            privacy: Privacy {
+                avatar_visibility: avatar,
+                avatar_visibility_exceptions: exceptions,
+                show_read_receipts: true,
+                show_last_seen: true,
+                show_online_status: true,
+                phone_visibility: phone,
+            },
+            is_deleted: false,
+        }
+    }
+
+    #[test]
+    fn avatar_modes() {
+        let u = owner(AvatarVisibility::Except, vec![7], PhoneVisibility::Nobody);
+        assert!(!avatar_allowed(&u, 7, true), "listed ids never see it");
+        assert!(avatar_allowed(&u, 8, false));
+        let u = owner(AvatarVisibility::Contacts, vec![], PhoneVisibility::Nobody);
+        assert!(avatar_allowed(&u, 8, true));
+        assert!(!avatar_allowed(&u, 8, false));
+        assert!(!avatar_allowed(&owner(AvatarVisibility::Nobody, vec![], PhoneVisibility::Nobody), 8, true));
+    }
+
+    #[test]
+    fn phone_is_hidden_by_default() {
+        assert!(!phone_allowed(&owner(AvatarVisibility::All, vec![], PhoneVisibility::Nobody), true));
+        assert!(phone_allowed(&owner(AvatarVisibility::All, vec![], PhoneVisibility::Contacts), true));
+        assert!(!phone_allowed(&owner(AvatarVisibility::All, vec![], PhoneVisibility::Contacts), false));
+    }
+}

@@ -1,0 +1,186 @@
+//! The REST routing table: which function serves which method + path. Routers dispatch on it and
+//! `/openapi.json` is generated from it, so the documentation cannot drift from what is served.
+
+use serde_json::{Value, json};
+
+/// One REST route.
+#[derive(Debug)]
+pub struct Route {
+    /// Function (binary) that serves it.
+    pub function: &'static str,
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template with `{param}` segments, as in `template.yaml`.
+    pub path: &'static str,
+    /// Operation id, also the handler name.
+    pub op: &'static str,
+    /// One-line summary.
+    pub summary: &'static str,
+    /// Whether a bearer token is required.
+    pub auth: bool,
+    /// Success status.
+    pub status: u16,
+    /// Query parameters it reads (also accepted in a JSON body where the contract says so).
+    pub query: &'static [&'static str],
+    /// Request body: `None`, `Some("json")` or `Some("multipart")`.
+    pub body: Option<&'static str>,
+}
+
+const fn r(
+    function: &'static str,
+    method: &'static str,
+    path: &'static str,
+    op: &'static str,
+    summary: &'static str,
+    auth: bool,
+    status: u16,
+) -> Route {
+    Route { function, method, path, op, summary, auth, status, query: &[], body: None }
+}
+
+const fn q(route: Route, query: &'static [&'static str]) -> Route {
+    Route { query, ..route }
+}
+
+const fn b(route: Route, body: &'static str) -> Route {
+    Route { body: Some(body), ..route }
+}
+
+/// Every REST route of every function.
+pub static ROUTES: &[Route] = &[
+    // auth
+    b(r("auth", "POST", "/auth/register", "register", "Create an account and a device; returns a token", false, 201), "json"),
+    b(r("auth", "POST", "/auth/login", "login", "Log in with phone or username and password", false, 200), "json"),
+    b(r("auth", "PUT", "/users/me/password", "change_password", "Change the password; revokes every other token", true, 200), "json"),
+    // users
+    r("users", "GET", "/me", "get_me", "The caller's own profile (self view)", true, 200),
+    q(r("users", "PUT", "/users/me/username", "set_username", "Set or change the username", true, 200), &["new_username"]),
+    q(r("users", "GET", "/users/check_availability", "check_availability", "Whether a username is free", true, 200), &["username"]),
+    q(r("users", "PUT", "/users/me/profile", "update_profile", "Update bio and birthdate", true, 200), &["bio", "birthdate"]),
+    b(r("users", "PUT", "/users/me/bio", "set_bio", "Set the bio", true, 200), "json"),
+    b(r("users", "PUT", "/users/me/birthdate", "set_birthdate", "Set the birthdate", true, 200), "json"),
+    q(r("users", "GET", "/users", "list_users", "List users (public view), paged by id", true, 200), &["limit", "after_id"]),
+    q(r("users", "GET", "/users/search", "search_users", "Search users by username or name", true, 200), &["query"]),
+    r("users", "GET", "/users/{user_id}/profile", "get_profile", "A user's public profile", true, 200),
+    r("users", "GET", "/users/me/privacy", "get_privacy", "The caller's privacy settings", true, 200),
+    q(
+        r("users", "PUT", "/users/me/privacy", "update_privacy", "Change privacy settings", true, 200),
+        &[
+            "avatar_visibility",
+            "avatar_visibility_exceptions",
+            "show_read_receipts",
+            "show_last_seen",
+            "show_online_status",
+            "phone_visibility",
+        ],
+    ),
+    q(r("users", "PUT", "/users/me/avatar-frame", "set_avatar_frame", "Choose an avatar frame", true, 200), &["frame"]),
+    q(r("users", "PUT", "/users/me/preset-avatar", "set_preset_avatar", "Choose a preset avatar", true, 200), &["avatar_id"]),
+    b(r("users", "POST", "/users/me/avatar", "upload_avatar", "Upload an avatar image (JPEG, PNG, GIF, WebP)", true, 200), "multipart"),
+    // system
+    r("system", "GET", "/", "root", "Service banner", false, 200),
+    r("system", "GET", "/test", "test", "Liveness check used by the client", false, 200),
+    r("system", "GET", "/health", "health", "Health check", false, 200),
+    r("system", "GET", "/avatars/list", "list_preset_avatars", "Preset avatars", false, 200),
+    r("system", "GET", "/avatar-frames/list", "list_avatar_frames", "Avatar frames", false, 200),
+    r("system", "GET", "/openapi.json", "openapi", "This OpenAPI document", false, 200),
+    r("system", "GET", "/docs", "docs", "HTML page rendering the OpenAPI document", false, 200),
+];
+
+/// The OpenAPI 3.1 document of every route in [`ROUTES`].
+pub fn openapi() -> Value {
+    let mut paths = serde_json::Map::new();
+    for route in ROUTES {
+        let mut parameters: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| {
+                let schema = if name.ends_with("_id") && name != "device_id" {
+                    json!({"type": "integer"})
+                } else {
+                    json!({"type": "string"})
+                };
+                json!({"name": name, "in": "path", "required": true, "schema": schema})
+            })
+            .collect();
+        parameters.extend(
+            route.query.iter().map(|name| json!({"name": name, "in": "query", "required": false, "schema": {}})),
+        );
+        let mut responses = serde_json::Map::new();
+        let success = if route.status == 204 {
+            json!({"description": "Success, no body"})
+        } else {
+            json!({"description": "Success", "content": {"application/json": {"schema": {}}}})
+        };
+        responses.insert(route.status.to_string(), success);
+        let error = json!({"$ref": "#/components/responses/Error"});
+        responses.insert("422".into(), error.clone());
+        if route.auth {
+            responses.insert("401".into(), error.clone());
+        }
+        responses.insert("default".into(), error);
+        let mut op = json!({
+            "operationId": route.op,
+            "summary": route.summary,
+            "tags": [route.function],
+            "parameters": parameters,
+            "responses": responses,
+        });
+        if route.auth {
+            op["security"] = json!([{"bearer": []}]);
+        }
+        match route.body {
+            Some("json") => {
+                op["requestBody"] = json!({"content": {"application/json": {"schema": {"type": "object"}}}});
+            }
+            Some(_) => {
+                op["requestBody"] = json!({"required": true, "content": {"multipart/form-data": {"schema": {
+                    "type": "object", "properties": {"file": {"type": "string", "contentEncoding": "binary"}},
+                    "required": ["file"]}}}});
+            }
+            None => {}
+        }
+        let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
+        entry[route.method.to_ascii_lowercase()] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Messenger Backend API", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "responses": {"Error": {"description": "Error", "content": {"application/json": {"schema": {
+                "type": "object",
+                "required": ["detail", "code"],
+                "properties": {
+                    "detail": {"type": "string"},
+                    "code": {"type": "string"},
+                    "errors": {"type": "array", "items": {"type": "object", "properties": {
+                        "field": {"type": "string"}, "message": {"type": "string"}}}}
+                }
+            }}}}}
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_and_path_pairs_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for r in ROUTES {
+            assert!(seen.insert((r.method, r.path)), "duplicate route {} {}", r.method, r.path);
+        }
+    }
+
+    #[test]
+    fn openapi_lists_every_route() {
+        let doc = openapi();
+        for r in ROUTES {
+            assert!(doc["paths"][r.path][r.method.to_ascii_lowercase()].is_object(), "{} {}", r.method, r.path);
+        }
+    }
+}

@@ -8,6 +8,7 @@ CREATE TABLE user (
     username_lower                TEXT UNIQUE,            -- for case-insensitive uniqueness and login
     first_name                    TEXT,
     last_name                     TEXT,
+    search_text                   TEXT,                   -- lower-cased "username first last first last" for search
     password_hash                 TEXT,
     public_key                    TEXT,                   -- legacy key text from registration
     avatar_key                    TEXT,                   -- S3 key of an uploaded avatar
@@ -68,6 +69,7 @@ CREATE TABLE message (
 );
 -- A conversation is read through (low id, high id) so both directions share one index.
 CREATE INDEX message_pair ON message (min(sender_id, receiver_id), max(sender_id, receiver_id), id);
+CREATE INDEX message_receiver ON message (receiver_id, sender_id, id);
 CREATE INDEX message_receiver_unread ON message (receiver_id, sender_id, id) WHERE is_read = 0;
 CREATE UNIQUE INDEX message_client_msg ON message (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL;
 

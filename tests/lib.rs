@@ -1,1 +1,236 @@
+//! Test harness: the whole local stack in-process on ephemeral ports and a temp dir, with real HTTP clients.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use messenger_local::{Options, Stack};
+use serde_json::{Value, json};
+
+pub use reqwest::StatusCode;
+
+/// Path of the workspace's `template.yaml`.
+pub fn template_path() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml"))
+}
+
+/// A running stack for one test.
+pub struct TestApp {
+    pub stack: Stack,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// A response: status, headers and JSON body (`Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// Asserts the status and returns the body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
+        self.body
+    }
+
+    /// Asserts an error response with its status and code.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
+        assert_eq!(self.body["code"], code, "unexpected code; body: {}", self.text);
+        assert!(self.body["detail"].is_string(), "detail is a string: {}", self.text);
+        self.body
+    }
+}
+
+/// A registered user with its own client (and its own source address).
+pub struct TestUser {
+    pub id: i64,
+    pub token: String,
+    pub device_id: String,
+    pub phone: String,
+    pub password: String,
+    pub client: Client,
+}
+
+/// An HTTP client bound to a random loopback address, so per-IP rate limits are per client.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub ip: IpAddr,
+}
+
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).unwrap();
+    u32::from_le_bytes(b)
+}
+
+impl Client {
+    pub fn new(base: &str) -> Self {
+        let r = random_u32();
+        let ip = IpAddr::V4(Ipv4Addr::new(127, (r >> 16) as u8 | 1, (r >> 8) as u8, (r as u8).max(2)));
+        let http = reqwest::Client::builder().local_address(ip).build().unwrap();
+        Self { http, base: base.to_owned(), ip }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let resp = req.send().await.expect("request failed");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, headers, body, text }
+    }
+
+    fn with_token(req: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+        match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// Any method and path (with query), optional token and JSON body.
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = Self::with_token(self.http.request(method, format!("{}{path}", self.base)), token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        self.send(req).await
+    }
+
+    /// A raw body with a content type.
+    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let req = Self::with_token(self.http.request(method, format!("{}{path}", self.base)), token)
+            .header("content-type", content_type)
+            .body(body);
+        self.send(req).await
+    }
+
+    /// A multipart upload of one part named `field`.
+    pub async fn upload(&self, path: &str, token: &str, field: &str, filename: &str, data: &[u8]) -> Resp {
+        let boundary = "----testboundary7MA4YWxkTrZu0gW";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(data);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        self.raw("POST", path, Some(token), &format!("multipart/form-data; boundary={boundary}"), body).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.call("GET", path, token, None).await
+    }
+}
+
+/// Unique phone numbers across a test run.
+pub fn unique_phone() -> String {
+    format!("1555{:08}", random_u32() % 100_000_000)
+}
+
+impl TestApp {
+    /// Starts a fresh stack.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts a fresh stack with configuration overrides.
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            shared::lambda::init_tracing();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut all = vec![("BCRYPT_COST".to_owned(), "4".to_owned())];
+        all.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let options = Options {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            s3_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.path().to_owned(),
+            template: template_path(),
+            overrides: all,
+            use_env: false,
+        };
+        let stack = Stack::start(options).await.expect("stack starts");
+        let base = format!("http://{}", stack.http_addr);
+        Self { stack, base, dir }
+    }
+
+    /// A new client with its own source address.
+    pub fn client(&self) -> Client {
+        Client::new(&self.base)
+    }
+
+    /// Registers a user with fresh names and phone; returns it with its own client.
+    pub async fn user(&self) -> TestUser {
+        self.user_named("Test", "User").await
+    }
+
+    /// Registers a user with the given names.
+    pub async fn user_named(&self, first: &str, last: &str) -> TestUser {
+        let client = self.client();
+        let phone = unique_phone();
+        let password = "correct horse battery".to_owned();
+        let body = client
+            .call(
+                "POST",
+                "/auth/register",
+                None,
+                Some(&json!({"first_name": first, "last_name": last, "phone": phone, "password": password,
+                    "public_key": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"})),
+            )
+            .await
+            .expect(201);
+        TestUser {
+            id: body["user_id"].as_i64().unwrap(),
+            token: body["access_token"].as_str().unwrap().to_owned(),
+            device_id: body["device_id"].as_str().unwrap().to_owned(),
+            phone,
+            password,
+            client,
+        }
+    }
+
+    /// A connection to the stack's libSQL file, for arranging and inspecting state.
+    pub async fn db(&self) -> shared::db::PooledConn<'_> {
+        self.stack.state.db.conn().await.unwrap()
+    }
+
+    /// Every key in the bucket, listed through the S3 endpoint.
+    pub async fn bucket_keys(&self) -> Vec<String> {
+        let storage = &self.stack.state.storage;
+        let out = storage.client().list_objects_v2().bucket(storage.bucket()).send().await.unwrap();
+        out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+    }
+}
+
+impl TestUser {
+    pub async fn get(&self, path: &str) -> Resp {
+        self.client.get(path, Some(&self.token)).await
+    }
+    pub async fn put(&self, path: &str, body: Option<&Value>) -> Resp {
+        self.client.call("PUT", path, Some(&self.token), body).await
+    }
+    pub async fn post(&self, path: &str, body: Option<&Value>) -> Resp {
+        self.client.call("POST", path, Some(&self.token), body).await
+    }
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.client.call("DELETE", path, Some(&self.token), None).await
+    }
+}
+
+/// A tiny valid PNG (1x1).
+pub const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00,
+    0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];

@@ -1,1 +1,159 @@
+//! The local stack: an API Gateway emulator calling the functions in-process through `lambda_http`'s own
+//! types, an embedded S3 endpoint (s3s + s3s-fs) and a libSQL file. One process, zero configuration.
 
+pub mod gateway;
+pub mod s3;
+pub mod template;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use shared::AppState;
+use shared::config::Config;
+use shared::storage::StaticCredentials;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Static credentials of the embedded S3 endpoint.
+pub const S3_ACCESS_KEY: &str = "messenger-local";
+/// Static secret of the embedded S3 endpoint.
+pub const S3_SECRET_KEY: &str = "messenger-local-secret";
+/// Bucket used when `S3_BUCKET` is unset.
+pub const DEFAULT_BUCKET: &str = "messenger";
+
+/// How to run the stack.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address of the HTTP API (port 0 = ephemeral).
+    pub http_addr: SocketAddr,
+    /// Address of the S3 endpoint (port 0 = ephemeral).
+    pub s3_addr: SocketAddr,
+    /// Where the database, S3 objects and the generated secret live.
+    pub data_dir: PathBuf,
+    /// The SAM template whose routes are served.
+    pub template: PathBuf,
+    /// Configuration overrides (names of API.md §12); they win over the environment.
+    pub overrides: Vec<(String, String)>,
+    /// Whether to read the process environment for configuration.
+    pub use_env: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            s3_addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
+            data_dir: PathBuf::from(".data"),
+            template: PathBuf::from("template.yaml"),
+            overrides: Vec::new(),
+            use_env: true,
+        }
+    }
+}
+
+/// A running stack.
+pub struct Stack {
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// Where the S3 endpoint listens.
+    pub s3_addr: SocketAddr,
+    /// The state the functions share.
+    pub state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Stack {
+    /// Starts everything: S3, migrations, functions, gateway.
+    pub async fn start(options: Options) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&options.data_dir)
+            .with_context(|| format!("create data dir {}", options.data_dir.display()))?;
+        let data_dir = options.data_dir.canonicalize()?;
+        let template_text = std::fs::read_to_string(&options.template)
+            .with_context(|| format!("read {}", options.template.display()))?;
+        let routes = template::http_routes(&template_text)?;
+        let functions = gateway::functions();
+        let names: Vec<&str> = functions.keys().copied().collect();
+        template::check(&routes, &names)?;
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let s3_listener =
+            TcpListener::bind(options.s3_addr).await.with_context(|| format!("bind S3 on {}", options.s3_addr))?;
+        let http_listener = TcpListener::bind(options.http_addr)
+            .await
+            .with_context(|| format!("bind HTTP on {}", options.http_addr))?;
+        let s3_addr = s3_listener.local_addr()?;
+        let http_addr = http_listener.local_addr()?;
+
+        let mut defaults: Vec<(String, String)> = vec![
+            ("DATABASE_URL".into(), format!("file:{}", data_dir.join("messenger.db").display())),
+            ("S3_BUCKET".into(), DEFAULT_BUCKET.into()),
+            ("S3_ENDPOINT".into(), format!("http://{s3_addr}")),
+        ];
+        if resolve("JWT_SECRET", &options, &defaults).is_none() {
+            defaults.push(("JWT_SECRET".into(), local_secret(&data_dir)?));
+        }
+        let config = Config::from_lookup(|name| resolve(name, &options, &defaults))?;
+
+        let s3_root = data_dir.join("s3");
+        std::fs::create_dir_all(s3_root.join(&config.s3_bucket))?;
+        let mut tasks = vec![tokio::spawn(s3::serve(s3_listener, s3_root, shutdown_rx.clone()))];
+
+        let credentials = StaticCredentials { access_key: S3_ACCESS_KEY.into(), secret_key: S3_SECRET_KEY.into() };
+        let state = Arc::new(AppState::new(config, Some(credentials)).await?);
+        let applied = shared::db::migrate(&state.db).await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "migrations applied");
+        }
+        shared::db::check_schema(&state.db).await?;
+
+        let gw = gateway::Gateway::new(state.clone(), routes, functions);
+        tasks.push(tokio::spawn(gateway::serve(http_listener, gw, shutdown_rx)));
+        Ok(Self { http_addr, s3_addr, state, shutdown, tasks })
+    }
+
+    /// Stops accepting connections and waits for the servers to finish.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A configuration value: explicit override, then the environment, then the local default.
+fn resolve(name: &str, options: &Options, defaults: &[(String, String)]) -> Option<String> {
+    let pick = |list: &[(String, String)]| list.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    pick(&options.overrides)
+        .or_else(|| options.use_env.then(|| std::env::var(name).ok()).flatten().filter(|v| !v.is_empty()))
+        .or_else(|| pick(defaults))
+}
+
+/// The JWT secret of this data dir: generated on first start, stored with mode 0600.
+fn local_secret(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("jwt_secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        let secret = secret.trim().to_owned();
+        if secret.len() >= 32 {
+            return Ok(secret);
+        }
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("write {}", path.display()))?;
+        file.write_all(secret.as_bytes())?;
+    }
+    Ok(secret)
+}

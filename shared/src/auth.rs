@@ -140,6 +140,12 @@ pub async fn verify_password(cost: u32, password: String, hash: Option<String>) 
     .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("bcrypt task")))
 }
 
+/// Authenticates a request by its `Authorization: Bearer` header.
+pub async fn authenticate_request(state: &AppState, req: &lambda_http::Request) -> Result<AuthUser, ApiError> {
+    let token = bearer_token(crate::http::authorization(req))?;
+    authenticate_token(state, token).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,7 +165,10 @@ impl Config {
         }
         let minutes = number("ACCESS_TOKEN_EXPIRE_MINUTES", 1440)?;
         if minutes == 0 {
-            return Err(ConfigError::Invalid { name: "ACCESS_TOKEN_EXPIRE_MINUTES", reason: "must be positive".into() });
+            return Err(ConfigError::Invalid {
+                name: "ACCESS_TOKEN_EXPIRE_MINUTES",
+                reason: "must be positive".into(),
+            });
         }
 
         let mut rate_limits = RateLimits::default();

@@ -114,9 +114,8 @@ impl Drop for PooledConn<'_> {
 
 /// Reads the applied schema version (0 for an empty database).
 pub async fn schema_version(conn: &Connection) -> anyhow::Result<i64> {
-    let mut rows = conn
-        .query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migration'", ())
-        .await?;
+    let mut rows =
+        conn.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migration'", ()).await?;
     if rows.next().await?.is_none() {
         return Ok(0);
     }

@@ -212,8 +212,7 @@ pub struct FilePart {
 /// Extracts the part named `field` of a `multipart/form-data` body; a body that is not multipart, or a
 /// missing part, is a 422.
 pub fn multipart_file(req: &Request, field: &str) -> Result<FilePart, ApiError> {
-    let content_type =
-        req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let missing = || ApiError::field(field, "a multipart/form-data file part is required");
     if !content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
         return Err(missing());
@@ -238,10 +237,8 @@ pub fn multipart_file(req: &Request, field: &str) -> Result<FilePart, ApiError> 
         let headers = String::from_utf8_lossy(&body[headers_start..headers_end]).into_owned();
         let data_start = headers_end + 4;
         let next = find(body, format!("\r\n{delimiter}").as_bytes(), data_start).ok_or_else(missing)?;
-        let disposition = headers
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))
-            .unwrap_or_default();
+        let disposition =
+            headers.lines().find(|l| l.to_ascii_lowercase().starts_with("content-disposition:")).unwrap_or_default();
         if disposition_param(disposition, "name").as_deref() == Some(field) {
             return Ok(FilePart {
                 filename: disposition_param(disposition, "filename"),

@@ -49,17 +49,43 @@ const fn b(route: Route, body: &'static str) -> Route {
 /// Every REST route of every function.
 pub static ROUTES: &[Route] = &[
     // auth
-    b(r("auth", "POST", "/auth/register", "register", "Create an account and a device; returns a token", false, 201), "json"),
+    b(
+        r("auth", "POST", "/auth/register", "register", "Create an account and a device; returns a token", false, 201),
+        "json",
+    ),
     b(r("auth", "POST", "/auth/login", "login", "Log in with phone or username and password", false, 200), "json"),
-    b(r("auth", "PUT", "/users/me/password", "change_password", "Change the password; revokes every other token", true, 200), "json"),
+    b(
+        r(
+            "auth",
+            "PUT",
+            "/users/me/password",
+            "change_password",
+            "Change the password; revokes every other token",
+            true,
+            200,
+        ),
+        "json",
+    ),
     // users
     r("users", "GET", "/me", "get_me", "The caller's own profile (self view)", true, 200),
-    q(r("users", "PUT", "/users/me/username", "set_username", "Set or change the username", true, 200), &["new_username"]),
-    q(r("users", "GET", "/users/check_availability", "check_availability", "Whether a username is free", true, 200), &["username"]),
-    q(r("users", "PUT", "/users/me/profile", "update_profile", "Update bio and birthdate", true, 200), &["bio", "birthdate"]),
+    q(
+        r("users", "PUT", "/users/me/username", "set_username", "Set or change the username", true, 200),
+        &["new_username"],
+    ),
+    q(
+        r("users", "GET", "/users/check_availability", "check_availability", "Whether a username is free", true, 200),
+        &["username"],
+    ),
+    q(
+        r("users", "PUT", "/users/me/profile", "update_profile", "Update bio and birthdate", true, 200),
+        &["bio", "birthdate"],
+    ),
     b(r("users", "PUT", "/users/me/bio", "set_bio", "Set the bio", true, 200), "json"),
     b(r("users", "PUT", "/users/me/birthdate", "set_birthdate", "Set the birthdate", true, 200), "json"),
-    q(r("users", "GET", "/users", "list_users", "List users (public view), paged by id", true, 200), &["limit", "after_id"]),
+    q(
+        r("users", "GET", "/users", "list_users", "List users (public view), paged by id", true, 200),
+        &["limit", "after_id"],
+    ),
     q(r("users", "GET", "/users/search", "search_users", "Search users by username or name", true, 200), &["query"]),
     r("users", "GET", "/users/{user_id}/profile", "get_profile", "A user's public profile", true, 200),
     r("users", "GET", "/users/me/privacy", "get_privacy", "The caller's privacy settings", true, 200),
@@ -75,8 +101,22 @@ pub static ROUTES: &[Route] = &[
         ],
     ),
     q(r("users", "PUT", "/users/me/avatar-frame", "set_avatar_frame", "Choose an avatar frame", true, 200), &["frame"]),
-    q(r("users", "PUT", "/users/me/preset-avatar", "set_preset_avatar", "Choose a preset avatar", true, 200), &["avatar_id"]),
-    b(r("users", "POST", "/users/me/avatar", "upload_avatar", "Upload an avatar image (JPEG, PNG, GIF, WebP)", true, 200), "multipart"),
+    q(
+        r("users", "PUT", "/users/me/preset-avatar", "set_preset_avatar", "Choose a preset avatar", true, 200),
+        &["avatar_id"],
+    ),
+    b(
+        r(
+            "users",
+            "POST",
+            "/users/me/avatar",
+            "upload_avatar",
+            "Upload an avatar image (JPEG, PNG, GIF, WebP)",
+            true,
+            200,
+        ),
+        "multipart",
+    ),
     // system
     r("system", "GET", "/", "root", "Service banner", false, 200),
     r("system", "GET", "/test", "test", "Liveness check used by the client", false, 200),

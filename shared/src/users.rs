@@ -4,6 +4,17 @@ use libsql::{Connection, Row};
 
 use crate::privacy::{AvatarVisibility, PhoneVisibility, Privacy};
 
+/// Avatar frames of API.md §10.1: id, original name, colour hint.
+pub const AVATAR_FRAMES: [(&str, &str, &str); 4] = [
+    ("none", "Без рамки", "#000000"),
+    ("fire", "Огненная", "#FF4500"),
+    ("rainbow", "Радужная", "#FF0000"),
+    ("purple", "Фиолетовая", "#800080"),
+];
+
+/// Preset avatar ids of API.md §10.2.
+pub const PRESET_AVATAR_IDS: [&str; 12] = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];
+
 /// Columns of [`UserRow`], in order, for `SELECT`s.
 pub const USER_COLUMNS: &str = "id, phone, username, first_name, last_name, public_key, avatar_key, \
     avatar_preset, avatar_frame, bio, birthdate, last_seen, avatar_visibility, avatar_visibility_exceptions, \
@@ -90,6 +101,12 @@ pub async fn query_users(
 pub async fn find(conn: &Connection, id: i64) -> Result<Option<UserRow>, libsql::Error> {
     let sql = format!("SELECT {USER_COLUMNS} FROM user WHERE id = ?1");
     Ok(query_users(conn, &sql, [id]).await?.pop())
+}
+
+/// The lower-cased text `GET /users/search` matches: username, first name, last name and "first last".
+pub fn search_text(username: Option<&str>, first_name: Option<&str>, last_name: Option<&str>) -> String {
+    let (first, last) = (first_name.unwrap_or_default(), last_name.unwrap_or_default());
+    format!("{}\n{first}\n{last}\n{first} {last}", username.unwrap_or_default()).to_lowercase()
 }
 
 /// Username rules of API.md §4.1: 5–32 of `[A-Za-z0-9_]`, starting with a letter.

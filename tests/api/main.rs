@@ -1,1 +1,9 @@
+//! Integration tests: the whole local stack in-process, real HTTP, the real embedded S3 and a libSQL file.
 
+mod auth;
+mod avatar;
+mod events;
+mod privacy;
+mod robustness;
+mod system;
+mod users;

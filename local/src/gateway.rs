@@ -1,0 +1,258 @@
+//! The API Gateway HTTP API emulator: routes from `template.yaml`, each request turned into an API Gateway v2
+//! event and parsed by `lambda_http` itself, so a handler sees exactly what it would see on Lambda.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body as AxumBody;
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response as AxumResponse;
+use base64::Engine as _;
+use http::{HeaderValue, Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::{Map, Value, json};
+use shared::{ApiError, AppState};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::template::{HttpRoute, match_path};
+
+/// API Gateway's payload limit for HTTP APIs.
+const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024 + 256 * 1024;
+
+/// A function as the gateway calls it.
+pub type Handler =
+    Arc<dyn Fn(Arc<AppState>, Request) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
+
+macro_rules! handler {
+    ($f:path) => {{
+        let h: Handler = Arc::new(|state: Arc<AppState>, req: Request| Box::pin(async move { $f(&state, req).await }));
+        h
+    }};
+}
+
+/// Every function this gateway can call, by binary name.
+pub fn functions() -> HashMap<&'static str, Handler> {
+    HashMap::from([
+        (fn_auth::FUNCTION, handler!(fn_auth::handle)),
+        (fn_users::FUNCTION, handler!(fn_users::handle)),
+        (fn_system::FUNCTION, handler!(fn_system::handle)),
+    ])
+}
+
+/// The gateway: state, routes and functions.
+#[derive(Clone)]
+pub struct Gateway {
+    state: Arc<AppState>,
+    routes: Arc<Vec<HttpRoute>>,
+    functions: Arc<HashMap<&'static str, Handler>>,
+}
+
+impl Gateway {
+    /// A gateway over checked routes.
+    pub fn new(state: Arc<AppState>, routes: Vec<HttpRoute>, functions: HashMap<&'static str, Handler>) -> Self {
+        Self { state, routes: Arc::new(routes), functions: Arc::new(functions) }
+    }
+}
+
+/// Serves the HTTP API on `listener` until shutdown.
+pub async fn serve(listener: TcpListener, gateway: Gateway, mut shutdown: watch::Receiver<bool>) {
+    let app = axum::Router::new().fallback(http_entry).with_state(gateway);
+    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = ?e, "HTTP server stopped");
+    }
+}
+
+fn error_response(err: ApiError) -> AxumResponse {
+    into_axum(err.into_response())
+}
+
+fn into_axum(resp: Response<Body>) -> AxumResponse {
+    let (parts, body) = resp.into_parts();
+    let bytes = match body {
+        Body::Empty => Vec::new(),
+        Body::Text(t) => t.into_bytes(),
+        Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    AxumResponse::from_parts(parts, AxumBody::from(bytes))
+}
+
+fn cors_origin(state: &AppState, headers: &http::HeaderMap) -> Option<HeaderValue> {
+    let origin = headers.get(http::header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    state.config.cors_allowed_origins.iter().any(|o| o == text).then(|| origin.clone())
+}
+
+async fn http_entry(
+    State(gw): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: http::Request<AxumBody>,
+) -> AxumResponse {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let origin = cors_origin(&gw.state, req.headers());
+    let mut resp = if method == Method::OPTIONS && req.headers().contains_key("access-control-request-method") {
+        preflight(origin.as_ref())
+    } else {
+        route(&gw, peer, req).await
+    };
+    if let Some(origin) = origin {
+        resp.headers_mut().insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        resp.headers_mut().insert(http::header::VARY, HeaderValue::from_static("Origin"));
+    }
+    // Access log without query strings, tokens or bodies.
+    tracing::info!(%method, path = %path, status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "http");
+    resp
+}
+
+fn preflight(origin: Option<&HeaderValue>) -> AxumResponse {
+    let mut builder = http::Response::builder().status(StatusCode::NO_CONTENT);
+    if origin.is_some() {
+        builder = builder
+            .header(http::header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, PUT, DELETE, OPTIONS")
+            .header(http::header::ACCESS_CONTROL_ALLOW_HEADERS, "authorization, content-type")
+            .header(http::header::ACCESS_CONTROL_MAX_AGE, "600");
+    }
+    builder.body(AxumBody::empty()).unwrap_or_default()
+}
+
+async fn route(gw: &Gateway, peer: SocketAddr, req: http::Request<AxumBody>) -> AxumResponse {
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let mut path_exists = false;
+    let found = gw.routes.iter().find_map(|r| {
+        let params = match_path(&r.path, &path)?;
+        path_exists = true;
+        (r.method == method || r.method == "ANY").then_some((r, params))
+    });
+    let Some((route, params)) = found else {
+        return error_response(if path_exists { ApiError::MethodNotAllowed } else { ApiError::RouteNotFound });
+    };
+    let Some(handler) = gw.functions.get(route.function.as_str()).cloned() else {
+        return error_response(ApiError::RouteNotFound);
+    };
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return error_response(ApiError::PayloadTooLarge),
+    };
+    let event = http_event(&parts, &body, peer, route, &params);
+    let request = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "event not parsed by lambda_http");
+            return error_response(ApiError::Internal(anyhow::anyhow!("event parsing failed")));
+        }
+    };
+    // Run the function in its own task so a panic becomes a 500 instead of a dropped connection.
+    match tokio::spawn(handler(gw.state.clone(), request)).await {
+        Ok(resp) => into_axum(resp),
+        Err(e) => error_response(ApiError::Internal(anyhow::anyhow!("function panicked: {e}"))),
+    }
+}
+
+/// The API Gateway v2 (payload format 2.0) event for a request.
+fn http_event(
+    parts: &http::request::Parts,
+    body: &[u8],
+    peer: SocketAddr,
+    route: &HttpRoute,
+    params: &[(String, String)],
+) -> Value {
+    let mut headers = Map::new();
+    let mut cookies = Vec::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        if name == http::header::COOKIE {
+            cookies.extend(value.split(';').map(|c| Value::String(c.trim().to_owned())));
+            continue;
+        }
+        match headers.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&value);
+            }
+            _ => {
+                headers.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    let content_type = headers.get("content-type").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+    let textual = content_type.starts_with("text/")
+        || content_type.contains("json")
+        || content_type.contains("x-www-form-urlencoded")
+        || content_type.contains("xml");
+    let (body, is_base64) = match std::str::from_utf8(body) {
+        _ if body.is_empty() => (Value::Null, false),
+        Ok(text) if textual => (Value::String(text.to_owned()), false),
+        _ => (Value::String(base64::engine::general_purpose::STANDARD.encode(body)), true),
+    };
+    let now = shared::time::now_ms();
+    let route_key = format!("{} {}", route.method, route.path);
+    let raw_query = parts.uri.query().unwrap_or("");
+    let mut query_params = Map::new();
+    for (k, v) in shared::http::parse_query(raw_query) {
+        query_params.insert(k, v);
+    }
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": parts.uri.path(),
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": headers_host(&parts.headers),
+            "domainPrefix": "local",
+            "http": {
+                "method": parts.method.as_str(),
+                "path": parts.uri.path(),
+                "protocol": "HTTP/1.1",
+                "sourceIp": peer.ip().to_string(),
+                "userAgent": parts.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
+            },
+            "requestId": uuid_like(),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": shared::time::format_ms(now),
+            "timeEpoch": now,
+        },
+        "isBase64Encoded": is_base64,
+    });
+    if !body.is_null() {
+        event["body"] = body;
+    }
+    if !cookies.is_empty() {
+        event["cookies"] = Value::Array(cookies);
+    }
+    if !query_params.is_empty() {
+        event["queryStringParameters"] = Value::Object(query_params);
+    }
+    if !params.is_empty() {
+        event["pathParameters"] =
+            Value::Object(params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
+    }
+    event
+}
+
+fn headers_host(headers: &http::HeaderMap) -> String {
+    headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost").to_owned()
+}
+
+fn uuid_like() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

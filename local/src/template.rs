@@ -1,0 +1,153 @@
+//! Reads the routing table from `template.yaml`: the HttpApi events of each function, resolved to the
+//! function's binary name (`Metadata.BuildProperties.Binary`).
+
+use anyhow::{Context as _, bail};
+use serde_yaml_ng::Value;
+
+/// One HTTP route of the template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// Upper-case method, or `ANY`.
+    pub method: String,
+    /// Path template, e.g. `/users/{user_id}/profile`.
+    pub path: String,
+    /// Binary name of the function serving it.
+    pub function: String,
+}
+
+/// Every HttpApi route of every function in the template.
+pub fn http_routes(yaml: &str) -> anyhow::Result<Vec<HttpRoute>> {
+    let doc: Value = serde_yaml_ng::from_str(yaml).context("template.yaml is not valid YAML")?;
+    let resources = doc.get("Resources").and_then(Value::as_mapping).context("template.yaml has no Resources")?;
+    let mut routes = Vec::new();
+    for (name, resource) in resources {
+        if resource.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let name = name.as_str().unwrap_or("?");
+        let events = resource.get("Properties").and_then(|p| p.get("Events")).and_then(Value::as_mapping);
+        for (event_name, event) in events.into_iter().flatten() {
+            if event.get("Type").and_then(Value::as_str) != Some("HttpApi") {
+                continue;
+            }
+            let binary = resource
+                .get("Metadata")
+                .and_then(|m| m.get("BuildProperties"))
+                .and_then(|b| b.get("Binary"))
+                .and_then(Value::as_str)
+                .with_context(|| format!("function {name} has routes but no Metadata.BuildProperties.Binary"))?;
+            let props = event.get("Properties");
+            let method = props.and_then(|p| p.get("Method")).and_then(Value::as_str);
+            let path = props.and_then(|p| p.get("Path")).and_then(Value::as_str);
+            let (Some(method), Some(path)) = (method, path) else {
+                bail!(
+                    "event {} of function {name} needs Properties.Method and Properties.Path",
+                    event_name.as_str().unwrap_or("?")
+                );
+            };
+            routes.push(HttpRoute {
+                method: method.to_ascii_uppercase(),
+                path: path.to_owned(),
+                function: binary.to_owned(),
+            });
+        }
+    }
+    Ok(routes)
+}
+
+/// Checks that every route names a known function and every known function has a route.
+pub fn check(routes: &[HttpRoute], known: &[&str]) -> anyhow::Result<()> {
+    for r in routes {
+        if !known.contains(&r.function.as_str()) {
+            bail!(
+                "template.yaml routes {} {} to function `{}`, which the local gateway does not know (known: {})",
+                r.method,
+                r.path,
+                r.function,
+                known.join(", ")
+            );
+        }
+    }
+    for f in known {
+        if !routes.iter().any(|r| r.function == *f) {
+            bail!("function `{f}` has no route in template.yaml");
+        }
+    }
+    Ok(())
+}
+
+/// Matches a path against a route template; returns the path parameters.
+pub fn match_path(template: &str, path: &str) -> Option<Vec<(String, String)>> {
+    let parts: Vec<&str> = template.split('/').skip(1).collect();
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    let mut params = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix("+}")) {
+            let rest = segs.get(i..).filter(|r| !r.is_empty())?.join("/");
+            params.push((name.to_owned(), rest));
+            return Some(params);
+        }
+        let seg = segs.get(i)?;
+        if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            if seg.is_empty() {
+                return None;
+            }
+            params.push((name.to_owned(), (*seg).to_owned()));
+        } else if part != seg {
+            return None;
+        }
+    }
+    (parts.len() == segs.len()).then_some(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = "
+Resources:
+  UsersFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: users
+    Properties:
+      Environment:
+        Variables:
+          BUCKET: !Ref FilesBucket
+      Events:
+        GetMe:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref HttpApi
+            Method: get
+            Path: /me
+  MigrateFunction:
+    Type: AWS::Serverless::Function
+    Properties: {}
+";
+
+    #[test]
+    fn routes_resolve_to_binaries_through_short_form_tags() {
+        let routes = http_routes(YAML).unwrap();
+        assert_eq!(routes, vec![HttpRoute { method: "GET".into(), path: "/me".into(), function: "users".into() }]);
+    }
+
+    #[test]
+    fn unknown_functions_and_functions_without_routes_stop_the_start() {
+        let routes = http_routes(YAML).unwrap();
+        assert!(check(&routes, &["users"]).is_ok());
+        let err = check(&routes, &["auth"]).unwrap_err().to_string();
+        assert!(err.contains("does not know"), "{err}");
+        let err = check(&routes, &["users", "auth"]).unwrap_err().to_string();
+        assert!(err.contains("`auth` has no route"), "{err}");
+    }
+
+    #[test]
+    fn path_templates_match_segments() {
+        assert_eq!(match_path("/users/{id}/profile", "/users/7/profile"), Some(vec![("id".into(), "7".into())]));
+        assert_eq!(match_path("/users/{id}/profile", "/users/7"), None);
+        assert_eq!(match_path("/me", "/me"), Some(vec![]));
+        assert_eq!(match_path("/files/{key+}", "/files/a/b"), Some(vec![("key".into(), "a/b".into())]));
+    }
+}

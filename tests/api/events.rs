@@ -1,0 +1,38 @@
+//! Every sample event in `events/` goes through `lambda_http`'s own event parsing into its function.
+
+use messenger_tests::TestApp;
+
+#[tokio::test]
+async fn every_sample_event_reaches_its_handler() {
+    let app = TestApp::spawn().await;
+    let user = app.user().await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let Some((function, _)) = name.split_once('-') else { continue };
+        let text = std::fs::read_to_string(&path).unwrap().replace("EXAMPLE_TOKEN", &user.token);
+        let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if event.get("version").and_then(|v| v.as_str()) != Some("2.0") {
+            continue;
+        }
+        let req = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let resp = match function {
+            "auth" => fn_auth::handle(&app.stack.state, req).await,
+            "users" => fn_users::handle(&app.stack.state, req).await,
+            "system" => fn_system::handle(&app.stack.state, req).await,
+            other => panic!("{name}: unknown function {other}"),
+        };
+        let body: serde_json::Value = serde_json::from_slice(resp.body().as_ref()).unwrap_or_default();
+        let status = resp.status().as_u16();
+        assert!(status < 500, "{name}: {status} {body}");
+        assert!(!["not_found", "method_not_allowed"].contains(&body["code"].as_str().unwrap_or("")), "{name}: {body}");
+        assert_ne!(body["code"], "not_authenticated", "{name}: the token was substituted");
+        seen += 1;
+    }
+    assert!(seen >= shared::routes::ROUTES.len(), "one event per route, saw {seen}");
+}

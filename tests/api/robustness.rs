@@ -1,0 +1,35 @@
+//! No input makes any endpoint answer 500: every route gets hostile bodies, queries and parameters.
+
+use messenger_tests::TestApp;
+
+#[tokio::test]
+async fn hostile_input_never_causes_a_server_error() {
+    let app = TestApp::spawn().await;
+    let user = app.user().await;
+    let bodies: [&[u8]; 7] = [
+        b"",
+        b"null",
+        b"[]",
+        b"{\"password\": 5, \"phone\": [], \"first_name\": {}, \"bio\": 1e999}",
+        b"\xff\xfe\x00garbage",
+        b"{\"avatar_visibility_exceptions\": \"[[[[\", \"limit\": -1, \"new_username\": null}",
+        b"{\"birthdate\": \"9999-99-99\", \"username\": \"\\u0000\", \"device_id\": \"../../etc\"}",
+    ];
+    let queries =
+        ["", "?limit=-5&after_id=x", "?query=%00%ff&username=%", "?new_username=&frame=&avatar_id=%2F..", "?a=%zz"];
+    for route in shared::routes::ROUTES {
+        let path = route.path.replace("{user_id}", "-1");
+        for query in queries {
+            for body in bodies {
+                for token in [Some(user.token.as_str()), None] {
+                    for ct in ["application/json", "multipart/form-data; boundary=x", "text/plain"] {
+                        let resp =
+                            user.client.raw(route.method, &format!("{path}{query}"), token, ct, body.to_vec()).await;
+                        assert!(resp.status.as_u16() < 500, "{} {path}{query} {:?}: {}", route.method, body, resp.text);
+                    }
+                }
+            }
+        }
+    }
+    user.get("/me").await.expect(200);
+}

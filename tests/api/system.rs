@@ -1,0 +1,85 @@
+use std::collections::BTreeSet;
+
+use messenger_tests::{TestApp, template_path};
+use serde_json::json;
+
+#[tokio::test]
+async fn service_endpoints_answer_as_the_original() {
+    let app = TestApp::spawn().await;
+    let c = app.client();
+    assert_eq!(c.get("/", None).await.expect(200), json!({"message": "Messenger Backend API"}));
+    assert_eq!(c.get("/test", None).await.expect(200), json!({"status": "ok", "message": "Backend is running"}));
+    assert_eq!(c.get("/health", None).await.expect(200), json!({"status": "healthy"}));
+    let avatars = c.get("/avatars/list", None).await.expect(200);
+    let avatars = avatars["avatars"].as_array().unwrap();
+    assert_eq!(avatars.len(), 12);
+    assert_eq!(avatars[0], json!({"id": "1", "url": "https://api.dicebear.com/7.x/avataaars/svg?seed=1"}));
+    let frames = c.get("/avatar-frames/list", None).await.expect(200);
+    assert_eq!(frames["frames"][1], json!({"id": "fire", "name": "Огненная", "color": "#FF4500"}));
+    assert_eq!(frames["frames"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn preset_urls_follow_the_configured_template() {
+    let app = TestApp::spawn_with(&[("PRESET_AVATAR_URL_TEMPLATE", "https://static.example/avatars/{id}.png")]).await;
+    let list = app.client().get("/avatars/list", None).await.expect(200);
+    assert_eq!(list["avatars"][11]["url"], "https://static.example/avatars/12.png");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_the_contract_errors() {
+    let app = TestApp::spawn().await;
+    let c = app.client();
+    c.get("/nope", None).await.expect_error(404, "not_found");
+    c.call("DELETE", "/health", None, None).await.expect_error(405, "method_not_allowed");
+}
+
+fn template_routes() -> BTreeSet<(String, String)> {
+    let yaml = std::fs::read_to_string(template_path()).unwrap();
+    messenger_local::template::http_routes(&yaml).unwrap().into_iter().map(|r| (r.method, r.path)).collect()
+}
+
+#[tokio::test]
+async fn openapi_lists_exactly_the_routes_of_the_template() {
+    let app = TestApp::spawn().await;
+    let doc = app.client().get("/openapi.json", None).await.expect(200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    assert_eq!(documented, template_routes(), "every template route documented, nothing else");
+    let me = &doc["paths"]["/me"]["get"];
+    assert_eq!(me["security"], json!([{"bearer": []}]));
+    assert_eq!(doc["paths"]["/users/{user_id}/profile"]["get"]["parameters"][0]["schema"]["type"], "integer");
+}
+
+#[tokio::test]
+async fn docs_render_every_route_as_html() {
+    let app = TestApp::spawn().await;
+    let resp = app.client().get("/docs", None).await;
+    assert_eq!(resp.status.as_u16(), 200);
+    assert!(resp.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    for (_, path) in template_routes() {
+        assert!(resp.text.contains(&format!("<code>{path}</code>")), "{path} missing from /docs");
+    }
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins() {
+    let app = TestApp::spawn_with(&[("CORS_ALLOWED_ORIGINS", "https://app.example")]).await;
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, format!("{}/me", app.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .send()
+    };
+    let ok = preflight("https://app.example").await.unwrap();
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://app.example");
+    assert!(ok.headers().get("access-control-allow-credentials").is_none());
+    let denied = preflight("https://evil.example").await.unwrap();
+    assert!(denied.headers().get("access-control-allow-origin").is_none());
+}

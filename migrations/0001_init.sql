@@ -47,6 +47,8 @@ CREATE TABLE connection (
     id            TEXT PRIMARY KEY,
     user_id       INTEGER NOT NULL REFERENCES user (id),
     device_id     TEXT NOT NULL,
+    token_version INTEGER NOT NULL,         -- `ver` of the token that opened it, re-checked per action
+    token_exp     INTEGER NOT NULL,         -- `exp` of that token (seconds)
     connected_at  INTEGER NOT NULL
 );
 CREATE INDEX connection_user ON connection (user_id, connected_at);
@@ -70,6 +72,7 @@ CREATE TABLE message (
 -- A conversation is read through (low id, high id) so both directions share one index.
 CREATE INDEX message_pair ON message (min(sender_id, receiver_id), max(sender_id, receiver_id), id);
 CREATE INDEX message_receiver ON message (receiver_id, sender_id, id);
+CREATE INDEX message_sender ON message (sender_id, receiver_id, id);
 CREATE INDEX message_receiver_unread ON message (receiver_id, sender_id, id) WHERE is_read = 0;
 CREATE UNIQUE INDEX message_client_msg ON message (sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL;
 

@@ -145,6 +145,11 @@ impl TestApp {
 
     /// Starts a fresh stack with configuration overrides.
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        Self::spawn_full(overrides, None).await
+    }
+
+    /// Starts a fresh stack with configuration overrides and WebSocket limits.
+    pub async fn spawn_full(overrides: &[(&str, &str)], ws_limits: Option<messenger_local::ws::WsLimits>) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
             shared::lambda::init_tracing();
         }
@@ -158,6 +163,7 @@ impl TestApp {
             template: template_path(),
             overrides: all,
             use_env: false,
+            ws_limits: ws_limits.unwrap_or_default(),
         };
         let stack = Stack::start(options).await.expect("stack starts");
         let base = format!("http://{}", stack.http_addr);
@@ -212,7 +218,142 @@ impl TestApp {
     }
 }
 
+/// A WebSocket client connected through the local gateway.
+pub struct Ws {
+    pub stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+/// How long a test waits for an event before failing.
+pub const EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Ws {
+    /// Sends one JSON frame.
+    pub async fn send(&mut self, value: &Value) {
+        use futures_util::SinkExt as _;
+        self.stream.send(tokio_tungstenite::tungstenite::Message::Text(value.to_string().into())).await.unwrap();
+    }
+
+    /// Sends a text message as frames of at most 16 KiB, as clients must behind API Gateway (32 KB frames).
+    pub async fn send_fragmented(&mut self, text: &str) {
+        use futures_util::SinkExt as _;
+        use tokio_tungstenite::tungstenite::protocol::frame::{
+            Frame,
+            coding::{Data, OpCode},
+        };
+        let chunks: Vec<&[u8]> = text.as_bytes().chunks(16 * 1024).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let opcode = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
+            let frame = Frame::message(chunk.to_vec(), opcode, i + 1 == chunks.len());
+            self.stream.send(tokio_tungstenite::tungstenite::Message::Frame(frame)).await.unwrap();
+        }
+    }
+
+    /// Sends raw text.
+    pub async fn send_text(&mut self, text: &str) {
+        use futures_util::SinkExt as _;
+        self.stream.send(tokio_tungstenite::tungstenite::Message::Text(text.to_owned().into())).await.unwrap();
+    }
+
+    /// The next server event (`{"event", "data"}`), or `None` if the connection closed.
+    pub async fn next_event(&mut self) -> Option<Value> {
+        use futures_util::StreamExt as _;
+        loop {
+            let msg =
+                tokio::time::timeout(EVENT_TIMEOUT, self.stream.next()).await.expect("timed out waiting for an event");
+            match msg {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    return Some(serde_json::from_str(&t).unwrap());
+                }
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Waits for the next event named `name`, skipping `presence` events; returns its data.
+    pub async fn expect(&mut self, name: &str) -> Value {
+        loop {
+            let ev = self.next_event().await.unwrap_or_else(|| panic!("connection closed while waiting for {name}"));
+            if ev["event"] == name {
+                return ev["data"].clone();
+            }
+            assert_eq!(ev["event"], "presence", "expected {name}, got {ev}");
+        }
+    }
+
+    /// Asserts that no event other than `presence` arrives for a while (a `ping` round-trip bounds the wait).
+    pub async fn expect_quiet(&mut self) {
+        self.send(&json!({"action": "ping"})).await;
+        loop {
+            let ev = self.next_event().await.expect("connection closed");
+            match ev["event"].as_str() {
+                Some("pong") => return,
+                Some("presence") => {}
+                _ => panic!("expected no event, got {ev}"),
+            }
+        }
+    }
+
+    /// Waits for the server to close the connection; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        use futures_util::StreamExt as _;
+        loop {
+            let msg =
+                tokio::time::timeout(EVENT_TIMEOUT, self.stream.next()).await.expect("timed out waiting for close");
+            match msg {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => return frame.map(|f| f.code.into()),
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+impl TestApp {
+    /// WebSocket URL of the local gateway.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.stack.http_addr)
+    }
+
+    /// Opens a WebSocket connection with `?token=`.
+    pub async fn ws(&self, token: &str) -> Ws {
+        let (stream, _) =
+            tokio_tungstenite::connect_async(format!("{}?token={token}", self.ws_url())).await.expect("ws connects");
+        Ws { stream }
+    }
+
+    /// Inserts messages straight into the database (for arranging large histories).
+    pub async fn insert_messages(&self, from: i64, to: i64, count: usize) -> Vec<i64> {
+        let conn = self.db().await;
+        let mut ids = Vec::new();
+        for i in 0..count {
+            let mut rows = conn
+                .query(
+                    "INSERT INTO message (sender_id, receiver_id, encrypted_content, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                    (from, to, format!("ct-{i}"), shared::time::now_ms()),
+                )
+                .await
+                .unwrap();
+            ids.push(rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap());
+        }
+        ids
+    }
+
+    /// Counts rows of a query with one integer result.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let conn = self.db().await;
+        let mut rows = conn.query(sql, ()).await.unwrap();
+        rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
+    }
+}
+
 impl TestUser {
+    /// Sends a message over a fresh connection and waits for `message_sent`; returns the message id.
+    pub async fn send_via(&self, ws: &mut Ws, to: i64, content: &str) -> i64 {
+        ws.send(&json!({"action": "send_message", "receiver_id": to, "encrypted_content": content})).await;
+        ws.expect("message_sent").await["message_id"].as_i64().unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
         self.client.get(path, Some(&self.token)).await
     }

@@ -19,7 +19,8 @@ use shared::{ApiError, AppState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::template::{HttpRoute, match_path};
+use crate::template::{HttpRoute, WsRoute, match_path};
+use crate::ws::{Registry, WsLimits};
 
 /// API Gateway's payload limit for HTTP APIs.
 const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024 + 256 * 1024;
@@ -41,27 +42,74 @@ pub fn functions() -> HashMap<&'static str, Handler> {
         (fn_auth::FUNCTION, handler!(fn_auth::handle)),
         (fn_users::FUNCTION, handler!(fn_users::handle)),
         (fn_system::FUNCTION, handler!(fn_system::handle)),
+        (fn_chats::FUNCTION, handler!(fn_chats::handle)),
+        (fn_ws_connect::FUNCTION, handler!(fn_ws_connect::handle)),
+        (fn_ws_disconnect::FUNCTION, handler!(fn_ws_disconnect::handle)),
+        (fn_ws_message::FUNCTION, handler!(fn_ws_message::handle)),
     ])
 }
 
-/// The gateway: state, routes and functions.
+/// The gateway: state, routes, functions and open WebSocket connections.
 #[derive(Clone)]
 pub struct Gateway {
-    state: Arc<AppState>,
+    pub(crate) state: Arc<AppState>,
     routes: Arc<Vec<HttpRoute>>,
+    ws_routes: Arc<HashMap<String, String>>,
     functions: Arc<HashMap<&'static str, Handler>>,
+    pub(crate) conns: Registry,
+    pub(crate) ws_limits: WsLimits,
+    host: Arc<str>,
 }
 
 impl Gateway {
     /// A gateway over checked routes.
-    pub fn new(state: Arc<AppState>, routes: Vec<HttpRoute>, functions: HashMap<&'static str, Handler>) -> Self {
-        Self { state, routes: Arc::new(routes), functions: Arc::new(functions) }
+    pub fn new(
+        state: Arc<AppState>,
+        routes: Vec<HttpRoute>,
+        ws_routes: Vec<WsRoute>,
+        functions: HashMap<&'static str, Handler>,
+        ws_limits: WsLimits,
+        host: String,
+    ) -> Self {
+        Self {
+            state,
+            routes: Arc::new(routes),
+            ws_routes: Arc::new(ws_routes.into_iter().map(|r| (r.route_key, r.function)).collect()),
+            functions: Arc::new(functions),
+            conns: Registry::default(),
+            ws_limits,
+            host: host.into(),
+        }
+    }
+
+    /// The function behind a WebSocket route key.
+    pub(crate) fn ws_function(&self, route_key: &str) -> Option<Handler> {
+        self.ws_routes.get(route_key).and_then(|f| self.functions.get(f.as_str())).cloned()
+    }
+
+    /// The gateway's host name as events report it.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Number of open WebSocket connections.
+    pub fn open_connections(&self) -> usize {
+        self.conns.lock().map(|c| c.len()).unwrap_or(0)
     }
 }
 
 /// Serves the HTTP API on `listener` until shutdown.
 pub async fn serve(listener: TcpListener, gateway: Gateway, mut shutdown: watch::Receiver<bool>) {
-    let app = axum::Router::new().fallback(http_entry).with_state(gateway);
+    let app = axum::Router::new()
+        .route("/ws", axum::routing::get(crate::ws::entry))
+        .route(
+            "/ws/@connections/{id}",
+            axum::routing::post(crate::ws::post_to_connection)
+                .get(crate::ws::get_connection)
+                .delete(crate::ws::delete_connection),
+        )
+        .fallback(http_entry)
+        .with_state(gateway);
     let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;
@@ -76,7 +124,7 @@ fn error_response(err: ApiError) -> AxumResponse {
     into_axum(err.into_response())
 }
 
-fn into_axum(resp: Response<Body>) -> AxumResponse {
+pub(crate) fn into_axum(resp: Response<Body>) -> AxumResponse {
     let (parts, body) = resp.into_parts();
     let bytes = match body {
         Body::Empty => Vec::new(),

@@ -4,6 +4,7 @@
 pub mod gateway;
 pub mod s3;
 pub mod template;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ pub struct Options {
     pub overrides: Vec<(String, String)>,
     /// Whether to read the process environment for configuration.
     pub use_env: bool,
+    /// WebSocket idle timeout and maximum duration.
+    pub ws_limits: ws::WsLimits,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             template: PathBuf::from("template.yaml"),
             overrides: Vec::new(),
             use_env: true,
+            ws_limits: ws::WsLimits::default(),
         }
     }
 }
@@ -74,9 +78,10 @@ impl Stack {
         let template_text = std::fs::read_to_string(&options.template)
             .with_context(|| format!("read {}", options.template.display()))?;
         let routes = template::http_routes(&template_text)?;
+        let ws_routes = template::ws_routes(&template_text)?;
         let functions = gateway::functions();
         let names: Vec<&str> = functions.keys().copied().collect();
-        template::check(&routes, &names)?;
+        template::check(&routes, &ws_routes, &names)?;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let s3_listener =
@@ -91,6 +96,7 @@ impl Stack {
             ("DATABASE_URL".into(), format!("file:{}", data_dir.join("messenger.db").display())),
             ("S3_BUCKET".into(), DEFAULT_BUCKET.into()),
             ("S3_ENDPOINT".into(), format!("http://{s3_addr}")),
+            ("WS_ENDPOINT".into(), format!("http://{http_addr}/ws")),
         ];
         if resolve("JWT_SECRET", &options, &defaults).is_none() {
             defaults.push(("JWT_SECRET".into(), local_secret(&data_dir)?));
@@ -109,7 +115,14 @@ impl Stack {
         }
         shared::db::check_schema(&state.db).await?;
 
-        let gw = gateway::Gateway::new(state.clone(), routes, functions);
+        let gw = gateway::Gateway::new(
+            state.clone(),
+            routes,
+            ws_routes,
+            functions,
+            options.ws_limits,
+            http_addr.to_string(),
+        );
         tasks.push(tokio::spawn(gateway::serve(http_listener, gw, shutdown_rx)));
         Ok(Self { http_addr, s3_addr, state, shutdown, tasks })
     }

@@ -15,6 +15,8 @@ Options (each also as an environment variable):
   --s3-port <port>       embedded S3 endpoint port         [MESSENGER_S3_PORT, default 3001]
   --data-dir <dir>       database, objects and secrets     [MESSENGER_DATA_DIR, default .data]
   --template <file>      SAM template with the routes      [MESSENGER_TEMPLATE, default template.yaml]
+  --ws-idle-timeout <s>  close idle WebSockets after s     [MESSENGER_WS_IDLE_TIMEOUT, default 600]
+  --ws-max-duration <s>  close any WebSocket after s       [MESSENGER_WS_MAX_DURATION, default 7200]
   -h, --help             this text
 
 Configuration of API.md §12 (JWT_SECRET, BCRYPT_COST, CORS_ALLOWED_ORIGINS, RATE_LIMIT_*, ...) is read
@@ -32,6 +34,15 @@ fn parse_args() -> Result<Options, String> {
     if let Some(t) = env("MESSENGER_TEMPLATE") {
         options.template = PathBuf::from(t);
     }
+    let secs = |name: &str, text: &str| -> Result<std::time::Duration, String> {
+        text.parse::<u64>().map(std::time::Duration::from_secs).map_err(|_| format!("{name} needs whole seconds"))
+    };
+    if let Some(v) = env("MESSENGER_WS_IDLE_TIMEOUT") {
+        options.ws_limits.idle_timeout = secs("MESSENGER_WS_IDLE_TIMEOUT", &v)?;
+    }
+    if let Some(v) = env("MESSENGER_WS_MAX_DURATION") {
+        options.ws_limits.max_duration = secs("MESSENGER_WS_MAX_DURATION", &v)?;
+    }
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -45,6 +56,8 @@ fn parse_args() -> Result<Options, String> {
             "--s3-port" => s3_port = value()?,
             "--data-dir" => options.data_dir = PathBuf::from(value()?),
             "--template" => options.template = PathBuf::from(value()?),
+            "--ws-idle-timeout" => options.ws_limits.idle_timeout = secs(&arg, &value()?)?,
+            "--ws-max-duration" => options.ws_limits.max_duration = secs(&arg, &value()?)?,
             other => return Err(format!("unknown option {other} (see --help)")),
         }
     }
@@ -69,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         messenger_local::S3_ACCESS_KEY,
         messenger_local::S3_SECRET_KEY
     );
+    println!("WebSocket  ws://{}/ws", stack.http_addr);
     println!("API docs   http://{}/docs", stack.http_addr);
     shutdown_signal().await;
     println!("shutting down");

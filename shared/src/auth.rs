@@ -84,6 +84,10 @@ pub struct AuthUser {
     pub id: i64,
     /// Device the token is bound to.
     pub device_id: String,
+    /// Token version the token carries.
+    pub version: i64,
+    /// Expiry of the token (seconds since the epoch).
+    pub exp: i64,
 }
 
 /// Extracts the bearer token of an `Authorization` header value.
@@ -100,20 +104,31 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
 /// version is current and the device still exists.
 pub async fn authenticate_token(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
     let claims = state.jwt.verify(token)?;
-    let user_id: i64 = claims.sub.parse().map_err(|_| ApiError::InvalidToken)?;
+    let user = AuthUser {
+        id: claims.sub.parse().map_err(|_| ApiError::InvalidToken)?,
+        device_id: claims.did,
+        version: claims.ver,
+        exp: claims.exp,
+    };
+    check_session(state, &user).await?;
+    Ok(user)
+}
+
+/// Re-checks an already verified session (e.g. of an open WebSocket): not expired (60 s leeway), user
+/// present, not deleted or banned, same token version, device still there.
+pub async fn check_session(state: &AppState, user: &AuthUser) -> Result<(), ApiError> {
+    if user.exp + 60 < crate::time::now_ms() / 1000 {
+        return Err(ApiError::InvalidToken);
+    }
     let conn = state.db.conn().await?;
     let mut rows = conn
         .query(
-            "SELECT u.token_version FROM user u JOIN device d ON d.user_id = u.id \
-             WHERE u.id = ?1 AND d.id = ?2 AND u.is_deleted = 0 AND u.is_banned = 0",
-            (user_id, claims.did.as_str()),
+            "SELECT 1 FROM user u JOIN device d ON d.user_id = u.id \
+             WHERE u.id = ?1 AND d.id = ?2 AND u.is_deleted = 0 AND u.is_banned = 0 AND u.token_version = ?3",
+            (user.id, user.device_id.as_str(), user.version),
         )
         .await?;
-    let row = rows.next().await?.ok_or(ApiError::InvalidToken)?;
-    if row.get::<i64>(0)? != claims.ver {
-        return Err(ApiError::InvalidToken);
-    }
-    Ok(AuthUser { id: user_id, device_id: claims.did })
+    rows.next().await?.map(|_| ()).ok_or(ApiError::InvalidToken)
 }
 
 /// Hashes a password with bcrypt on the blocking pool.

@@ -117,6 +117,60 @@ pub static ROUTES: &[Route] = &[
         ),
         "multipart",
     ),
+    // chats
+    r("chats", "GET", "/chats/active", "list_active_chats", "Peers with visible messages, newest first", true, 200),
+    q(
+        r(
+            "chats",
+            "GET",
+            "/chats/{target_user_id}/messages",
+            "list_messages",
+            "A page of the conversation (ascending)",
+            true,
+            200,
+        ),
+        &["limit", "before_id", "after_id"],
+    ),
+    q(
+        r(
+            "chats",
+            "DELETE",
+            "/chats/{target_user_id}/messages",
+            "clear_chat",
+            "Clear the chat for me or for everyone",
+            true,
+            200,
+        ),
+        &["for_everyone"],
+    ),
+    q(
+        r("chats", "DELETE", "/messages/{message_id}", "delete_message", "Delete a message", true, 200),
+        &["for_everyone"],
+    ),
+    q(
+        r(
+            "chats",
+            "POST",
+            "/chats/{target_user_id}/mark-read",
+            "mark_read",
+            "Mark the peer's messages as read",
+            true,
+            200,
+        ),
+        &["up_to_id"],
+    ),
+    q(
+        r(
+            "chats",
+            "GET",
+            "/chats/{target_user_id}/media",
+            "list_media",
+            "Images of the conversation, newest first",
+            true,
+            200,
+        ),
+        &["limit", "before_id"],
+    ),
     // system
     r("system", "GET", "/", "root", "Service banner", false, 200),
     r("system", "GET", "/test", "test", "Liveness check used by the client", false, 200),

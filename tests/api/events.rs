@@ -14,17 +14,25 @@ async fn every_sample_event_reaches_its_handler() {
         if !name.ends_with(".json") {
             continue;
         }
-        let Some((function, _)) = name.split_once('-') else { continue };
+        let functions = ["ws-disconnect", "ws-connect", "ws-message", "auth", "users", "system", "chats"];
+        let Some(function) = functions.into_iter().find(|f| name.starts_with(&format!("{f}-"))) else {
+            panic!("{name}: names no known function")
+        };
         let text = std::fs::read_to_string(&path).unwrap().replace("EXAMPLE_TOKEN", &user.token);
         let event: serde_json::Value = serde_json::from_str(&text).unwrap();
-        if event.get("version").and_then(|v| v.as_str()) != Some("2.0") {
-            continue;
-        }
+        assert!(
+            event.get("httpMethod").is_none() && event.get("path").is_none(),
+            "{name}: WebSocket events without httpMethod/path, HTTP events in payload format 2.0"
+        );
         let req = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let resp = match function {
             "auth" => fn_auth::handle(&app.stack.state, req).await,
             "users" => fn_users::handle(&app.stack.state, req).await,
             "system" => fn_system::handle(&app.stack.state, req).await,
+            "chats" => fn_chats::handle(&app.stack.state, req).await,
+            "ws-connect" => fn_ws_connect::handle(&app.stack.state, req).await,
+            "ws-disconnect" => fn_ws_disconnect::handle(&app.stack.state, req).await,
+            "ws-message" => fn_ws_message::handle(&app.stack.state, req).await,
             other => panic!("{name}: unknown function {other}"),
         };
         let body: serde_json::Value = serde_json::from_slice(resp.body().as_ref()).unwrap_or_default();
@@ -34,5 +42,5 @@ async fn every_sample_event_reaches_its_handler() {
         assert_ne!(body["code"], "not_authenticated", "{name}: the token was substituted");
         seen += 1;
     }
-    assert!(seen >= shared::routes::ROUTES.len(), "one event per route, saw {seen}");
+    assert!(seen >= shared::routes::ROUTES.len() + 3, "one event per route, saw {seen}");
 }

@@ -2,8 +2,10 @@
 
 mod auth;
 mod avatar;
+mod chats;
 mod events;
 mod privacy;
+mod realtime;
 mod robustness;
 mod system;
 mod users;

@@ -142,7 +142,7 @@ async fn last_seen_and_online_state_follow_their_settings() {
     assert_eq!(p["last_seen"], "2025-03-01T09:15:42.123Z");
     assert_eq!(p["is_online"], false);
     conn.execute(
-        "INSERT INTO connection (id, user_id, device_id, connected_at) VALUES ('c1', ?1, ?2, 0)",
+        "INSERT INTO connection (id, user_id, device_id, token_version, token_exp, connected_at) VALUES ('c1', ?1, ?2, 0, 0, 0)",
         (owner.id, owner.device_id.as_str()),
     )
     .await

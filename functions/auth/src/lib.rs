@@ -287,6 +287,14 @@ async fn change_password(state: &AppState, user: &AuthUser, req: &Request) -> Re
         .await?;
     let version: i64 = rows.next().await?.ok_or(ApiError::InvalidToken)?.get(0)?;
     drop(rows);
+    // The calling device keeps its connections (its new token carries the new version); all others close.
+    conn.execute(
+        "UPDATE connection SET token_version = ?3 WHERE user_id = ?1 AND device_id = ?2",
+        (user.id, user.device_id.as_str(), version),
+    )
+    .await?;
+    drop(conn);
+    shared::realtime::close_user_connections(state, user.id, Some(&user.device_id)).await;
     tracing::info!(user_id = user.id, "password changed, tokens revoked");
     Ok(ok(&token_response(state, user.id, version, user.device_id.clone())?))
 }

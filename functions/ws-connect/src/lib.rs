@@ -1,0 +1,71 @@
+//! The `ws-connect` function: WebSocket `$connect` (API.md §7.1).
+
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt as _, Response};
+use shared::auth::{authenticate_token, bearer_token};
+use shared::{ApiError, AppState, realtime};
+
+/// Name of this function in `template.yaml`.
+pub const FUNCTION: &str = "ws-connect";
+
+/// Most connections one user may hold; the oldest is closed beyond it.
+pub const MAX_CONNECTIONS_PER_USER: usize = 10;
+
+/// The subprotocol selected when the client sends `messenger.v1, bearer.<JWT>`.
+pub const SUBPROTOCOL: &str = "messenger.v1";
+
+/// `$connect`
+/// - the token comes from `?token=`, `Authorization: Bearer` or the `bearer.<JWT>` subprotocol
+/// - any failure rejects the handshake with 401; success records (connection, user, device)
+/// - at most 10 connections per user (the oldest is closed); the first one sends `presence`
+pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
+    connect(state, &req).await.unwrap_or_else(ApiError::into_response)
+}
+
+fn token_of(req: &Request) -> Result<(String, bool), ApiError> {
+    if let Some(t) = req.query_string_parameters_ref().and_then(|q| q.first("token")).filter(|t| !t.is_empty()) {
+        return Ok((t.to_owned(), false));
+    }
+    let protocols = req.headers().get_all(http::header::SEC_WEBSOCKET_PROTOCOL);
+    for value in protocols.iter().filter_map(|v| v.to_str().ok()) {
+        if let Some(t) = value.split(',').map(str::trim).find_map(|p| p.strip_prefix("bearer.")) {
+            return Ok((t.to_owned(), true));
+        }
+    }
+    bearer_token(shared::http::authorization(req)).map(|t| (t.to_owned(), false))
+}
+
+async fn connect(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
+    let Some(RequestContext::WebSocket(ctx)) = req.request_context_ref() else {
+        return Err(ApiError::client(400, "not_websocket", "Not a WebSocket event"));
+    };
+    let connection_id = ctx.connection_id.clone().ok_or(ApiError::client(400, "not_websocket", "No connection id"))?;
+    let (token, by_subprotocol) = token_of(req)?;
+    let user = authenticate_token(state, &token).await?;
+
+    let (conns, first) = {
+        let conn = state.db.conn().await?;
+        conn.execute(
+            "INSERT INTO connection (id, user_id, device_id, token_version, token_exp, connected_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+            (connection_id.as_str(), user.id, user.device_id.as_str(), user.version, user.exp, shared::time::now_ms()),
+        )
+        .await?;
+        let conns = realtime::connections_of(&conn, &[user.id]).await?;
+        let first = conns.len() == 1;
+        (conns, first)
+    };
+    if conns.len() > MAX_CONNECTIONS_PER_USER {
+        let oldest: Vec<String> =
+            conns.iter().take(conns.len() - MAX_CONNECTIONS_PER_USER).map(|c| c.id.clone()).collect();
+        realtime::close(state, &oldest).await;
+    }
+    if first {
+        realtime::broadcast_presence(state, user.id).await;
+    }
+    let mut resp = Response::builder().status(200);
+    if by_subprotocol {
+        resp = resp.header(http::header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL);
+    }
+    Ok(resp.body(Body::Empty).unwrap_or_default())
+}

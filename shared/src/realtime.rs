@@ -1,0 +1,212 @@
+//! Pushes `{"event", "data"}` frames to WebSocket connections with the API Gateway Management API
+//! (`PostToConnection`), concurrently; connections the gateway reports gone are purged.
+
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use futures_util::future::join_all;
+use libsql::Connection;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::state::AppState;
+use crate::storage::StaticCredentials;
+
+/// The management API client, built once per process with `WS_ENDPOINT` as its endpoint.
+#[derive(Debug, Clone)]
+pub struct Realtime {
+    client: aws_sdk_apigatewaymanagement::Client,
+}
+
+impl Realtime {
+    /// A client for `endpoint` (`https://{api}.execute-api.{region}.amazonaws.com/{stage}` on AWS).
+    pub async fn new(endpoint: &str, credentials: Option<StaticCredentials>) -> Self {
+        use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Builder, Credentials, Region};
+        let builder = match credentials {
+            Some(c) => Builder::new()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new(c.access_key, c.secret_key, None, None, "static")),
+            None => Builder::from(&aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
+        };
+        Self { client: aws_sdk_apigatewaymanagement::Client::from_conf(builder.endpoint_url(endpoint).build()) }
+    }
+}
+
+/// An open connection of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conn {
+    /// API Gateway connection id.
+    pub id: String,
+    /// Its user.
+    pub user_id: i64,
+    /// Its device.
+    pub device_id: String,
+}
+
+/// A serialized server event.
+pub fn frame(event: &str, data: impl Serialize) -> String {
+    json!({ "event": event, "data": data }).to_string()
+}
+
+/// Every open connection of `users`.
+pub async fn connections_of(conn: &Connection, users: &[i64]) -> Result<Vec<Conn>, libsql::Error> {
+    let ids = serde_json::to_string(users).unwrap_or_else(|_| "[]".into());
+    let mut rows = conn
+        .query(
+            "SELECT id, user_id, device_id FROM connection WHERE user_id IN (SELECT value FROM json_each(?1)) \
+             ORDER BY connected_at",
+            [ids],
+        )
+        .await?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().await? {
+        out.push(Conn { id: r.get(0)?, user_id: r.get(1)?, device_id: r.get(2)? });
+    }
+    Ok(out)
+}
+
+/// Whether a post failed because the connection is gone.
+fn is_gone<E>(err: &aws_sdk_apigatewaymanagement::error::SdkError<E>) -> bool
+where
+    E: aws_sdk_apigatewaymanagement::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    err.as_service_error().and_then(|e| e.code()).is_some_and(|c| c == "GoneException")
+        || err.raw_response().is_some_and(|r| r.status().as_u16() == 410)
+}
+
+/// Sends each `(connection id, payload)` concurrently. A gone connection's row (and only that row) is deleted;
+/// other failures are logged: stored data is never lost, clients catch up through history.
+pub async fn push(state: &AppState, targets: Vec<(String, String)>) {
+    let Some(rt) = &state.realtime else {
+        tracing::debug!(count = targets.len(), "no WS_ENDPOINT configured, events dropped");
+        return;
+    };
+    let sends = targets.into_iter().map(|(id, payload)| async move {
+        let result = rt.client.post_to_connection().connection_id(&id).data(Blob::new(payload)).send().await;
+        match result {
+            Ok(_) => None,
+            Err(e) if is_gone(&e) => Some(id),
+            Err(e) => {
+                tracing::warn!(error = ?e, "post to connection failed");
+                None
+            }
+        }
+    });
+    let gone: Vec<String> = join_all(sends).await.into_iter().flatten().collect();
+    for id in gone {
+        if let Err(e) = forget(state, &id).await {
+            tracing::warn!(error = ?e, "stale connection not purged");
+        }
+    }
+}
+
+/// Sends one payload to every connection of `users`, except `except` (the sending connection).
+pub async fn push_to_users(state: &AppState, users: &[i64], except: Option<&str>, payload: &str) {
+    let conns = match state.db.conn().await {
+        Ok(c) => connections_of(&c, users).await,
+        Err(e) => Err(e),
+    };
+    match conns {
+        Ok(conns) => {
+            let targets = conns
+                .into_iter()
+                .filter(|c| Some(c.id.as_str()) != except)
+                .map(|c| (c.id, payload.to_owned()))
+                .collect();
+            push(state, targets).await;
+        }
+        Err(e) => tracing::warn!(error = ?e, "connections not loaded, events dropped"),
+    }
+}
+
+/// Removes a connection row; when it was the user's last, records `last_seen`. Returns the user id if
+/// the user went offline.
+pub async fn forget(state: &AppState, connection_id: &str) -> Result<Option<i64>, libsql::Error> {
+    let conn = state.db.conn().await?;
+    let tx = conn.write_tx().await?;
+    let mut rows = tx.query("DELETE FROM connection WHERE id = ?1 RETURNING user_id", [connection_id]).await?;
+    let user: Option<i64> = rows.next().await?.map(|r| r.get(0)).transpose()?;
+    drop(rows);
+    let mut offline = None;
+    if let Some(user_id) = user {
+        let mut rows = tx.query("SELECT 1 FROM connection WHERE user_id = ?1 LIMIT 1", [user_id]).await?;
+        if rows.next().await?.is_none() {
+            drop(rows);
+            tx.execute("UPDATE user SET last_seen = ?2 WHERE id = ?1", (user_id, crate::time::now_ms())).await?;
+            offline = Some(user_id);
+        }
+    }
+    tx.commit().await?;
+    Ok(offline)
+}
+
+/// Closes connections at the gateway (`DeleteConnection`) and forgets them.
+pub async fn close(state: &AppState, connection_ids: &[String]) {
+    if let Some(rt) = &state.realtime {
+        let closes = connection_ids.iter().map(|id| rt.client.delete_connection().connection_id(id).send());
+        for (id, result) in connection_ids.iter().zip(join_all(closes).await) {
+            if let Err(e) = result
+                && !is_gone(&e)
+            {
+                tracing::warn!(error = ?e, connection = %id, "delete connection failed");
+            }
+        }
+    }
+    for id in connection_ids {
+        if let Err(e) = forget(state, id).await {
+            tracing::warn!(error = ?e, "connection row not removed");
+        }
+    }
+}
+
+/// Closes every connection of `user_id` except those of `keep_device`.
+pub async fn close_user_connections(state: &AppState, user_id: i64, keep_device: Option<&str>) {
+    let conns = match state.db.conn().await {
+        Ok(c) => connections_of(&c, &[user_id]).await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let ids: Vec<String> =
+        conns.into_iter().filter(|c| Some(c.device_id.as_str()) != keep_device).map(|c| c.id).collect();
+    close(state, &ids).await;
+}
+
+/// Peers sharing a conversation with `user_id` that is not deleted for everyone.
+pub async fn peers_of(conn: &Connection, user_id: i64) -> Result<Vec<i64>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT receiver_id FROM message WHERE sender_id = ?1 AND deleted_for_everyone = 0 \
+             UNION SELECT sender_id FROM message WHERE receiver_id = ?1 AND deleted_for_everyone = 0",
+            [user_id],
+        )
+        .await?;
+    let mut peers = Vec::new();
+    while let Some(r) = rows.next().await? {
+        peers.push(r.get::<i64>(0)?);
+    }
+    Ok(peers)
+}
+
+/// Sends `presence` for `user_id` to its peers, privacy applied; nothing when both fields are hidden.
+pub async fn broadcast_presence(state: &AppState, user_id: i64) {
+    let result = async {
+        let conn = state.db.conn().await?;
+        let Some(user) = crate::users::find(&conn, user_id).await? else { return Ok(()) };
+        let online = !connections_of(&conn, &[user_id]).await?.is_empty();
+        let (show_online, show_seen) = (user.privacy.show_online_status, user.privacy.show_last_seen);
+        if user.is_deleted || (!show_online && !show_seen) {
+            return Ok(());
+        }
+        let peers = peers_of(&conn, user_id).await?;
+        drop(conn);
+        let data = json!({
+            "user_id": user_id,
+            "is_online": show_online.then_some(online),
+            "last_seen": if show_seen { user.last_seen.map(crate::time::format_ms) } else { None },
+        });
+        push_to_users(state, &peers, None, &frame("presence", data)).await;
+        Ok::<_, libsql::Error>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = ?e, "presence not sent");
+    }
+}

@@ -1,0 +1,212 @@
+use messenger_tests::TestApp;
+use serde_json::{Value, json};
+
+fn ids(v: &Value) -> Vec<i64> {
+    v.as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn history_pages_across_500_messages_with_every_cursor() {
+    let app = TestApp::spawn().await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let mut all = app.insert_messages(alice.id, bob.id, 250).await;
+    all.extend(app.insert_messages(bob.id, alice.id, 250).await);
+    // Noise in other conversations must never show up.
+    let carol = app.user().await;
+    app.insert_messages(carol.id, alice.id, 20).await;
+    let path = format!("/chats/{}/messages", bob.id);
+
+    assert_eq!(ids(&alice.get(&path).await.expect(200)), all[450..].to_vec(), "newest 50, ascending");
+    assert_eq!(ids(&alice.get(&format!("{path}?limit=200")).await.expect(200)), all[300..].to_vec());
+    assert_eq!(ids(&alice.get(&format!("{path}?limit=1000")).await.expect(200)).len(), 200, "capped at 200");
+    assert_eq!(
+        ids(&alice.get(&format!("{path}?before_id={}&limit=10", all[100])).await.expect(200)),
+        all[90..100].to_vec()
+    );
+    assert_eq!(
+        ids(&alice.get(&format!("{path}?after_id={}&limit=10", all[100])).await.expect(200)),
+        all[101..111].to_vec()
+    );
+    assert_eq!(
+        ids(&alice.get(&format!("{path}?after_id={}&before_id={}&limit=100", all[10], all[15])).await.expect(200)),
+        all[11..15].to_vec()
+    );
+    assert!(ids(&alice.get(&format!("{path}?after_id={}", all[499])).await.expect(200)).is_empty(), "nothing newer");
+    assert!(ids(&alice.get(&format!("{path}?before_id={}", all[0])).await.expect(200)).is_empty(), "nothing older");
+
+    // Walking backwards and forwards both visit every message exactly once.
+    let mut back = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = ids(&alice.get(&format!("{path}?limit=64{cursor}")).await.expect(200));
+        if page.is_empty() {
+            break;
+        }
+        cursor = format!("&before_id={}", page[0]);
+        back.splice(0..0, page);
+    }
+    assert_eq!(back, all);
+    let mut forward = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = ids(&bob.get(&format!("/chats/{}/messages?limit=77&after_id={after}", alice.id)).await.expect(200));
+        let Some(last) = page.last() else { break };
+        after = *last;
+        forward.extend(page);
+    }
+    assert_eq!(forward, all);
+
+    for bad in ["limit=0", "limit=-3", "limit=x", "before_id=x", "after_id=1.5"] {
+        alice.get(&format!("{path}?{bad}")).await.expect_error(422, "validation_error");
+    }
+    assert!(ids(&alice.get("/chats/999999/messages").await.expect(200)).is_empty(), "unknown peer");
+    alice.get("/chats/abc/messages").await.expect_error(422, "validation_error");
+}
+
+#[tokio::test]
+async fn a_user_offline_at_send_time_catches_up_through_history() {
+    let app = TestApp::spawn().await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let mut a = app.ws(&alice.token).await;
+    let first = alice.send_via(&mut a, bob.id, "while you were away").await;
+    let second = alice.send_via(&mut a, bob.id, "and again").await;
+    let page = bob.get(&format!("/chats/{}/messages?after_id=0", alice.id)).await.expect(200);
+    assert_eq!(ids(&page), vec![first, second]);
+    assert_eq!(page[0]["encrypted_content"], "while you were away");
+    assert!(page[0]["timestamp"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn active_chats_list_peers_by_latest_visible_message() {
+    let app = TestApp::spawn().await;
+    let me = app.user().await;
+    let bob = app.user_named("Bob", "B").await;
+    let carol = app.user_named("Carol", "C").await;
+    let mut ws = app.ws(&me.token).await;
+    me.send_via(&mut ws, bob.id, "to bob").await;
+    let mut cw = app.ws(&carol.token).await;
+    let latest = carol.send_via(&mut cw, me.id, "from carol").await;
+    let active = me.get("/chats/active").await.expect(200);
+    assert_eq!(ids(&active), vec![carol.id, bob.id]);
+    assert_eq!(active[0]["last_message"], "from carol");
+    assert_eq!(active[0]["last_message_sender_id"], carol.id);
+    assert_eq!(active[0]["last_message_type"], "text");
+    assert!(active[0]["phone"].is_null(), "privacy applies");
+    assert_eq!(active[0]["first_name"], "Carol");
+    // Hidden messages are ignored.
+    me.client.call("DELETE", &format!("/messages/{latest}"), Some(&me.token), None).await.expect(200);
+    assert_eq!(ids(&me.get("/chats/active").await.expect(200)), vec![bob.id]);
+    assert_eq!(ids(&carol.get("/chats/active").await.expect(200)), vec![me.id], "the peer keeps it");
+}
+
+#[tokio::test]
+async fn deleting_a_message_for_everyone_or_for_me() {
+    let app = TestApp::spawn().await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let mut a = app.ws(&alice.token).await;
+    let mut b = app.ws(&bob.token).await;
+    let m1 = alice.send_via(&mut a, bob.id, "one").await;
+    let m2 = alice.send_via(&mut a, bob.id, "two").await;
+    b.expect("new_message").await;
+    b.expect("new_message").await;
+
+    bob.client
+        .call("DELETE", &format!("/messages/{m1}?for_everyone=true"), Some(&bob.token), None)
+        .await
+        .expect_error(403, "not_message_sender");
+    let r = bob.delete(&format!("/messages/{m1}")).await.expect(200);
+    assert_eq!(r, json!({"message": "Message deleted successfully"}));
+    assert_eq!(
+        b.expect("message_deleted").await,
+        json!({"message_id": m1, "peer_id": alice.id, "for_everyone": false})
+    );
+    a.expect_quiet().await;
+    assert_eq!(ids(&bob.get(&format!("/chats/{}/messages", alice.id)).await.expect(200)), vec![m2]);
+    assert_eq!(ids(&alice.get(&format!("/chats/{}/messages", bob.id)).await.expect(200)), vec![m1, m2]);
+    bob.delete(&format!("/messages/{m1}")).await.expect_error(404, "message_not_found");
+
+    alice.delete(&format!("/messages/{m2}")).await.expect(200);
+    assert_eq!(a.expect("message_deleted").await, json!({"message_id": m2, "peer_id": bob.id, "for_everyone": true}));
+    assert_eq!(b.expect("message_deleted").await, json!({"message_id": m2, "peer_id": alice.id, "for_everyone": true}));
+    assert!(ids(&bob.get(&format!("/chats/{}/messages", alice.id)).await.expect(200)).is_empty());
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM message WHERE id = {m2} AND encrypted_content = ''")).await,
+        1,
+        "content wiped"
+    );
+
+    alice.delete("/messages/0").await.expect_error(400, "invalid_message_id");
+    alice.delete("/messages/999999").await.expect_error(404, "message_not_found");
+    let carol = app.user().await;
+    carol.delete(&format!("/messages/{m1}")).await.expect_error(404, "message_not_found");
+}
+
+#[tokio::test]
+async fn clearing_a_chat_for_me_keeps_the_peers_copy_and_for_everyone_tells_both() {
+    let app = TestApp::spawn().await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let mut a = app.ws(&alice.token).await;
+    let mut b = app.ws(&bob.token).await;
+    alice.send_via(&mut a, bob.id, "1").await;
+    b.expect("new_message").await;
+    let last = bob.send_via(&mut b, alice.id, "2").await;
+    a.expect("new_message").await;
+    let path = format!("/chats/{}/messages", bob.id);
+    let r = alice.delete(&path).await.expect(200);
+    assert_eq!(r, json!({"deleted_count": 2, "message": "Chat cleared successfully"}));
+    assert_eq!(a.expect("chat_cleared").await, json!({"peer_id": bob.id, "for_everyone": false, "up_to_id": last}));
+    b.expect_quiet().await;
+    assert!(ids(&alice.get(&path).await.expect(200)).is_empty());
+    assert_eq!(ids(&bob.get(&format!("/chats/{}/messages", alice.id)).await.expect(200)).len(), 2);
+
+    let newer = bob.send_via(&mut b, alice.id, "3").await;
+    a.expect("new_message").await;
+    let r = bob
+        .client
+        .call("DELETE", &format!("/chats/{}/messages?for_everyone=true", alice.id), Some(&bob.token), None)
+        .await
+        .expect(200);
+    assert_eq!(r["deleted_count"], 3);
+    assert_eq!(b.expect("chat_cleared").await, json!({"peer_id": alice.id, "for_everyone": true, "up_to_id": newer}));
+    assert_eq!(a.expect("chat_cleared").await, json!({"peer_id": bob.id, "for_everyone": true, "up_to_id": newer}));
+    assert!(ids(&alice.get(&path).await.expect(200)).is_empty());
+    assert!(ids(&bob.get(&format!("/chats/{}/messages", alice.id)).await.expect(200)).is_empty());
+}
+
+#[tokio::test]
+async fn media_lists_image_messages_newest_first_and_deletion_removes_the_object() {
+    let app = TestApp::spawn().await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let key = "u/test-media-object";
+    app.stack.state.storage.put(key, messenger_tests::PNG.to_vec(), "image/png").await.unwrap();
+    app.db()
+        .await
+        .execute(
+            "INSERT INTO object (key, owner_id, kind, content_type, size, created_at) VALUES (?1, ?2, 'upload', 'image/png', 10, 0)",
+            (key, alice.id),
+        )
+        .await
+        .unwrap();
+    let mut a = app.ws(&alice.token).await;
+    alice.send_via(&mut a, bob.id, "text").await;
+    a.send(&json!({"action": "send_message", "receiver_id": bob.id, "encrypted_content": "img", "message_type": "image", "media_url": key})).await;
+    let img = a.expect("message_sent").await["message_id"].as_i64().unwrap();
+    let media = bob.get(&format!("/chats/{}/media", alice.id)).await.expect(200);
+    assert_eq!(ids(&media), vec![img]);
+    assert_eq!(media[0]["sender_id"], alice.id);
+    let url = media[0]["media_url"].as_str().unwrap();
+    assert_eq!(reqwest::get(url).await.unwrap().bytes().await.unwrap().as_ref(), messenger_tests::PNG);
+    // Bob cannot reuse alice's object.
+    let mut b = app.ws(&bob.token).await;
+    b.send(&json!({"action": "send_message", "receiver_id": alice.id, "encrypted_content": "x", "media_url": url}))
+        .await;
+    assert_eq!(b.expect("error").await["code"], "invalid_media");
+    alice.delete(&format!("/messages/{img}")).await.expect(200);
+    assert!(app.bucket_keys().await.is_empty(), "the orphaned object is removed");
+    assert!(ids(&bob.get(&format!("/chats/{}/media", alice.id)).await.expect(200)).is_empty());
+}

@@ -13,7 +13,10 @@ use crate::config::Secret;
 const MAX_IDLE: usize = 32;
 
 /// The migrations of `migrations/`, embedded at compile time, in order.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "0001_init", include_str!("../../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "0001_init", include_str!("../../migrations/0001_init.sql")),
+    (2, "0002_themes_files", include_str!("../../migrations/0002_themes_files.sql")),
+];
 
 /// The schema version this build expects.
 pub fn latest_version() -> i64 {

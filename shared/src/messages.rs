@@ -98,7 +98,7 @@ pub async fn receipts_shared(conn: &Connection, a: i64, b: i64) -> Result<bool, 
 /// The view of `msg` for `viewer`: read state per §4.3, a fresh presigned media URL.
 pub async fn view(state: &AppState, msg: &MessageRow, viewer: i64, receipts: bool) -> Result<MessageView, ApiError> {
     let media_url = match &msg.media_key {
-        Some(key) => Some(state.storage.presign_get(key).await?),
+        Some(key) => crate::files::url(state, key).await?,
         None => None,
     };
     Ok(MessageView {

@@ -117,6 +117,51 @@ pub static ROUTES: &[Route] = &[
         ),
         "multipart",
     ),
+    r("users", "DELETE", "/users/me", "delete_account", "Delete the account and everything of it", true, 204),
+    // files
+    b(
+        r("files", "POST", "/upload", "upload_file", "Upload an image (JPEG, PNG, GIF, WebP) up to 10 MiB", true, 200),
+        "multipart",
+    ),
+    b(
+        r(
+            "files",
+            "POST",
+            "/uploads/presign",
+            "presign_upload",
+            "A presigned S3 PUT for a large or encrypted attachment",
+            true,
+            200,
+        ),
+        "json",
+    ),
+    // themes
+    b(r("themes", "POST", "/users/me/themes", "create_theme", "Create a theme", true, 201), "json"),
+    r("themes", "GET", "/users/me/themes", "list_themes", "The caller's themes, newest first", true, 200),
+    b(r("themes", "PUT", "/users/me/themes/{theme_id}", "update_theme", "Replace a theme", true, 200), "json"),
+    r("themes", "DELETE", "/users/me/themes/{theme_id}", "delete_theme", "Delete a theme", true, 204),
+    // contacts
+    q(
+        r(
+            "contacts",
+            "PUT",
+            "/contacts/{contact_id}/local-name",
+            "set_local_name",
+            "Set a private name for a user",
+            true,
+            200,
+        ),
+        &["local_name"],
+    ),
+    r(
+        "contacts",
+        "DELETE",
+        "/contacts/{contact_id}/local-name",
+        "delete_local_name",
+        "Remove the private name",
+        true,
+        200,
+    ),
     // chats
     r("chats", "GET", "/chats/active", "list_active_chats", "Peers with visible messages, newest first", true, 200),
     q(

@@ -111,17 +111,20 @@ impl Storage {
 
     /// A presigned GET URL, signed at the start of the current 15-minute window.
     pub async fn presign_get(&self, key: &str) -> anyhow::Result<String> {
+        self.presign_get_as(key, false).await
+    }
+
+    /// A presigned GET URL; `attachment` makes S3 serve it as `application/octet-stream` with
+    /// `Content-Disposition: attachment`, whatever type it was uploaded with.
+    pub async fn presign_get_as(&self, key: &str, attachment: bool) -> anyhow::Result<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let start = UNIX_EPOCH + Duration::from_secs(now.as_secs() - now.as_secs() % SIGNING_WINDOW.as_secs());
         let presigning = PresigningConfig::builder().start_time(start).expires_in(self.get_ttl).build()?;
-        let req = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .presigned(presigning)
-            .await
-            .context("presign get_object")?;
+        let mut get = self.client.get_object().bucket(&self.bucket).key(key);
+        if attachment {
+            get = get.response_content_type("application/octet-stream").response_content_disposition("attachment");
+        }
+        let req = get.presigned(presigning).await.context("presign get_object")?;
         Ok(req.uri().to_owned())
     }
 

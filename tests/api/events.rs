@@ -8,13 +8,26 @@ async fn every_sample_event_reaches_its_handler() {
     let user = app.user().await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
     let mut seen = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    let mut paths: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    // Deleting the account revokes the token, so that event goes last.
+    paths.sort_by_key(|p| (p.ends_with("users-delete_account.json"), p.clone()));
+    for path in paths {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if !name.ends_with(".json") {
             continue;
         }
-        let functions = ["ws-disconnect", "ws-connect", "ws-message", "auth", "users", "system", "chats"];
+        let functions = [
+            "ws-disconnect",
+            "ws-connect",
+            "ws-message",
+            "auth",
+            "users",
+            "system",
+            "chats",
+            "files",
+            "themes",
+            "contacts",
+        ];
         let Some(function) = functions.into_iter().find(|f| name.starts_with(&format!("{f}-"))) else {
             panic!("{name}: names no known function")
         };
@@ -30,6 +43,9 @@ async fn every_sample_event_reaches_its_handler() {
             "users" => fn_users::handle(&app.stack.state, req).await,
             "system" => fn_system::handle(&app.stack.state, req).await,
             "chats" => fn_chats::handle(&app.stack.state, req).await,
+            "files" => fn_files::handle(&app.stack.state, req).await,
+            "themes" => fn_themes::handle(&app.stack.state, req).await,
+            "contacts" => fn_contacts::handle(&app.stack.state, req).await,
             "ws-connect" => fn_ws_connect::handle(&app.stack.state, req).await,
             "ws-disconnect" => fn_ws_disconnect::handle(&app.stack.state, req).await,
             "ws-message" => fn_ws_message::handle(&app.stack.state, req).await,

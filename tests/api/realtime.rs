@@ -511,7 +511,8 @@ async fn a_storage_failure_is_reported_and_nothing_is_acknowledged() {
     let bob = app.user().await;
     let mut a = app.ws(&alice.token).await;
     app.db().await.execute("ALTER TABLE message RENAME TO message_broken", ()).await.unwrap();
-    a.send(&json!({"action": "send_message", "receiver_id": bob.id, "encrypted_content": "x", "client_msg_id": "f1"})).await;
+    a.send(&json!({"action": "send_message", "receiver_id": bob.id, "encrypted_content": "x", "client_msg_id": "f1"}))
+        .await;
     let e = a.expect("error").await;
     assert_eq!(e, json!({"message": "Failed to send message", "code": "internal_error", "client_msg_id": "f1"}));
     a.expect_quiet().await;

@@ -131,21 +131,7 @@ fn cap_size(page: &mut Vec<MessageRow>) {
 }
 
 async fn delete_media(state: &AppState, keys: Vec<String>) {
-    if keys.is_empty() {
-        return;
-    }
-    if let Ok(conn) = state.db.conn().await {
-        let list = serde_json::to_string(&keys).unwrap_or_default();
-        if let Err(e) = conn.execute("DELETE FROM object WHERE key IN (SELECT value FROM json_each(?1))", [list]).await
-        {
-            tracing::warn!(error = ?e, "object rows not deleted");
-        }
-    }
-    for key in keys {
-        if let Err(e) = state.storage.delete(&key).await {
-            tracing::warn!(error = ?e, "media object not deleted");
-        }
-    }
+    shared::files::delete_if_orphaned(state, &keys).await;
 }
 
 /// Marks messages deleted for everyone, wiping their content; returns (ids, media keys).
@@ -304,7 +290,7 @@ async fn list_media(
     let mut out = Vec::with_capacity(rows.len());
     for msg in rows {
         let media_url = match &msg.media_key {
-            Some(k) => Some(state.storage.presign_get(k).await?),
+            Some(k) => shared::files::url(state, k).await?,
             None => None,
         };
         out.push(json!({"id": msg.id, "media_url": media_url, "timestamp": shared::time::format_ms(msg.created_at), "sender_id": msg.sender_id}));

@@ -39,6 +39,7 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response<Body>, ApiE
         "set_avatar_frame" => set_avatar_frame(state, &user, &Params::query_and_body(&req)?).await,
         "set_preset_avatar" => set_preset_avatar(state, &user, &Params::query_and_body(&req)?).await,
         "upload_avatar" => upload_avatar(state, &user, &req).await,
+        "delete_account" => delete_account(state, &user).await,
         _ => Err(ApiError::RouteNotFound),
     }
 }
@@ -399,4 +400,75 @@ async fn upload_avatar(state: &AppState, user: &AuthUser, req: &Request) -> Resu
         return Err(e);
     }
     Ok(ok(&json!({ "avatar_url": state.storage.presign_get(&key).await? })))
+}
+
+/// `DELETE /users/me`
+/// - one transaction removes the profile, secrets, devices, connections, themes, contact rows in both
+///   directions and the messages only this user could still see; the token version is bumped
+/// - peers keep shared conversations (the user becomes the `is_deleted` stub, its attachments lose their URL)
+/// - then every S3 object of the user is deleted (retried; leftovers are retried by the clean-up) and open
+///   connections are closed; the id is never reused
+async fn delete_account(state: &AppState, user: &AuthUser) -> Result<Response<Body>, ApiError> {
+    let failed = |e: ApiError| match e {
+        ApiError::Internal(source) => ApiError::InternalWith { detail: "Failed to delete account", source },
+        other => other,
+    };
+    let shows_online = load_self(state, user).await?.privacy.show_online_status;
+    let (keys, connections, peers) = delete_account_rows(state, user.id).await.map_err(failed)?;
+    tracing::info!(user_id = user.id, "account deleted");
+    shared::realtime::close(state, &connections).await;
+    for key in &keys {
+        if shared::files::delete_object(state, key).await
+            && let Ok(conn) = state.db.conn().await
+        {
+            let _ = conn.execute("DELETE FROM object WHERE key = ?1", [key.as_str()]).await;
+        }
+    }
+    if shows_online {
+        let gone =
+            shared::realtime::frame("presence", json!({"user_id": user.id, "is_online": false, "last_seen": null}));
+        shared::realtime::push_to_users(state, &peers, None, &gone).await;
+    }
+    Ok(shared::http::no_content())
+}
+
+async fn delete_account_rows(state: &AppState, user_id: i64) -> Result<(Vec<String>, Vec<String>, Vec<i64>), ApiError> {
+    let conn = state.db.conn().await?;
+    let peers = shared::realtime::peers_of(&conn, user_id).await?;
+    let tx = conn.write_tx().await?;
+    let collect = |sql: &'static str| {
+        let tx = &tx;
+        async move {
+            let mut rows = tx.query(sql, [user_id]).await?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().await? {
+                out.push(r.get::<String>(0)?);
+            }
+            Ok::<_, libsql::Error>(out)
+        }
+    };
+    let keys = collect("SELECT key FROM object WHERE owner_id = ?1").await?;
+    let connections = collect("SELECT id FROM connection WHERE user_id = ?1").await?;
+    for sql in [
+        // Pending deletion: the rows stay (without an owner that exists) until S3 confirms.
+        "UPDATE object SET kind = 'deleted' WHERE owner_id = ?1",
+        "DELETE FROM connection WHERE user_id = ?1",
+        "DELETE FROM device WHERE user_id = ?1",
+        "DELETE FROM theme WHERE user_id = ?1",
+        "DELETE FROM contact WHERE owner_id = ?1 OR contact_id = ?1",
+        // Messages the peer can no longer see are the user's alone.
+        "DELETE FROM message WHERE sender_id = ?1 AND (hidden_for_receiver = 1 OR deleted_for_everyone = 1)",
+        "DELETE FROM message WHERE receiver_id = ?1 AND (hidden_for_sender = 1 OR deleted_for_everyone = 1)",
+        // Attachments the user sent are deleted with the account.
+        "UPDATE message SET media_key = NULL WHERE sender_id = ?1",
+        "UPDATE user SET phone = NULL, username = NULL, username_lower = NULL, first_name = NULL, last_name = NULL, \
+         search_text = NULL, password_hash = NULL, public_key = NULL, avatar_key = NULL, avatar_preset = NULL, \
+         avatar_frame = NULL, bio = NULL, birthdate = NULL, last_seen = NULL, avatar_visibility = 'all', \
+         avatar_visibility_exceptions = '[]', show_read_receipts = 1, show_last_seen = 1, show_online_status = 1, \
+         phone_visibility = 'nobody', is_admin = 0, is_deleted = 1, token_version = token_version + 1 WHERE id = ?1",
+    ] {
+        tx.execute(sql, [user_id]).await?;
+    }
+    tx.commit().await?;
+    Ok((keys, connections, peers))
 }

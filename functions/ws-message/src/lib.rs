@@ -126,25 +126,7 @@ fn valid_client_msg_id(id: &str) -> bool {
 
 /// Resolves a `media_url` (object key or a URL we issued) to a key the sender owns.
 async fn media_key(state: &AppState, sender: i64, reference: &str) -> Result<String, WsError> {
-    let invalid = || err("Invalid media reference", "invalid_media");
-    let key = match reference.split_once("://") {
-        None => reference.to_owned(),
-        Some((_, rest)) => {
-            let path = rest.split(['?', '#']).next().unwrap_or_default();
-            let path = path.split_once('/').map(|(_, p)| p).unwrap_or_default();
-            let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy().into_owned();
-            // Path-style (`/bucket/key`) or virtual-hosted (`/key`) URLs of our bucket.
-            path.strip_prefix(&format!("{}/", state.storage.bucket())).map_or(path.clone(), str::to_owned)
-        }
-    };
-    let conn = state.db.conn().await?;
-    let mut rows = conn
-        .query("SELECT 1 FROM object WHERE key = ?1 AND owner_id = ?2 AND kind != 'avatar'", (key.as_str(), sender))
-        .await?;
-    if rows.next().await?.is_none() {
-        return Err(invalid());
-    }
-    Ok(key)
+    shared::files::owned_key(state, sender, reference).await?.ok_or(err("Invalid media reference", "invalid_media"))
 }
 
 /// `send_message` — validates, stores (idempotent on `client_msg_id`), acknowledges with `message_sent`

@@ -1,0 +1,162 @@
+//! Ownership of S3 objects: resolving client references to owned keys, and deleting objects nothing
+//! references any more (API.md §6).
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Kinds of objects: avatars, `/upload` images, presigned attachments, and objects whose owner is gone
+/// (their deletion is pending).
+pub mod kind {
+    /// An uploaded avatar.
+    pub const AVATAR: &str = "avatar";
+    /// An image from `POST /upload`.
+    pub const UPLOAD: &str = "upload";
+    /// An attachment uploaded through a presigned PUT.
+    pub const PRESIGNED: &str = "presigned";
+    /// Deletion pending (retried by the clean-up).
+    pub const DELETED: &str = "deleted";
+}
+
+/// Extracts the object key from a reference: the key itself, or a URL this service issued (path-style
+/// `/bucket/key` or virtual-hosted `/key`; the query is ignored).
+pub fn key_of(bucket: &str, reference: &str) -> String {
+    match reference.split_once("://") {
+        None => reference.trim().to_owned(),
+        Some((_, rest)) => {
+            let path = rest.split(['?', '#']).next().unwrap_or_default();
+            let path = path.split_once('/').map(|(_, p)| p).unwrap_or_default();
+            let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy().into_owned();
+            path.strip_prefix(&format!("{bucket}/")).map_or(path.clone(), str::to_owned)
+        }
+    }
+}
+
+/// The key behind `reference` if it names an upload or attachment object owned by `owner`.
+pub async fn owned_key(state: &AppState, owner: i64, reference: &str) -> Result<Option<String>, ApiError> {
+    let key = key_of(state.storage.bucket(), reference);
+    let conn = state.db.conn().await?;
+    let mut rows = conn
+        .query(
+            "SELECT 1 FROM object WHERE key = ?1 AND owner_id = ?2 AND kind IN ('upload', 'presigned')",
+            (key.as_str(), owner),
+        )
+        .await?;
+    Ok(rows.next().await?.map(|_| key))
+}
+
+/// A fresh presigned GET URL for an object, or `None` when the object is gone. Attachments from the
+/// presigned flow are served as `application/octet-stream` attachments.
+pub async fn url(state: &AppState, key: &str) -> Result<Option<String>, ApiError> {
+    let kind: Option<String> = {
+        let conn = state.db.conn().await?;
+        let mut rows = conn.query("SELECT kind FROM object WHERE key = ?1", [key]).await?;
+        rows.next().await?.map(|r| r.get(0)).transpose()?
+    };
+    match kind.as_deref() {
+        None | Some(kind::DELETED) => Ok(None),
+        Some(k) => Ok(Some(state.storage.presign_get_as(key, k == kind::PRESIGNED).await?)),
+    }
+}
+
+/// Whether anything still references `key`: a message, an avatar or a wallpaper.
+async fn referenced(conn: &libsql::Connection, key: &str) -> Result<bool, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT EXISTS (SELECT 1 FROM message WHERE media_key = ?1) \
+             OR EXISTS (SELECT 1 FROM user WHERE avatar_key = ?1) \
+             OR EXISTS (SELECT 1 FROM theme WHERE wallpaper_key = ?1)",
+            [key],
+        )
+        .await?;
+    Ok(rows.next().await?.map(|r| r.get::<bool>(0)).transpose()?.unwrap_or(true))
+}
+
+/// Deletes an S3 object, retrying transient failures.
+pub async fn delete_object(state: &AppState, key: &str) -> bool {
+    for attempt in 0..3u64 {
+        match state.storage.delete(key).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = ?e, attempt, "object deletion failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * (attempt + 1))).await;
+            }
+        }
+    }
+    false
+}
+
+/// Deletes the objects among `keys` that nothing references any more (row and S3 object). A failed S3
+/// deletion leaves the row marked `deleted`, so the clean-up retries it.
+pub async fn delete_if_orphaned(state: &AppState, keys: &[String]) {
+    for key in keys {
+        let orphaned = async {
+            let conn = state.db.conn().await?;
+            if referenced(&conn, key).await? {
+                return Ok::<_, libsql::Error>(false);
+            }
+            conn.execute("UPDATE object SET kind = 'deleted' WHERE key = ?1", [key.as_str()]).await?;
+            Ok(true)
+        }
+        .await;
+        match orphaned {
+            Ok(true) => purge(state, key).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = ?e, "orphan check failed"),
+        }
+    }
+}
+
+/// Deletes the S3 object, then its row.
+async fn purge(state: &AppState, key: &str) {
+    if delete_object(state, key).await {
+        match state.db.conn().await {
+            Ok(conn) => {
+                if let Err(e) = conn.execute("DELETE FROM object WHERE key = ?1", [key]).await {
+                    tracing::warn!(error = ?e, "object row not deleted");
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, "object row not deleted"),
+        }
+    }
+}
+
+/// The scheduled clean-up: deletes objects created before `cutoff_ms` that nothing references (uploads
+/// never used within 24 h), and retries pending deletions. Returns how many objects were removed.
+pub async fn cleanup(state: &AppState, cutoff_ms: i64) -> Result<usize, ApiError> {
+    let candidates: Vec<(String, String)> = {
+        let conn = state.db.conn().await?;
+        let mut rows = conn
+            .query("SELECT key, kind FROM object WHERE created_at < ?1 OR kind = 'deleted' ORDER BY created_at LIMIT 10000", [cutoff_ms])
+            .await?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().await? {
+            out.push((r.get(0)?, r.get(1)?));
+        }
+        out
+    };
+    let mut removed = 0;
+    for (key, kind) in candidates {
+        let conn = state.db.conn().await?;
+        if kind != kind::DELETED && referenced(&conn, &key).await? {
+            continue;
+        }
+        conn.execute("UPDATE object SET kind = 'deleted' WHERE key = ?1", [key.as_str()]).await?;
+        drop(conn);
+        purge(state, &key).await;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_keys_and_issued_urls() {
+        assert_eq!(key_of("b", "u/abc"), "u/abc");
+        assert_eq!(key_of("b", "http://127.0.0.1:3001/b/u/abc?X-Amz-Signature=1"), "u/abc");
+        assert_eq!(key_of("b", "https://b.s3.amazonaws.com/u/abc?x=1"), "u/abc");
+        assert_eq!(key_of("b", "https://evil.example/u/abc"), "u/abc", "ownership is still checked afterwards");
+    }
+}

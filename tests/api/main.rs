@@ -1,11 +1,15 @@
 //! Integration tests: the whole local stack in-process, real HTTP, the real embedded S3 and a libSQL file.
 
+mod account;
 mod auth;
 mod avatar;
 mod chats;
+mod contacts;
 mod events;
+mod files;
 mod privacy;
 mod realtime;
 mod robustness;
 mod system;
+mod themes;
 mod users;

@@ -205,7 +205,8 @@ async fn create_theme(state: &AppState, user: &AuthUser, params: &Params) -> Res
         .await?;
     let row = rows.next().await?.ok_or_else(|| anyhow::anyhow!("insert returned no row"))?;
     let theme = view(state, &row).await?;
-    drop(rows);
+    // A live row keeps its statement in progress, and a transaction cannot commit while one is.
+    drop((row, rows));
     tx.commit().await?;
     Ok(json_response(http::StatusCode::CREATED, &theme))
 }

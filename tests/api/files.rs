@@ -1,0 +1,139 @@
+use messenger_tests::{PNG, TestApp};
+use serde_json::json;
+
+async fn fetch(url: &str) -> reqwest::Response {
+    reqwest::get(url).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_upload_comes_back_through_its_presigned_url_with_the_detected_type() {
+    let app = TestApp::spawn().await;
+    let u = app.user().await;
+    let jpeg = [&[0xFF, 0xD8, 0xFF, 0xE0][..], b"JFIF body bytes"].concat();
+    let r = u.client.upload("/upload", &u.token, "file", "photo.html", &jpeg).await.expect(200);
+    let key = r["key"].as_str().unwrap();
+    assert!(key.starts_with("u/"));
+    assert!(r["filename"].as_str().unwrap().ends_with(".jpg"), "generated name with the detected extension");
+    assert_eq!(r["expires_in"], 3600);
+    let resp = fetch(r["url"].as_str().unwrap()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/jpeg");
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), jpeg.as_slice());
+    assert_eq!(app.bucket_keys().await, vec![key.to_owned()]);
+}
+
+#[tokio::test]
+async fn svg_html_polyglots_and_oversize_uploads_are_rejected() {
+    let app = TestApp::spawn_with(&[("MAX_UPLOAD_BYTES", "2048")]).await;
+    let u = app.user().await;
+    for bad in [
+        br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#.to_vec(),
+        b"<!DOCTYPE html><html><body onload=alert(1)>".to_vec(),
+        [b"<html>".as_slice(), PNG].concat(),
+        b"%PDF-1.7".to_vec(),
+    ] {
+        u.client.upload("/upload", &u.token, "file", "x.png", &bad).await.expect_error(400, "invalid_image");
+    }
+    let mut big = PNG.to_vec();
+    big.resize(2049, 0);
+    u.client.upload("/upload", &u.token, "file", "x.png", &big).await.expect_error(413, "payload_too_large");
+    assert!(app.bucket_keys().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_presigned_put_accepts_exactly_the_signed_size_and_type() {
+    let app = TestApp::spawn().await;
+    let u = app.user().await;
+    let r = u.post("/uploads/presign", Some(&json!({"size": 16}))).await.expect(200);
+    assert_eq!(r["headers"], json!({"Content-Type": "application/octet-stream", "Content-Length": "16"}));
+    assert_eq!(r["expires_in"], 900);
+    let url = r["upload_url"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let put = |body: Vec<u8>, ct: &'static str| http.put(url).header("content-type", ct).body(body).send();
+    assert_eq!(put(vec![1; 17], "application/octet-stream").await.unwrap().status(), 403, "another size");
+    assert_eq!(put(vec![1; 16], "text/html").await.unwrap().status(), 403, "another type");
+    assert!(app.bucket_keys().await.is_empty());
+    assert_eq!(put(vec![7; 16], "application/octet-stream").await.unwrap().status(), 200);
+    let key = r["key"].as_str().unwrap();
+    assert_eq!(app.bucket_keys().await, vec![key.to_owned()]);
+
+    // Referenced as a file message; both sides get an attachment URL, nobody else.
+    let bob = app.user().await;
+    let mut ws = app.ws(&u.token).await;
+    ws.send(&json!({"action": "send_message", "receiver_id": bob.id, "encrypted_content": "file", "message_type": "file", "media_url": key})).await;
+    ws.expect("message_sent").await;
+    let history = bob.get(&format!("/chats/{}/messages", u.id)).await.expect(200);
+    let resp = fetch(history[0]["media_url"].as_str().unwrap()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+    assert_eq!(resp.headers()["content-disposition"], "attachment");
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), &[7; 16]);
+}
+
+#[tokio::test]
+async fn presign_requests_are_validated() {
+    let app = TestApp::spawn_with(&[("MAX_PRESIGNED_UPLOAD_BYTES", "1000")]).await;
+    let u = app.user().await;
+    u.post("/uploads/presign", Some(&json!({"size": 1001}))).await.expect_error(413, "payload_too_large");
+    for bad in
+        [json!({}), json!({"size": 0}), json!({"size": "big"}), json!({"size": 10, "content_type": "not a type"})]
+    {
+        u.post("/uploads/presign", Some(&bad)).await.expect_error(422, "validation_error");
+    }
+    let r = u.post("/uploads/presign", Some(&json!({"size": 10, "content_type": "Image/PNG"}))).await.expect(200);
+    assert_eq!(r["headers"]["Content-Type"], "image/png");
+}
+
+#[tokio::test]
+async fn uploads_are_rate_limited_per_user() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_UPLOAD", "2/3600")]).await;
+    let u = app.user().await;
+    u.client.upload("/upload", &u.token, "file", "a.png", PNG).await.expect(200);
+    u.post("/uploads/presign", Some(&json!({"size": 5}))).await.expect(200);
+    u.client.upload("/upload", &u.token, "file", "a.png", PNG).await.expect_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn only_the_owner_may_reference_an_upload() {
+    let app = TestApp::spawn().await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let up = alice.client.upload("/upload", &alice.token, "file", "a.png", PNG).await.expect(200);
+    let mut b = app.ws(&bob.token).await;
+    for reference in [up["key"].as_str().unwrap(), up["url"].as_str().unwrap()] {
+        b.send(&json!({"action": "send_message", "receiver_id": alice.id, "encrypted_content": "x", "message_type": "image", "media_url": reference})).await;
+        assert_eq!(b.expect("error").await["code"], "invalid_media");
+    }
+    let theme = json!({"name": "T", "primary_color": "1", "background_color": "1", "bubble_color_me": "1", "bubble_color_other": "1",
+        "text_color": "1", "secondary_text_color": "1", "brightness": "dark", "wallpaper_url": up["url"]});
+    bob.post("/users/me/themes", Some(&theme)).await.expect_error(422, "validation_error");
+    // The owner may, by key or by the URL it was given.
+    let mut a = app.ws(&alice.token).await;
+    a.send(&json!({"action": "send_message", "receiver_id": bob.id, "encrypted_content": "x", "message_type": "image", "media_url": up["url"]})).await;
+    a.expect("message_sent").await;
+    alice.post("/users/me/themes", Some(&theme)).await.expect(201);
+}
+
+#[tokio::test]
+async fn the_cleanup_deletes_only_unreferenced_old_uploads() {
+    let app = TestApp::spawn().await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let used = alice.client.upload("/upload", &alice.token, "file", "a.png", PNG).await.expect(200);
+    let unused = alice.client.upload("/upload", &alice.token, "file", "b.png", PNG).await.expect(200);
+    let fresh = alice.client.upload("/upload", &alice.token, "file", "c.png", PNG).await.expect(200);
+    let mut a = app.ws(&alice.token).await;
+    a.send(&json!({"action": "send_message", "receiver_id": bob.id, "encrypted_content": "x", "message_type": "image", "media_url": used["key"]})).await;
+    a.expect("message_sent").await;
+    let conn = app.db().await;
+    for k in [&used, &unused] {
+        conn.execute("UPDATE object SET created_at = 0 WHERE key = ?1", [k["key"].as_str().unwrap()]).await.unwrap();
+    }
+    let removed = shared::files::cleanup(&app.stack.state, shared::time::now_ms() - 24 * 3600 * 1000).await.unwrap();
+    assert_eq!(removed, 1);
+    let mut keys = app.bucket_keys().await;
+    keys.sort();
+    let mut expected = vec![used["key"].as_str().unwrap().to_owned(), fresh["key"].as_str().unwrap().to_owned()];
+    expected.sort();
+    assert_eq!(keys, expected);
+}

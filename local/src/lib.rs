@@ -115,6 +115,7 @@ impl Stack {
         }
         shared::db::check_schema(&state.db).await?;
 
+        tasks.push(tokio::spawn(cleanup_hourly(state.clone(), shutdown_rx.clone())));
         let gw = gateway::Gateway::new(
             state.clone(),
             routes,
@@ -132,6 +133,22 @@ impl Stack {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+    }
+}
+
+/// The scheduled `cleanup` function of the template, run in-process every hour (and once at start).
+async fn cleanup_hourly(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+    loop {
+        match shared::files::cleanup(&state, shared::time::now_ms() - DAY_MS).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "clean-up removed unreferenced uploads"),
+            Err(e) => tracing::warn!(error = ?e, "clean-up failed"),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
         }
     }
 }

@@ -46,6 +46,7 @@ pub fn functions() -> HashMap<&'static str, Handler> {
         (fn_files::FUNCTION, handler!(fn_files::handle)),
         (fn_themes::FUNCTION, handler!(fn_themes::handle)),
         (fn_contacts::FUNCTION, handler!(fn_contacts::handle)),
+        (fn_keys::FUNCTION, handler!(fn_keys::handle)),
         (fn_ws_connect::FUNCTION, handler!(fn_ws_connect::handle)),
         (fn_ws_disconnect::FUNCTION, handler!(fn_ws_disconnect::handle)),
         (fn_ws_message::FUNCTION, handler!(fn_ws_message::handle)),

@@ -95,8 +95,36 @@ pub async fn receipts_shared(conn: &Connection, a: i64, b: i64) -> Result<bool, 
     Ok(rows.next().await?.map(|r| r.get::<i64>(0)).transpose()?.unwrap_or(0) == 2)
 }
 
-/// The view of `msg` for `viewer`: read state per §4.3, a fresh presigned media URL.
-pub async fn view(state: &AppState, msg: &MessageRow, viewer: i64, receipts: bool) -> Result<MessageView, ApiError> {
+/// The envelopes addressed to `device_id` among `message_ids`.
+pub async fn envelopes_for(
+    conn: &Connection,
+    message_ids: &[i64],
+    device_id: &str,
+) -> Result<std::collections::HashMap<i64, String>, libsql::Error> {
+    let ids = serde_json::to_string(message_ids).unwrap_or_else(|_| "[]".into());
+    let mut rows = conn
+        .query(
+            "SELECT message_id, ciphertext FROM message_envelope WHERE device_id = ?1 \
+             AND message_id IN (SELECT value FROM json_each(?2))",
+            (device_id, ids),
+        )
+        .await?;
+    let mut out = std::collections::HashMap::new();
+    while let Some(r) = rows.next().await? {
+        out.insert(r.get::<i64>(0)?, r.get::<String>(1)?);
+    }
+    Ok(out)
+}
+
+/// The view of `msg` for `viewer`: read state per §4.3, a fresh presigned media URL, the viewer device's
+/// envelope.
+pub async fn view(
+    state: &AppState,
+    msg: &MessageRow,
+    viewer: i64,
+    receipts: bool,
+    envelope: Option<String>,
+) -> Result<MessageView, ApiError> {
     let media_url = match &msg.media_key {
         Some(key) => crate::files::url(state, key).await?,
         None => None,
@@ -113,7 +141,7 @@ pub async fn view(state: &AppState, msg: &MessageRow, viewer: i64, receipts: boo
         is_read: if viewer == msg.receiver_id || receipts { Some(msg.is_read) } else { None },
         client_msg_id: msg.client_msg_id.clone(),
         sender_device_id: msg.sender_device_id.clone(),
-        envelope: None,
+        envelope,
     })
 }
 

@@ -162,6 +162,35 @@ pub static ROUTES: &[Route] = &[
         true,
         200,
     ),
+    // keys
+    b(
+        r(
+            "keys",
+            "PUT",
+            "/keys",
+            "upload_keys",
+            "Upload this device's identity, signed prekey and one-time keys",
+            true,
+            200,
+        ),
+        "json",
+    ),
+    r("keys", "GET", "/keys/count", "count_keys", "Unclaimed one-time keys of this device", true, 200),
+    r("keys", "GET", "/users/{user_id}/devices", "list_devices", "A user's devices with identity keys", true, 200),
+    b(
+        r(
+            "keys",
+            "POST",
+            "/keys/claim",
+            "claim_keys",
+            "Claim a one-time key (or the fallback) per device of a user",
+            true,
+            200,
+        ),
+        "json",
+    ),
+    r("keys", "DELETE", "/devices/{device_id}", "delete_device", "Remove one of the caller's devices", true, 204),
+    b(r("keys", "POST", "/keys/exchange", "exchange_key", "The legacy public key of a user", true, 200), "json"),
     // chats
     r("chats", "GET", "/chats/active", "list_active_chats", "Peers with visible messages, newest first", true, 200),
     q(

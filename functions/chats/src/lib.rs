@@ -108,10 +108,12 @@ async fn list_messages(
         cap_size(&mut page);
     }
     let receipts = messages::receipts_shared(&conn, user.id, peer).await?;
+    let ids: Vec<i64> = page.iter().map(|m| m.id).collect();
+    let mut envelopes = messages::envelopes_for(&conn, &ids, &user.device_id).await?;
     drop(conn);
     let mut out = Vec::with_capacity(page.len());
     for msg in &page {
-        out.push(messages::view(state, msg, user.id, receipts).await?);
+        out.push(messages::view(state, msg, user.id, receipts, envelopes.remove(&msg.id)).await?);
     }
     Ok(ok(&out))
 }
@@ -128,6 +130,13 @@ fn cap_size(page: &mut Vec<MessageRow>) {
         .count()
         .max(1);
     page.truncate(keep);
+}
+
+/// Removes the envelopes of messages that are deleted for everyone.
+async fn delete_envelopes(tx: &libsql::Connection, ids: &[i64]) -> Result<(), ApiError> {
+    let list = serde_json::to_string(ids).unwrap_or_default();
+    tx.execute("DELETE FROM message_envelope WHERE message_id IN (SELECT value FROM json_each(?1))", [list]).await?;
+    Ok(())
 }
 
 async fn delete_media(state: &AppState, keys: Vec<String>) {
@@ -157,6 +166,7 @@ async fn delete_for_everyone(
         [list],
     )
     .await?;
+    delete_envelopes(tx, &ids).await?;
     Ok((ids, keys))
 }
 

@@ -414,7 +414,7 @@ async fn delete_account(state: &AppState, user: &AuthUser) -> Result<Response<Bo
         other => other,
     };
     let shows_online = load_self(state, user).await?.privacy.show_online_status;
-    let (keys, connections, peers) = delete_account_rows(state, user.id).await.map_err(failed)?;
+    let (keys, connections, devices, peers) = delete_account_rows(state, user.id).await.map_err(failed)?;
     tracing::info!(user_id = user.id, "account deleted");
     shared::realtime::close(state, &connections).await;
     for key in &keys {
@@ -424,6 +424,9 @@ async fn delete_account(state: &AppState, user: &AuthUser) -> Result<Response<Bo
             let _ = conn.execute("DELETE FROM object WHERE key = ?1", [key.as_str()]).await;
         }
     }
+    for device in &devices {
+        shared::keys::broadcast_key_change(state, user.id, device, "removed").await;
+    }
     if shows_online {
         let gone =
             shared::realtime::frame("presence", json!({"user_id": user.id, "is_online": false, "last_seen": null}));
@@ -432,7 +435,10 @@ async fn delete_account(state: &AppState, user: &AuthUser) -> Result<Response<Bo
     Ok(shared::http::no_content())
 }
 
-async fn delete_account_rows(state: &AppState, user_id: i64) -> Result<(Vec<String>, Vec<String>, Vec<i64>), ApiError> {
+/// (object keys, connection ids, device ids, peers) of the deleted account.
+type Deleted = (Vec<String>, Vec<String>, Vec<String>, Vec<i64>);
+
+async fn delete_account_rows(state: &AppState, user_id: i64) -> Result<Deleted, ApiError> {
     let conn = state.db.conn().await?;
     let peers = shared::realtime::peers_of(&conn, user_id).await?;
     let tx = conn.write_tx().await?;
@@ -449,6 +455,10 @@ async fn delete_account_rows(state: &AppState, user_id: i64) -> Result<(Vec<Stri
     };
     let keys = collect("SELECT key FROM object WHERE owner_id = ?1").await?;
     let connections = collect("SELECT id FROM connection WHERE user_id = ?1").await?;
+    let devices = collect("SELECT id FROM device WHERE user_id = ?1").await?;
+    for device in &devices {
+        shared::keys::delete_device_rows(&tx, device).await?;
+    }
     for sql in [
         // Pending deletion: the rows stay (without an owner that exists) until S3 confirms.
         "UPDATE object SET kind = 'deleted' WHERE owner_id = ?1",
@@ -469,6 +479,7 @@ async fn delete_account_rows(state: &AppState, user_id: i64) -> Result<(Vec<Stri
     ] {
         tx.execute(sql, [user_id]).await?;
     }
+    tx.execute("DELETE FROM message_envelope WHERE user_id = ?1", [user_id]).await?;
     tx.commit().await?;
-    Ok((keys, connections, peers))
+    Ok((keys, connections, devices, peers))
 }

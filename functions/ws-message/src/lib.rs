@@ -175,6 +175,10 @@ async fn send_message(state: &AppState, user: &AuthUser, connection_id: &str, bo
             }
         }
     }
+    let envelopes = parse_envelopes(state, user.id, receiver_id, body).await?;
+    if content.len() + envelopes.iter().map(|e| e.2.len()).sum::<usize>() > MAX_TOTAL_BYTES {
+        return Err(err("Message too large", "payload_too_large"));
+    }
     let media = match body.get("media_url") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
@@ -182,8 +186,8 @@ async fn send_message(state: &AppState, user: &AuthUser, connection_id: &str, bo
         Some(_) => return Err(err("Invalid media reference", "invalid_media")),
     };
 
-    let (msg, duplicate) =
-        store(state, user, receiver_id, content, message_type, media, reply_to, client_msg_id).await?;
+    let new = NewMessage { receiver_id, content, message_type, media, reply_to, client_msg_id, envelopes: &envelopes };
+    let (msg, duplicate) = store(state, user, new).await?;
     let sent = frame(
         "message_sent",
         json!({"message_id": msg.id, "client_msg_id": msg.client_msg_id, "timestamp": shared::time::format_ms(msg.created_at)}),
@@ -194,34 +198,77 @@ async fn send_message(state: &AppState, user: &AuthUser, connection_id: &str, bo
         let receipts = messages::receipts_shared(&conn, user.id, receiver_id).await?;
         let conns = realtime::connections_of(&conn, &[user.id, receiver_id]).await?;
         drop(conn);
-        let for_receiver = frame("new_message", messages::view(state, &msg, receiver_id, receipts).await?);
-        let for_sender = frame("new_message", messages::view(state, &msg, user.id, receipts).await?);
+        let for_receiver = messages::view(state, &msg, receiver_id, receipts, None).await?;
+        let for_sender = messages::view(state, &msg, user.id, receipts, None).await?;
         for c in conns.into_iter().filter(|c| c.id != connection_id) {
-            let payload = if c.user_id == receiver_id { for_receiver.clone() } else { for_sender.clone() };
-            targets.push((c.id, payload));
+            let mut view = if c.user_id == receiver_id { for_receiver.clone() } else { for_sender.clone() };
+            // Each device gets only the ciphertext addressed to it.
+            view.envelope = envelopes.iter().find(|e| e.0 == c.user_id && e.1 == c.device_id).map(|e| e.2.clone());
+            targets.push((c.id, frame("new_message", view)));
         }
     }
     realtime::push(state, targets).await;
     Ok(())
 }
 
-/// Stores a message in one write transaction; a `client_msg_id` already used within 24 h returns the
-/// original message instead (`true`).
-#[allow(clippy::too_many_arguments)]
-async fn store(
-    state: &AppState,
-    user: &AuthUser,
+/// A validated message to store.
+struct NewMessage<'a> {
     receiver_id: i64,
-    content: &str,
-    message_type: &str,
+    content: &'a str,
+    message_type: &'a str,
     media: Option<String>,
     reply_to: Option<i64>,
     client_msg_id: Option<String>,
-) -> Result<(MessageRow, bool), ApiError> {
+    envelopes: &'a [(i64, String, String)],
+}
+
+/// Validates `envelopes`: at most 50, each addressed to an existing device of the sender or the receiver
+/// (once), with base64 ciphertext. Returns (user id, device id, ciphertext).
+async fn parse_envelopes(
+    state: &AppState,
+    sender: i64,
+    receiver: i64,
+    body: &Value,
+) -> Result<Vec<(i64, String, String)>, WsError> {
+    let invalid = || err("Invalid envelope", "invalid_envelope");
+    let list = match body.get("envelopes") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) if list.len() <= 50 => list,
+        Some(_) => return Err(invalid()),
+    };
+    let devices: Vec<(i64, String)> = {
+        let conn = state.db.conn().await?;
+        let mut rows =
+            conn.query("SELECT user_id, id FROM device WHERE user_id IN (?1, ?2)", (sender, receiver)).await?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().await? {
+            out.push((r.get(0)?, r.get(1)?));
+        }
+        out
+    };
+    let mut out: Vec<(i64, String, String)> = Vec::with_capacity(list.len());
+    for e in list {
+        let user_id = e.get("user_id").and_then(Value::as_i64).ok_or_else(invalid)?;
+        let device_id = e.get("device_id").and_then(Value::as_str).ok_or_else(invalid)?;
+        let ciphertext = e.get("ciphertext").and_then(Value::as_str).filter(|c| !c.is_empty()).ok_or_else(invalid)?;
+        if !devices.iter().any(|(u, d)| *u == user_id && d == device_id)
+            || out.iter().any(|(_, d, _)| d == device_id)
+            || shared::keys::decode(ciphertext).is_none()
+        {
+            return Err(invalid());
+        }
+        out.push((user_id, device_id.to_owned(), ciphertext.to_owned()));
+    }
+    Ok(out)
+}
+
+/// Stores a message and its envelopes in one write transaction; a `client_msg_id` already used within 24 h
+/// returns the original message instead (`true`).
+async fn store(state: &AppState, user: &AuthUser, new: NewMessage<'_>) -> Result<(MessageRow, bool), ApiError> {
     let now = now_ms();
     let conn = state.db.conn().await?;
     let tx = conn.write_tx().await?;
-    if let Some(cid) = &client_msg_id {
+    if let Some(cid) = &new.client_msg_id {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM message WHERE sender_id = ?1 AND client_msg_id = ?2");
         if let Some(existing) = messages::query_messages(&tx, &sql, (user.id, cid.as_str())).await?.pop() {
             if existing.created_at > now - IDEMPOTENCY_WINDOW_MS {
@@ -238,11 +285,28 @@ async fn store(
     let msg = messages::query_messages(
         &tx,
         &sql,
-        (user.id, receiver_id, content, message_type, media, reply_to, client_msg_id, user.device_id.as_str(), now),
+        (
+            user.id,
+            new.receiver_id,
+            new.content,
+            new.message_type,
+            new.media,
+            new.reply_to,
+            new.client_msg_id,
+            user.device_id.as_str(),
+            now,
+        ),
     )
     .await?
     .pop()
     .ok_or_else(|| anyhow::anyhow!("insert returned no row"))?;
+    for (user_id, device_id, ciphertext) in new.envelopes {
+        tx.execute(
+            "INSERT INTO message_envelope (message_id, device_id, user_id, ciphertext) VALUES (?1, ?2, ?3, ?4)",
+            (msg.id, device_id.as_str(), *user_id, ciphertext.as_str()),
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok((msg, false))
 }

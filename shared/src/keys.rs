@@ -1,0 +1,75 @@
+//! Shared pieces of the end-to-end encryption key directory (API.md §9): base64 as the contract wants it,
+//! `key_change` events and device removal.
+
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::realtime;
+use crate::state::AppState;
+
+/// Standard alphabet; padding optional on input, always written on output; non-canonical trailing bits
+/// are rejected.
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Decodes standard base64 (padding optional).
+pub fn decode(text: &str) -> Option<Vec<u8>> {
+    B64.decode(text.trim()).ok()
+}
+
+/// Encodes standard base64 with padding.
+pub fn encode(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Sends `key_change` for (`user_id`, `device_id`) to the owner's other devices and to every user sharing a
+/// conversation with the owner.
+pub async fn broadcast_key_change(state: &AppState, user_id: i64, device_id: &str, change: &str) {
+    let peers = match state.db.conn().await {
+        Ok(conn) => realtime::peers_of(&conn, user_id).await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let payload = realtime::frame("key_change", json!({"user_id": user_id, "device_id": device_id, "change": change}));
+    let mut targets = Vec::new();
+    if let Ok(conn) = state.db.conn().await {
+        let mut users = peers;
+        users.push(user_id);
+        for c in realtime::connections_of(&conn, &users).await.unwrap_or_default() {
+            if !(c.user_id == user_id && c.device_id == device_id) {
+                targets.push((c.id, payload.clone()));
+            }
+        }
+    }
+    realtime::push(state, targets).await;
+}
+
+/// Deletes the rows of a device's keys and envelopes inside a caller's transaction.
+pub async fn delete_device_rows(tx: &libsql::Connection, device_id: &str) -> Result<(), ApiError> {
+    for sql in [
+        "DELETE FROM one_time_key WHERE device_id = ?1",
+        "DELETE FROM device_key WHERE device_id = ?1",
+        "DELETE FROM message_envelope WHERE device_id = ?1",
+        "DELETE FROM device WHERE id = ?1",
+    ] {
+        tx.execute(sql, [device_id]).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_padding_is_optional_but_encodings_must_be_canonical() {
+        assert_eq!(decode("AAE=").unwrap(), vec![0, 1]);
+        assert_eq!(decode("AAE").unwrap(), vec![0, 1]);
+        assert!(decode("AAF=").is_none(), "non-zero trailing bits");
+        assert!(decode("A-E=").is_none(), "url-safe alphabet");
+        assert_eq!(encode(&[0, 1]), "AAE=");
+    }
+}

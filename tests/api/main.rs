@@ -5,6 +5,7 @@ mod auth;
 mod avatar;
 mod chats;
 mod contacts;
+mod e2ee;
 mod events;
 mod files;
 mod privacy;

@@ -8,6 +8,7 @@ mod contacts;
 mod e2ee;
 mod events;
 mod files;
+mod keys;
 mod privacy;
 mod realtime;
 mod robustness;

@@ -1,0 +1,326 @@
+use messenger_client::crypto::{Crypto, b64, unb64};
+use messenger_tests::{TestApp, TestUser};
+use serde_json::{Value, json};
+
+/// Adds the group order L to a little-endian scalar: the same signature, non-canonically encoded.
+fn non_canonical(sig: &str) -> String {
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut bytes = unb64(sig).unwrap();
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = u16::from(bytes[32 + i]) + u16::from(L[i]) + carry;
+        bytes[32 + i] = sum as u8;
+        carry = sum >> 8;
+    }
+    b64(&bytes)
+}
+
+fn flip(text: &str) -> String {
+    let mut bytes = unb64(text).unwrap();
+    bytes[0] ^= 1;
+    b64(&bytes)
+}
+
+async fn with_keys(app: &TestApp) -> (TestUser, Crypto, Value) {
+    let user = app.user().await;
+    let mut crypto = Crypto::new();
+    let body = crypto.initial_keys(5);
+    let r = user.put("/keys", Some(&body)).await.expect(200);
+    assert_eq!(r["one_time_key_count"], 5);
+    assert_eq!(r["device_id"], user.device_id.as_str());
+    (user, crypto, body)
+}
+
+#[tokio::test]
+async fn forged_or_malformed_keys_are_rejected() {
+    let app = TestApp::spawn().await;
+    let user = app.user().await;
+    let mut crypto = Crypto::new();
+    let good = crypto.initial_keys(3);
+    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, u16, &str)> = vec![
+        (
+            "forged identity signature",
+            Box::new(|b| b["identity_signature"] = json!(flip(b["identity_signature"].as_str().unwrap()))),
+            400,
+            "invalid_signature",
+        ),
+        (
+            "non-canonical identity signature",
+            Box::new(|b| b["identity_signature"] = json!(non_canonical(b["identity_signature"].as_str().unwrap()))),
+            400,
+            "invalid_signature",
+        ),
+        (
+            "forged prekey signature",
+            Box::new(|b| {
+                b["signed_prekey"]["signature"] = json!(flip(b["signed_prekey"]["signature"].as_str().unwrap()))
+            }),
+            400,
+            "invalid_signature",
+        ),
+        (
+            "prekey signed for another id",
+            Box::new(|b| b["signed_prekey"]["key_id"] = json!(b["signed_prekey"]["key_id"].as_u64().unwrap() + 1)),
+            400,
+            "invalid_signature",
+        ),
+        ("identity key of 31 bytes", Box::new(|b| b["identity_key"] = json!(b64(&[7; 31]))), 422, "validation_error"),
+        (
+            "signature of 63 bytes",
+            Box::new(|b| b["identity_signature"] = json!(b64(&[7; 63]))),
+            422,
+            "validation_error",
+        ),
+        (
+            "non-canonical base64",
+            Box::new(|b| {
+                let k = b["signing_key"].as_str().unwrap().trim_end_matches('=').to_owned();
+                let mut c: Vec<char> = k.chars().collect();
+                let last = c.pop().unwrap();
+                let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+                let idx = alphabet.find(last).unwrap();
+                c.push(alphabet.chars().nth(idx ^ 1).unwrap());
+                b["signing_key"] = json!(c.into_iter().collect::<String>());
+            }),
+            422,
+            "validation_error",
+        ),
+        (
+            "url-safe base64",
+            Box::new(|b| {
+                b["identity_key"] = json!(b["identity_key"].as_str().unwrap().replace('+', "-").replace('/', "_") + "-")
+            }),
+            422,
+            "validation_error",
+        ),
+        (
+            "key id over 32 bits",
+            Box::new(|b| b["one_time_keys"][0]["key_id"] = json!(1u64 << 32)),
+            422,
+            "validation_error",
+        ),
+        (
+            "no signed prekey on the first upload",
+            Box::new(|b| {
+                b.as_object_mut().unwrap().remove("signed_prekey");
+            }),
+            422,
+            "validation_error",
+        ),
+        (
+            "no identity on the first upload",
+            Box::new(|b| {
+                for k in ["identity_key", "signing_key", "identity_signature"] {
+                    b.as_object_mut().unwrap().remove(k);
+                }
+            }),
+            422,
+            "validation_error",
+        ),
+    ];
+    for (what, mutate, status, code) in cases {
+        let mut body = good.clone();
+        mutate(&mut body);
+        let resp = user.put("/keys", Some(&body)).await;
+        assert_eq!((resp.status.as_u16(), resp.body["code"].as_str()), (status, Some(code)), "{what}: {}", resp.text);
+    }
+    assert_eq!(
+        user.get("/keys/count").await.expect(200),
+        json!({"device_id": user.device_id, "one_time_key_count": 0, "signed_prekey_id": null})
+    );
+    user.put("/keys", Some(&good)).await.expect(200);
+    user.put("/keys", Some(&good)).await.expect(200);
+    assert_eq!(
+        user.get("/keys/count").await.expect(200)["one_time_key_count"],
+        3,
+        "re-sending identical keys is a no-op"
+    );
+}
+
+#[tokio::test]
+async fn one_time_key_limits_and_conflicts() {
+    let app = TestApp::spawn().await;
+    let (user, mut crypto, _) = with_keys(&app).await;
+    let too_many = crypto.one_time_keys(101);
+    user.put("/keys", Some(&too_many)).await.expect_error(400, "too_many_one_time_keys");
+    let sixty = crypto.one_time_keys(60);
+    user.put("/keys", Some(&sixty)).await.expect(200);
+    let more = crypto.one_time_keys(40);
+    user.put("/keys", Some(&more)).await.expect_error(400, "too_many_one_time_keys");
+    assert_eq!(user.get("/keys/count").await.expect(200)["one_time_key_count"], 65, "a refused upload stores nothing");
+    let mut conflict = crypto.one_time_keys(1);
+    conflict["one_time_keys"][0]["key_id"] = sixty["one_time_keys"][0]["key_id"].clone();
+    user.put("/keys", Some(&conflict)).await.expect_error(409, "key_id_conflict");
+}
+
+#[tokio::test]
+async fn the_directory_lists_devices_and_claims_fall_back_to_the_signed_prekey() {
+    let app = TestApp::spawn().await;
+    let (owner, _, body) = with_keys(&app).await;
+    let other = app.user().await;
+    let listed = other.get(&format!("/users/{}/devices", owner.id)).await.expect(200);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["identity_key"], body["identity_key"]);
+    assert!(listed[0]["device_name"].is_null(), "names are private");
+    other.get("/users/999999/devices").await.expect_error(404, "user_not_found");
+    for _ in 0..5 {
+        let c = other.post("/keys/claim", Some(&json!({"user_id": owner.id}))).await.expect(200);
+        assert_eq!(c["devices"][0]["fallback"], false);
+    }
+    let c = other.post("/keys/claim", Some(&json!({"user_id": owner.id}))).await.expect(200);
+    assert_eq!(c["devices"][0]["fallback"], true);
+    assert_eq!(c["devices"][0]["signed_prekey"], body["signed_prekey"]);
+    let none = other.post("/keys/claim", Some(&json!({"user_id": owner.id, "device_ids": ["nope"]}))).await.expect(200);
+    assert!(none["devices"].as_array().unwrap().is_empty());
+    other.post("/keys/claim", Some(&json!({"user_id": 999_999}))).await.expect_error(404, "user_not_found");
+}
+
+#[tokio::test]
+async fn claims_are_rate_limited_per_target_device() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_CLAIM_DEVICE", "2/3600")]).await;
+    let (owner, _, _) = with_keys(&app).await;
+    let other = app.user().await;
+    for _ in 0..2 {
+        other.post("/keys/claim", Some(&json!({"user_id": owner.id}))).await.expect(200);
+    }
+    other.post("/keys/claim", Some(&json!({"user_id": owner.id}))).await.expect_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn identity_changes_and_device_removal_are_announced() {
+    let app = TestApp::spawn().await;
+    let (owner, _, _) = with_keys(&app).await;
+    let peer = app.user().await;
+    let mut pw = app.ws(&peer.token).await;
+    peer.send_via(&mut pw, owner.id, "hi").await;
+    let second = app
+        .client()
+        .call("POST", "/auth/login", None, Some(&json!({"phone": owner.phone, "password": owner.password})))
+        .await
+        .expect(200);
+    let second_token = second["access_token"].as_str().unwrap().to_owned();
+    let mut other_device = app.ws(&second_token).await;
+
+    // A new identity on the first device: old keys discarded, everyone told.
+    let mut fresh = Crypto::new();
+    let r = owner.put("/keys", Some(&fresh.initial_keys(0))).await.expect(200);
+    assert_eq!(r["one_time_key_count"], 0);
+    let expected = json!({"user_id": owner.id, "device_id": owner.device_id, "change": "identity_changed"});
+    assert_eq!(pw.expect("key_change").await, expected);
+    assert_eq!(other_device.expect("key_change").await, expected);
+
+    // Removing a device: only one's own, it logs that device out and closes its connections.
+    peer.delete(&format!("/devices/{}", owner.device_id)).await.expect_error(404, "device_not_found");
+    let mut owner_ws = app.ws(&owner.token).await;
+    let resp = owner.client.call("DELETE", &format!("/devices/{}", owner.device_id), Some(&second_token), None).await;
+    assert_eq!(resp.status.as_u16(), 204);
+    assert!(owner_ws.closed().await.is_some());
+    owner.get("/me").await.expect_error(401, "invalid_token");
+    let removed = json!({"user_id": owner.id, "device_id": owner.device_id, "change": "removed"});
+    assert_eq!(pw.expect("key_change").await, removed);
+    assert_eq!(other_device.expect("key_change").await, removed);
+    assert!(peer.get(&format!("/users/{}/devices", owner.id)).await.expect(200).as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn envelopes_must_address_devices_of_the_two_users() {
+    let app = TestApp::spawn().await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let stranger = app.user().await;
+    let mut a = app.ws(&alice.token).await;
+    let mut b = app.ws(&bob.token).await;
+    let env = |user: i64, device: &str| json!({"user_id": user, "device_id": device, "ciphertext": "AAEC"});
+    for envelopes in [
+        json!([env(stranger.id, &stranger.device_id)]),
+        json!([env(bob.id, &alice.device_id)]),
+        json!([env(bob.id, "no-such-device")]),
+        json!([env(bob.id, &bob.device_id), env(bob.id, &bob.device_id)]),
+        json!([{"user_id": bob.id, "device_id": bob.device_id, "ciphertext": "not base64!"}]),
+        json!("nope"),
+        json!((0..51).map(|_| env(bob.id, &bob.device_id)).collect::<Vec<_>>()),
+    ] {
+        a.send(
+            &json!({"action": "send_message", "receiver_id": bob.id, "encrypted_content": "m", "envelopes": envelopes}),
+        )
+        .await;
+        assert_eq!(a.expect("error").await["code"], "invalid_envelope", "{envelopes}");
+    }
+    let big = "A".repeat(101 * 1024);
+    a.send_fragmented(
+        &json!({"action": "send_message", "receiver_id": bob.id, "encrypted_content": "x".repeat(20 * 1024),
+        "envelopes": [{"user_id": bob.id, "device_id": bob.device_id, "ciphertext": big}]})
+        .to_string(),
+    )
+    .await;
+    assert_eq!(a.expect("error").await["code"], "payload_too_large");
+    // A valid one reaches exactly its device, live and in history.
+    a.send(&json!({"action": "send_message", "receiver_id": bob.id, "encrypted_content": "m",
+        "envelopes": [env(bob.id, &bob.device_id), env(alice.id, &alice.device_id)]}))
+        .await;
+    a.expect("message_sent").await;
+    assert_eq!(b.expect("new_message").await["envelope"], "AAEC");
+    assert_eq!(bob.get(&format!("/chats/{}/messages", alice.id)).await.expect(200)[0]["envelope"], "AAEC");
+    let bob_other = app
+        .client()
+        .call("POST", "/auth/login", None, Some(&json!({"phone": bob.phone, "password": bob.password})))
+        .await
+        .expect(200);
+    let page =
+        bob.client.get(&format!("/chats/{}/messages", alice.id), bob_other["access_token"].as_str()).await.expect(200);
+    assert!(page[0]["envelope"].is_null(), "another device gets no envelope");
+}
+
+#[tokio::test]
+async fn the_legacy_key_exchange() {
+    let app = TestApp::spawn().await;
+    let with_key = app.user().await;
+    let without = app
+        .client()
+        .call("POST", "/auth/register", None, Some(&json!({"first_name": "N", "last_name": "K", "phone": messenger_tests::unique_phone(), "password": "long enough"})))
+        .await
+        .expect(201);
+    let r = with_key.post("/keys/exchange", Some(&json!({"user_id": with_key.id}))).await.expect(200);
+    assert!(r["public_key"].as_str().unwrap().contains("BEGIN PUBLIC KEY"));
+    with_key
+        .post("/keys/exchange", Some(&json!({"user_id": without["user_id"]})))
+        .await
+        .expect_error(404, "no_public_key");
+    with_key.post("/keys/exchange", Some(&json!({"user_id": 999_999}))).await.expect_error(404, "user_not_found");
+}
+
+#[tokio::test]
+async fn client_device_state_is_encrypted_and_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let app = TestApp::spawn().await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("device");
+    let phone = messenger_tests::unique_phone();
+    let mut alice = messenger_client::Client::register(
+        &app.base,
+        Some(&dir),
+        ("Al", "Ice", &phone),
+        "correct horse battery",
+        "cli",
+    )
+    .await
+    .unwrap();
+    let bob = app.user().await;
+    let mut s = alice.connect().await.unwrap();
+    alice.send_text(&mut s, bob.id, "STATE-CANARY sent from disk").await.unwrap();
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "{}", path.display());
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.windows(12).any(|w| w == b"STATE-CANARY"), "plaintext on disk in {}", path.display());
+    }
+    // Reopened from disk, the device still decrypts its own history and keeps its identity.
+    let mut reopened = messenger_client::Client::open(&dir).unwrap();
+    assert_eq!(reopened.device_id, alice.device_id);
+    let history = reopened.history(bob.id).await.unwrap();
+    assert_eq!(history[0].text.as_deref(), Some("STATE-CANARY sent from disk"));
+}

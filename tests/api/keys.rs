@@ -40,7 +40,8 @@ async fn forged_or_malformed_keys_are_rejected() {
     let user = app.user().await;
     let mut crypto = Crypto::new();
     let good = crypto.initial_keys(3);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, u16, &str)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutation, u16, &str)> = vec![
         (
             "forged identity signature",
             Box::new(|b| b["identity_signature"] = json!(flip(b["identity_signature"].as_str().unwrap()))),

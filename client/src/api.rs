@@ -21,9 +21,15 @@ pub struct Session {
     pub device_id: String,
 }
 
+/// Selects ring as rustls' process-wide crypto provider (several may be compiled in); idempotent.
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Api {
     /// A client for `base`.
     pub fn new(base: &str) -> Self {
+        init_tls();
         Self { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token: None }
     }
 

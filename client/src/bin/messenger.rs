@@ -64,6 +64,9 @@ async fn main() -> anyhow::Result<()> {
         .or_else(|| std::env::var("MESSENGER_SERVER").ok())
         .unwrap_or_else(|| "http://127.0.0.1:3000".into());
     let command = args.remove(0);
+    if (command == "register" || command == "login") && home.join("state.bin").exists() {
+        bail!("{} already holds a device; use another --home for another account or device", home.display());
+    }
     match command.as_str() {
         "register" => {
             let first = flag(&mut args, "--first").context("--first is required")?;

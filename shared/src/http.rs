@@ -180,6 +180,15 @@ impl Params {
         }
     }
 
+    /// A page size: `default` when absent, capped at `max`, below 1 (or not an integer) a 422.
+    pub fn limit(&self, default: i64, max: i64) -> Result<i64, ApiError> {
+        match self.int("limit")? {
+            None => Ok(default),
+            Some(l) if l < 1 => Err(ApiError::field("limit", "must be at least 1")),
+            Some(l) => Ok(l.min(max)),
+        }
+    }
+
     /// The raw JSON value of a parameter.
     pub fn value(&self, name: &str) -> Option<&Value> {
         self.0.get(name)

@@ -36,14 +36,6 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response<Body>, ApiE
     }
 }
 
-fn limit(params: &Params, default: i64, max: i64) -> Result<i64, ApiError> {
-    match params.int("limit")? {
-        None => Ok(default),
-        Some(l) if l < 1 => Err(ApiError::field("limit", "must be at least 1")),
-        Some(l) => Ok(l.min(max)),
-    }
-}
-
 /// `GET /chats/active`
 /// - every peer with a message visible to the caller, newest `last_message_time` first, privacy applied
 async fn list_active_chats(state: &AppState, user: &AuthUser) -> Result<Response<Body>, ApiError> {
@@ -80,7 +72,7 @@ async fn list_messages(
     params: &Params,
 ) -> Result<Response<Body>, ApiError> {
     let peer = m.int("target_user_id")?;
-    let limit = limit(params, 50, 200)?;
+    let limit = params.limit(50, 200)?;
     let before = params.int("before_id")?.unwrap_or(i64::MAX);
     let after = params.int("after_id")?;
     let conn = state.db.conn().await?;
@@ -288,7 +280,7 @@ async fn list_media(
     params: &Params,
 ) -> Result<Response<Body>, ApiError> {
     let peer = m.int("target_user_id")?;
-    let limit = limit(params, 100, 200)?;
+    let limit = params.limit(100, 200)?;
     let before = params.int("before_id")?.unwrap_or(i64::MAX);
     let conn = state.db.conn().await?;
     let sql = format!(

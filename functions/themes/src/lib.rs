@@ -164,6 +164,16 @@ async fn parse_input(state: &AppState, user: &AuthUser, params: &Params) -> Resu
     Ok(ThemeInput { name, colors, brightness, wallpaper_key, wallpaper_blur })
 }
 
+impl ThemeInput {
+    /// The stored fields in column order: name, the six colours, brightness, wallpaper key, blur.
+    fn into_values(self) -> Vec<libsql::Value> {
+        let mut values = vec![libsql::Value::from(self.name)];
+        values.extend(self.colors.into_iter().map(libsql::Value::from));
+        values.extend([self.brightness.into(), self.wallpaper_key.into(), self.wallpaper_blur.into()]);
+        values
+    }
+}
+
 fn theme_not_found() -> ApiError {
     ApiError::client(404, "theme_not_found", "Theme not found")
 }
@@ -179,7 +189,9 @@ async fn create_theme(state: &AppState, user: &AuthUser, params: &Params) -> Res
     if count >= MAX_THEMES {
         return Err(ApiError::client(409, "theme_limit", "Theme limit reached"));
     }
-    let [c0, c1, c2, c3, c4, c5] = input.colors;
+    let mut values = vec![libsql::Value::from(user.id)];
+    values.extend(input.into_values());
+    values.push(shared::time::now_ms().into());
     let mut rows = tx
         .query(
             &format!(
@@ -187,20 +199,7 @@ async fn create_theme(state: &AppState, user: &AuthUser, params: &Params) -> Res
                  text_color, secondary_text_color, brightness, wallpaper_key, wallpaper_blur, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING {COLUMNS}"
             ),
-            libsql::params_from_iter([
-                libsql::Value::from(user.id),
-                input.name.into(),
-                c0.into(),
-                c1.into(),
-                c2.into(),
-                c3.into(),
-                c4.into(),
-                c5.into(),
-                input.brightness.into(),
-                input.wallpaper_key.into(),
-                input.wallpaper_blur.into(),
-                shared::time::now_ms().into(),
-            ]),
+            libsql::params_from_iter(values),
         )
         .await?;
     let row = rows.next().await?.ok_or_else(|| anyhow::anyhow!("insert returned no row"))?;
@@ -240,7 +239,9 @@ async fn update_theme(
     let id = m.int("theme_id")?;
     let old = wallpaper_of(&*state.db.conn().await?, user, id).await?;
     let input = parse_input(state, user, params).await?;
-    let [c0, c1, c2, c3, c4, c5] = input.colors;
+    let new_wallpaper = input.wallpaper_key.clone();
+    let mut values = vec![libsql::Value::from(id), user.id.into()];
+    values.extend(input.into_values());
     let theme = {
         let conn = state.db.conn().await?;
         let mut rows = conn
@@ -250,26 +251,13 @@ async fn update_theme(
                      bubble_color_other = ?7, text_color = ?8, secondary_text_color = ?9, brightness = ?10, \
                      wallpaper_key = ?11, wallpaper_blur = ?12 WHERE id = ?1 AND user_id = ?2 RETURNING {COLUMNS}"
                 ),
-                libsql::params_from_iter([
-                    libsql::Value::from(id),
-                    user.id.into(),
-                    input.name.into(),
-                    c0.into(),
-                    c1.into(),
-                    c2.into(),
-                    c3.into(),
-                    c4.into(),
-                    c5.into(),
-                    input.brightness.into(),
-                    input.wallpaper_key.clone().into(),
-                    input.wallpaper_blur.into(),
-                ]),
+                libsql::params_from_iter(values),
             )
             .await?;
         let row = rows.next().await?.ok_or_else(theme_not_found)?;
         view(state, &row).await?
     };
-    if let Some(old) = old.filter(|o| Some(o) != input.wallpaper_key.as_ref()) {
+    if let Some(old) = old.filter(|o| Some(o) != new_wallpaper.as_ref()) {
         shared::files::delete_if_orphaned(state, &[old]).await;
     }
     Ok(ok(&theme))

@@ -160,17 +160,9 @@ async fn set_text(state: &AppState, user: &AuthUser, params: &Params, field: &st
     self_response(state, user).await
 }
 
-fn paging_limit(params: &Params, default: i64, max: i64) -> Result<i64, ApiError> {
-    match params.int("limit")? {
-        None => Ok(default),
-        Some(l) if l < 1 => Err(ApiError::field("limit", "must be at least 1")),
-        Some(l) => Ok(l.min(max)),
-    }
-}
-
 /// `GET /users` — public views in ascending id, excluding the caller and deleted accounts; paged.
 async fn list_users(state: &AppState, user: &AuthUser, params: &Params) -> Result<Response<Body>, ApiError> {
-    let limit = paging_limit(params, 100, 500)?;
+    let limit = params.limit(100, 500)?;
     let after = params.int("after_id")?.unwrap_or(0);
     let conn = state.db.conn().await?;
     let sql =

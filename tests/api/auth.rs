@@ -256,3 +256,22 @@ async fn a_token_for_a_removed_device_or_deleted_user_dies() {
     conn.execute("UPDATE user SET is_deleted = 1 WHERE id = ?1", [other.id]).await.unwrap();
     other.get("/me").await.expect_error(401, "invalid_token");
 }
+
+#[tokio::test]
+async fn a_banned_account_cannot_log_in_or_use_its_tokens() {
+    let app = TestApp::spawn().await;
+    let user = app.user().await;
+    app.db().await.execute("UPDATE user SET is_banned = 1 WHERE id = ?1", [user.id]).await.unwrap();
+    user.get("/me").await.expect_error(401, "invalid_token");
+    let c = app.client();
+    c.call("POST", "/auth/login", None, Some(&json!({"phone": user.phone, "password": "wrong password"})))
+        .await
+        .expect_error(401, "invalid_credentials");
+    let e = c
+        .call("POST", "/auth/login", None, Some(&json!({"phone": user.phone, "password": user.password})))
+        .await
+        .expect_error(403, "account_banned");
+    assert_eq!(e["detail"], "Account is banned");
+    let err = tokio_tungstenite::connect_async(format!("{}?token={}", app.ws_url(), user.token)).await.unwrap_err();
+    assert!(matches!(err, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401));
+}

@@ -74,11 +74,28 @@ where
 }
 
 /// Sends each `(connection id, payload)` concurrently. A gone connection's row (and only that row) is deleted;
-/// other failures are logged: stored data is never lost, clients catch up through history.
+/// other failures are logged: stored data is never lost, clients catch up through history. When a purge
+/// takes a user's last connection, their peers get `presence` (offline) in a following round.
 pub async fn push(state: &AppState, targets: Vec<(String, String)>) {
+    let mut targets = targets;
+    // Each round can only purge connections, so this ends; the bound keeps a pathological case short.
+    for _ in 0..3 {
+        if targets.is_empty() {
+            return;
+        }
+        let offline = send_round(state, targets).await;
+        targets = Vec::new();
+        for user in offline {
+            targets.extend(presence_targets(state, user).await);
+        }
+    }
+}
+
+/// One round of posts; returns the users whose last connection was purged.
+async fn send_round(state: &AppState, targets: Vec<(String, String)>) -> Vec<i64> {
     let Some(rt) = &state.realtime else {
         tracing::debug!(count = targets.len(), "no WS_ENDPOINT configured, events dropped");
-        return;
+        return Vec::new();
     };
     let sends = targets.into_iter().map(|(id, payload)| async move {
         let result = rt.client.post_to_connection().connection_id(&id).data(Blob::new(payload)).send().await;
@@ -92,11 +109,15 @@ pub async fn push(state: &AppState, targets: Vec<(String, String)>) {
         }
     });
     let gone: Vec<String> = join_all(sends).await.into_iter().flatten().collect();
+    let mut offline = Vec::new();
     for id in gone {
-        if let Err(e) = forget(state, &id).await {
-            tracing::warn!(error = ?e, "stale connection not purged");
+        match forget(state, &id).await {
+            Ok(Some(user)) => offline.push(user),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = ?e, "stale connection not purged"),
         }
     }
+    offline
 }
 
 /// Sends one payload to every connection of `users`, except `except` (the sending connection).
@@ -139,7 +160,8 @@ pub async fn forget(state: &AppState, connection_id: &str) -> Result<Option<i64>
     Ok(offline)
 }
 
-/// Closes connections at the gateway (`DeleteConnection`) and forgets them.
+/// Closes connections at the gateway (`DeleteConnection`) and forgets them; users left without a
+/// connection are announced offline.
 pub async fn close(state: &AppState, connection_ids: &[String]) {
     if let Some(rt) = &state.realtime {
         let closes = connection_ids.iter().map(|id| rt.client.delete_connection().connection_id(id).send());
@@ -151,11 +173,15 @@ pub async fn close(state: &AppState, connection_ids: &[String]) {
             }
         }
     }
+    let mut announcements = Vec::new();
     for id in connection_ids {
-        if let Err(e) = forget(state, id).await {
-            tracing::warn!(error = ?e, "connection row not removed");
+        match forget(state, id).await {
+            Ok(Some(user)) => announcements.extend(presence_targets(state, user).await),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = ?e, "connection row not removed"),
         }
     }
+    push(state, announcements).await;
 }
 
 /// Closes every connection of `user_id` except those of `keep_device`.
@@ -187,26 +213,33 @@ pub async fn peers_of(conn: &Connection, user_id: i64) -> Result<Vec<i64>, libsq
 
 /// Sends `presence` for `user_id` to its peers, privacy applied; nothing when both fields are hidden.
 pub async fn broadcast_presence(state: &AppState, user_id: i64) {
+    let targets = presence_targets(state, user_id).await;
+    push(state, targets).await;
+}
+
+/// The `presence` frames for `user_id`, one per connection of its peers (none if both fields are hidden).
+async fn presence_targets(state: &AppState, user_id: i64) -> Vec<(String, String)> {
     let result = async {
         let conn = state.db.conn().await?;
-        let Some(user) = crate::users::find(&conn, user_id).await? else { return Ok(()) };
+        let Some(user) = crate::users::find(&conn, user_id).await? else { return Ok(Vec::new()) };
         let online = !connections_of(&conn, &[user_id]).await?.is_empty();
         let (show_online, show_seen) = (user.privacy.show_online_status, user.privacy.show_last_seen);
         if user.is_deleted || (!show_online && !show_seen) {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let peers = peers_of(&conn, user_id).await?;
-        drop(conn);
         let data = json!({
             "user_id": user_id,
             "is_online": show_online.then_some(online),
             "last_seen": if show_seen { user.last_seen.map(crate::time::format_ms) } else { None },
         });
-        push_to_users(state, &peers, None, &frame("presence", data)).await;
-        Ok::<_, libsql::Error>(())
+        let payload = frame("presence", data);
+        let conns = connections_of(&conn, &peers).await?;
+        Ok::<_, libsql::Error>(conns.into_iter().map(|c| (c.id, payload.clone())).collect())
     }
     .await;
-    if let Err(e) = result {
-        tracing::warn!(error = ?e, "presence not sent");
-    }
+    result.unwrap_or_else(|e| {
+        tracing::warn!(error = ?e, "presence not computed");
+        Vec::new()
+    })
 }

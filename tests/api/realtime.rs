@@ -517,3 +517,29 @@ async fn a_storage_failure_is_reported_and_nothing_is_acknowledged() {
     assert_eq!(e, json!({"message": "Failed to send message", "code": "internal_error", "client_msg_id": "f1"}));
     a.expect_quiet().await;
 }
+
+#[tokio::test]
+async fn purging_a_users_last_connection_announces_them_offline() {
+    let app = TestApp::spawn().await;
+    let alice = app.user().await;
+    let carol = app.user().await;
+    app.db()
+        .await
+        .execute(
+            "INSERT INTO connection (id, user_id, device_id, token_version, token_exp, connected_at) VALUES ('ghost=', ?1, ?2, 0, 0, 0)",
+            (carol.id, carol.device_id.as_str()),
+        )
+        .await
+        .unwrap();
+    let mut a = app.ws(&alice.token).await;
+    alice.send_via(&mut a, carol.id, "are you there?").await;
+    let presence = loop {
+        let ev = a.next_event().await.expect("open");
+        if ev["event"] == "presence" && ev["data"]["user_id"] == carol.id {
+            break ev["data"].clone();
+        }
+    };
+    assert_eq!(presence["is_online"], false);
+    assert!(presence["last_seen"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(app.count("SELECT COUNT(*) FROM connection WHERE id = 'ghost='").await, 0);
+}

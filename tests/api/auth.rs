@@ -275,3 +275,49 @@ async fn a_banned_account_cannot_log_in_or_use_its_tokens() {
     let err = tokio_tungstenite::connect_async(format!("{}?token={}", app.ws_url(), user.token)).await.unwrap_err();
     assert!(matches!(err, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401));
 }
+
+#[tokio::test]
+async fn parallel_guesses_cannot_slip_past_the_account_limit() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_LOGIN_IP", "1000/900")]).await;
+    let user = app.user().await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (c, phone) = (app.client(), user.phone.clone());
+        tasks.push(tokio::spawn(async move {
+            c.call("POST", "/auth/login", None, Some(&json!({"phone": phone, "password": "wrong password"})))
+                .await
+                .status
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 15, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_phone_get_one_201_and_400s() {
+    let app = TestApp::spawn().await;
+    let phone = unique_phone();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (c, phone) = (app.client(), phone.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"first_name": "A", "last_name": "B", "phone": phone, "password": "long enough"});
+            let r = c.call("POST", "/auth/register", None, Some(&body)).await;
+            (r.status.as_u16(), r.body["code"].clone())
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (201, _) => created += 1,
+            (400, code) => assert_eq!(code, "phone_taken"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+}

@@ -210,3 +210,24 @@ async fn media_lists_image_messages_newest_first_and_deletion_removes_the_object
     assert!(app.bucket_keys().await.is_empty(), "the orphaned object is removed");
     assert!(ids(&bob.get(&format!("/chats/{}/media", alice.id)).await.expect(200)).is_empty());
 }
+
+#[tokio::test]
+async fn clearing_for_everyone_also_removes_what_the_caller_hid_for_itself() {
+    let app = TestApp::spawn().await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let mut a = app.ws(&alice.token).await;
+    let m1 = alice.send_via(&mut a, bob.id, "1").await;
+    let m2 = alice.send_via(&mut a, bob.id, "2").await;
+    alice.delete(&format!("/messages/{m2}?for_everyone=false")).await.expect(200);
+    let r = alice
+        .client
+        .call("DELETE", &format!("/chats/{}/messages?for_everyone=true", bob.id), Some(&alice.token), None)
+        .await
+        .expect(200);
+    assert_eq!(r["deleted_count"], 2);
+    assert!(
+        ids(&bob.get(&format!("/chats/{}/messages", alice.id)).await.expect(200)).is_empty(),
+        "{m1} {m2} gone for bob"
+    );
+}

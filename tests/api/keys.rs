@@ -325,3 +325,21 @@ async fn client_device_state_is_encrypted_and_owner_only() {
     let history = reopened.history(bob.id).await.unwrap();
     assert_eq!(history[0].text.as_deref(), Some("STATE-CANARY sent from disk"));
 }
+
+#[tokio::test]
+async fn a_claim_refused_by_a_device_limit_takes_no_key() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_CLAIM_DEVICE", "1/3600")]).await;
+    let (owner, _, _) = with_keys(&app).await;
+    let second = app
+        .client()
+        .call("POST", "/auth/login", None, Some(&json!({"phone": owner.phone, "password": owner.password})))
+        .await
+        .expect(200);
+    let second_token = second["access_token"].as_str().unwrap();
+    owner.client.call("PUT", "/keys", Some(second_token), Some(&Crypto::new().initial_keys(5))).await.expect(200);
+    let claimer = app.user().await;
+    let second_id = second["device_id"].as_str().unwrap();
+    claimer.post("/keys/claim", Some(&json!({"user_id": owner.id, "device_ids": [second_id]}))).await.expect(200);
+    claimer.post("/keys/claim", Some(&json!({"user_id": owner.id}))).await.expect_error(429, "rate_limited");
+    assert_eq!(owner.get("/keys/count").await.expect(200)["one_time_key_count"], 5, "the first device lost nothing");
+}

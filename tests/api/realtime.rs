@@ -362,7 +362,7 @@ async fn a_revoked_token_gets_unauthorized_and_the_connection_closes() {
 }
 
 #[tokio::test]
-async fn changing_the_password_closes_the_other_devices_connections() {
+async fn changing_the_password_closes_every_connection_and_the_new_token_reconnects() {
     let app = TestApp::spawn().await;
     let alice = app.user().await;
     let other = app
@@ -372,7 +372,7 @@ async fn changing_the_password_closes_the_other_devices_connections() {
         .expect(200);
     let mut mine = app.ws(&alice.token).await;
     let mut theirs = app.ws(other["access_token"].as_str().unwrap()).await;
-    alice
+    let fresh = alice
         .put(
             "/users/me/password",
             Some(&json!({"current_password": alice.password, "new_password": "a new passphrase"})),
@@ -380,8 +380,10 @@ async fn changing_the_password_closes_the_other_devices_connections() {
         .await
         .expect(200);
     assert!(theirs.closed().await.is_some());
-    mine.send(&json!({"action": "ping"})).await;
-    mine.expect("pong").await;
+    assert!(mine.closed().await.is_some(), "even the caller's socket carried the old token");
+    let mut again = app.ws(fresh["access_token"].as_str().unwrap()).await;
+    again.send(&json!({"action": "ping"})).await;
+    again.expect("pong").await;
 }
 
 #[tokio::test]
@@ -542,4 +544,24 @@ async fn purging_a_users_last_connection_announces_them_offline() {
     assert_eq!(presence["is_online"], false);
     assert!(presence["last_seen"].as_str().unwrap().ends_with('Z'));
     assert_eq!(app.count("SELECT COUNT(*) FROM connection WHERE id = 'ghost='").await, 0);
+}
+
+#[tokio::test]
+async fn a_retry_is_acknowledged_even_when_the_sender_is_over_the_rate_limit() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_SEND_MESSAGE", "2/60")]).await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let mut a = app.ws(&alice.token).await;
+    let frame =
+        json!({"action": "send_message", "receiver_id": bob.id, "encrypted_content": "x", "client_msg_id": "once"});
+    a.send(&frame).await;
+    let first = a.expect("message_sent").await;
+    alice.send_via(&mut a, bob.id, "second").await;
+    a.send(&frame).await;
+    assert_eq!(a.expect("message_sent").await, first, "stored, so acknowledged again, not rate_limited");
+    // Also after the receiver is gone.
+    bob.delete("/users/me").await;
+    a.expect("key_change").await;
+    a.send(&frame).await;
+    assert_eq!(a.expect("message_sent").await, first);
 }

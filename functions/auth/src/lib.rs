@@ -168,8 +168,10 @@ async fn register(state: &AppState, req: &Request) -> Result<Response<Body>, Api
             ),
         )
         .await
-        .on_unique(phone_taken)?;
-    let user_id: i64 = rows.next().await?.ok_or_else(|| anyhow::anyhow!("insert returned no id"))?.get(0)?;
+        .on_unique(ApiError::client(400, "phone_taken", "Phone number already registered"))?;
+    // Embedded libSQL reports the constraint when the statement steps, not when it is prepared.
+    let row = rows.next().await.on_unique(phone_taken)?;
+    let user_id: i64 = row.ok_or_else(|| anyhow::anyhow!("insert returned no id"))?.get(0)?;
     drop(rows);
     tx.execute(
         "INSERT INTO device (id, user_id, name, created_at, last_used_at) VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -205,7 +207,9 @@ async fn login(state: &AppState, req: &Request) -> Result<Response<Body>, ApiErr
         None => ("username_lower", username.unwrap_or_default().trim().to_lowercase()),
     };
     let account_key = format!("{column}:{subject}");
-    ratelimit::check(&state.db, "login_account", &account_key, limits.login_account).await?;
+    // Counted before the (slow) password check, so parallel guesses cannot slip past the limit; a success
+    // clears the counter, so only failures accumulate.
+    ratelimit::hit(&state.db, "login_account", &account_key, limits.login_account).await?;
 
     let found = {
         let conn = state.db.conn().await?;
@@ -221,7 +225,6 @@ async fn login(state: &AppState, req: &Request) -> Result<Response<Body>, ApiErr
     let hash = found.as_ref().and_then(|f| f.1.clone());
     let valid = verify_password(state.config.bcrypt_cost, password, hash).await?;
     let Some((user_id, _, version, banned)) = found.filter(|_| valid) else {
-        ratelimit::hit(&state.db, "login_account", &account_key, limits.login_account).await?;
         return Err(ApiError::client(401, "invalid_credentials", "Логин или пароль неверен"));
     };
     if banned {
@@ -287,14 +290,10 @@ async fn change_password(state: &AppState, user: &AuthUser, req: &Request) -> Re
         .await?;
     let version: i64 = rows.next().await?.ok_or(ApiError::InvalidToken)?.get(0)?;
     drop(rows);
-    // The calling device keeps its connections (its new token carries the new version); all others close.
-    conn.execute(
-        "UPDATE connection SET token_version = ?3 WHERE user_id = ?1 AND device_id = ?2",
-        (user.id, user.device_id.as_str(), version),
-    )
-    .await?;
     drop(conn);
-    shared::realtime::close_user_connections(state, user.id, Some(&user.device_id)).await;
+    // Every open connection was opened with a token that is now revoked: all of them close, and the
+    // calling device reconnects with its new token.
+    shared::realtime::close_user_connections(state, user.id, None).await;
     tracing::info!(user_id = user.id, "password changed, tokens revoked");
     Ok(ok(&token_response(state, user.id, version, user.device_id.clone())?))
 }

@@ -175,7 +175,9 @@ async fn clear_chat(
     let for_everyone = params.bool("for_everyone")?.unwrap_or(false);
     let conn = state.db.conn().await?;
     let tx = conn.write_tx().await?;
-    let sql = format!("SELECT COALESCE(MAX(id), 0) FROM message WHERE {PAIR_1_2} AND {VISIBLE_TO_1}");
+    // For everyone: every message of the conversation, also those the caller already hid for itself.
+    let visible = if for_everyone { "deleted_for_everyone = 0" } else { VISIBLE_TO_1 };
+    let sql = format!("SELECT COALESCE(MAX(id), 0) FROM message WHERE {PAIR_1_2} AND {visible}");
     let mut rows = tx.query(&sql, (user.id, peer)).await?;
     let up_to_id: i64 = rows.next().await?.map(|r| r.get(0)).transpose()?.unwrap_or(0);
     drop(rows);

@@ -307,9 +307,12 @@ async fn claim_keys(state: &AppState, user: &AuthUser, params: &Params) -> Resul
         ));
     }
     drop(rows);
+    // Every per-device limit is counted before any key is taken, so a refused request consumes none.
+    for device in &devices {
+        ratelimit::hit(&state.db, "claim_device", &format!("{}:{}", user.id, device.0), limits.claim_device).await?;
+    }
     let mut out = Vec::with_capacity(devices.len());
     for (device_id, ik, sk, isig, spk_id, spk_public, spk_sig) in devices {
-        ratelimit::hit(&state.db, "claim_device", &format!("{}:{device_id}", user.id), limits.claim_device).await?;
         // One statement picks and removes the key, so concurrent claims never receive the same one.
         let mut rows = conn
             .query(

@@ -45,13 +45,17 @@ async fn connect(state: &AppState, req: &Request) -> Result<Response<Body>, ApiE
 
     let (conns, first) = {
         let conn = state.db.conn().await?;
-        conn.execute(
+        // Insert and count in one write transaction, so two simultaneous first connections cannot both
+        // see two rows and announce nothing.
+        let tx = conn.write_tx().await?;
+        tx.execute(
             "INSERT INTO connection (id, user_id, device_id, token_version, token_exp, connected_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
             (connection_id.as_str(), user.id, user.device_id.as_str(), user.version, user.exp, shared::time::now_ms()),
         )
         .await?;
-        let conns = realtime::connections_of(&conn, &[user.id]).await?;
+        let conns = realtime::connections_of(&tx, &[user.id]).await?;
+        tx.commit().await?;
         let first = conns.len() == 1;
         (conns, first)
     };

@@ -137,6 +137,18 @@ async fn send_message(state: &AppState, user: &AuthUser, connection_id: &str, bo
         Some(Value::String(s)) if valid_client_msg_id(s) => Some(s.clone()),
         Some(_) => return Err(err("Invalid client_msg_id", "invalid_client_msg_id")),
     };
+    // A retry of a stored message is acknowledged again before any other check (rate limit, receiver gone):
+    // an error would tell the client it was not stored.
+    if let Some(cid) = &client_msg_id
+        && let Some(existing) = stored_retry(state, user.id, cid).await?
+    {
+        let sent = frame(
+            "message_sent",
+            json!({"message_id": existing.id, "client_msg_id": existing.client_msg_id, "timestamp": shared::time::format_ms(existing.created_at)}),
+        );
+        realtime::push(state, vec![(connection_id.to_owned(), sent)]).await;
+        return Ok(());
+    }
     let missing = || err("Missing receiver_id or encrypted_content", "missing_fields");
     let receiver_id = int_field(body, "receiver_id").map_err(|()| err("Invalid user ID format", "invalid_id"))?;
     let content = body.get("encrypted_content").and_then(Value::as_str).filter(|c| !c.is_empty());
@@ -209,6 +221,15 @@ async fn send_message(state: &AppState, user: &AuthUser, connection_id: &str, bo
     }
     realtime::push(state, targets).await;
     Ok(())
+}
+
+/// The message a sender already stored under `client_msg_id` within the idempotency window.
+async fn stored_retry(state: &AppState, sender: i64, client_msg_id: &str) -> Result<Option<MessageRow>, ApiError> {
+    let conn = state.db.conn().await?;
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM message WHERE sender_id = ?1 AND client_msg_id = ?2 AND created_at > ?3"
+    );
+    Ok(messages::query_messages(&conn, &sql, (sender, client_msg_id, now_ms() - IDEMPOTENCY_WINDOW_MS)).await?.pop())
 }
 
 /// A validated message to store.

@@ -195,12 +195,12 @@ pub async fn close_user_connections(state: &AppState, user_id: i64, keep_device:
     close(state, &ids).await;
 }
 
-/// Peers sharing a conversation with `user_id` that is not deleted for everyone.
+/// Peers sharing a conversation with `user_id` that is still visible to the peer.
 pub async fn peers_of(conn: &Connection, user_id: i64) -> Result<Vec<i64>, libsql::Error> {
     let mut rows = conn
         .query(
-            "SELECT receiver_id FROM message WHERE sender_id = ?1 AND deleted_for_everyone = 0 \
-             UNION SELECT sender_id FROM message WHERE receiver_id = ?1 AND deleted_for_everyone = 0",
+            "SELECT receiver_id FROM message WHERE sender_id = ?1 AND deleted_for_everyone = 0 AND hidden_for_receiver = 0 \
+             UNION SELECT sender_id FROM message WHERE receiver_id = ?1 AND deleted_for_everyone = 0 AND hidden_for_sender = 0",
             [user_id],
         )
         .await?;
@@ -211,20 +211,21 @@ pub async fn peers_of(conn: &Connection, user_id: i64) -> Result<Vec<i64>, libsq
     Ok(peers)
 }
 
-/// Sends `presence` for `user_id` to its peers, privacy applied; nothing when both fields are hidden.
+/// Sends `presence` for `user_id` to its peers, privacy applied; nothing when the online status is hidden.
 pub async fn broadcast_presence(state: &AppState, user_id: i64) {
     let targets = presence_targets(state, user_id).await;
     push(state, targets).await;
 }
 
-/// The `presence` frames for `user_id`, one per connection of its peers (none if both fields are hidden).
+/// The `presence` frames for `user_id`, one per connection of its peers (none if online status is hidden).
 async fn presence_targets(state: &AppState, user_id: i64) -> Vec<(String, String)> {
     let result = async {
         let conn = state.db.conn().await?;
         let Some(user) = crate::users::find(&conn, user_id).await? else { return Ok(Vec::new()) };
         let online = !connections_of(&conn, &[user_id]).await?.is_empty();
         let (show_online, show_seen) = (user.privacy.show_online_status, user.privacy.show_last_seen);
-        if user.is_deleted || (!show_online && !show_seen) {
+        // Hiding the online status means no presence events at all (§4.2): their timing would reveal it.
+        if user.is_deleted || !show_online {
             return Ok(Vec::new());
         }
         let peers = peers_of(&conn, user_id).await?;

@@ -565,3 +565,32 @@ async fn a_retry_is_acknowledged_even_when_the_sender_is_over_the_rate_limit() {
     a.send(&frame).await;
     assert_eq!(a.expect("message_sent").await, first);
 }
+
+#[tokio::test]
+async fn no_presence_for_users_who_hide_their_online_status_or_from_cleared_chats() {
+    let app = TestApp::spawn().await;
+    let shy = app.user().await;
+    let peer = app.user().await;
+    let mut p = app.ws(&peer.token).await;
+    peer.send_via(&mut p, shy.id, "hello").await;
+    shy.put("/users/me/privacy?show_online_status=false&show_last_seen=true", None).await.expect(200);
+    let s = app.ws(&shy.token).await;
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.send(&json!({"action": "ping"})).await;
+    let ev = p.next_event().await.expect("open");
+    assert_eq!(ev["event"], "pong", "no presence arrives: {ev}");
+
+    // A chat the peer cleared for itself no longer counts as shared.
+    let other = app.user().await;
+    let mut o = app.ws(&other.token).await;
+    other.send_via(&mut o, peer.id, "hi").await;
+    p.expect("new_message").await;
+    peer.delete(&format!("/chats/{}/messages", other.id)).await.expect(200);
+    p.expect("chat_cleared").await;
+    drop(o);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.send(&json!({"action": "ping"})).await;
+    let ev = p.next_event().await.expect("open");
+    assert_eq!(ev["event"], "pong", "no presence from a cleared chat: {ev}");
+}

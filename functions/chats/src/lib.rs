@@ -76,6 +76,7 @@ async fn list_messages(
     let before = params.int("before_id")?.unwrap_or(i64::MAX);
     let after = params.int("after_id")?;
     let conn = state.db.conn().await?;
+    // Rows come in the order the cap keeps them: oldest first after a cursor, newest first otherwise.
     let mut page = match after {
         Some(after) => {
             let sql = format!(
@@ -89,20 +90,17 @@ async fn list_messages(
                 "SELECT {MESSAGE_COLUMNS} FROM message WHERE {PAIR_1_2} AND {VISIBLE_TO_1} AND id < ?3 \
                  ORDER BY id DESC LIMIT ?4"
             );
-            let mut newest = query_messages(&conn, &sql, (user.id, peer, before, limit)).await?;
-            // Keep the newest under the size cap, then return them in ascending order.
-            cap_size(&mut newest);
-            newest.reverse();
-            newest
+            query_messages(&conn, &sql, (user.id, peer, before, limit)).await?
         }
     };
-    if after.is_some() {
-        cap_size(&mut page);
-    }
     let receipts = messages::receipts_shared(&conn, user.id, peer).await?;
     let ids: Vec<i64> = page.iter().map(|m| m.id).collect();
     let mut envelopes = messages::envelopes_for(&conn, &ids, &user.device_id).await?;
     drop(conn);
+    cap_size(&mut page, &envelopes);
+    if after.is_none() {
+        page.reverse();
+    }
     let mut out = Vec::with_capacity(page.len());
     for msg in &page {
         out.push(messages::view(state, msg, user.id, receipts, envelopes.remove(&msg.id)).await?);
@@ -110,13 +108,14 @@ async fn list_messages(
     Ok(ok(&out))
 }
 
-/// Truncates a page (in its current order) so the contents stay under [`MAX_PAGE_BYTES`]; never empty.
-fn cap_size(page: &mut Vec<MessageRow>) {
+/// Truncates a page (in its current order) so content, envelopes and per-message overhead (fields, a
+/// presigned URL) stay under [`MAX_PAGE_BYTES`], below Lambda's 6 MB response limit; never empty.
+fn cap_size(page: &mut Vec<MessageRow>, envelopes: &std::collections::HashMap<i64, String>) {
     let mut total = 0;
     let keep = page
         .iter()
         .take_while(|m| {
-            total += m.encrypted_content.len() + 512;
+            total += m.encrypted_content.len() + envelopes.get(&m.id).map_or(0, String::len) + 1024;
             total <= MAX_PAGE_BYTES
         })
         .count()

@@ -237,9 +237,9 @@ async fn history_pages_stay_under_5_mib_counting_envelopes() {
     let app = TestApp::spawn().await;
     let alice = app.user().await;
     let bob = app.user().await;
-    let ids = app.insert_messages(alice.id, bob.id, 60).await;
+    let stored = app.insert_messages(alice.id, bob.id, 60).await;
     let conn = app.db().await;
-    for id in &ids {
+    for id in &stored {
         conn.execute(
             "INSERT INTO message_envelope (message_id, device_id, user_id, ciphertext) VALUES (?1, ?2, ?3, ?4)",
             (*id, bob.device_id.as_str(), bob.id, "A".repeat(110 * 1024)),
@@ -251,8 +251,8 @@ async fn history_pages_stay_under_5_mib_counting_envelopes() {
     assert!(page.text.len() <= 5 * 1024 * 1024, "{} bytes", page.text.len());
     let got = ids(&page.body);
     assert!(got.len() < 50 && !got.is_empty());
-    assert_eq!(got.last(), ids.last(), "the newest are kept");
+    assert_eq!(got.last(), stored.last(), "the newest are kept");
     let forward = bob.get(&format!("/chats/{}/messages?after_id=0", alice.id)).await;
     assert!(forward.text.len() <= 5 * 1024 * 1024);
-    assert_eq!(ids(&forward.body)[0], ids[0], "after a cursor the oldest are kept");
+    assert_eq!(ids(&forward.body)[0], stored[0], "after a cursor the oldest are kept");
 }

@@ -35,13 +35,7 @@ pub fn key_of(bucket: &str, reference: &str) -> String {
 pub async fn owned_key(state: &AppState, owner: i64, reference: &str) -> Result<Option<String>, ApiError> {
     let key = key_of(state.storage.bucket(), reference);
     let conn = state.db.conn().await?;
-    let mut rows = conn
-        .query(
-            "SELECT 1 FROM object WHERE key = ?1 AND owner_id = ?2 AND kind IN ('upload', 'presigned')",
-            (key.as_str(), owner),
-        )
-        .await?;
-    Ok(rows.next().await?.map(|_| key))
+    Ok(still_owned(&conn, owner, &key).await?.then_some(key))
 }
 
 /// A fresh presigned GET URL for an object, or `None` when the object is gone. Attachments from the
@@ -56,6 +50,18 @@ pub async fn url(state: &AppState, key: &str) -> Result<Option<String>, ApiError
         None | Some(kind::DELETED) => Ok(None),
         Some(k) => Ok(Some(state.storage.presign_get_as(key, k == kind::PRESIGNED).await?)),
     }
+}
+
+/// Inside a write transaction that is about to reference `key`: whether it is still a live upload of
+/// `owner` (a concurrent clean-up may have marked it deleted since it was first checked).
+pub async fn still_owned(tx: &libsql::Connection, owner: i64, key: &str) -> Result<bool, libsql::Error> {
+    let mut rows = tx
+        .query(
+            "SELECT 1 FROM object WHERE key = ?1 AND owner_id = ?2 AND kind IN ('upload', 'presigned')",
+            (key, owner),
+        )
+        .await?;
+    Ok(rows.next().await?.is_some())
 }
 
 /// Whether anything still references `key`: a message, an avatar or a wallpaper.
@@ -89,21 +95,27 @@ pub async fn delete_object(state: &AppState, key: &str) -> bool {
 /// deletion leaves the row marked `deleted`, so the clean-up retries it.
 pub async fn delete_if_orphaned(state: &AppState, keys: &[String]) {
     for key in keys {
-        let orphaned = async {
-            let conn = state.db.conn().await?;
-            if referenced(&conn, key).await? {
-                return Ok::<_, libsql::Error>(false);
-            }
-            conn.execute("UPDATE object SET kind = 'deleted' WHERE key = ?1", [key.as_str()]).await?;
-            Ok(true)
-        }
-        .await;
+        let orphaned = mark_if_orphaned(state, key, false).await;
         match orphaned {
             Ok(true) => purge(state, key).await,
             Ok(false) => {}
             Err(e) => tracing::warn!(error = ?e, "orphan check failed"),
         }
     }
+}
+
+/// In one write transaction: if nothing references `key` (or `force`), mark it `deleted`, so no new
+/// reference can be made to it (references check the kind inside their own write transaction).
+async fn mark_if_orphaned(state: &AppState, key: &str, force: bool) -> Result<bool, libsql::Error> {
+    let conn = state.db.conn().await?;
+    let tx = conn.write_tx().await?;
+    if !force && referenced(&tx, key).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.execute("UPDATE object SET kind = 'deleted' WHERE key = ?1", [key]).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Deletes the S3 object, then its row.
@@ -136,14 +148,10 @@ pub async fn cleanup(state: &AppState, cutoff_ms: i64) -> Result<usize, ApiError
     };
     let mut removed = 0;
     for (key, kind) in candidates {
-        let conn = state.db.conn().await?;
-        if kind != kind::DELETED && referenced(&conn, &key).await? {
-            continue;
+        if mark_if_orphaned(state, &key, kind == kind::DELETED).await? {
+            purge(state, &key).await;
+            removed += 1;
         }
-        conn.execute("UPDATE object SET kind = 'deleted' WHERE key = ?1", [key.as_str()]).await?;
-        drop(conn);
-        purge(state, &key).await;
-        removed += 1;
     }
     Ok(removed)
 }

@@ -199,7 +199,10 @@ async fn send_message(state: &AppState, user: &AuthUser, connection_id: &str, bo
     };
 
     let new = NewMessage { receiver_id, content, message_type, media, reply_to, client_msg_id, envelopes: &envelopes };
-    let (msg, duplicate) = store(state, user, new).await?;
+    let (msg, duplicate) = match store(state, user, new).await {
+        Err(e) if e.code() == "invalid_media" => return Err(err("Invalid media reference", "invalid_media")),
+        other => other?,
+    };
     let sent = frame(
         "message_sent",
         json!({"message_id": msg.id, "client_msg_id": msg.client_msg_id, "timestamp": shared::time::format_ms(msg.created_at)}),
@@ -298,6 +301,11 @@ async fn store(state: &AppState, user: &AuthUser, new: NewMessage<'_>) -> Result
             }
             tx.execute("UPDATE message SET client_msg_id = NULL WHERE id = ?1", [existing.id]).await?;
         }
+    }
+    if let Some(key) = &new.media
+        && !shared::files::still_owned(&tx, user.id, key).await?
+    {
+        return Err(ApiError::client(400, "invalid_media", "Invalid media reference"));
     }
     let sql = format!(
         "INSERT INTO message (sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \

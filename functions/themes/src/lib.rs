@@ -174,6 +174,17 @@ impl ThemeInput {
     }
 }
 
+/// Inside the write transaction that references it: the wallpaper is still a live upload of the user
+/// (a concurrent clean-up may have marked it deleted since it was validated).
+async fn ensure_wallpaper(tx: &libsql::Connection, user: &AuthUser, key: Option<&str>) -> Result<(), ApiError> {
+    match key {
+        Some(key) if !shared::files::still_owned(tx, user.id, key).await? => {
+            Err(ApiError::field("wallpaper_url", "must be a file uploaded by you through this service"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn theme_not_found() -> ApiError {
     ApiError::client(404, "theme_not_found", "Theme not found")
 }
@@ -189,6 +200,7 @@ async fn create_theme(state: &AppState, user: &AuthUser, params: &Params) -> Res
     if count >= MAX_THEMES {
         return Err(ApiError::client(409, "theme_limit", "Theme limit reached"));
     }
+    ensure_wallpaper(&tx, user, input.wallpaper_key.as_deref()).await?;
     let mut values = vec![libsql::Value::from(user.id)];
     values.extend(input.into_values());
     values.push(shared::time::now_ms().into());
@@ -244,7 +256,9 @@ async fn update_theme(
     values.extend(input.into_values());
     let theme = {
         let conn = state.db.conn().await?;
-        let mut rows = conn
+        let tx = conn.write_tx().await?;
+        ensure_wallpaper(&tx, user, new_wallpaper.as_deref()).await?;
+        let mut rows = tx
             .query(
                 &format!(
                     "UPDATE theme SET name = ?3, primary_color = ?4, background_color = ?5, bubble_color_me = ?6, \
@@ -255,7 +269,11 @@ async fn update_theme(
             )
             .await?;
         let row = rows.next().await?.ok_or_else(theme_not_found)?;
-        view(state, &row).await?
+        let theme = view(state, &row).await?;
+        // A live row keeps its statement in progress, and a transaction cannot commit while one is.
+        drop((row, rows));
+        tx.commit().await?;
+        theme
     };
     if let Some(old) = old.filter(|o| Some(o) != new_wallpaper.as_ref()) {
         shared::files::delete_if_orphaned(state, &[old]).await;

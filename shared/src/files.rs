@@ -78,7 +78,7 @@ async fn referenced(conn: &libsql::Connection, key: &str) -> Result<bool, libsql
 }
 
 /// Deletes an S3 object, retrying transient failures.
-pub async fn delete_object(state: &AppState, key: &str) -> bool {
+async fn delete_object(state: &AppState, key: &str) -> bool {
     for attempt in 0..3u64 {
         match state.storage.delete(key).await {
             Ok(()) => return true,
@@ -118,8 +118,8 @@ async fn mark_if_orphaned(state: &AppState, key: &str, force: bool) -> Result<bo
     Ok(true)
 }
 
-/// Deletes the S3 object, then its row.
-async fn purge(state: &AppState, key: &str) {
+/// Deletes the S3 object (retried), then its row; a failure leaves the row for the clean-up to retry.
+pub async fn purge(state: &AppState, key: &str) {
     if delete_object(state, key).await {
         match state.db.conn().await {
             Ok(conn) => {

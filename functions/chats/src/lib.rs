@@ -130,10 +130,6 @@ async fn delete_envelopes(tx: &libsql::Connection, ids: &[i64]) -> Result<(), Ap
     Ok(())
 }
 
-async fn delete_media(state: &AppState, keys: Vec<String>) {
-    shared::files::delete_if_orphaned(state, &keys).await;
-}
-
 /// Marks messages deleted for everyone, wiping their content; returns (ids, media keys).
 async fn delete_for_everyone(
     tx: &libsql::Connection,
@@ -203,7 +199,7 @@ async fn clear_chat(
     };
     tx.commit().await?;
     drop(conn);
-    delete_media(state, keys).await;
+    shared::files::delete_if_orphaned(state, &keys).await;
     if count > 0 {
         let mine = frame("chat_cleared", json!({"peer_id": peer, "for_everyone": for_everyone, "up_to_id": up_to_id}));
         realtime::push_to_users(state, &[user.id], None, &mine).await;
@@ -249,7 +245,7 @@ async fn delete_message(
     };
     tx.commit().await?;
     drop(conn);
-    delete_media(state, keys).await;
+    shared::files::delete_if_orphaned(state, &keys).await;
     let peer = msg.peer_of(user.id);
     let mine = frame("message_deleted", json!({"message_id": id, "peer_id": peer, "for_everyone": for_everyone}));
     realtime::push_to_users(state, &[user.id], None, &mine).await;

@@ -338,16 +338,11 @@ async fn replace_avatar(
         let previous: Option<String> = rows.next().await?.map(|r| r.get(0)).transpose()?.flatten();
         drop(rows);
         tx.execute("UPDATE user SET avatar_key = ?2, avatar_preset = ?3 WHERE id = ?1", (user.id, key, preset)).await?;
-        if let Some(old) = &previous {
-            tx.execute("DELETE FROM object WHERE key = ?1", [old.as_str()]).await?;
-        }
         tx.commit().await?;
         previous
     };
-    if let Some(old) = previous.filter(|old| Some(old.as_str()) != key)
-        && let Err(e) = state.storage.delete(&old).await
-    {
-        tracing::warn!(error = ?e, "previous avatar object not deleted");
+    if let Some(old) = previous.filter(|old| Some(old.as_str()) != key) {
+        shared::files::delete_if_orphaned(state, &[old]).await;
     }
     Ok(())
 }
@@ -388,7 +383,7 @@ async fn upload_avatar(state: &AppState, user: &AuthUser, req: &Request) -> Resu
     .await;
     if let Err(e) = recorded {
         // Do not leave an unreferenced object behind.
-        let _ = state.storage.delete(&key).await;
+        shared::files::delete_if_orphaned(state, std::slice::from_ref(&key)).await;
         return Err(e);
     }
     Ok(ok(&json!({ "avatar_url": state.storage.presign_get(&key).await? })))
@@ -410,11 +405,7 @@ async fn delete_account(state: &AppState, user: &AuthUser) -> Result<Response<Bo
     tracing::info!(user_id = user.id, "account deleted");
     shared::realtime::close(state, &connections).await;
     for key in &keys {
-        if shared::files::delete_object(state, key).await
-            && let Ok(conn) = state.db.conn().await
-        {
-            let _ = conn.execute("DELETE FROM object WHERE key = ?1", [key.as_str()]).await;
-        }
+        shared::files::purge(state, key).await;
     }
     for device in &devices {
         shared::keys::broadcast_key_change(state, user.id, device, "removed").await;

@@ -19,8 +19,9 @@ use shared::{ApiError, AppState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::template::{HttpRoute, WsRoute, match_path};
+use crate::template::{HttpRoute, WsRoute};
 use crate::ws::{Registry, WsLimits};
+use shared::http::match_path;
 
 /// API Gateway's payload limit for HTTP APIs.
 const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024 + 256 * 1024;
@@ -220,7 +221,7 @@ fn http_event(
     body: &[u8],
     peer: SocketAddr,
     route: &HttpRoute,
-    params: &[(String, String)],
+    params: &[(&str, String)],
 ) -> Value {
     let mut headers = Map::new();
     let mut cookies = Vec::new();
@@ -294,7 +295,7 @@ fn http_event(
     }
     if !params.is_empty() {
         event["pathParameters"] =
-            Value::Object(params.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
+            Value::Object(params.iter().map(|(k, v)| ((*k).to_owned(), Value::String(v.clone()))).collect());
     }
     event
 }

@@ -85,30 +85,6 @@ pub fn check(routes: &[HttpRoute], ws: &[WsRoute], known: &[&str]) -> anyhow::Re
     Ok(())
 }
 
-/// Matches a path against a route template; returns the path parameters.
-pub fn match_path(template: &str, path: &str) -> Option<Vec<(String, String)>> {
-    let parts: Vec<&str> = template.split('/').skip(1).collect();
-    let segs: Vec<&str> = path.split('/').skip(1).collect();
-    let mut params = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix("+}")) {
-            let rest = segs.get(i..).filter(|r| !r.is_empty())?.join("/");
-            params.push((name.to_owned(), rest));
-            return Some(params);
-        }
-        let seg = segs.get(i)?;
-        if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            if seg.is_empty() {
-                return None;
-            }
-            params.push((name.to_owned(), (*seg).to_owned()));
-        } else if part != seg {
-            return None;
-        }
-    }
-    (parts.len() == segs.len()).then_some(params)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,14 +155,6 @@ Resources:
         assert_eq!(routes, vec![WsRoute { route_key: "$connect".into(), function: "ws-connect".into() }]);
         assert!(check(&[], &routes, &["ws-connect"]).is_ok());
         assert!(check(&[], &routes, &["ws-message"]).is_err());
-    }
-
-    #[test]
-    fn path_templates_match_segments() {
-        assert_eq!(match_path("/users/{id}/profile", "/users/7/profile"), Some(vec![("id".into(), "7".into())]));
-        assert_eq!(match_path("/users/{id}/profile", "/users/7"), None);
-        assert_eq!(match_path("/me", "/me"), Some(vec![]));
-        assert_eq!(match_path("/files/{key+}", "/files/a/b"), Some(vec![("key".into(), "a/b".into())]));
     }
 }
 

@@ -58,12 +58,15 @@ impl Matched {
 /// Finds the route of `function` for the request's method and path: 404 when no path matches, 405 when the
 /// path exists with other methods.
 pub fn match_route(function: &str, method: &Method, path: &str) -> Result<Matched, ApiError> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let path = match path.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    };
     let mut path_exists = false;
     for route in ROUTES.iter().filter(|r| r.function == function) {
-        if let Some(params) = match_path(route.path, &segments) {
+        if let Some(params) = match_path(route.path, path) {
             if route.method == method.as_str() {
-                return Ok(Matched { route, params });
+                return Ok(Matched { route, params: params.into_iter().collect() });
             }
             path_exists = true;
         }
@@ -71,23 +74,29 @@ pub fn match_route(function: &str, method: &Method, path: &str) -> Result<Matche
     Err(if path_exists { ApiError::MethodNotAllowed } else { ApiError::RouteNotFound })
 }
 
-fn match_path(pattern: &'static str, segments: &[&str]) -> Option<HashMap<&'static str, String>> {
-    let parts: Vec<&'static str> = pattern.trim_end_matches('/').split('/').skip(1).collect();
-    if parts.len() != segments.len() {
-        return None;
-    }
-    let mut params = HashMap::new();
-    for (part, seg) in parts.iter().zip(segments) {
+/// Matches `path` against a route template (`/users/{user_id}/profile`, `{name+}` takes the rest);
+/// returns the percent-decoded path parameters in order.
+pub fn match_path<'a>(template: &'a str, path: &str) -> Option<Vec<(&'a str, String)>> {
+    let parts: Vec<&str> = template.split('/').skip(1).collect();
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    let mut params = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix("+}")) {
+            let rest = segs.get(i..).filter(|r| !r.is_empty())?.join("/");
+            params.push((name, percent_decode(&rest)));
+            return Some(params);
+        }
+        let seg = segs.get(i)?;
         if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
             if seg.is_empty() {
                 return None;
             }
-            params.insert(name, percent_decode(seg));
+            params.push((name, percent_decode(seg)));
         } else if part != seg {
             return None;
         }
     }
-    Some(params)
+    (parts.len() == segs.len()).then_some(params)
 }
 
 fn percent_decode(text: &str) -> String {
@@ -307,6 +316,16 @@ mod tests {
         assert!(matches!(match_route("users", &Method::DELETE, "/me"), Err(ApiError::MethodNotAllowed)));
         assert!(matches!(match_route("users", &Method::GET, "/nope"), Err(ApiError::RouteNotFound)));
         assert!(matches!(match_route("auth", &Method::GET, "/me"), Err(ApiError::RouteNotFound)));
+    }
+
+    #[test]
+    fn path_templates_match_segments() {
+        assert_eq!(match_path("/users/{id}/profile", "/users/7/profile"), Some(vec![("id", "7".into())]));
+        assert_eq!(match_path("/users/{id}/profile", "/users/7"), None);
+        assert_eq!(match_path("/me", "/me"), Some(vec![]));
+        assert_eq!(match_path("/", "/"), Some(vec![]));
+        assert_eq!(match_path("/files/{key+}", "/files/a/b"), Some(vec![("key", "a/b".into())]));
+        assert_eq!(match_path("/devices/{id}", "/devices/a%20b"), Some(vec![("id", "a b".into())]));
     }
 
     #[test]

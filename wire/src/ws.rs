@@ -1,0 +1,366 @@
+//! The WebSocket protocol (API.md §7): client actions routed by `action`, server events as
+//! `{"event", "data"}`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::objects::{Message, MessageType};
+
+/// A user id as the original Socket.IO server read it: a JSON integer, or its decimal text (it called
+/// `int()` on the value). Anything else is the `invalid_id` error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum LooseId {
+    /// A JSON integer.
+    Int(i64),
+    /// Decimal text, as the original server accepted.
+    Text(String),
+}
+
+impl LooseId {
+    /// The id, if it is an integer or decimal text.
+    pub fn get(&self) -> Option<i64> {
+        match self {
+            Self::Int(id) => Some(*id),
+            Self::Text(text) => text.trim().parse().ok(),
+        }
+    }
+}
+
+impl From<i64> for LooseId {
+    fn from(id: i64) -> Self {
+        Self::Int(id)
+    }
+}
+
+/// Ciphertext for one device (API.md §9.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Envelope {
+    /// The receiver or the sender.
+    pub user_id: i64,
+    /// One of that user's devices.
+    pub device_id: String,
+    /// Standard base64.
+    pub ciphertext: String,
+}
+
+/// `send_message`: store a message and fan it out. Every field is optional in the type so that each
+/// failure gets the `error` code of API.md §7.3 (noted per field) instead of a generic decode error.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SendMessage {
+    /// The receiver (integer; decimal text is accepted as the original server did). Anything else is
+    /// `invalid_id`; absent or null is `missing_fields`.
+    #[serde(default)]
+    pub receiver_id: Option<LooseId>,
+    /// Opaque ciphertext, 1 B – 64 KiB. Absent, null, empty or not a string is `missing_fields`.
+    #[serde(default)]
+    pub encrypted_content: Option<String>,
+    /// Default (also for null) `text`; anything else is `invalid_message_type`.
+    #[serde(default)]
+    pub message_type: Option<MessageType>,
+    /// An object key or a URL we issued, owned by the sender; empty means none. Else `invalid_media`.
+    #[serde(default)]
+    pub media_url: Option<String>,
+    /// A message visible to the sender in the same conversation (integer; decimal text is accepted as
+    /// the original server did). Anything else, or no such message, is `reply_not_found`.
+    #[serde(default)]
+    pub reply_to_message_id: Option<LooseId>,
+    /// 1–64 chars of `[A-Za-z0-9_-]`, else `invalid_client_msg_id`; a repeat within 24 h only repeats
+    /// `message_sent`.
+    #[serde(default)]
+    pub client_msg_id: Option<String>,
+    /// At most 50 per-device ciphertexts for devices of the receiver or the sender, else
+    /// `invalid_envelope`.
+    #[serde(default)]
+    pub envelopes: Option<Vec<Envelope>>,
+}
+
+/// `typing`: relayed to the receiver when they share a conversation; a frame that does not fit is
+/// dropped silently, as the original server ignored bad input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Typing {
+    /// The receiver (integer; decimal text is accepted as the original server did).
+    pub receiver_id: LooseId,
+    /// Started or stopped (a JSON boolean).
+    pub is_typing: bool,
+}
+
+/// `mark_read`: as `POST /chats/{peer_id}/mark-read`, without an acknowledgement; a missing or
+/// non-integer id is `invalid_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MarkRead {
+    /// The peer whose messages were read (integer; decimal text is accepted as for `send_message`).
+    pub peer_id: LooseId,
+    /// Only messages up to this id (integer or decimal text).
+    #[serde(default)]
+    pub up_to_id: Option<LooseId>,
+}
+
+/// Every client → server frame, routed by `action` (route selection `$request.body.action`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ClientAction {
+    /// Send a message.
+    SendMessage(SendMessage),
+    /// Typing indicator.
+    Typing(Typing),
+    /// Read receipt.
+    MarkRead(MarkRead),
+    /// Keep-alive; answered with `pong`.
+    Ping,
+}
+
+impl ClientAction {
+    /// The `action` name.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::SendMessage(_) => "send_message",
+            Self::Typing(_) => "typing",
+            Self::MarkRead(_) => "mark_read",
+            Self::Ping => "ping",
+        }
+    }
+}
+
+macro_rules! ws_error_codes {
+    ($($(#[$doc:meta])* $variant:ident = $code:literal $message:literal,)*) => {
+        /// The codes of WebSocket `error` events (API.md §7.3), with their message texts.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum WsErrorCode {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl WsErrorCode {
+            /// The wire form.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $code,)* }
+            }
+
+            /// The message text (the original server's where one existed).
+            pub const fn message(self) -> &'static str {
+                match self { $(Self::$variant => $message,)* }
+            }
+        }
+    };
+}
+
+ws_error_codes! {
+    /// `receiver_id` or `encrypted_content` absent or empty.
+    MissingFields = "missing_fields" "Missing receiver_id or encrypted_content",
+    /// `receiver_id` not an integer.
+    InvalidId = "invalid_id" "Invalid user ID format",
+    /// Receiver = sender.
+    SelfMessage = "self_message" "Cannot send message to yourself",
+    /// Unknown or deleted receiver.
+    ReceiverNotFound = "receiver_not_found" "Receiver not found",
+    /// Reply target missing, invisible, or in another conversation.
+    ReplyNotFound = "reply_not_found" "Reply message not found",
+    /// Content or envelopes above the limits.
+    PayloadTooLarge = "payload_too_large" "Message too large",
+    /// Not `text`, `image` or `file`.
+    InvalidMessageType = "invalid_message_type" "Invalid message_type",
+    /// A file reference the sender does not own.
+    InvalidMedia = "invalid_media" "Invalid media reference",
+    /// An envelope for a stranger's or unknown device, a duplicate, or bad base64.
+    InvalidEnvelope = "invalid_envelope" "Invalid envelope",
+    /// Too many messages.
+    RateLimited = "rate_limited" "Rate limit exceeded",
+    /// Not 1–64 chars of `[A-Za-z0-9_-]`.
+    InvalidClientMsgId = "invalid_client_msg_id" "Invalid client_msg_id",
+    /// Token revoked mid-connection; the connection is closed.
+    Unauthorized = "unauthorized" "Unauthorized",
+    /// Storage failure.
+    InternalError = "internal_error" "Failed to send message",
+    /// The frame is not JSON.
+    InvalidJson = "invalid_json" "Invalid JSON",
+    /// No such action.
+    UnknownAction = "unknown_action" "Unknown action",
+}
+
+/// `message_sent` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MessageSent {
+    /// The stored message's id.
+    pub message_id: i64,
+    /// The sender's idempotency key.
+    pub client_msg_id: Option<String>,
+    /// Server time of storage.
+    pub timestamp: String,
+}
+
+/// `messages_read` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MessagesRead {
+    /// Ids newly read, ascending.
+    pub message_ids: Vec<i64>,
+    /// Who read them.
+    pub reader_id: i64,
+}
+
+/// `typing` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TypingEvent {
+    /// Who is typing.
+    pub sender_id: i64,
+    /// Started or stopped.
+    pub is_typing: bool,
+}
+
+/// `error` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorEvent {
+    /// Human-readable text.
+    pub message: String,
+    /// Stable code.
+    pub code: WsErrorCode,
+    /// The `client_msg_id` of the frame that failed.
+    pub client_msg_id: Option<String>,
+}
+
+impl ErrorEvent {
+    /// The event for `code` with its message text.
+    pub fn new(code: WsErrorCode, client_msg_id: Option<String>) -> Self {
+        Self { message: code.message().to_owned(), code, client_msg_id }
+    }
+}
+
+/// `message_deleted` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MessageDeleted {
+    /// The message.
+    pub message_id: i64,
+    /// The other user, from the recipient's point of view.
+    pub peer_id: i64,
+    /// Deleted for both users.
+    pub for_everyone: bool,
+}
+
+/// `chat_cleared` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChatCleared {
+    /// The other user, from the recipient's point of view.
+    pub peer_id: i64,
+    /// Cleared for both users.
+    pub for_everyone: bool,
+    /// Messages up to this id were cleared.
+    pub up_to_id: i64,
+}
+
+/// `presence` data, privacy applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Presence {
+    /// Whose presence.
+    pub user_id: i64,
+    /// Online state, or null when hidden.
+    pub is_online: Option<bool>,
+    /// Last disconnect, or null when hidden.
+    pub last_seen: Option<String>,
+}
+
+/// What happened to a device's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyChangeKind {
+    /// First key upload of the device.
+    Added,
+    /// The device's identity key changed.
+    IdentityChanged,
+    /// The device was removed.
+    Removed,
+}
+
+impl KeyChangeKind {
+    /// The wire form.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "added",
+            Self::IdentityChanged => "identity_changed",
+            Self::Removed => "removed",
+        }
+    }
+}
+
+/// `key_change` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeyChange {
+    /// The device's owner.
+    pub user_id: i64,
+    /// The device.
+    pub device_id: String,
+    /// What happened.
+    pub change: KeyChangeKind,
+}
+
+/// `pong` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Pong {
+    /// Server time.
+    pub time: String,
+}
+
+/// Every server → client frame: `{"event": "<name>", "data": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
+pub enum ServerEvent {
+    /// A message for this device (receiver's connections and the sender's other connections).
+    NewMessage(Message),
+    /// The sending connection's acknowledgement.
+    MessageSent(MessageSent),
+    /// Read receipts.
+    MessagesRead(MessagesRead),
+    /// Typing indicator.
+    Typing(TypingEvent),
+    /// An action failed.
+    Error(ErrorEvent),
+    /// A message was deleted.
+    MessageDeleted(MessageDeleted),
+    /// A chat was cleared.
+    ChatCleared(ChatCleared),
+    /// A peer went online or offline.
+    Presence(Presence),
+    /// A device's keys changed.
+    KeyChange(KeyChange),
+    /// Answer to `ping`.
+    Pong(Pong),
+}
+
+impl ServerEvent {
+    /// The serialized frame.
+    pub fn to_frame(&self) -> String {
+        // Serializing these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_are_routed_by_their_action_field() {
+        let a: ClientAction = serde_json::from_str(r#"{"action":"typing","receiver_id":2,"is_typing":true}"#).unwrap();
+        assert_eq!(a, ClientAction::Typing(Typing { receiver_id: LooseId::Int(2), is_typing: true }));
+        let a: ClientAction = serde_json::from_str(r#"{"action":"ping"}"#).unwrap();
+        assert_eq!(a.name(), "ping");
+        assert!(serde_json::from_str::<ClientAction>(r#"{"action":"fly"}"#).is_err());
+    }
+
+    #[test]
+    fn events_carry_event_and_data() {
+        let e = ServerEvent::Pong(Pong { time: "t".into() });
+        assert_eq!(e.to_frame(), r#"{"event":"pong","data":{"time":"t"}}"#);
+        let e = ServerEvent::Error(ErrorEvent::new(WsErrorCode::InvalidJson, None));
+        let v: serde_json::Value = serde_json::from_str(&e.to_frame()).unwrap();
+        assert_eq!(v["data"]["code"], "invalid_json");
+        assert_eq!(v["data"]["message"], "Invalid JSON");
+    }
+
+    #[test]
+    fn loose_ids_accept_integers_and_decimal_text_only() {
+        assert_eq!(serde_json::from_str::<LooseId>("7").unwrap().get(), Some(7));
+        assert_eq!(serde_json::from_str::<LooseId>(r#"" 7""#).unwrap().get(), Some(7));
+        assert_eq!(serde_json::from_str::<LooseId>(r#""x""#).unwrap().get(), None);
+        assert!(serde_json::from_str::<LooseId>("true").is_err());
+    }
+}

@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 
 pub use reqwest::StatusCode;
 
+#[path = "schema.rs"]
+pub mod schema;
+
 /// Path of the workspace's `template.yaml`.
 pub fn template_path() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml"))
@@ -79,12 +82,16 @@ impl Client {
         Self { http, base: base.to_owned(), ip }
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+    async fn send(&self, method: &str, path: &str, req: reqwest::RequestBuilder) -> Resp {
         let resp = req.send().await.expect("request failed");
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let is_json = headers.get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            schema::check_response(method, path, status.as_u16(), &body);
+        }
         Resp { status, headers, body, text }
     }
 
@@ -97,21 +104,21 @@ impl Client {
 
     /// Any method and path (with query), optional token and JSON body.
     pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Resp {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = Self::with_token(self.http.request(method, format!("{}{path}", self.base)), token);
+        let http_method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = Self::with_token(self.http.request(http_method, format!("{}{path}", self.base)), token);
         if let Some(b) = body {
             req = req.json(b);
         }
-        self.send(req).await
+        self.send(method, path, req).await
     }
 
     /// A raw body with a content type.
     pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Resp {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let req = Self::with_token(self.http.request(method, format!("{}{path}", self.base)), token)
+        let http_method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let req = Self::with_token(self.http.request(http_method, format!("{}{path}", self.base)), token)
             .header("content-type", content_type)
             .body(body);
-        self.send(req).await
+        self.send(method, path, req).await
     }
 
     /// A multipart upload of one part named `field`.
@@ -254,8 +261,16 @@ impl Ws {
         self.stream.send(tokio_tungstenite::tungstenite::Message::Text(text.to_owned().into())).await.unwrap();
     }
 
-    /// The next server event (`{"event", "data"}`), or `None` if the connection closed.
+    /// The next server event (`{"event", "data"}`, checked against `wire::ws::ServerEvent`), or `None` if the
+    /// connection closed.
     pub async fn next_event(&mut self) -> Option<Value> {
+        let event = self.next_unchecked_event().await?;
+        schema::check_event(&event);
+        Some(event)
+    }
+
+    /// The next frame as JSON, without checking it against `ServerEvent`.
+    pub async fn next_unchecked_event(&mut self) -> Option<Value> {
         use futures_util::StreamExt as _;
         loop {
             let msg =

@@ -1,7 +1,10 @@
-//! The REST API, typed just enough for the client.
+//! The REST API, typed by the `wire` crate: one generic call per endpoint declaration.
 
 use anyhow::{Context as _, bail};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use wire::{Endpoint, Input, Output};
 
 /// A REST client for one server and (once logged in) one token.
 #[derive(Debug, Clone)]
@@ -13,17 +16,32 @@ pub struct Api {
     pub token: Option<String>,
 }
 
-/// The token response of register and login.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Session {
-    pub access_token: String,
-    pub user_id: i64,
-    pub device_id: String,
-}
-
 /// Selects ring as rustls' process-wide crypto provider (several may be compiled in); idempotent.
 pub fn init_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Splits a request into the endpoint's path (parameters substituted) and the remaining fields.
+fn split<E: Endpoint>(request: &E::Request) -> anyhow::Result<(String, serde_json::Map<String, Value>)>
+where
+    E::Request: Serialize,
+{
+    let mut fields = match serde_json::to_value(request)? {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    let mut path = E::PATH.to_owned();
+    for name in wire::openapi::path_params(E::PATH) {
+        let value = match fields.remove(name) {
+            Some(Value::String(s)) => s,
+            Some(other) => other.to_string(),
+            None => bail!("{}: path parameter {name} missing", E::OPERATION_ID),
+        };
+        let encoded = percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC).to_string();
+        path = path.replace(&format!("{{{name}}}"), &encoded);
+    }
+    fields.retain(|_, v| !v.is_null());
+    Ok((path, fields))
 }
 
 impl Api {
@@ -39,67 +57,53 @@ impl Api {
         format!("{base}/ws")
     }
 
-    /// Sends a request and returns the JSON body of a 2xx answer; other statuses become errors with the
-    /// server's `detail`.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    /// Calls endpoint `E` with `request` (path parameters, query and body placed as `E` declares) and decodes
+    /// its answer; error statuses become errors with the server's `detail`.
+    pub async fn call<E: Endpoint>(&self, _endpoint: E, request: &E::Request) -> anyhow::Result<E::Response>
+    where
+        E::Request: Serialize,
+        E::Response: DeserializeOwned,
+    {
+        let (path, fields) = split::<E>(request)?;
+        let method = reqwest::Method::from_bytes(E::METHOD.as_str().as_bytes())?;
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
+        let bodyless = matches!(E::METHOD, wire::Method::Get | wire::Method::Delete);
+        req = match E::INPUT {
+            // What the original client does: query parameters on reads and deletes, JSON bodies otherwise.
+            Input::Query | Input::QueryOrJson if bodyless => req.query(&fields),
+            Input::Json | Input::QueryOrJson => req.json(&fields),
+            Input::Multipart => bail!("{}: multipart uploads are not supported by this client", E::OPERATION_ID),
+            _ => req,
+        };
         let resp = req.send().await.with_context(|| format!("request to {path}"))?;
         let status = resp.status();
         let text = resp.text().await?;
-        let value: Value =
-            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
         if !status.is_success() {
-            bail!("{path}: {status} {}", value["detail"].as_str().unwrap_or(&text));
+            let detail = serde_json::from_str::<wire::ErrorBody>(&text).map(|e| e.detail).unwrap_or(text);
+            bail!("{path}: {status} {detail}");
         }
-        Ok(value)
-    }
-
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::PUT, path, Some(body)).await
-    }
-
-    pub async fn register(
-        &self,
-        first: &str,
-        last: &str,
-        phone: &str,
-        password: &str,
-        device: &str,
-    ) -> anyhow::Result<Session> {
-        let body = json!({"first_name": first, "last_name": last, "phone": phone, "password": password, "device_name": device});
-        Ok(serde_json::from_value(self.post("/auth/register", &body).await?)?)
-    }
-
-    /// Logs in with `{"phone": ...}` or `{"username": ...}` in `login`.
-    pub async fn login(&self, mut login: Value, password: &str, device: &str) -> anyhow::Result<Session> {
-        login["password"] = json!(password);
-        login["device_name"] = json!(device);
-        Ok(serde_json::from_value(self.post("/auth/login", &login).await?)?)
+        let text = if E::OUTPUT == Output::Empty || text.is_empty() { "{}" } else { text.as_str() };
+        serde_json::from_str(text).with_context(|| format!("answer of {path}"))
     }
 
     /// Uploads bytes to a presigned URL with exactly the signed headers.
-    pub async fn put_presigned(&self, url: &str, headers: &Value, bytes: Vec<u8>) -> anyhow::Result<()> {
-        let mut req = self.http.put(url);
-        for (k, v) in headers.as_object().into_iter().flatten() {
-            if let Some(v) = v.as_str() {
-                req = req.header(k.as_str(), v);
-            }
-        }
-        let resp = req.body(bytes).send().await?;
+    pub async fn put_presigned(
+        &self,
+        url: &str,
+        headers: &wire::files::PresignedHeaders,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        let resp = self
+            .http
+            .put(url)
+            .header("Content-Type", &headers.content_type)
+            .header("Content-Length", &headers.content_length)
+            .body(bytes)
+            .send()
+            .await?;
         if !resp.status().is_success() {
             bail!("upload refused: {}", resp.status());
         }
@@ -113,5 +117,22 @@ impl Api {
             bail!("download failed: {}", resp.status());
         }
         Ok(resp.bytes().await?.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_parameters_are_substituted_and_removed_from_the_fields() {
+        let req =
+            wire::chats::ListMessagesRequest { target_user_id: 7, limit: Some(200), before_id: None, after_id: None };
+        let (path, fields) = split::<wire::chats::ListMessages>(&req).unwrap();
+        assert_eq!(path, "/chats/7/messages");
+        assert_eq!(fields.len(), 1);
+        assert_eq!(fields["limit"], 200);
+        let req = wire::keys::DeleteDeviceRequest { device_id: "a b".into() };
+        assert_eq!(split::<wire::keys::DeleteDevice>(&req).unwrap().0, "/devices/a%20b");
     }
 }

@@ -10,8 +10,15 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use vodozemac::Curve25519PublicKey;
 use vodozemac::olm::{Account, Session};
+use wire::Empty;
+use wire::auth::{Login as LoginEndpoint, LoginRequest, Register, RegisterRequest};
+use wire::chats::{ListMessages, ListMessagesRequest};
+use wire::files::{PresignRequest, PresignUpload};
+use wire::keys::{ClaimKeys, ClaimKeysRequest, CountKeys, Device, ListDevices, ListDevicesRequest, UploadKeys};
+use wire::ws::{ClientAction, Envelope, LooseId, SendMessage, ServerEvent};
+use wire::{MessageType, TokenResponse};
 
-use crate::api::{Api, Session as Login};
+use crate::api::Api;
 use crate::crypto::{Crypto, DeviceKeys, b64, open_file, seal_file, unb64};
 use crate::store::{self, Saved};
 
@@ -55,22 +62,22 @@ pub enum Event {
     /// A device of a user was added, changed its identity or was removed.
     KeyChange { user_id: i64, device_id: String, change: String },
     /// Any other event, as sent.
-    Other(Value),
+    Other(ServerEvent),
 }
 
 /// A WebSocket connection to the server.
 pub struct Socket {
     stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    pending: VecDeque<Value>,
+    pending: VecDeque<ServerEvent>,
 }
 
 impl Socket {
-    async fn send(&mut self, value: &Value) -> anyhow::Result<()> {
-        self.stream.send(Message::Text(value.to_string().into())).await?;
+    async fn send(&mut self, action: &ClientAction) -> anyhow::Result<()> {
+        self.stream.send(Message::Text(serde_json::to_string(action)?.into())).await?;
         Ok(())
     }
 
-    async fn read(&mut self) -> anyhow::Result<Option<Value>> {
+    async fn read(&mut self) -> anyhow::Result<Option<ServerEvent>> {
         loop {
             match self.stream.next().await {
                 Some(Ok(Message::Text(t))) => return Ok(Some(serde_json::from_str(&t)?)),
@@ -82,7 +89,7 @@ impl Socket {
     }
 
     /// The next server event (`{"event", "data"}`), `None` once the connection is closed.
-    pub async fn next_event(&mut self) -> anyhow::Result<Option<Value>> {
+    pub async fn next_event(&mut self) -> anyhow::Result<Option<ServerEvent>> {
         if let Some(v) = self.pending.pop_front() {
             return Ok(Some(v));
         }
@@ -91,8 +98,17 @@ impl Socket {
 
     /// Sends a `ping` (clients must at least every 5 minutes).
     pub async fn ping(&mut self) -> anyhow::Result<()> {
-        self.send(&json!({"action": "ping"})).await
+        self.send(&ClientAction::Ping).await
     }
+}
+
+/// How to log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginAs {
+    /// By phone number.
+    Phone(String),
+    /// By username.
+    Username(String),
 }
 
 /// One device of one user.
@@ -112,7 +128,7 @@ fn peer_key(user: i64, device: &str) -> String {
 }
 
 impl Client {
-    async fn create(server: &str, dir: Option<&Path>, login: Login) -> anyhow::Result<Self> {
+    async fn create(server: &str, dir: Option<&Path>, login: TokenResponse) -> anyhow::Result<Self> {
         let mut api = Api::new(server);
         api.token = Some(login.access_token);
         let key = match dir {
@@ -130,7 +146,7 @@ impl Client {
             key,
         };
         let body = client.crypto.initial_keys(BATCH);
-        client.api.put("/keys", &body).await.context("publish device keys")?;
+        client.api.call(UploadKeys, &body).await.context("publish device keys")?;
         client.save()?;
         Ok(client)
     }
@@ -143,19 +159,38 @@ impl Client {
         password: &str,
         device_name: &str,
     ) -> anyhow::Result<Self> {
-        let login = Api::new(server).register(first, last, phone, password, device_name).await?;
+        let request = RegisterRequest {
+            first_name: first.to_owned(),
+            last_name: last.to_owned(),
+            phone: phone.to_owned(),
+            password: password.to_owned(),
+            public_key: None,
+            device_name: Some(device_name.to_owned()),
+        };
+        let login = Api::new(server).call(Register, &request).await?;
         Self::create(server, dir, login).await
     }
 
-    /// Logs in as a new device (`login` is `{"phone": ..}` or `{"username": ..}`) and publishes its keys.
+    /// Logs in as a new device (`login` names the phone or the username) and publishes its keys.
     pub async fn login(
         server: &str,
         dir: Option<&Path>,
-        login: Value,
+        login: LoginAs,
         password: &str,
         device_name: &str,
     ) -> anyhow::Result<Self> {
-        let session = Api::new(server).login(login, password, device_name).await?;
+        let (phone, username) = match login {
+            LoginAs::Phone(p) => (Some(p), None),
+            LoginAs::Username(u) => (None, Some(u)),
+        };
+        let request = LoginRequest {
+            phone,
+            username,
+            password: password.to_owned(),
+            device_name: Some(device_name.to_owned()),
+            device_id: None,
+        };
+        let session = Api::new(server).call(LoginEndpoint, &request).await?;
         Self::create(server, dir, session).await
     }
 
@@ -209,10 +244,10 @@ impl Client {
 
     /// Uploads more one-time keys when fewer than 20 remain.
     pub async fn top_up_keys(&mut self) -> anyhow::Result<()> {
-        let count = self.api.get("/keys/count").await?["one_time_key_count"].as_i64().unwrap_or(0);
+        let count = self.api.call(CountKeys, &Empty {}).await?.one_time_key_count;
         if count < LOW_WATER {
             let body = self.crypto.one_time_keys(BATCH);
-            self.api.put("/keys", &body).await?;
+            self.api.call(UploadKeys, &body).await?;
             self.save()?;
         }
         Ok(())
@@ -221,10 +256,10 @@ impl Client {
     /// Verified keys of a user's devices; pins identities and forgets sessions of devices whose identity
     /// changed. Returns (devices, changed device ids).
     async fn devices_of(&mut self, user: i64) -> anyhow::Result<(Vec<DeviceKeys>, Vec<String>)> {
-        let list = self.api.get(&format!("/users/{user}/devices")).await?;
+        let list = self.api.call(ListDevices, &ListDevicesRequest { user_id: user }).await?;
         let mut out = Vec::new();
         let mut changed = Vec::new();
-        for entry in list.as_array().into_iter().flatten() {
+        for entry in &list {
             let Ok(keys) = DeviceKeys::verified(entry) else { continue };
             let peer = peer_key(user, &keys.device_id);
             let identity = b64(&keys.identity_key.to_bytes());
@@ -246,7 +281,7 @@ impl Client {
         socket: &mut Socket,
         to: i64,
         payload: &Value,
-        message_type: &str,
+        message_type: MessageType,
         media: Option<&str>,
     ) -> anyhow::Result<i64> {
         let mut envelopes = Vec::new();
@@ -261,9 +296,10 @@ impl Client {
                 .map(|d| d.device_id.clone())
                 .collect();
             if !missing.is_empty() {
-                let claimed = self.api.post("/keys/claim", &json!({"user_id": user, "device_ids": missing})).await?;
-                for entry in claimed["devices"].as_array().into_iter().flatten() {
-                    let device = entry["device_id"].as_str().unwrap_or_default().to_owned();
+                let request = ClaimKeysRequest { user_id: user, device_ids: Some(missing) };
+                let claimed = self.api.call(ClaimKeys, &request).await?;
+                for entry in &claimed.devices {
+                    let device = entry.device_id.clone();
                     let peer = peer_key(user, &device);
                     let keys = self.crypto.start_session(&peer, entry)?;
                     if self.identities.get(&peer).is_some_and(|p| p != &b64(&keys.identity_key.to_bytes())) {
@@ -275,16 +311,20 @@ impl Client {
                 let peer = peer_key(user, &d.device_id);
                 if self.crypto.has_session(&peer) {
                     let ciphertext = self.crypto.encrypt(&peer, plain.as_bytes())?;
-                    envelopes.push(json!({"user_id": user, "device_id": d.device_id, "ciphertext": ciphertext}));
+                    envelopes.push(Envelope { user_id: user, device_id: d.device_id, ciphertext });
                 }
             }
         }
         let client_msg_id = uuid::Uuid::new_v4().to_string();
-        let mut frame = json!({"action": "send_message", "receiver_id": to, "encrypted_content": MARKER,
-            "message_type": message_type, "client_msg_id": client_msg_id, "envelopes": envelopes});
-        if let Some(m) = media {
-            frame["media_url"] = json!(m);
-        }
+        let frame = ClientAction::SendMessage(SendMessage {
+            receiver_id: Some(LooseId::Int(to)),
+            encrypted_content: Some(MARKER.to_owned()),
+            message_type: Some(message_type),
+            media_url: media.map(str::to_owned),
+            reply_to_message_id: None,
+            client_msg_id: Some(client_msg_id.clone()),
+            envelopes: Some(envelopes),
+        });
         socket.send(&frame).await?;
         // Session state advanced: persist before waiting.
         self.save()?;
@@ -293,38 +333,36 @@ impl Client {
                 .await
                 .map_err(|_| anyhow!("no acknowledgement from the server"))??
                 .ok_or_else(|| anyhow!("connection closed before the acknowledgement"))?;
-            let data = &event["data"];
-            match event["event"].as_str() {
-                Some("message_sent") if data["client_msg_id"] == client_msg_id.as_str() => {
-                    let id = data["message_id"].as_i64().ok_or_else(|| anyhow!("bad acknowledgement"))?;
-                    self.plaintexts.insert(id, payload.clone());
+            match event {
+                ServerEvent::MessageSent(sent) if sent.client_msg_id.as_deref() == Some(client_msg_id.as_str()) => {
+                    self.plaintexts.insert(sent.message_id, payload.clone());
                     self.save()?;
-                    return Ok(id);
+                    return Ok(sent.message_id);
                 }
-                Some("error") if data["client_msg_id"] == client_msg_id.as_str() => {
-                    bail!("{}", data["message"].as_str().unwrap_or("send failed"))
+                ServerEvent::Error(e) if e.client_msg_id.as_deref() == Some(client_msg_id.as_str()) => {
+                    bail!("{}", e.message)
                 }
-                _ => socket.pending.push_back(event),
+                other => socket.pending.push_back(other),
             }
         }
     }
 
     /// Sends an end-to-end encrypted text.
     pub async fn send_text(&mut self, socket: &mut Socket, to: i64, text: &str) -> anyhow::Result<i64> {
-        self.send_payload(socket, to, &json!({"v": 1, "text": text}), "text", None).await
+        self.send_payload(socket, to, &json!({"v": 1, "text": text}), MessageType::Text, None).await
     }
 
     /// Encrypts a file with a fresh key, uploads the ciphertext through a presigned PUT and sends the key
     /// inside the end-to-end encrypted message.
     pub async fn send_file(&mut self, socket: &mut Socket, to: i64, name: &str, bytes: &[u8]) -> anyhow::Result<i64> {
         let (sealed, key, nonce) = seal_file(bytes)?;
-        let presigned = self.api.post("/uploads/presign", &json!({"size": sealed.len()})).await?;
-        let url = presigned["upload_url"].as_str().ok_or_else(|| anyhow!("no upload URL"))?;
-        self.api.put_presigned(url, &presigned["headers"], sealed).await?;
-        let object = presigned["key"].as_str().ok_or_else(|| anyhow!("no key"))?.to_owned();
+        let request = PresignRequest { size: i64::try_from(sealed.len())?, content_type: None };
+        let presigned = self.api.call(PresignUpload, &request).await?;
+        self.api.put_presigned(&presigned.upload_url, &presigned.headers, sealed).await?;
+        let object = presigned.key;
         let payload =
             json!({"v": 1, "file": {"name": name, "size": bytes.len(), "key": b64(&key), "nonce": b64(&nonce)}});
-        self.send_payload(socket, to, &payload, "file", Some(&object)).await
+        self.send_payload(socket, to, &payload, MessageType::File, Some(&object)).await
     }
 
     /// Downloads and decrypts an attachment.
@@ -345,11 +383,11 @@ impl Client {
     }
 
     /// Turns a message object (live or from history) into what this device can read.
-    async fn receive(&mut self, m: &Value) -> anyhow::Result<Received> {
-        let id = m["id"].as_i64().ok_or_else(|| anyhow!("message without id"))?;
-        let sender = m["sender_id"].as_i64().unwrap_or_default();
-        let sender_device = m["sender_device_id"].as_str().map(str::to_owned);
-        let payload = match (self.plaintexts.get(&id).cloned(), m["envelope"].as_str(), &sender_device) {
+    async fn receive(&mut self, m: &wire::Message) -> anyhow::Result<Received> {
+        let id = m.id;
+        let sender = m.sender_id;
+        let sender_device = m.sender_device_id.clone();
+        let payload = match (self.plaintexts.get(&id).cloned(), m.envelope.as_deref(), &sender_device) {
             (Some(p), _, _) => Some(p),
             (None, Some(envelope), Some(device)) => {
                 let identity = self.identity_of(sender, device).await?;
@@ -370,12 +408,12 @@ impl Client {
             size: f["size"].as_u64().unwrap_or(0),
             key: f["key"].as_str().unwrap_or_default().to_owned(),
             nonce: f["nonce"].as_str().unwrap_or_default().to_owned(),
-            media_url: m["media_url"].as_str().map(str::to_owned),
+            media_url: m.media_url.clone(),
         });
         Ok(Received {
             message_id: id,
             sender_id: sender,
-            receiver_id: m["receiver_id"].as_i64().unwrap_or_default(),
+            receiver_id: m.receiver_id,
             sender_device_id: sender_device,
             text: payload.as_ref().and_then(|p| p["text"].as_str()).map(str::to_owned),
             file,
@@ -384,15 +422,13 @@ impl Client {
     }
 
     /// Interprets one server event: decrypts messages, tracks key changes.
-    pub async fn handle(&mut self, event: Value) -> anyhow::Result<Event> {
-        match event["event"].as_str() {
-            Some("new_message") => Ok(Event::Message(self.receive(&event["data"]).await?)),
-            Some("key_change") => {
-                let data = &event["data"];
-                let user_id = data["user_id"].as_i64().unwrap_or_default();
-                let device_id = data["device_id"].as_str().unwrap_or_default().to_owned();
-                let change = data["change"].as_str().unwrap_or_default().to_owned();
-                if change != "added" {
+    pub async fn handle(&mut self, event: ServerEvent) -> anyhow::Result<Event> {
+        match event {
+            ServerEvent::NewMessage(m) => Ok(Event::Message(self.receive(&m).await?)),
+            ServerEvent::KeyChange(k) => {
+                let (user_id, device_id) = (k.user_id, k.device_id);
+                let change = k.change.as_str().to_owned();
+                if k.change != wire::ws::KeyChangeKind::Added {
                     let peer = peer_key(user_id, &device_id);
                     self.crypto.sessions.remove(&peer);
                     self.identities.remove(&peer);
@@ -400,22 +436,23 @@ impl Client {
                 }
                 Ok(Event::KeyChange { user_id, device_id, change })
             }
-            _ => Ok(Event::Other(event)),
+            other => Ok(Event::Other(other)),
         }
     }
 
     /// The conversation with `peer` (up to 200 newest messages), decrypted where this device can.
     pub async fn history(&mut self, peer: i64) -> anyhow::Result<Vec<Received>> {
-        let page = self.api.get(&format!("/chats/{peer}/messages?limit=200")).await?;
+        let request = ListMessagesRequest { target_user_id: peer, limit: Some(200), before_id: None, after_id: None };
+        let page = self.api.call(ListMessages, &request).await?;
         let mut out = Vec::new();
-        for m in page.as_array().into_iter().flatten() {
+        for m in &page {
             out.push(self.receive(m).await?);
         }
         Ok(out)
     }
 
     /// This user's devices as the directory lists them.
-    pub async fn devices(&self) -> anyhow::Result<Value> {
-        self.api.get(&format!("/users/{}/devices", self.user_id)).await
+    pub async fn devices(&self) -> anyhow::Result<Vec<Device>> {
+        self.api.call(ListDevices, &ListDevicesRequest { user_id: self.user_id }).await
     }
 }

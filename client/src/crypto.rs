@@ -6,9 +6,9 @@ use aes_gcm::aead::Aead as _;
 use aes_gcm::{Aes256Gcm, KeyInit as _, Nonce};
 use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
-use serde_json::{Value, json};
 use vodozemac::olm::{Account, OlmMessage, Session, SessionConfig};
 use vodozemac::{Curve25519PublicKey, Ed25519PublicKey, Ed25519Signature};
+use wire::keys::{ClaimedDevice, Device, OneTimeKey, SignedPrekey, UploadKeysRequest};
 
 /// Signature prefixes of the key directory (API.md §9.2).
 pub const ID_PREFIX: &[u8] = b"MSGR-ID-V1";
@@ -48,18 +48,32 @@ pub struct DeviceKeys {
 }
 
 impl DeviceKeys {
-    /// Parses and verifies a `GET /users/{id}/devices` or `POST /keys/claim` entry.
-    pub fn verified(entry: &Value) -> anyhow::Result<Self> {
-        let field = |name: &str| entry[name].as_str().ok_or_else(|| anyhow!("{name} missing"));
-        let identity = key32(field("identity_key")?)?;
-        let signing = Ed25519PublicKey::from_slice(&key32(field("signing_key")?)?)?;
-        let signature = Ed25519Signature::from_slice(&unb64(field("identity_signature")?)?)?;
+    /// Verifies the identity signature of a directory entry (`GET /users/{id}/devices`, `POST /keys/claim`).
+    fn verify(
+        device_id: &str,
+        identity_key: &str,
+        signing_key: &str,
+        identity_signature: &str,
+    ) -> anyhow::Result<Self> {
+        let identity = key32(identity_key)?;
+        let signing = Ed25519PublicKey::from_slice(&key32(signing_key)?)?;
+        let signature = Ed25519Signature::from_slice(&unb64(identity_signature)?)?;
         signing.verify(&[ID_PREFIX, &identity].concat(), &signature).context("identity signature is invalid")?;
         Ok(Self {
-            device_id: field("device_id")?.to_owned(),
+            device_id: device_id.to_owned(),
             identity_key: Curve25519PublicKey::from_bytes(identity),
             signing_key: signing,
         })
+    }
+
+    /// Verifies a `GET /users/{id}/devices` entry.
+    pub fn verified(entry: &Device) -> anyhow::Result<Self> {
+        Self::verify(&entry.device_id, &entry.identity_key, &entry.signing_key, &entry.identity_signature)
+    }
+
+    /// Verifies a `POST /keys/claim` entry's identity.
+    pub fn verified_claim(entry: &ClaimedDevice) -> anyhow::Result<Self> {
+        Self::verify(&entry.device_id, &entry.identity_key, &entry.signing_key, &entry.identity_signature)
     }
 }
 
@@ -79,34 +93,35 @@ impl Crypto {
     }
 
     /// The `PUT /keys` body for the first upload: identity, signed prekey and `count` one-time keys.
-    pub fn initial_keys(&mut self, count: usize) -> Value {
+    pub fn initial_keys(&mut self, count: usize) -> UploadKeysRequest {
         let ids = self.account.identity_keys();
         let curve = ids.curve25519.to_bytes();
         let signature = self.account.sign([ID_PREFIX, &curve].concat());
-        let mut body = self.one_time_keys(count);
-        body["identity_key"] = json!(b64(&curve));
-        body["signing_key"] = json!(b64(ids.ed25519.as_bytes()));
-        body["identity_signature"] = json!(b64(&signature.to_bytes()));
-        body["signed_prekey"] = self.signed_prekey();
-        body
+        UploadKeysRequest {
+            identity_key: Some(b64(&curve)),
+            signing_key: Some(b64(ids.ed25519.as_bytes())),
+            identity_signature: Some(b64(&signature.to_bytes())),
+            signed_prekey: Some(self.signed_prekey()),
+            ..self.one_time_keys(count)
+        }
     }
 
     /// A new signed prekey (the Olm fallback key).
-    pub fn signed_prekey(&mut self) -> Value {
+    pub fn signed_prekey(&mut self) -> SignedPrekey {
         self.account.generate_fallback_key();
         let key = self.account.fallback_key().into_values().next().expect("fallback key just generated");
         let id = self.next_id();
         let signature = self.account.sign([SPK_PREFIX, &id.to_be_bytes(), &key.to_bytes()].concat());
-        json!({"key_id": id, "public_key": b64(&key.to_bytes()), "signature": b64(&signature.to_bytes())})
+        SignedPrekey { key_id: id, public_key: b64(&key.to_bytes()), signature: b64(&signature.to_bytes()) }
     }
 
     /// `count` new one-time keys as a `PUT /keys` body.
-    pub fn one_time_keys(&mut self, count: usize) -> Value {
+    pub fn one_time_keys(&mut self, count: usize) -> UploadKeysRequest {
         let created = self.account.generate_one_time_keys(count).created;
-        let keys: Vec<Value> =
-            created.iter().map(|k| json!({"key_id": self.next_id(), "public_key": b64(&k.to_bytes())})).collect();
+        let keys: Vec<OneTimeKey> =
+            created.iter().map(|k| OneTimeKey { key_id: self.next_id(), public_key: b64(&k.to_bytes()) }).collect();
         self.account.mark_keys_as_published();
-        json!({ "one_time_keys": keys })
+        UploadKeysRequest { one_time_keys: Some(keys), ..UploadKeysRequest::default() }
     }
 
     fn next_id(&mut self) -> u32 {
@@ -121,17 +136,16 @@ impl Crypto {
     }
 
     /// Creates an outbound session from a `POST /keys/claim` entry (verifying both signatures).
-    pub fn start_session(&mut self, peer: &str, claimed: &Value) -> anyhow::Result<DeviceKeys> {
-        let keys = DeviceKeys::verified(claimed)?;
-        let spk = &claimed["signed_prekey"];
-        let spk_id = u32::try_from(spk["key_id"].as_u64().ok_or_else(|| anyhow!("signed prekey id missing"))?)?;
-        let spk_public = key32(spk["public_key"].as_str().unwrap_or_default())?;
-        let spk_sig = Ed25519Signature::from_slice(&unb64(spk["signature"].as_str().unwrap_or_default())?)?;
+    pub fn start_session(&mut self, peer: &str, claimed: &ClaimedDevice) -> anyhow::Result<DeviceKeys> {
+        let keys = DeviceKeys::verified_claim(claimed)?;
+        let spk = &claimed.signed_prekey;
+        let spk_public = key32(&spk.public_key)?;
+        let spk_sig = Ed25519Signature::from_slice(&unb64(&spk.signature)?)?;
         keys.signing_key
-            .verify(&[SPK_PREFIX, &spk_id.to_be_bytes(), &spk_public].concat(), &spk_sig)
+            .verify(&[SPK_PREFIX, &spk.key_id.to_be_bytes(), &spk_public].concat(), &spk_sig)
             .context("signed prekey signature is invalid")?;
-        let one_time = match claimed["one_time_key"]["public_key"].as_str() {
-            Some(k) => key32(k)?,
+        let one_time = match &claimed.one_time_key {
+            Some(k) => key32(&k.public_key)?,
             None => spk_public,
         };
         let session = self.account.create_outbound_session(

@@ -13,4 +13,4 @@ pub mod store;
 
 mod client;
 
-pub use client::{Client, Event, FileRef, Received, Socket};
+pub use client::{Client, Event, FileRef, LoginAs, Received, Socket};

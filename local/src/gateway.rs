@@ -255,8 +255,9 @@ fn http_event(
     let route_key = format!("{} {}", route.method, route.path);
     let raw_query = parts.uri.query().unwrap_or("");
     let mut query_params = Map::new();
-    for (k, v) in shared::http::parse_query(raw_query) {
-        query_params.insert(k, v);
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw_query).unwrap_or_default();
+    for (k, v) in pairs {
+        query_params.insert(k, Value::String(v));
     }
     let mut event = json!({
         "version": "2.0",

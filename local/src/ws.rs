@@ -140,7 +140,8 @@ pub async fn entry(
             values.push(Value::String(v));
         }
     }
-    let query = shared::http::parse_query(uri.query().unwrap_or(""));
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(uri.query().unwrap_or("")).unwrap_or_default();
+    let query: Map<String, Value> = pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
     let multi_query: Map<String, Value> =
         query.iter().map(|(k, v)| (k.clone(), Value::Array(vec![v.clone()]))).collect();
     let mut event = json!({

@@ -9,6 +9,16 @@ use libsql::{Connection, Database, Transaction, TransactionBehavior};
 
 use crate::config::Secret;
 
+pub mod connections;
+pub mod contacts;
+pub mod devices;
+pub mod keys;
+pub mod messages;
+pub mod objects;
+pub mod row;
+pub mod themes;
+pub mod users;
+
 /// Connections kept open for reuse; more are opened on demand and closed when returned.
 const MAX_IDLE: usize = 32;
 

@@ -2,16 +2,7 @@
 
 use http::StatusCode;
 use lambda_http::{Body, Response};
-use serde::Serialize;
-
-/// One failed field check of a 422 response.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FieldError {
-    /// The request field that failed.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
+pub use wire::{ErrorCode, FieldError};
 
 /// Everything a handler can fail with. Client errors render as their status; everything else is a 500
 /// whose cause is logged but never shown.
@@ -41,14 +32,12 @@ pub enum ApiError {
     /// 422 `validation_error` with one entry per failed field.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
-    /// Any other client error of the contract: a status, a stable code and a fixed message.
+    /// Any other client error of the contract: its code (status and default text) and the text shown.
     #[error("{code}")]
     Client {
-        /// HTTP status.
-        status: StatusCode,
-        /// Stable machine code.
-        code: &'static str,
-        /// Fixed human-readable message.
+        /// Stable machine code; decides the status.
+        code: ErrorCode,
+        /// Message shown (the code's default unless the contract words it per case).
         detail: &'static str,
     },
     /// 500 with a fixed message (e.g. "Failed to delete account") and a logged cause.
@@ -71,14 +60,21 @@ impl From<libsql::Error> for ApiError {
     }
 }
 
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        Self::Client { code, detail: code.detail() }
+    }
+}
+
 impl ApiError {
-    /// A contract error with its own status, code and message.
-    pub const fn client(status: u16, code: &'static str, detail: &'static str) -> Self {
-        let status = match StatusCode::from_u16(status) {
-            Ok(s) => s,
-            Err(_) => StatusCode::BAD_REQUEST,
-        };
-        Self::Client { status, code, detail }
+    /// A contract error with its default text.
+    pub const fn code(code: ErrorCode) -> Self {
+        Self::Client { code, detail: code.detail() }
+    }
+
+    /// A contract error whose text the contract words per case.
+    pub const fn with_detail(code: ErrorCode, detail: &'static str) -> Self {
+        Self::Client { code, detail }
     }
 
     /// A 422 for one field.
@@ -86,47 +82,36 @@ impl ApiError {
         Self::Validation(vec![FieldError { field: field.into(), message: message.into() }])
     }
 
-    /// The HTTP status of this error.
-    pub fn status(&self) -> StatusCode {
+    /// The contract code of this error.
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            Self::NotAuthenticated | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::RouteNotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Client { status, .. } => *status,
-            Self::InternalWith { .. } | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotAuthenticated => ErrorCode::NotAuthenticated,
+            Self::InvalidToken => ErrorCode::InvalidToken,
+            Self::RouteNotFound => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Validation(_) => ErrorCode::ValidationError,
+            Self::Client { code, .. } => *code,
+            Self::InternalWith { .. } | Self::Internal(_) => ErrorCode::InternalError,
         }
     }
 
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.error_code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
     /// The stable machine code of this error.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::NotAuthenticated => "not_authenticated",
-            Self::InvalidToken => "invalid_token",
-            Self::RouteNotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Validation(_) => "validation_error",
-            Self::Client { code, .. } => code,
-            Self::InternalWith { .. } | Self::Internal(_) => "internal_error",
-        }
+    pub fn code_str(&self) -> &'static str {
+        self.error_code().as_str()
     }
 
     /// The fixed message shown to clients.
     pub fn detail(&self) -> &'static str {
         match self {
-            Self::NotAuthenticated => "Not authenticated",
-            Self::InvalidToken => "Could not validate credentials",
-            Self::RouteNotFound => "Not Found",
-            Self::MethodNotAllowed => "Method Not Allowed",
-            Self::PayloadTooLarge => "Payload too large",
-            Self::RateLimited { .. } => "Too many requests",
-            Self::Validation(_) => "Request validation failed",
             Self::Client { detail, .. } | Self::InternalWith { detail, .. } => detail,
-            Self::Internal(_) => "Internal server error",
+            other => other.error_code().detail(),
         }
     }
 
@@ -136,12 +121,13 @@ impl ApiError {
         if status.is_server_error() {
             tracing::error!(error = ?self, "request failed");
         } else {
-            tracing::debug!(code = self.code(), "client error");
+            tracing::debug!(code = self.code_str(), "client error");
         }
-        let mut body = serde_json::json!({ "detail": self.detail(), "code": self.code() });
-        if let Self::Validation(errors) = &self {
-            body["errors"] = serde_json::to_value(errors).unwrap_or_default();
-        }
+        let errors = match &self {
+            Self::Validation(errors) => Some(errors.clone()),
+            _ => None,
+        };
+        let body = wire::ErrorBody { detail: self.detail().to_owned(), code: self.error_code(), errors };
         let mut resp = crate::http::json_response(status, &body);
         let headers = resp.headers_mut();
         if status == StatusCode::UNAUTHORIZED {

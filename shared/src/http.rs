@@ -1,14 +1,13 @@
-//! HTTP glue shared by the functions: routing on method + path, query/body parameters, multipart, responses.
+//! HTTP glue shared by the functions: typed input from path, query and body, multipart, responses.
 
-use std::collections::HashMap;
-
-use http::{Method, StatusCode};
+use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::de::{DeserializeOwned, IntoDeserializer, value::MapDeserializer};
+use serde_json::Value;
+use wire::{FieldError, FileUpload, Input};
 
 use crate::error::ApiError;
-use crate::routes::{ROUTES, Route};
 
 /// A JSON response with `status`. A text body, so Lambda passes it through instead of base64-encoding it
 /// (which would grow it by a third against the 6 MB response limit).
@@ -29,49 +28,6 @@ pub fn ok<T: Serialize + ?Sized>(value: &T) -> Response<Body> {
 /// A 204 response without a body.
 pub fn no_content() -> Response<Body> {
     Response::builder().status(StatusCode::NO_CONTENT).body(Body::Empty).unwrap_or_default()
-}
-
-/// The route a request matched, with its path parameters.
-#[derive(Debug)]
-pub struct Matched {
-    /// The matched route of [`ROUTES`].
-    pub route: &'static Route,
-    /// Path parameters by name, percent-decoded.
-    pub params: HashMap<&'static str, String>,
-}
-
-impl Matched {
-    /// An integer path parameter; anything else is a 422.
-    pub fn int(&self, name: &str) -> Result<i64, ApiError> {
-        self.params
-            .get(name)
-            .and_then(|v| v.parse::<i64>().ok())
-            .ok_or_else(|| ApiError::field(name, "must be an integer"))
-    }
-
-    /// A string path parameter.
-    pub fn str(&self, name: &str) -> &str {
-        self.params.get(name).map_or("", String::as_str)
-    }
-}
-
-/// Finds the route of `function` for the request's method and path: 404 when no path matches, 405 when the
-/// path exists with other methods.
-pub fn match_route(function: &str, method: &Method, path: &str) -> Result<Matched, ApiError> {
-    let path = match path.trim_end_matches('/') {
-        "" => "/",
-        trimmed => trimmed,
-    };
-    let mut path_exists = false;
-    for route in ROUTES.iter().filter(|r| r.function == function) {
-        if let Some(params) = match_path(route.path, path) {
-            if route.method == method.as_str() {
-                return Ok(Matched { route, params: params.into_iter().collect() });
-            }
-            path_exists = true;
-        }
-    }
-    Err(if path_exists { ApiError::MethodNotAllowed } else { ApiError::RouteNotFound })
 }
 
 /// Matches `path` against a route template (`/users/{user_id}/profile`, `{name+}` takes the rest);
@@ -103,180 +59,218 @@ fn percent_decode(text: &str) -> String {
     percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
-/// Parses a query string (`a=1&b=x%20y`, `+` as space) into a map; the last value of a name wins.
-pub fn parse_query(query: &str) -> Map<String, Value> {
-    let mut map = Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_decode(&k.replace('+', " "));
-        let v = percent_decode(&v.replace('+', " "));
-        map.insert(k, Value::String(v));
+/// A value from the path or the query string: text that becomes the type the field asks for, so `limit=50`
+/// is an integer and `for_everyone=1` a boolean (API.md §1: `true`/`false`, also `1`/`0`).
+struct Text(String);
+
+impl Text {
+    fn parse<T: std::str::FromStr>(&self, expected: &str) -> Result<T, serde_json::Error> {
+        self.0.trim().parse().map_err(|_| serde::de::Error::custom(format!("must be {expected}")))
     }
-    map
 }
 
-/// Request parameters: query string merged with a JSON object body (the body wins), per API.md §1.
-#[derive(Debug, Default)]
-pub struct Params(pub Map<String, Value>);
+macro_rules! text_number {
+    ($($method:ident => $visit:ident($ty:ty)),* $(,)?) => {
+        $(fn $method<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            visitor.$visit(self.parse::<$ty>(if stringify!($ty).starts_with('f') { "a number" } else { "an integer" })?)
+        })*
+    };
+}
 
-impl Params {
-    /// Query only.
-    pub fn query(req: &Request) -> Self {
-        Self(parse_query(req.uri().query().unwrap_or("")))
+impl<'de> serde::Deserializer<'de> for Text {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_string(self.0)
     }
 
-    /// Query merged with the JSON body (if any); a body that is not a JSON object is a 422.
-    pub fn query_and_body(req: &Request) -> Result<Self, ApiError> {
-        let mut params = Self::query(req);
-        if let Some(Value::Object(body)) = json_body(req)? {
-            params.0.extend(body);
-        }
-        Ok(params)
-    }
-
-    /// JSON body only.
-    pub fn body(req: &Request) -> Result<Self, ApiError> {
-        Ok(match json_body(req)? {
-            Some(Value::Object(body)) => Self(body),
-            _ => Self::default(),
-        })
-    }
-
-    /// Whether `name` is present (even as null).
-    pub fn has(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
-
-    /// A string parameter; numbers are accepted as their text, null is absent, anything else is a 422.
-    pub fn str(&self, name: &str) -> Result<Option<String>, ApiError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(_) => Err(ApiError::field(name, "must be a string")),
+    fn deserialize_bool<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => visitor.visit_bool(true),
+            "false" | "0" => visitor.visit_bool(false),
+            _ => Err(serde::de::Error::custom("must be a boolean")),
         }
     }
 
-    /// A required string parameter.
-    pub fn required_str(&self, name: &str) -> Result<String, ApiError> {
-        self.str(name)?.ok_or_else(|| ApiError::field(name, "field required"))
+    text_number! {
+        deserialize_i8 => visit_i8(i8), deserialize_i16 => visit_i16(i16), deserialize_i32 => visit_i32(i32),
+        deserialize_i64 => visit_i64(i64), deserialize_u8 => visit_u8(u8), deserialize_u16 => visit_u16(u16),
+        deserialize_u32 => visit_u32(u32), deserialize_u64 => visit_u64(u64), deserialize_f32 => visit_f32(f32),
+        deserialize_f64 => visit_f64(f64),
     }
 
-    /// A boolean: JSON `true`/`false` or the text `true`/`false`/`1`/`0`.
-    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" => Ok(Some(true)),
-                "false" | "0" => Ok(Some(false)),
-                _ => Err(ApiError::field(name, "must be a boolean")),
-            },
-            Some(Value::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),
-            Some(Value::Number(n)) if n.as_i64() == Some(0) => Ok(Some(false)),
-            Some(_) => Err(ApiError::field(name, "must be a boolean")),
-        }
+    fn deserialize_option<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_some(self)
     }
 
-    /// An integer: a JSON integer or its decimal text.
-    pub fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| ApiError::field(name, "must be an integer")),
-            Some(Value::String(s)) => {
-                s.trim().parse().map(Some).map_err(|_| ApiError::field(name, "must be an integer"))
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_enum(IntoDeserializer::<serde_json::Error>::into_deserializer(self.0))
+    }
+
+    serde::forward_to_deserialize_any! {
+        i128 u128 char str string bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+        ignored_any
+    }
+}
+
+/// One input value: text from the path or query, or JSON from the body (strict: a number is not a string).
+enum Source {
+    Text(Text),
+    Json(Value),
+}
+
+impl<'de> IntoDeserializer<'de, serde_json::Error> for Source {
+    type Deserializer = SourceDeserializer;
+    fn into_deserializer(self) -> SourceDeserializer {
+        SourceDeserializer(self)
+    }
+}
+
+struct SourceDeserializer(Source);
+
+macro_rules! forward_source {
+    ($($method:ident),* $(,)?) => {
+        $(fn $method<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            match self.0 {
+                Source::Text(t) => serde::Deserializer::$method(t, visitor),
+                Source::Json(v) => serde::Deserializer::$method(v, visitor),
             }
-            Some(_) => Err(ApiError::field(name, "must be an integer")),
+        })*
+    };
+}
+
+impl<'de> serde::Deserializer<'de> for SourceDeserializer {
+    type Error = serde_json::Error;
+
+    forward_source! {
+        deserialize_any, deserialize_bool, deserialize_i8, deserialize_i16, deserialize_i32, deserialize_i64,
+        deserialize_u8, deserialize_u16, deserialize_u32, deserialize_u64, deserialize_f32, deserialize_f64,
+        deserialize_option, deserialize_str, deserialize_string, deserialize_seq, deserialize_map,
+        deserialize_identifier, deserialize_ignored_any, deserialize_char, deserialize_bytes, deserialize_byte_buf,
+        deserialize_unit,
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Source::Text(t) => t.deserialize_newtype_struct(name, visitor),
+            Source::Json(v) => v.deserialize_newtype_struct(name, visitor),
         }
     }
 
-    /// A page size: `default` when absent, capped at `max`, below 1 (or not an integer) a 422.
-    pub fn limit(&self, default: i64, max: i64) -> Result<i64, ApiError> {
-        match self.int("limit")? {
-            None => Ok(default),
-            Some(l) if l < 1 => Err(ApiError::field("limit", "must be at least 1")),
-            Some(l) => Ok(l.min(max)),
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Source::Text(t) => t.deserialize_enum(name, variants, visitor),
+            Source::Json(v) => v.deserialize_enum(name, variants, visitor),
         }
     }
 
-    /// The raw JSON value of a parameter.
-    pub fn value(&self, name: &str) -> Option<&Value> {
-        self.0.get(name)
+    serde::forward_to_deserialize_any! { i128 u128 unit_struct tuple tuple_struct struct }
+}
+
+/// Turns a serde error at `path` into the 422 entry naming the field.
+fn field_error(path: &serde_path_to_error::Path, err: &serde_json::Error) -> FieldError {
+    let text = err.to_string();
+    let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
+    if let Some(name) = text.strip_prefix("missing field `").and_then(|t| t.strip_suffix('`')) {
+        let prefix = path.to_string();
+        let field = if prefix == "." { name.to_owned() } else { format!("{prefix}.{name}") };
+        return FieldError { field, message: "field required".into() };
     }
+    let field = match path.to_string() {
+        root if root == "." => "body".to_owned(),
+        field => field,
+    };
+    FieldError { field, message: text }
 }
 
-/// The request body as bytes.
-pub fn body_bytes(req: &Request) -> &[u8] {
-    req.body().as_ref()
-}
-
-/// Parses the body as JSON; an empty body is `None`, invalid JSON is a 422.
+/// Parses the body as JSON: an empty body is `None`, invalid JSON a 422 naming `body`.
 pub fn json_body(req: &Request) -> Result<Option<Value>, ApiError> {
-    let bytes = body_bytes(req);
+    let bytes = req.body().as_ref();
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     serde_json::from_slice(bytes).map(Some).map_err(|_| ApiError::field("body", "must be valid JSON"))
 }
 
-/// One file part of a multipart body.
-#[derive(Debug)]
-pub struct FilePart {
-    /// Client file name, if given.
-    pub filename: Option<String>,
-    /// The part's bytes.
-    pub data: Vec<u8>,
+/// Decodes an endpoint's input from its path parameters, the query string and the JSON body, as
+/// [`Input`] says: for query-or-body endpoints the body wins over the query; path parameters always win.
+/// Types are strict: a JSON number where a string is expected is a 422 naming the field; query and path
+/// values are text converted to the field's type.
+pub fn decode_input<T: DeserializeOwned>(
+    input: Input,
+    req: &Request,
+    path: Vec<(&'static str, String)>,
+) -> Result<T, ApiError> {
+    let mut fields: Vec<(String, Source)> = Vec::new();
+    if matches!(input, Input::Query | Input::QueryOrJson) {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.uri().query().unwrap_or(""))
+            .map_err(|_| ApiError::field("query", "must be a valid query string"))?;
+        for (name, value) in pairs {
+            // The last value of a repeated name wins.
+            fields.retain(|(n, _)| *n != name);
+            fields.push((name, Source::Text(Text(value))));
+        }
+    }
+    if matches!(input, Input::Json | Input::QueryOrJson) {
+        match json_body(req)? {
+            None => {}
+            Some(Value::Object(body)) => {
+                for (name, value) in body {
+                    fields.retain(|(n, _)| *n != name);
+                    fields.push((name, Source::Json(value)));
+                }
+            }
+            Some(_) => return Err(ApiError::field("body", "must be a JSON object")),
+        }
+    }
+    for (name, value) in path {
+        fields.retain(|(n, _)| n != name);
+        fields.push((name.to_owned(), Source::Text(Text(value))));
+    }
+    let deserializer = MapDeserializer::<_, serde_json::Error>::new(fields.into_iter());
+    serde_path_to_error::deserialize(deserializer)
+        .map_err(|e| ApiError::Validation(vec![field_error(e.path(), e.inner())]))
 }
 
-/// Extracts the part named `field` of a `multipart/form-data` body; a body that is not multipart, or a
-/// missing part, is a 422.
-pub fn multipart_file(req: &Request, field: &str) -> Result<FilePart, ApiError> {
-    let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+/// Extracts the part named `field` of a `multipart/form-data` body (with `multer`); a body that is not
+/// multipart, is malformed, or lacks the part is a 422.
+pub async fn multipart_file(req: &Request, field: &str) -> Result<FileUpload, ApiError> {
     let missing = || ApiError::field(field, "a multipart/form-data file part is required");
-    if !content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
-        return Err(missing());
-    }
-    let boundary = content_type
-        .split(';')
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(k, _)| k.eq_ignore_ascii_case("boundary"))
-        .map(|(_, v)| v.trim_matches('"'))
-        .filter(|b| !b.is_empty())
-        .ok_or_else(missing)?;
-    let delimiter = format!("--{boundary}");
-    let body = body_bytes(req);
-    let mut pos = find(body, delimiter.as_bytes(), 0).ok_or_else(missing)?;
-    loop {
-        pos += delimiter.len();
-        if body.get(pos..pos + 2) == Some(b"--") {
-            return Err(missing());
+    let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let boundary = multer::parse_boundary(content_type).map_err(|_| missing())?;
+    let body = bytes::Bytes::copy_from_slice(req.body().as_ref());
+    let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    while let Some(part) = multipart.next_field().await.map_err(|_| missing())? {
+        if part.name() == Some(field) {
+            let filename = part.file_name().map(str::to_owned);
+            let data = part.bytes().await.map_err(|_| missing())?;
+            return Ok(FileUpload { file: data.to_vec(), filename });
         }
-        let headers_start = pos + 2;
-        let headers_end = find(body, b"\r\n\r\n", headers_start).ok_or_else(missing)?;
-        let headers = String::from_utf8_lossy(&body[headers_start..headers_end]).into_owned();
-        let data_start = headers_end + 4;
-        let next = find(body, format!("\r\n{delimiter}").as_bytes(), data_start).ok_or_else(missing)?;
-        let disposition =
-            headers.lines().find(|l| l.to_ascii_lowercase().starts_with("content-disposition:")).unwrap_or_default();
-        if disposition_param(disposition, "name").as_deref() == Some(field) {
-            return Ok(FilePart {
-                filename: disposition_param(disposition, "filename"),
-                data: body[data_start..next].to_vec(),
-            });
-        }
-        pos = next + 2;
     }
-}
-
-fn disposition_param(header: &str, name: &str) -> Option<String> {
-    header.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.trim().split_once('=')?;
-        (k.trim().eq_ignore_ascii_case(name)).then(|| v.trim().trim_matches('"').to_owned())
-    })
-}
-
-fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    haystack.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+    Err(missing())
 }
 
 /// The client's source IP as API Gateway reports it (never a client-supplied header).
@@ -298,6 +292,7 @@ pub fn authorization(req: &Request) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     fn request(method: &str, uri: &str, content_type: &str, body: Vec<u8>) -> Request {
         http::Request::builder()
@@ -308,14 +303,27 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn routes_match_on_method_and_path() {
-        let m = match_route("users", &Method::GET, "/users/17/profile").unwrap();
-        assert_eq!(m.route.path, "/users/{user_id}/profile");
-        assert_eq!(m.int("user_id").unwrap(), 17);
-        assert!(matches!(match_route("users", &Method::DELETE, "/me"), Err(ApiError::MethodNotAllowed)));
-        assert!(matches!(match_route("users", &Method::GET, "/nope"), Err(ApiError::RouteNotFound)));
-        assert!(matches!(match_route("auth", &Method::GET, "/me"), Err(ApiError::RouteNotFound)));
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Probe {
+        id: i64,
+        #[serde(default)]
+        bio: Option<String>,
+        #[serde(default)]
+        a: Option<i64>,
+        #[serde(default)]
+        flag: Option<bool>,
+    }
+
+    fn decode(input: Input, uri: &str, body: &str) -> Result<Probe, ApiError> {
+        let req = request("PUT", uri, "application/json", body.as_bytes().to_vec());
+        decode_input(input, &req, vec![("id", "7".into())])
+    }
+
+    fn failed_field(result: Result<Probe, ApiError>) -> String {
+        match result {
+            Err(ApiError::Validation(errors)) => errors[0].field.clone(),
+            other => panic!("expected a 422, got {other:?}"),
+        }
     }
 
     #[test]
@@ -329,44 +337,61 @@ mod tests {
     }
 
     #[test]
+    fn body_wins_over_query_and_path_wins_over_both() {
+        let p = decode(Input::QueryOrJson, "/x?bio=query&a=1&id=99", r#"{"bio":"body","id":5}"#).unwrap();
+        assert_eq!(p, Probe { id: 7, bio: Some("body".into()), a: Some(1), flag: None });
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded_and_typed() {
+        let p = decode(Input::Query, "/x?bio=a%20b+c%D0%BF&flag=1", "").unwrap();
+        assert_eq!(p.bio.as_deref(), Some("a b cп"));
+        assert_eq!(p.flag, Some(true));
+        assert_eq!(decode(Input::Query, "/x?flag=false", "").unwrap().flag, Some(false));
+        assert_eq!(failed_field(decode(Input::Query, "/x?flag=yes", "")), "flag");
+        assert_eq!(failed_field(decode(Input::Query, "/x?a=x", "")), "a");
+    }
+
+    #[test]
+    fn json_bodies_are_strict() {
+        assert_eq!(failed_field(decode(Input::Json, "/x", r#"{"bio": 5}"#)), "bio");
+        assert_eq!(failed_field(decode(Input::Json, "/x", r#"{"a": "5"}"#)), "a");
+        assert_eq!(failed_field(decode(Input::Json, "/x", "not json")), "body");
+        assert_eq!(failed_field(decode(Input::Json, "/x", "[1]")), "body");
+        assert_eq!(decode(Input::Json, "/x?bio=ignored", r#"{"unknown": [1]}"#).unwrap().bio, None);
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        #[derive(Debug, Deserialize)]
+        struct Needs {
+            #[allow(dead_code)]
+            phone: String,
+        }
+        let req = request("POST", "/x", "application/json", b"{}".to_vec());
+        match decode_input::<Needs>(Input::Json, &req, vec![]) {
+            Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "phone"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn non_integer_path_ids_are_422() {
-        let m = match_route("users", &Method::GET, "/users/abc/profile").unwrap();
-        assert!(matches!(m.int("user_id"), Err(ApiError::Validation(_))));
+        let req = request("GET", "/x", "application/json", Vec::new());
+        let result = decode_input::<Probe>(Input::None, &req, vec![("id", "abc".into())]);
+        assert_eq!(failed_field(result), "id");
     }
 
-    #[test]
-    fn body_wins_over_query() {
-        let req = request("PUT", "/x?bio=query&a=1", "application/json", br#"{"bio":"body"}"#.to_vec());
-        let p = Params::query_and_body(&req).unwrap();
-        assert_eq!(p.str("bio").unwrap().as_deref(), Some("body"));
-        assert_eq!(p.int("a").unwrap(), Some(1));
-    }
-
-    #[test]
-    fn query_strings_are_percent_decoded() {
-        let q = parse_query("query=a%20b+c&x=%D0%BF");
-        assert_eq!(q["query"], "a b c");
-        assert_eq!(q["x"], "п");
-    }
-
-    #[test]
-    fn booleans_accept_the_contract_spellings() {
-        let p = Params(parse_query("a=true&b=0&c=yes"));
-        assert_eq!(p.bool("a").unwrap(), Some(true));
-        assert_eq!(p.bool("b").unwrap(), Some(false));
-        assert!(p.bool("c").is_err());
-    }
-
-    #[test]
-    fn multipart_file_part_is_found() {
+    #[tokio::test]
+    async fn multipart_file_part_is_found() {
         let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nhello\r\n--XyZ\r\n\
 Content-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n\r\n--XyZ--\r\n";
         let req = request("POST", "/upload", "multipart/form-data; boundary=XyZ", body.to_vec());
-        let part = multipart_file(&req, "file").unwrap();
+        let part = multipart_file(&req, "file").await.unwrap();
         assert_eq!(part.filename.as_deref(), Some("a.png"));
-        assert_eq!(part.data, b"\x89PNG\r\n\x1a\n");
-        assert!(multipart_file(&req, "missing").is_err());
+        assert_eq!(part.file, b"\x89PNG\r\n\x1a\n");
+        assert!(multipart_file(&req, "missing").await.is_err());
         let req = request("POST", "/upload", "application/json", b"{}".to_vec());
-        assert!(multipart_file(&req, "file").is_err());
+        assert!(multipart_file(&req, "file").await.is_err());
     }
 }

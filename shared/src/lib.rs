@@ -2,6 +2,7 @@
 //!
 //! Functions depend on this crate only; the local stack and the tests build on it too.
 
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -21,4 +22,5 @@ pub mod time;
 pub mod users;
 
 pub use error::ApiError;
+pub use lambda_http;
 pub use state::AppState;

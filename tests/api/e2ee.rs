@@ -13,7 +13,7 @@ async fn register(app: &TestApp, name: &str) -> (Client, String) {
 }
 
 async fn login(app: &TestApp, phone: &str, device: &str) -> Client {
-    Client::login(&app.base, None, json!({"phone": phone}), PASSWORD, device).await.unwrap()
+    Client::login(&app.base, None, messenger_client::LoginAs::Phone(phone.to_owned()), PASSWORD, device).await.unwrap()
 }
 
 /// Reads events until a decrypted message arrives.
@@ -134,7 +134,7 @@ async fn concurrent_claims_hand_out_each_one_time_key_at_most_once() {
     let app = TestApp::spawn_with(&[("RATE_LIMIT_CLAIM", "1000/60"), ("RATE_LIMIT_CLAIM_DEVICE", "1000/3600")]).await;
     let target = app.user().await;
     let mut crypto = messenger_client::crypto::Crypto::new();
-    let body = crypto.initial_keys(50);
+    let body = serde_json::to_value(crypto.initial_keys(50)).unwrap();
     let r = target.put("/keys", Some(&body)).await.expect(200);
     assert_eq!(r["one_time_key_count"], 50);
     let claimer = app.user().await;

@@ -27,7 +27,7 @@ fn flip(text: &str) -> String {
 async fn with_keys(app: &TestApp) -> (TestUser, Crypto, Value) {
     let user = app.user().await;
     let mut crypto = Crypto::new();
-    let body = crypto.initial_keys(5);
+    let body = serde_json::to_value(crypto.initial_keys(5)).unwrap();
     let r = user.put("/keys", Some(&body)).await.expect(200);
     assert_eq!(r["one_time_key_count"], 5);
     assert_eq!(r["device_id"], user.device_id.as_str());
@@ -39,7 +39,7 @@ async fn forged_or_malformed_keys_are_rejected() {
     let app = TestApp::spawn().await;
     let user = app.user().await;
     let mut crypto = Crypto::new();
-    let good = crypto.initial_keys(3);
+    let good = serde_json::to_value(crypto.initial_keys(3)).unwrap();
     type Mutation = Box<dyn Fn(&mut Value)>;
     let cases: Vec<(&str, Mutation, u16, &str)> = vec![
         (
@@ -145,14 +145,14 @@ async fn forged_or_malformed_keys_are_rejected() {
 async fn one_time_key_limits_and_conflicts() {
     let app = TestApp::spawn().await;
     let (user, mut crypto, _) = with_keys(&app).await;
-    let too_many = crypto.one_time_keys(101);
+    let too_many = serde_json::to_value(crypto.one_time_keys(101)).unwrap();
     user.put("/keys", Some(&too_many)).await.expect_error(400, "too_many_one_time_keys");
-    let sixty = crypto.one_time_keys(60);
+    let sixty = serde_json::to_value(crypto.one_time_keys(60)).unwrap();
     user.put("/keys", Some(&sixty)).await.expect(200);
-    let more = crypto.one_time_keys(40);
+    let more = serde_json::to_value(crypto.one_time_keys(40)).unwrap();
     user.put("/keys", Some(&more)).await.expect_error(400, "too_many_one_time_keys");
     assert_eq!(user.get("/keys/count").await.expect(200)["one_time_key_count"], 65, "a refused upload stores nothing");
-    let mut conflict = crypto.one_time_keys(1);
+    let mut conflict = serde_json::to_value(crypto.one_time_keys(1)).unwrap();
     conflict["one_time_keys"][0]["key_id"] = sixty["one_time_keys"][0]["key_id"].clone();
     user.put("/keys", Some(&conflict)).await.expect_error(409, "key_id_conflict");
 }
@@ -207,7 +207,7 @@ async fn identity_changes_and_device_removal_are_announced() {
 
     // A new identity on the first device: old keys discarded, everyone told.
     let mut fresh = Crypto::new();
-    let r = owner.put("/keys", Some(&fresh.initial_keys(0))).await.expect(200);
+    let r = owner.put("/keys", Some(&serde_json::to_value(fresh.initial_keys(0)).unwrap())).await.expect(200);
     assert_eq!(r["one_time_key_count"], 0);
     let expected = json!({"user_id": owner.id, "device_id": owner.device_id, "change": "identity_changed"});
     assert_eq!(pw.expect("key_change").await, expected);
@@ -336,7 +336,11 @@ async fn a_claim_refused_by_a_device_limit_takes_no_key() {
         .await
         .expect(200);
     let second_token = second["access_token"].as_str().unwrap();
-    owner.client.call("PUT", "/keys", Some(second_token), Some(&Crypto::new().initial_keys(5))).await.expect(200);
+    owner
+        .client
+        .call("PUT", "/keys", Some(second_token), Some(&serde_json::to_value(Crypto::new().initial_keys(5)).unwrap()))
+        .await
+        .expect(200);
     let claimer = app.user().await;
     let second_id = second["device_id"].as_str().unwrap();
     claimer.post("/keys/claim", Some(&json!({"user_id": owner.id, "device_ids": [second_id]}))).await.expect(200);

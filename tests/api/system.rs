@@ -51,6 +51,28 @@ async fn openapi_lists_exactly_the_routes_of_the_template() {
         }
     }
     assert_eq!(documented, template_routes(), "every template route documented, nothing else");
+    // Each route is served by the function the contract assigns it to.
+    let yaml = std::fs::read_to_string(template_path()).unwrap();
+    let served: BTreeSet<(String, String, String)> = messenger_local::template::http_routes(&yaml)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.method, r.path, r.function))
+        .collect();
+    let declared: BTreeSet<(String, String, String)> = wire::endpoints()
+        .iter()
+        .map(|e| (e.method.as_str().to_owned(), e.path.to_owned(), e.function.to_owned()))
+        .collect();
+    assert_eq!(served, declared, "template.yaml routes each path to the function the wire crate declares");
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            let success = responses.iter().find(|(status, _)| status.starts_with('2')).expect("a success response");
+            assert!(success.1["content"].is_object() || success.0 == "204", "{method} {path}: no response schema");
+            if !["get", "delete"].contains(&method.as_str()) {
+                assert!(op["requestBody"]["content"].is_object(), "{method} {path}: no request schema");
+            }
+        }
+    }
     let me = &doc["paths"]["/me"]["get"];
     assert_eq!(me["security"], json!([{"bearer": []}]));
     assert_eq!(doc["paths"]["/users/{user_id}/profile"]["get"]["parameters"][0]["schema"]["type"], "integer");

@@ -3,30 +3,79 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow, bail};
-use messenger_client::{Client, Event, Received};
-use serde_json::json;
+use clap::{Parser, Subcommand};
+use messenger_client::{Client, Event, LoginAs, Received};
 
-const HELP: &str = "messenger: end-to-end encrypted chat from the command line
+/// End-to-end encrypted chat from the command line.
+///
+/// The password comes from MESSENGER_PASSWORD (or is asked on stdin). State lives in --home, encrypted,
+/// owner-only.
+#[derive(Debug, Parser)]
+#[command(name = "messenger", version)]
+struct Cli {
+    /// Device state directory.
+    #[arg(long, env = "MESSENGER_HOME", global = true)]
+    home: Option<PathBuf>,
+    /// Server base URL.
+    #[arg(long, env = "MESSENGER_SERVER", default_value = "http://127.0.0.1:3000", global = true)]
+    server: String,
+    #[command(subcommand)]
+    command: Command,
+}
 
-Usage: messenger [--home <dir>] [--server <url>] <command>
-
-Commands:
-  register --first <name> --last <name> --phone <phone> [--device <name>]
-  login (--phone <phone> | --username <name>) [--device <name>]
-  send <user_id> <text...>        encrypt and send a message
-  send-file <user_id> <path>      encrypt a file, upload it, send its key in a message
-  listen                          print decrypted messages and key changes as they arrive
-  history <user_id>               the conversation, decrypted where this device can
-  devices                         this account's devices
-
-The password comes from MESSENGER_PASSWORD (or is asked on stdin). State lives in --home
-(default ~/.messenger, MESSENGER_HOME), encrypted, owner-only. --server defaults to
-http://127.0.0.1:3000 (MESSENGER_SERVER).";
-
-fn flag(args: &mut Vec<String>, name: &str) -> Option<String> {
-    let pos = args.iter().position(|a| a == name)?;
-    args.remove(pos);
-    (pos < args.len()).then(|| args.remove(pos))
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an account; this device's keys are generated and published.
+    Register {
+        /// First name.
+        #[arg(long)]
+        first: String,
+        /// Last name.
+        #[arg(long)]
+        last: String,
+        /// Phone number.
+        #[arg(long)]
+        phone: String,
+        /// Device name.
+        #[arg(long, default_value = "cli")]
+        device: String,
+    },
+    /// Log in as a new device of an existing account.
+    Login {
+        /// Phone number.
+        #[arg(long, conflicts_with = "username", required_unless_present = "username")]
+        phone: Option<String>,
+        /// Username.
+        #[arg(long)]
+        username: Option<String>,
+        /// Device name.
+        #[arg(long, default_value = "cli")]
+        device: String,
+    },
+    /// Encrypt and send a message.
+    Send {
+        /// Receiver's user id.
+        to: i64,
+        /// The text.
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Encrypt a file, upload it, send its key in a message.
+    SendFile {
+        /// Receiver's user id.
+        to: i64,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Print decrypted messages and key changes as they arrive.
+    Listen,
+    /// The conversation, decrypted where this device can.
+    History {
+        /// The peer's user id.
+        peer: i64,
+    },
+    /// This account's devices.
+    Devices,
 }
 
 fn password() -> anyhow::Result<String> {
@@ -50,52 +99,36 @@ fn show(r: &Received) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() || args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{HELP}");
-        return Ok(());
-    }
-    let home = flag(&mut args, "--home")
-        .or_else(|| std::env::var("MESSENGER_HOME").ok())
-        .map(PathBuf::from)
+    let cli = Cli::parse();
+    let home = cli
+        .home
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".messenger")))
         .ok_or_else(|| anyhow!("set --home"))?;
-    let server = flag(&mut args, "--server")
-        .or_else(|| std::env::var("MESSENGER_SERVER").ok())
-        .unwrap_or_else(|| "http://127.0.0.1:3000".into());
-    let command = args.remove(0);
-    if (command == "register" || command == "login") && home.join("state.bin").exists() {
+    let server = cli.server;
+    if matches!(cli.command, Command::Register { .. } | Command::Login { .. }) && home.join("state.bin").exists() {
         bail!("{} already holds a device; use another --home for another account or device", home.display());
     }
-    match command.as_str() {
-        "register" => {
-            let first = flag(&mut args, "--first").context("--first is required")?;
-            let last = flag(&mut args, "--last").context("--last is required")?;
-            let phone = flag(&mut args, "--phone").context("--phone is required")?;
-            let device = flag(&mut args, "--device").unwrap_or_else(|| "cli".into());
+    match cli.command {
+        Command::Register { first, last, phone, device } => {
             let c = Client::register(&server, Some(&home), (&first, &last, &phone), &password()?, &device).await?;
             println!("registered user {} on device {}", c.user_id, c.device_id);
         }
-        "login" => {
-            let login = match (flag(&mut args, "--phone"), flag(&mut args, "--username")) {
-                (Some(p), None) => json!({"phone": p}),
-                (None, Some(u)) => json!({"username": u}),
+        Command::Login { phone, username, device } => {
+            let login = match (phone, username) {
+                (Some(p), None) => LoginAs::Phone(p),
+                (None, Some(u)) => LoginAs::Username(u),
                 _ => bail!("give exactly one of --phone or --username"),
             };
-            let device = flag(&mut args, "--device").unwrap_or_else(|| "cli".into());
             let c = Client::login(&server, Some(&home), login, &password()?, &device).await?;
             println!("logged in as user {} on new device {}", c.user_id, c.device_id);
         }
-        "send" if args.len() >= 2 => {
-            let to: i64 = args[0].parse().context("user id")?;
+        Command::Send { to, text } => {
             let mut c = Client::open(&home)?;
             let mut socket = c.connect().await?;
-            let id = c.send_text(&mut socket, to, &args[1..].join(" ")).await?;
+            let id = c.send_text(&mut socket, to, &text.join(" ")).await?;
             println!("sent #{id}");
         }
-        "send-file" if args.len() == 2 => {
-            let to: i64 = args[0].parse().context("user id")?;
-            let path = PathBuf::from(&args[1]);
+        Command::SendFile { to, path } => {
             let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
             let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
             let mut c = Client::open(&home)?;
@@ -103,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
             let id = c.send_file(&mut socket, to, &name, &bytes).await?;
             println!("sent file #{id} ({} bytes, encrypted)", bytes.len());
         }
-        "listen" => {
+        Command::Listen => {
             let mut c = Client::open(&home)?;
             c.top_up_keys().await?;
             let mut socket = c.connect().await?;
@@ -135,21 +168,19 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        "history" if args.len() == 1 => {
-            let peer: i64 = args[0].parse().context("user id")?;
+        Command::History { peer } => {
             let mut c = Client::open(&home)?;
             for r in c.history(peer).await? {
                 show(&r);
             }
         }
-        "devices" => {
+        Command::Devices => {
             let c = Client::open(&home)?;
-            for d in c.devices().await?.as_array().into_iter().flatten() {
-                let this = if d["device_id"] == c.device_id.as_str() { " (this device)" } else { "" };
-                println!("{} {}{this}", d["device_id"].as_str().unwrap_or(""), d["device_name"].as_str().unwrap_or(""));
+            for d in c.devices().await? {
+                let this = if d.device_id == c.device_id { " (this device)" } else { "" };
+                println!("{} {}{this}", d.device_id, d.device_name.as_deref().unwrap_or(""));
             }
         }
-        _ => bail!("unknown command or arguments (see --help)"),
     }
     Ok(())
 }

@@ -1,116 +1,202 @@
 //! The `chats` function: active chats, history, clearing, deletion, read receipts and media (API.md §5.1–5.6).
 
-use lambda_http::{Body, Request, Response};
-use serde_json::json;
-use shared::auth::{AuthUser, authenticate_request};
-use shared::http::{Matched, Params, match_route, ok};
-use shared::messages::{self, MESSAGE_COLUMNS, MessageRow, PAIR_1_2, VISIBLE_TO_1, query_messages};
-use shared::privacy::public_views;
-use shared::realtime::{self, frame};
-use shared::users::{USER_COLUMNS, query_users};
-use shared::{ApiError, AppState};
+use std::collections::HashMap;
 
-/// Name of this function in `template.yaml` and in the routing table.
+use shared::api::Router;
+use shared::auth::AuthUser;
+use shared::db::messages::Side;
+use shared::messages::{self, MessageRow, MessageView};
+use shared::privacy::{UserView, public_views};
+use shared::{ApiError, AppState, db, realtime};
+use wire::chats::{
+    ChatCleared, ClearChat, ClearChatRequest, DeleteMessage, DeleteMessageRequest, ListActiveChats, ListMedia,
+    ListMediaRequest, ListMessages, ListMessagesRequest, MarkRead, MarkReadRequest, MarkedRead, MediaItem,
+};
+use wire::objects::{Message, MessageText, MessageType, User};
+use wire::ws::{self, ServerEvent};
+use wire::{Empty, ErrorCode};
+
+/// Name of this function in `template.yaml`.
 pub const FUNCTION: &str = "chats";
 
 /// A history page stays under this many bytes of content.
 const MAX_PAGE_BYTES: usize = 5 * 1024 * 1024;
 
-/// Serves one request; every error becomes its contract response.
-pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
-    dispatch(state, req).await.unwrap_or_else(ApiError::into_response)
+/// Every route of this function.
+pub fn router() -> Router {
+    Router::new(FUNCTION)
+        .route(ListActiveChats, list_active_chats)
+        .route(ListMessages, list_messages)
+        .route(ClearChat, clear_chat)
+        .route(DeleteMessage, delete_message)
+        .route(MarkRead, mark_read)
+        .route(ListMedia, list_media)
 }
 
-async fn dispatch(state: &AppState, req: Request) -> Result<Response<Body>, ApiError> {
-    let m = match_route(FUNCTION, req.method(), req.uri().path())?;
-    let user = authenticate_request(state, &req).await?;
-    let params = Params::query_and_body(&req)?;
-    match m.route.op {
-        "list_active_chats" => list_active_chats(state, &user).await,
-        "list_messages" => list_messages(state, &user, &m, &params).await,
-        "clear_chat" => clear_chat(state, &user, &m, &params).await,
-        "delete_message" => delete_message(state, &user, &m, &params).await,
-        "mark_read" => mark_read(state, &user, &m, &params).await,
-        "list_media" => list_media(state, &user, &m, &params).await,
-        _ => Err(ApiError::RouteNotFound),
-    }
-}
+shared::http_function!(router);
 
 /// `GET /chats/active`
 /// - every peer with a message visible to the caller, newest `last_message_time` first, privacy applied
-async fn list_active_chats(state: &AppState, user: &AuthUser) -> Result<Response<Body>, ApiError> {
+async fn list_active_chats(state: &AppState, user: AuthUser, _input: Empty) -> Result<Vec<User>, ApiError> {
     let conn = state.db.conn().await?;
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM message WHERE id IN (\
-           SELECT MAX(id) FROM message WHERE {VISIBLE_TO_1} AND (sender_id = ?1 OR receiver_id = ?1) \
-           GROUP BY CASE WHEN sender_id = ?1 THEN receiver_id ELSE sender_id END) ORDER BY id DESC"
-    );
-    let latest = query_messages(&conn, &sql, [user.id]).await?;
+    let latest = db::messages::active_latest(&conn, user.id).await?;
     let peers: Vec<i64> = latest.iter().map(|m| m.peer_of(user.id)).collect();
-    let sql = format!("SELECT {USER_COLUMNS} FROM user WHERE id IN (SELECT value FROM json_each(?1))");
-    let users = query_users(&conn, &sql, [serde_json::to_string(&peers).unwrap_or_default()]).await?;
+    let users = db::messages::peer_users(&conn, &peers).await?;
     let ordered: Vec<_> = peers.iter().filter_map(|id| users.iter().find(|u| u.id == *id).cloned()).collect();
-    let mut views = public_views(state, &conn, user.id, &ordered).await?;
-    for view in &mut views {
-        if let Some(m) = latest.iter().find(|m| m.peer_of(user.id) == view.id) {
-            view.last_message = Some(m.encrypted_content.clone());
-            view.last_message_time = Some(shared::time::format_ms(m.created_at));
-            view.last_message_sender_id = Some(m.sender_id);
-            view.last_message_type = Some(m.message_type.clone());
+    let views = public_views(state, &conn, user.id, &ordered).await?;
+    let mut out = Vec::with_capacity(views.len());
+    for view in views {
+        let mut peer = user_object(view);
+        if let Some(m) = latest.iter().find(|m| m.peer_of(user.id) == peer.id) {
+            peer.last_message = Some(m.encrypted_content.clone());
+            peer.last_message_time = Some(shared::time::format_ms(m.created_at));
+            peer.last_message_sender_id = Some(m.sender_id);
+            peer.last_message_type = Some(message_type(&m.message_type));
         }
+        out.push(peer);
     }
-    Ok(ok(&views))
+    Ok(out)
 }
 
 /// `GET /chats/{target_user_id}/messages`
 /// - ascending ids; no cursor = newest `limit`; `before_id` = newest below it; `after_id` = oldest above it
 /// - at most 200 per page and under 5 MiB; an unknown peer is an empty list
-async fn list_messages(
-    state: &AppState,
-    user: &AuthUser,
-    m: &Matched,
-    params: &Params,
-) -> Result<Response<Body>, ApiError> {
-    let peer = m.int("target_user_id")?;
-    let limit = params.limit(50, 200)?;
-    let before = params.int("before_id")?.unwrap_or(i64::MAX);
-    let after = params.int("after_id")?;
+async fn list_messages(state: &AppState, user: AuthUser, input: ListMessagesRequest) -> Result<Vec<Message>, ApiError> {
+    let peer = input.target_user_id;
+    let limit = page_limit(input.limit, 50, 200)?;
+    let before = input.before_id.unwrap_or(i64::MAX);
     let conn = state.db.conn().await?;
     // Rows come in the order the cap keeps them: oldest first after a cursor, newest first otherwise.
-    let mut page = match after {
-        Some(after) => {
-            let sql = format!(
-                "SELECT {MESSAGE_COLUMNS} FROM message WHERE {PAIR_1_2} AND {VISIBLE_TO_1} AND id > ?3 AND id < ?4 \
-                 ORDER BY id ASC LIMIT ?5"
-            );
-            query_messages(&conn, &sql, (user.id, peer, after, before, limit)).await?
-        }
-        None => {
-            let sql = format!(
-                "SELECT {MESSAGE_COLUMNS} FROM message WHERE {PAIR_1_2} AND {VISIBLE_TO_1} AND id < ?3 \
-                 ORDER BY id DESC LIMIT ?4"
-            );
-            query_messages(&conn, &sql, (user.id, peer, before, limit)).await?
-        }
+    let mut page = match input.after_id {
+        Some(after) => db::messages::page_after(&conn, user.id, peer, after, before, limit).await?,
+        None => db::messages::page_newest(&conn, user.id, peer, before, limit).await?,
     };
     let receipts = messages::receipts_shared(&conn, user.id, peer).await?;
     let ids: Vec<i64> = page.iter().map(|m| m.id).collect();
     let mut envelopes = messages::envelopes_for(&conn, &ids, &user.device_id).await?;
     drop(conn);
     cap_size(&mut page, &envelopes);
-    if after.is_none() {
+    if input.after_id.is_none() {
         page.reverse();
     }
     let mut out = Vec::with_capacity(page.len());
     for msg in &page {
-        out.push(messages::view(state, msg, user.id, receipts, envelopes.remove(&msg.id)).await?);
+        out.push(message_object(messages::view(state, msg, user.id, receipts, envelopes.remove(&msg.id)).await?));
     }
-    Ok(ok(&out))
+    Ok(out)
+}
+
+/// `DELETE /chats/{target_user_id}/messages`
+/// - default: hides the conversation for the caller; `chat_cleared` to the caller's connections
+/// - `for_everyone=true`: deletes for both, removes the media objects; both users get `chat_cleared`
+async fn clear_chat(state: &AppState, user: AuthUser, input: ClearChatRequest) -> Result<ChatCleared, ApiError> {
+    let peer = input.target_user_id;
+    let for_everyone = input.for_everyone.unwrap_or(false);
+    let conn = state.db.conn().await?;
+    let tx = conn.write_tx().await?;
+    let (up_to_id, count, keys) = if for_everyone {
+        // Every message of the conversation, also those the caller already hid for itself.
+        let up_to_id = db::messages::last_live_id(&tx, user.id, peer).await?;
+        let wiped = db::messages::delete_chat_for_everyone(&tx, user.id, peer, up_to_id).await?;
+        (up_to_id, wiped.ids.len() as u64, wiped.media_keys)
+    } else {
+        let up_to_id = db::messages::last_visible_id(&tx, user.id, peer).await?;
+        (up_to_id, db::messages::hide_chat_for(&tx, user.id, peer, up_to_id).await?, Vec::new())
+    };
+    tx.commit().await?;
+    drop(conn);
+    shared::files::delete_if_orphaned(state, &keys).await;
+    if count > 0 {
+        let mine = ServerEvent::ChatCleared(ws::ChatCleared { peer_id: peer, for_everyone, up_to_id });
+        realtime::push_to_users(state, &[user.id], None, &mine.to_frame()).await;
+        if for_everyone {
+            let theirs = ServerEvent::ChatCleared(ws::ChatCleared { peer_id: user.id, for_everyone: true, up_to_id });
+            realtime::push_to_users(state, &[peer], None, &theirs.to_frame()).await;
+        }
+    }
+    Ok(ChatCleared { deleted_count: i64::try_from(count).unwrap_or(0), message: "Chat cleared successfully".into() })
+}
+
+/// `DELETE /messages/{message_id}`
+/// - the sender deletes for everyone by default (media removed, both sides told); the recipient (or the
+///   sender with `for_everyone=false`) hides it for themselves; a recipient cannot delete for everyone
+async fn delete_message(
+    state: &AppState,
+    user: AuthUser,
+    input: DeleteMessageRequest,
+) -> Result<MessageText, ApiError> {
+    let id = input.message_id;
+    if id <= 0 {
+        return Err(ErrorCode::InvalidMessageId.into());
+    }
+    let conn = state.db.conn().await?;
+    let tx = conn.write_tx().await?;
+    let msg = db::messages::visible_to(&tx, user.id, id).await?.ok_or(ApiError::code(ErrorCode::MessageNotFound))?;
+    let is_sender = msg.sender_id == user.id;
+    let for_everyone = input.for_everyone.unwrap_or(is_sender);
+    if for_everyone && !is_sender {
+        return Err(ErrorCode::NotMessageSender.into());
+    }
+    let keys = if for_everyone {
+        db::messages::delete_for_everyone(&tx, id).await?.media_keys
+    } else {
+        db::messages::hide_for(&tx, id, if is_sender { Side::Sender } else { Side::Receiver }).await?;
+        Vec::new()
+    };
+    tx.commit().await?;
+    drop(conn);
+    shared::files::delete_if_orphaned(state, &keys).await;
+    let peer = msg.peer_of(user.id);
+    let mine = ServerEvent::MessageDeleted(ws::MessageDeleted { message_id: id, peer_id: peer, for_everyone });
+    realtime::push_to_users(state, &[user.id], None, &mine.to_frame()).await;
+    if for_everyone {
+        let theirs = ServerEvent::MessageDeleted(ws::MessageDeleted { message_id: id, peer_id: user.id, for_everyone });
+        realtime::push_to_users(state, &[peer], None, &theirs.to_frame()).await;
+    }
+    Ok(MessageText { message: "Message deleted successfully".into() })
+}
+
+/// `POST /chats/{target_user_id}/mark-read` — marks the peer's messages read; `messages_read` per §4.3.
+async fn mark_read(state: &AppState, user: AuthUser, input: MarkReadRequest) -> Result<MarkedRead, ApiError> {
+    let ids = messages::mark_read(state, user.id, input.target_user_id, input.up_to_id).await?;
+    Ok(MarkedRead { marked_count: i64::try_from(ids.len()).unwrap_or(0), message: "Messages marked as read".into() })
+}
+
+/// `GET /chats/{target_user_id}/media` — visible image messages, newest first.
+async fn list_media(state: &AppState, user: AuthUser, input: ListMediaRequest) -> Result<Vec<MediaItem>, ApiError> {
+    let limit = page_limit(input.limit, 100, 200)?;
+    let before = input.before_id.unwrap_or(i64::MAX);
+    let conn = state.db.conn().await?;
+    let rows = db::messages::media_page(&conn, user.id, input.target_user_id, before, limit).await?;
+    drop(conn);
+    let mut out = Vec::with_capacity(rows.len());
+    for msg in rows {
+        let media_url = match &msg.media_key {
+            Some(k) => shared::files::url(state, k).await?,
+            None => None,
+        };
+        out.push(MediaItem {
+            id: msg.id,
+            media_url,
+            timestamp: shared::time::format_ms(msg.created_at),
+            sender_id: msg.sender_id,
+        });
+    }
+    Ok(out)
+}
+
+/// A page size: `default` when absent, capped at `max`; below 1 is a 422 naming `limit`.
+fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(l) if l < 1 => Err(ApiError::field("limit", "must be at least 1")),
+        Some(l) => Ok(l.min(max)),
+    }
 }
 
 /// Truncates a page (in its current order) so content, envelopes and per-message overhead (fields, a
 /// presigned URL) stay under [`MAX_PAGE_BYTES`], below Lambda's 6 MB response limit; never empty.
-fn cap_size(page: &mut Vec<MessageRow>, envelopes: &std::collections::HashMap<i64, String>) {
+fn cap_size(page: &mut Vec<MessageRow>, envelopes: &HashMap<i64, String>) {
     let mut total = 0;
     let keep = page
         .iter()
@@ -123,176 +209,103 @@ fn cap_size(page: &mut Vec<MessageRow>, envelopes: &std::collections::HashMap<i6
     page.truncate(keep);
 }
 
-/// Removes the envelopes of messages that are deleted for everyone.
-async fn delete_envelopes(tx: &libsql::Connection, ids: &[i64]) -> Result<(), ApiError> {
-    let list = serde_json::to_string(ids).unwrap_or_default();
-    tx.execute("DELETE FROM message_envelope WHERE message_id IN (SELECT value FROM json_each(?1))", [list]).await?;
-    Ok(())
+/// A stored message type; only `text`, `image` and `file` are ever stored, anything else reads as `text`.
+fn message_type(stored: &str) -> MessageType {
+    MessageType::parse(stored).unwrap_or_default()
 }
 
-/// Marks messages deleted for everyone, wiping their content; returns (ids, media keys).
-async fn delete_for_everyone(
-    tx: &libsql::Connection,
-    where_sql: &str,
-    params: impl libsql::params::IntoParams,
-) -> Result<(Vec<i64>, Vec<String>), ApiError> {
-    let select = format!("SELECT id, media_key FROM message WHERE {where_sql} AND deleted_for_everyone = 0");
-    let mut rows = tx.query(&select, params).await?;
-    let (mut ids, mut keys) = (Vec::new(), Vec::new());
-    while let Some(r) = rows.next().await? {
-        ids.push(r.get::<i64>(0)?);
-        if let Some(k) = r.get::<Option<String>>(1)? {
-            keys.push(k);
+/// The wire form of a message view.
+fn message_object(view: MessageView) -> Message {
+    Message {
+        id: view.id,
+        sender_id: view.sender_id,
+        receiver_id: view.receiver_id,
+        encrypted_content: view.encrypted_content,
+        message_type: message_type(&view.message_type),
+        media_url: view.media_url,
+        reply_to_message_id: view.reply_to_message_id,
+        timestamp: view.timestamp,
+        is_read: view.is_read,
+        client_msg_id: view.client_msg_id,
+        sender_device_id: view.sender_device_id,
+        envelope: view.envelope,
+    }
+}
+
+/// The wire form of a user view.
+fn user_object(view: UserView) -> User {
+    User {
+        id: view.id,
+        username: view.username,
+        first_name: view.first_name,
+        last_name: view.last_name,
+        phone: view.phone,
+        public_key: view.public_key,
+        avatar_url: view.avatar_url,
+        avatar_frame: view.avatar_frame,
+        bio: view.bio,
+        birthdate: view.birthdate,
+        last_seen: view.last_seen,
+        is_online: view.is_online,
+        last_message: view.last_message,
+        last_message_time: view.last_message_time,
+        last_message_sender_id: view.last_message_sender_id,
+        last_message_type: view.last_message_type.as_deref().map(message_type),
+        local_name: view.local_name,
+        is_deleted: view.is_deleted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_router_serves_exactly_the_chats_endpoints() {
+        shared::api::assert_serves_its_endpoints(&super::router());
+    }
+
+    fn row(id: i64, content_len: usize) -> MessageRow {
+        MessageRow {
+            id,
+            sender_id: 1,
+            receiver_id: 2,
+            encrypted_content: "x".repeat(content_len),
+            message_type: "text".into(),
+            media_key: None,
+            reply_to_message_id: None,
+            client_msg_id: None,
+            sender_device_id: None,
+            is_read: false,
+            created_at: 0,
         }
     }
-    drop(rows);
-    let list = serde_json::to_string(&ids).unwrap_or_default();
-    tx.execute(
-        "UPDATE message SET deleted_for_everyone = 1, encrypted_content = '', media_key = NULL \
-         WHERE id IN (SELECT value FROM json_each(?1))",
-        [list],
-    )
-    .await?;
-    delete_envelopes(tx, &ids).await?;
-    Ok((ids, keys))
-}
 
-/// `DELETE /chats/{target_user_id}/messages`
-/// - default: hides the conversation for the caller; `chat_cleared` to the caller's connections
-/// - `for_everyone=true`: deletes for both, removes the media objects; both users get `chat_cleared`
-async fn clear_chat(
-    state: &AppState,
-    user: &AuthUser,
-    m: &Matched,
-    params: &Params,
-) -> Result<Response<Body>, ApiError> {
-    let peer = m.int("target_user_id")?;
-    let for_everyone = params.bool("for_everyone")?.unwrap_or(false);
-    let conn = state.db.conn().await?;
-    let tx = conn.write_tx().await?;
-    // For everyone: every message of the conversation, also those the caller already hid for itself.
-    let visible = if for_everyone { "deleted_for_everyone = 0" } else { VISIBLE_TO_1 };
-    let sql = format!("SELECT COALESCE(MAX(id), 0) FROM message WHERE {PAIR_1_2} AND {visible}");
-    let mut rows = tx.query(&sql, (user.id, peer)).await?;
-    let up_to_id: i64 = rows.next().await?.map(|r| r.get(0)).transpose()?.unwrap_or(0);
-    drop(rows);
-    let (count, keys) = if for_everyone {
-        let (ids, keys) =
-            delete_for_everyone(&tx, &format!("{PAIR_1_2} AND id <= ?3"), (user.id, peer, up_to_id)).await?;
-        (ids.len(), keys)
-    } else {
-        let sent = tx
-            .execute(
-                "UPDATE message SET hidden_for_sender = 1 WHERE sender_id = ?1 AND receiver_id = ?2 \
-                 AND hidden_for_sender = 0 AND deleted_for_everyone = 0 AND id <= ?3",
-                (user.id, peer, up_to_id),
-            )
-            .await?;
-        let received = tx
-            .execute(
-                "UPDATE message SET hidden_for_receiver = 1 WHERE receiver_id = ?1 AND sender_id = ?2 \
-                 AND hidden_for_receiver = 0 AND deleted_for_everyone = 0 AND id <= ?3",
-                (user.id, peer, up_to_id),
-            )
-            .await?;
-        (usize::try_from(sent + received).unwrap_or(0), Vec::new())
-    };
-    tx.commit().await?;
-    drop(conn);
-    shared::files::delete_if_orphaned(state, &keys).await;
-    if count > 0 {
-        let mine = frame("chat_cleared", json!({"peer_id": peer, "for_everyone": for_everyone, "up_to_id": up_to_id}));
-        realtime::push_to_users(state, &[user.id], None, &mine).await;
-        if for_everyone {
-            let theirs = frame("chat_cleared", json!({"peer_id": user.id, "for_everyone": true, "up_to_id": up_to_id}));
-            realtime::push_to_users(state, &[peer], None, &theirs).await;
+    #[test]
+    fn pages_are_capped_by_size_but_never_empty() {
+        let mut page: Vec<MessageRow> = (1..=10).map(|id| row(id, 1024 * 1024)).collect();
+        cap_size(&mut page, &HashMap::new());
+        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), vec![1, 2, 3, 4], "5 MiB hold four 1 MiB rows");
+        let mut page = vec![row(1, 1024), row(2, 1024)];
+        cap_size(&mut page, &HashMap::from([(1, "e".repeat(MAX_PAGE_BYTES))]));
+        assert_eq!(page.len(), 1, "an oversized first message still comes back alone");
+    }
+
+    #[test]
+    fn page_limits_default_cap_and_refuse_below_one() {
+        assert_eq!(page_limit(None, 50, 200).unwrap(), 50);
+        assert_eq!(page_limit(Some(1000), 50, 200).unwrap(), 200);
+        assert_eq!(page_limit(Some(7), 50, 200).unwrap(), 7);
+        match page_limit(Some(0), 50, 200) {
+            Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "limit"),
+            other => panic!("expected a 422, got {other:?}"),
         }
     }
-    Ok(ok(&json!({"deleted_count": count, "message": "Chat cleared successfully"})))
-}
 
-/// `DELETE /messages/{message_id}`
-/// - the sender deletes for everyone by default (media removed, both sides told); the recipient (or the
-///   sender with `for_everyone=false`) hides it for themselves; a recipient cannot delete for everyone
-async fn delete_message(
-    state: &AppState,
-    user: &AuthUser,
-    m: &Matched,
-    params: &Params,
-) -> Result<Response<Body>, ApiError> {
-    let id = m.int("message_id")?;
-    if id <= 0 {
-        return Err(ApiError::client(400, "invalid_message_id", "Invalid message ID"));
+    #[test]
+    fn stored_message_types_map_to_the_wire_enum() {
+        assert_eq!(message_type("image"), MessageType::Image);
+        assert_eq!(message_type("file"), MessageType::File);
+        assert_eq!(message_type("text"), MessageType::Text);
     }
-    let not_found = || ApiError::client(404, "message_not_found", "Message not found");
-    let conn = state.db.conn().await?;
-    let tx = conn.write_tx().await?;
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM message WHERE id = ?2 AND {VISIBLE_TO_1} AND (sender_id = ?1 OR receiver_id = ?1)"
-    );
-    let msg = query_messages(&tx, &sql, (user.id, id)).await?.pop().ok_or_else(not_found)?;
-    let is_sender = msg.sender_id == user.id;
-    let for_everyone = params.bool("for_everyone")?.unwrap_or(is_sender);
-    if for_everyone && !is_sender {
-        return Err(ApiError::client(403, "not_message_sender", "You can only delete your own messages"));
-    }
-    let keys = if for_everyone {
-        delete_for_everyone(&tx, "id = ?1", [id]).await?.1
-    } else {
-        let column = if is_sender { "hidden_for_sender" } else { "hidden_for_receiver" };
-        tx.execute(&format!("UPDATE message SET {column} = 1 WHERE id = ?1"), [id]).await?;
-        Vec::new()
-    };
-    tx.commit().await?;
-    drop(conn);
-    shared::files::delete_if_orphaned(state, &keys).await;
-    let peer = msg.peer_of(user.id);
-    let mine = frame("message_deleted", json!({"message_id": id, "peer_id": peer, "for_everyone": for_everyone}));
-    realtime::push_to_users(state, &[user.id], None, &mine).await;
-    if for_everyone {
-        let theirs = frame("message_deleted", json!({"message_id": id, "peer_id": user.id, "for_everyone": true}));
-        realtime::push_to_users(state, &[peer], None, &theirs).await;
-    }
-    Ok(ok(&json!({"message": "Message deleted successfully"})))
-}
-
-/// `POST /chats/{target_user_id}/mark-read` — marks the peer's messages read; `messages_read` per §4.3.
-async fn mark_read(
-    state: &AppState,
-    user: &AuthUser,
-    m: &Matched,
-    params: &Params,
-) -> Result<Response<Body>, ApiError> {
-    let peer = m.int("target_user_id")?;
-    let up_to = params.int("up_to_id")?;
-    let ids = messages::mark_read(state, user.id, peer, up_to).await?;
-    Ok(ok(&json!({"marked_count": ids.len(), "message": "Messages marked as read"})))
-}
-
-/// `GET /chats/{target_user_id}/media` — visible image messages, newest first.
-async fn list_media(
-    state: &AppState,
-    user: &AuthUser,
-    m: &Matched,
-    params: &Params,
-) -> Result<Response<Body>, ApiError> {
-    let peer = m.int("target_user_id")?;
-    let limit = params.limit(100, 200)?;
-    let before = params.int("before_id")?.unwrap_or(i64::MAX);
-    let conn = state.db.conn().await?;
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM message WHERE {PAIR_1_2} AND {VISIBLE_TO_1} AND message_type = 'image' \
-         AND id < ?3 ORDER BY id DESC LIMIT ?4"
-    );
-    let rows = query_messages(&conn, &sql, (user.id, peer, before, limit)).await?;
-    drop(conn);
-    let mut out = Vec::with_capacity(rows.len());
-    for msg in rows {
-        let media_url = match &msg.media_key {
-            Some(k) => shared::files::url(state, k).await?,
-            None => None,
-        };
-        out.push(json!({"id": msg.id, "media_url": media_url, "timestamp": shared::time::format_ms(msg.created_at), "sender_id": msg.sender_id}));
-    }
-    Ok(ok(&out))
 }

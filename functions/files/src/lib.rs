@@ -1,31 +1,24 @@
 //! The `files` function: image uploads and presigned uploads for large or encrypted attachments (API.md §6).
 
-use lambda_http::{Body, Request, Response};
-use serde_json::json;
-use shared::auth::{AuthUser, authenticate_request};
+use shared::api::Router;
+use shared::auth::AuthUser;
 use shared::files::kind;
-use shared::http::{Params, match_route, multipart_file, ok};
 use shared::storage::{ImageType, new_key};
-use shared::{ApiError, AppState, ratelimit};
+use shared::{ApiError, AppState, db, ratelimit};
+use wire::files::{PresignRequest, PresignUpload, Presigned, PresignedHeaders, UploadFile, Uploaded};
+use wire::{ErrorCode, FileUpload};
 
-/// Name of this function in `template.yaml` and in the routing table.
+/// Name of this function in `template.yaml`.
 pub const FUNCTION: &str = "files";
 
-/// Serves one request; every error becomes its contract response.
-pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
-    dispatch(state, req).await.unwrap_or_else(ApiError::into_response)
+/// Every route of this function.
+pub fn router() -> Router {
+    Router::new(FUNCTION).upload(UploadFile, upload_file).route(PresignUpload, presign_upload)
 }
 
-async fn dispatch(state: &AppState, req: Request) -> Result<Response<Body>, ApiError> {
-    let m = match_route(FUNCTION, req.method(), req.uri().path())?;
-    let user = authenticate_request(state, &req).await?;
-    match m.route.op {
-        "upload_file" => upload_file(state, &user, &req).await,
-        "presign_upload" => presign_upload(state, &user, &Params::body(&req)?).await,
-        _ => Err(ApiError::RouteNotFound),
-    }
-}
+shared::http_function!(router);
 
+/// Records the object row of a new upload.
 async fn record(
     state: &AppState,
     key: &str,
@@ -35,41 +28,38 @@ async fn record(
     size: u64,
 ) -> Result<(), ApiError> {
     let conn = state.db.conn().await?;
-    conn.execute(
-        "INSERT INTO object (key, owner_id, kind, content_type, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        (key, owner, kind, content_type, i64::try_from(size).unwrap_or(i64::MAX), shared::time::now_ms()),
-    )
-    .await?;
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    db::objects::insert(&conn, key, owner, kind, content_type, size, shared::time::now_ms()).await?;
     Ok(())
 }
 
 /// `POST /upload`
 /// - multipart `file`, at most `MAX_UPLOAD_BYTES`, JPEG/PNG/GIF/WebP by magic bytes only
 /// - stored privately with its detected type; unreferenced uploads are deleted after 24 h
-async fn upload_file(state: &AppState, user: &AuthUser, req: &Request) -> Result<Response<Body>, ApiError> {
-    let part = multipart_file(req, "file")?;
-    if part.data.len() > state.config.max_upload_bytes {
+async fn upload_file(state: &AppState, user: AuthUser, part: FileUpload) -> Result<Uploaded, ApiError> {
+    if part.file.len() > state.config.max_upload_bytes {
         return Err(ApiError::PayloadTooLarge);
     }
-    let image = ImageType::detect(&part.data).ok_or(ApiError::client(400, "invalid_image", "File must be an image"))?;
+    let image = ImageType::detect(&part.file).ok_or(ApiError::code(ErrorCode::InvalidImage))?;
     ratelimit::hit(&state.db, "upload", &user.id.to_string(), state.config.rate_limits.upload).await?;
     let key = new_key();
-    let size = part.data.len() as u64;
+    let size = part.file.len() as u64;
     // The row comes first: an object in S3 is always owned by someone and visible to the clean-up.
     record(state, &key, user.id, kind::UPLOAD, image.mime(), size).await?;
-    if let Err(e) = state.storage.put(&key, part.data, image.mime()).await {
+    if let Err(e) = state.storage.put(&key, part.file, image.mime()).await {
         shared::files::delete_if_orphaned(state, std::slice::from_ref(&key)).await;
         return Err(e.into());
     }
     let filename = format!("{}.{}", key.trim_start_matches("u/"), image.extension());
-    Ok(ok(&json!({
-        "url": state.storage.presign_get(&key).await?,
-        "filename": filename,
-        "key": key,
-        "expires_in": state.storage.get_ttl().as_secs(),
-    })))
+    Ok(Uploaded {
+        url: state.storage.presign_get(&key).await?,
+        filename,
+        key,
+        expires_in: state.storage.get_ttl().as_secs(),
+    })
 }
 
+/// Whether `ct` is a `type/subtype` MIME type of RFC 7230 token characters, at most 128 bytes.
 fn valid_content_type(ct: &str) -> bool {
     let (kind, sub) = ct.split_once('/').unwrap_or(("", ""));
     let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
@@ -79,16 +69,15 @@ fn valid_content_type(ct: &str) -> bool {
 /// `POST /uploads/presign`
 /// - `{size, content_type?}`: a presigned PUT whose size and type are signed, so S3 refuses anything else
 /// - the server never sees the bytes; the object is served back as `application/octet-stream` attachment
-async fn presign_upload(state: &AppState, user: &AuthUser, params: &Params) -> Result<Response<Body>, ApiError> {
-    let size = params.int("size")?.ok_or_else(|| ApiError::field("size", "field required"))?;
-    if size < 1 {
-        return Err(ApiError::field("size", "must be at least 1 byte"));
-    }
-    let size = size as u64;
+async fn presign_upload(state: &AppState, user: AuthUser, input: PresignRequest) -> Result<Presigned, ApiError> {
+    let size = match u64::try_from(input.size) {
+        Ok(size) if size >= 1 => size,
+        _ => return Err(ApiError::field("size", "must be at least 1 byte")),
+    };
     if size > state.config.max_presigned_upload_bytes {
         return Err(ApiError::PayloadTooLarge);
     }
-    let content_type = params.str("content_type")?.map(|c| c.trim().to_ascii_lowercase()).filter(|c| !c.is_empty());
+    let content_type = input.content_type.map(|c| c.trim().to_ascii_lowercase()).filter(|c| !c.is_empty());
     let content_type = content_type.unwrap_or_else(|| "application/octet-stream".into());
     if !valid_content_type(&content_type) {
         return Err(ApiError::field("content_type", "must be a MIME type such as application/octet-stream"));
@@ -97,10 +86,30 @@ async fn presign_upload(state: &AppState, user: &AuthUser, params: &Params) -> R
     let key = new_key();
     record(state, &key, user.id, kind::PRESIGNED, &content_type, size).await?;
     let put = state.storage.presign_put(&key, &content_type, size).await?;
-    Ok(ok(&json!({
-        "upload_url": put.url,
-        "key": key,
-        "expires_in": state.storage.put_ttl().as_secs(),
-        "headers": {"Content-Type": content_type, "Content-Length": size.to_string()},
-    })))
+    Ok(Presigned {
+        upload_url: put.url,
+        key,
+        expires_in: state.storage.put_ttl().as_secs(),
+        headers: PresignedHeaders { content_type, content_length: size.to_string() },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_router_serves_exactly_the_files_endpoints() {
+        shared::api::assert_serves_its_endpoints(&super::router());
+    }
+
+    #[test]
+    fn content_types_are_mime_tokens() {
+        assert!(valid_content_type("application/octet-stream"));
+        assert!(valid_content_type("image/svg+xml"));
+        assert!(!valid_content_type("not a type"));
+        assert!(!valid_content_type("text/"));
+        assert!(!valid_content_type("text"));
+        assert!(!valid_content_type(&format!("a/{}", "b".repeat(127))));
+    }
 }

@@ -1,104 +1,60 @@
 //! The `themes` function: a user's chat themes (API.md §3.3, §5.7).
 
-use lambda_http::{Body, Request, Response};
-use libsql::Row;
-use serde::Serialize;
-use serde_json::Value;
-use shared::auth::{AuthUser, authenticate_request};
+use shared::api::Router;
+use shared::auth::AuthUser;
+use shared::db::themes::ThemeValues;
 use shared::error::FieldError;
-use shared::http::{Matched, Params, json_response, match_route, no_content, ok};
-use shared::{ApiError, AppState};
+use shared::{ApiError, AppState, db};
+use wire::themes::{
+    CreateTheme, CreateThemeRequest, DeleteTheme, DeleteThemeRequest, ListThemes, Theme, ThemeFields, UpdateTheme,
+    UpdateThemeRequest,
+};
+use wire::{Empty, ErrorCode};
 
-/// Name of this function in `template.yaml` and in the routing table.
+/// Name of this function in `template.yaml`.
 pub const FUNCTION: &str = "themes";
 
 /// Most themes one user may keep.
 pub const MAX_THEMES: i64 = 50;
 
-const COLORS: [&str; 6] = [
-    "primary_color",
-    "background_color",
-    "bubble_color_me",
-    "bubble_color_other",
-    "text_color",
-    "secondary_text_color",
-];
+const FOREIGN_WALLPAPER: &str = "must be a file uploaded by you through this service";
 
-const COLUMNS: &str = "id, name, primary_color, background_color, bubble_color_me, bubble_color_other, text_color, \
-    secondary_text_color, brightness, wallpaper_key, wallpaper_blur, created_at";
-
-/// Serves one request; every error becomes its contract response.
-pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
-    dispatch(state, req).await.unwrap_or_else(ApiError::into_response)
+/// Every route of this function.
+pub fn router() -> Router {
+    Router::new(FUNCTION)
+        .route(CreateTheme, create_theme)
+        .route(ListThemes, list_themes)
+        .route(UpdateTheme, update_theme)
+        .route(DeleteTheme, delete_theme)
 }
 
-async fn dispatch(state: &AppState, req: Request) -> Result<Response<Body>, ApiError> {
-    let m = match_route(FUNCTION, req.method(), req.uri().path())?;
-    let user = authenticate_request(state, &req).await?;
-    match m.route.op {
-        "create_theme" => create_theme(state, &user, &Params::body(&req)?).await,
-        "list_themes" => list_themes(state, &user).await,
-        "update_theme" => update_theme(state, &user, &m, &Params::body(&req)?).await,
-        "delete_theme" => delete_theme(state, &user, &m).await,
-        _ => Err(ApiError::RouteNotFound),
-    }
-}
+shared::http_function!(router);
 
-/// The theme object of API.md §3.3.
-#[derive(Debug, Serialize)]
-struct ThemeView {
-    id: i64,
-    name: String,
-    primary_color: String,
-    background_color: String,
-    bubble_color_me: String,
-    bubble_color_other: String,
-    text_color: String,
-    secondary_text_color: String,
-    brightness: String,
-    wallpaper_url: Option<String>,
-    wallpaper_blur: String,
-    created_at: String,
-}
-
-async fn view(state: &AppState, row: &Row) -> Result<ThemeView, ApiError> {
-    let wallpaper: Option<String> = row.get(9)?;
-    let wallpaper_url = match wallpaper {
-        Some(key) => shared::files::url(state, &key).await?,
+/// The theme object of API.md §3.3, with a fresh URL for its wallpaper.
+async fn view(state: &AppState, row: db::themes::Theme) -> Result<Theme, ApiError> {
+    let wallpaper_url = match &row.wallpaper_key {
+        Some(key) => shared::files::url(state, key).await?,
         None => None,
     };
-    Ok(ThemeView {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        primary_color: row.get(2)?,
-        background_color: row.get(3)?,
-        bubble_color_me: row.get(4)?,
-        bubble_color_other: row.get(5)?,
-        text_color: row.get(6)?,
-        secondary_text_color: row.get(7)?,
-        brightness: row.get(8)?,
+    Ok(Theme {
+        id: row.id,
+        name: row.name,
+        primary_color: row.primary_color,
+        background_color: row.background_color,
+        bubble_color_me: row.bubble_color_me,
+        bubble_color_other: row.bubble_color_other,
+        text_color: row.text_color,
+        secondary_text_color: row.secondary_text_color,
+        brightness: row.brightness,
         wallpaper_url,
-        wallpaper_blur: row.get(10)?,
-        created_at: shared::time::format_ms(row.get(11)?),
+        wallpaper_blur: Some(row.wallpaper_blur),
+        created_at: shared::time::format_ms(row.created_at),
     })
 }
 
-/// A validated theme body.
-struct ThemeInput {
-    name: String,
-    colors: [String; 6],
-    brightness: String,
-    wallpaper_key: Option<String>,
-    wallpaper_blur: String,
-}
-
 /// Parses an ARGB colour written as decimal (`"4286336511"`) or `0x` hex; stored as decimal text.
-fn parse_color(value: &Value) -> Option<String> {
-    let text = match value {
-        Value::String(s) => s.trim().to_owned(),
-        Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
+fn parse_color(text: &str) -> Option<String> {
+    let text = text.trim();
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => text.parse::<u64>().ok(),
@@ -106,72 +62,70 @@ fn parse_color(value: &Value) -> Option<String> {
     (parsed <= 0xFFFF_FFFF).then(|| parsed.to_string())
 }
 
-/// Parses the blur: a decimal number 0–20, shown with at least one decimal (`"5.0"`).
-fn parse_blur(value: Option<&Value>) -> Option<String> {
-    let n = match value {
-        None | Some(Value::Null) => return Some("0.0".into()),
-        Some(Value::String(s)) => s.trim().parse::<f64>().ok()?,
-        Some(Value::Number(n)) => n.as_f64()?,
-        Some(_) => return None,
-    };
+/// Parses the blur: a decimal number 0–20, shown with at least one decimal (`"5.0"`); absent is `"0.0"`.
+fn parse_blur(text: Option<&str>) -> Option<String> {
+    let Some(text) = text else { return Some("0.0".into()) };
+    let n = text.trim().parse::<f64>().ok()?;
     if !(0.0..=20.0).contains(&n) {
         return None;
     }
     Some(if n.fract() == 0.0 { format!("{n:.1}") } else { n.to_string() })
 }
 
-async fn parse_input(state: &AppState, user: &AuthUser, params: &Params) -> Result<ThemeInput, ApiError> {
+/// Validates every field, collecting one 422 entry per failed field (in field order).
+async fn validate(state: &AppState, user: &AuthUser, input: ThemeFields) -> Result<ThemeValues, ApiError> {
     let mut errors = Vec::new();
     let mut fail =
         |field: &str, message: &str| errors.push(FieldError { field: field.into(), message: message.into() });
-    let name = params.str("name").ok().flatten().map(|n| n.trim().to_owned()).unwrap_or_default();
+    let name = input.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         fail("name", "must be 1-64 characters");
     }
-    let mut colors: [String; 6] = Default::default();
-    for (slot, field) in colors.iter_mut().zip(COLORS) {
-        match params.value(field).and_then(parse_color) {
-            Some(c) => *slot = c,
-            None => fail(field, "must be a 32-bit ARGB colour as a decimal integer or 0x hex"),
-        }
-    }
-    let brightness = params.str("brightness").ok().flatten().unwrap_or_default();
-    if brightness != "light" && brightness != "dark" {
+    let mut color = |field: &str, value: &str| {
+        parse_color(value).unwrap_or_else(|| {
+            fail(field, "must be a 32-bit ARGB colour as a decimal integer or 0x hex");
+            String::new()
+        })
+    };
+    let primary_color = color("primary_color", &input.primary_color);
+    let background_color = color("background_color", &input.background_color);
+    let bubble_color_me = color("bubble_color_me", &input.bubble_color_me);
+    let bubble_color_other = color("bubble_color_other", &input.bubble_color_other);
+    let text_color = color("text_color", &input.text_color);
+    let secondary_text_color = color("secondary_text_color", &input.secondary_text_color);
+    if input.brightness != "light" && input.brightness != "dark" {
         fail("brightness", "must be light or dark");
     }
-    let wallpaper_blur = parse_blur(params.value("wallpaper_blur")).unwrap_or_else(|| {
+    let wallpaper_blur = parse_blur(input.wallpaper_blur.as_deref()).unwrap_or_else(|| {
         fail("wallpaper_blur", "must be a number between 0 and 20");
         String::new()
     });
-    let wallpaper_key = match params.str("wallpaper_url") {
-        Ok(None) => None,
-        Ok(Some(w)) if w.trim().is_empty() => None,
-        Ok(Some(w)) => {
-            let key = shared::files::owned_key(state, user.id, &w).await?;
+    let wallpaper_key = match input.wallpaper_url.as_deref() {
+        None => None,
+        Some(w) if w.trim().is_empty() => None,
+        Some(w) => {
+            let key = shared::files::owned_key(state, user.id, w).await?;
             if key.is_none() {
-                fail("wallpaper_url", "must be a file uploaded by you through this service");
+                fail("wallpaper_url", FOREIGN_WALLPAPER);
             }
             key
-        }
-        Err(_) => {
-            fail("wallpaper_url", "must be a string");
-            None
         }
     };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    Ok(ThemeInput { name, colors, brightness, wallpaper_key, wallpaper_blur })
-}
-
-impl ThemeInput {
-    /// The stored fields in column order: name, the six colours, brightness, wallpaper key, blur.
-    fn into_values(self) -> Vec<libsql::Value> {
-        let mut values = vec![libsql::Value::from(self.name)];
-        values.extend(self.colors.into_iter().map(libsql::Value::from));
-        values.extend([self.brightness.into(), self.wallpaper_key.into(), self.wallpaper_blur.into()]);
-        values
-    }
+    Ok(ThemeValues {
+        name,
+        primary_color,
+        background_color,
+        bubble_color_me,
+        bubble_color_other,
+        text_color,
+        secondary_text_color,
+        brightness: input.brightness,
+        wallpaper_key,
+        wallpaper_blur,
+    })
 }
 
 /// Inside the write transaction that references it: the wallpaper is still a live upload of the user
@@ -179,146 +133,125 @@ impl ThemeInput {
 async fn ensure_wallpaper(tx: &libsql::Connection, user: &AuthUser, key: Option<&str>) -> Result<(), ApiError> {
     match key {
         Some(key) if !shared::files::still_owned(tx, user.id, key).await? => {
-            Err(ApiError::field("wallpaper_url", "must be a file uploaded by you through this service"))
+            Err(ApiError::field("wallpaper_url", FOREIGN_WALLPAPER))
         }
         _ => Ok(()),
     }
 }
 
-fn theme_not_found() -> ApiError {
-    ApiError::client(404, "theme_not_found", "Theme not found")
-}
-
 /// `POST /users/me/themes` — 201 with the theme; at most 50 per user (409 `theme_limit`).
-async fn create_theme(state: &AppState, user: &AuthUser, params: &Params) -> Result<Response<Body>, ApiError> {
-    let input = parse_input(state, user, params).await?;
+async fn create_theme(state: &AppState, user: AuthUser, input: CreateThemeRequest) -> Result<Theme, ApiError> {
+    let values = validate(state, &user, input).await?;
     let conn = state.db.conn().await?;
     let tx = conn.write_tx().await?;
-    let mut rows = tx.query("SELECT COUNT(*) FROM theme WHERE user_id = ?1", [user.id]).await?;
-    let count: i64 = rows.next().await?.map(|r| r.get(0)).transpose()?.unwrap_or(0);
-    drop(rows);
-    if count >= MAX_THEMES {
-        return Err(ApiError::client(409, "theme_limit", "Theme limit reached"));
+    if db::themes::count(&tx, user.id).await? >= MAX_THEMES {
+        return Err(ErrorCode::ThemeLimit.into());
     }
-    ensure_wallpaper(&tx, user, input.wallpaper_key.as_deref()).await?;
-    let mut values = vec![libsql::Value::from(user.id)];
-    values.extend(input.into_values());
-    values.push(shared::time::now_ms().into());
-    let mut rows = tx
-        .query(
-            &format!(
-                "INSERT INTO theme (user_id, name, primary_color, background_color, bubble_color_me, bubble_color_other, \
-                 text_color, secondary_text_color, brightness, wallpaper_key, wallpaper_blur, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING {COLUMNS}"
-            ),
-            libsql::params_from_iter(values),
-        )
-        .await?;
-    let row = rows.next().await?.ok_or_else(|| anyhow::anyhow!("insert returned no row"))?;
-    let theme = view(state, &row).await?;
-    // A live row keeps its statement in progress, and a transaction cannot commit while one is.
-    drop((row, rows));
+    ensure_wallpaper(&tx, &user, values.wallpaper_key.as_deref()).await?;
+    let row = db::themes::insert(&tx, user.id, &values, shared::time::now_ms()).await?;
+    let theme = view(state, row).await?;
     tx.commit().await?;
-    Ok(json_response(http::StatusCode::CREATED, &theme))
+    Ok(theme)
 }
 
 /// `GET /users/me/themes` — newest first.
-async fn list_themes(state: &AppState, user: &AuthUser) -> Result<Response<Body>, ApiError> {
-    let conn = state.db.conn().await?;
-    let mut rows = conn
-        .query(&format!("SELECT {COLUMNS} FROM theme WHERE user_id = ?1 ORDER BY created_at DESC, id DESC"), [user.id])
-        .await?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().await? {
-        out.push(view(state, &row).await?);
+async fn list_themes(state: &AppState, user: AuthUser, _input: Empty) -> Result<Vec<Theme>, ApiError> {
+    let rows = {
+        let conn = state.db.conn().await?;
+        db::themes::list(&conn, user.id).await?
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(view(state, row).await?);
     }
-    Ok(ok(&out))
+    Ok(out)
 }
 
+/// The wallpaper key of one of the caller's themes; 404 `theme_not_found` for any other id.
 async fn wallpaper_of(conn: &libsql::Connection, user: &AuthUser, id: i64) -> Result<Option<String>, ApiError> {
-    let mut rows = conn.query("SELECT wallpaper_key FROM theme WHERE id = ?1 AND user_id = ?2", (id, user.id)).await?;
-    let row = rows.next().await?.ok_or_else(theme_not_found)?;
-    Ok(row.get(0)?)
+    db::themes::wallpaper(conn, id, user.id).await?.ok_or(ApiError::code(ErrorCode::ThemeNotFound))
 }
 
 /// `PUT /users/me/themes/{theme_id}` — replaces every field; a replaced wallpaper object is deleted.
-async fn update_theme(
-    state: &AppState,
-    user: &AuthUser,
-    m: &Matched,
-    params: &Params,
-) -> Result<Response<Body>, ApiError> {
-    let id = m.int("theme_id")?;
-    let old = wallpaper_of(&*state.db.conn().await?, user, id).await?;
-    let input = parse_input(state, user, params).await?;
-    let new_wallpaper = input.wallpaper_key.clone();
-    let mut values = vec![libsql::Value::from(id), user.id.into()];
-    values.extend(input.into_values());
+async fn update_theme(state: &AppState, user: AuthUser, input: UpdateThemeRequest) -> Result<Theme, ApiError> {
+    let (id, fields) = input.into_parts();
+    let old = wallpaper_of(&*state.db.conn().await?, &user, id).await?;
+    let values = validate(state, &user, fields).await?;
     let theme = {
         let conn = state.db.conn().await?;
         let tx = conn.write_tx().await?;
-        ensure_wallpaper(&tx, user, new_wallpaper.as_deref()).await?;
-        let mut rows = tx
-            .query(
-                &format!(
-                    "UPDATE theme SET name = ?3, primary_color = ?4, background_color = ?5, bubble_color_me = ?6, \
-                     bubble_color_other = ?7, text_color = ?8, secondary_text_color = ?9, brightness = ?10, \
-                     wallpaper_key = ?11, wallpaper_blur = ?12 WHERE id = ?1 AND user_id = ?2 RETURNING {COLUMNS}"
-                ),
-                libsql::params_from_iter(values),
-            )
-            .await?;
-        let row = rows.next().await?.ok_or_else(theme_not_found)?;
-        let theme = view(state, &row).await?;
-        // A live row keeps its statement in progress, and a transaction cannot commit while one is.
-        drop((row, rows));
+        ensure_wallpaper(&tx, &user, values.wallpaper_key.as_deref()).await?;
+        let row =
+            db::themes::update(&tx, id, user.id, &values).await?.ok_or(ApiError::code(ErrorCode::ThemeNotFound))?;
+        let theme = view(state, row).await?;
         tx.commit().await?;
         theme
     };
-    if let Some(old) = old.filter(|o| Some(o) != new_wallpaper.as_ref()) {
+    if let Some(old) = old.filter(|o| Some(o) != values.wallpaper_key.as_ref()) {
         shared::files::delete_if_orphaned(state, &[old]).await;
     }
-    Ok(ok(&theme))
+    Ok(theme)
 }
 
 /// `DELETE /users/me/themes/{theme_id}` — 204; its wallpaper object is deleted unless still used.
-async fn delete_theme(state: &AppState, user: &AuthUser, m: &Matched) -> Result<Response<Body>, ApiError> {
-    let id = m.int("theme_id")?;
+async fn delete_theme(state: &AppState, user: AuthUser, input: DeleteThemeRequest) -> Result<Empty, ApiError> {
+    let id = input.theme_id;
     let old = {
         let conn = state.db.conn().await?;
-        let old = wallpaper_of(&conn, user, id).await?;
-        conn.execute("DELETE FROM theme WHERE id = ?1 AND user_id = ?2", (id, user.id)).await?;
+        let old = wallpaper_of(&conn, &user, id).await?;
+        db::themes::delete(&conn, id, user.id).await?;
         old
     };
     if let Some(old) = old {
         shared::files::delete_if_orphaned(state, &[old]).await;
     }
-    Ok(no_content())
+    Ok(Empty {})
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    #[test]
+    fn the_router_serves_exactly_the_themes_endpoints() {
+        shared::api::assert_serves_its_endpoints(&super::router());
+    }
 
     #[test]
     fn colours_accept_decimal_and_hex_up_to_32_bits() {
-        assert_eq!(parse_color(&json!("4286336511")).as_deref(), Some("4286336511"));
-        assert_eq!(parse_color(&json!("0xFF7C4DFF")).as_deref(), Some("4286336511"));
-        assert_eq!(parse_color(&json!(255)).as_deref(), Some("255"));
-        assert_eq!(parse_color(&json!("4294967296")), None);
-        assert_eq!(parse_color(&json!("-1")), None);
-        assert_eq!(parse_color(&json!("red")), None);
-        assert_eq!(parse_color(&json!(null)), None);
+        assert_eq!(parse_color("4286336511").as_deref(), Some("4286336511"));
+        assert_eq!(parse_color("0xFF7C4DFF").as_deref(), Some("4286336511"));
+        assert_eq!(parse_color(" 255 ").as_deref(), Some("255"));
+        assert_eq!(parse_color("4294967296"), None);
+        assert_eq!(parse_color("-1"), None);
+        assert_eq!(parse_color("red"), None);
+        assert_eq!(parse_color(""), None);
     }
 
     #[test]
     fn blur_is_a_number_between_0_and_20() {
         assert_eq!(parse_blur(None).as_deref(), Some("0.0"));
-        assert_eq!(parse_blur(Some(&json!("5"))).as_deref(), Some("5.0"));
-        assert_eq!(parse_blur(Some(&json!(12.5))).as_deref(), Some("12.5"));
-        assert_eq!(parse_blur(Some(&json!("20.1"))), None);
-        assert_eq!(parse_blur(Some(&json!("NaN"))), None);
-        assert_eq!(parse_blur(Some(&json!(true))), None);
+        assert_eq!(parse_blur(Some("5")).as_deref(), Some("5.0"));
+        assert_eq!(parse_blur(Some("12.5")).as_deref(), Some("12.5"));
+        assert_eq!(parse_blur(Some("20.1")), None);
+        assert_eq!(parse_blur(Some("-1")), None);
+        assert_eq!(parse_blur(Some("NaN")), None);
+        assert_eq!(parse_blur(Some("true")), None);
+    }
+
+    #[test]
+    fn numbers_are_not_colours_or_blurs() {
+        let body = |primary: &str, blur: &str| {
+            format!(
+                r#"{{"name": "T", "primary_color": {primary}, "background_color": "1", "bubble_color_me": "1",
+                "bubble_color_other": "1", "text_color": "1", "secondary_text_color": "1", "brightness": "dark",
+                "wallpaper_blur": {blur}}}"#
+            )
+        };
+        let decode = |text: String| serde_json::from_str::<CreateThemeRequest>(&text);
+        assert_eq!(decode(body(r#""255""#, r#""5""#)).unwrap().primary_color, "255");
+        assert!(decode(body("255", r#""5""#)).is_err(), "a number colour");
+        assert!(decode(body(r#""255""#, "5")).is_err(), "a number blur");
+        assert_eq!(decode(body(r#""255""#, "null")).unwrap().wallpaper_blur, None);
     }
 }

@@ -3,7 +3,9 @@
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt as _, Response};
 use shared::auth::{authenticate_token, bearer_token};
-use shared::{ApiError, AppState, realtime};
+use shared::db::connections::NewConnection;
+use shared::{ApiError, AppState, db, realtime};
+use wire::ErrorCode;
 
 /// Name of this function in `template.yaml`.
 pub const FUNCTION: &str = "ws-connect";
@@ -22,6 +24,8 @@ pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
     connect(state, &req).await.unwrap_or_else(ApiError::into_response)
 }
 
+/// The token of a handshake and whether it came as the `bearer.<JWT>` subprotocol: `?token=` (when not
+/// empty) first, then the subprotocol, then `Authorization: Bearer` (401 without any).
 fn token_of(req: &Request) -> Result<(String, bool), ApiError> {
     if let Some(t) = req.query_string_parameters_ref().and_then(|q| q.first("token")).filter(|t| !t.is_empty()) {
         return Ok((t.to_owned(), false));
@@ -37,9 +41,10 @@ fn token_of(req: &Request) -> Result<(String, bool), ApiError> {
 
 async fn connect(state: &AppState, req: &Request) -> Result<Response<Body>, ApiError> {
     let Some(RequestContext::WebSocket(ctx)) = req.request_context_ref() else {
-        return Err(ApiError::client(400, "not_websocket", "Not a WebSocket event"));
+        return Err(ErrorCode::NotWebsocket.into());
     };
-    let connection_id = ctx.connection_id.clone().ok_or(ApiError::client(400, "not_websocket", "No connection id"))?;
+    let connection_id =
+        ctx.connection_id.clone().ok_or(ApiError::with_detail(ErrorCode::NotWebsocket, "No connection id"))?;
     let (token, by_subprotocol) = token_of(req)?;
     let user = authenticate_token(state, &token).await?;
 
@@ -48,12 +53,15 @@ async fn connect(state: &AppState, req: &Request) -> Result<Response<Body>, ApiE
         // Insert and count in one write transaction, so two simultaneous first connections cannot both
         // see two rows and announce nothing.
         let tx = conn.write_tx().await?;
-        tx.execute(
-            "INSERT INTO connection (id, user_id, device_id, token_version, token_exp, connected_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-            (connection_id.as_str(), user.id, user.device_id.as_str(), user.version, user.exp, shared::time::now_ms()),
-        )
-        .await?;
+        let new = NewConnection {
+            id: &connection_id,
+            user_id: user.id,
+            device_id: &user.device_id,
+            token_version: user.version,
+            token_exp: user.exp,
+            connected_at: shared::time::now_ms(),
+        };
+        db::connections::insert(&tx, new).await?;
         let conns = realtime::connections_of(&tx, &[user.id]).await?;
         tx.commit().await?;
         let first = conns.len() == 1;
@@ -72,4 +80,29 @@ async fn connect(state: &AppState, req: &Request) -> Result<Response<Body>, ApiE
         resp = resp.header(http::header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL);
     }
     Ok(resp.body(Body::Empty).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(query: &[(&str, &str)], headers: &[(&str, &str)]) -> Request {
+        let mut builder = http::Request::builder().uri("/");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let params: std::collections::HashMap<String, String> =
+            query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        builder.body(Body::Empty).unwrap().with_query_string_parameters(params)
+    }
+
+    #[test]
+    fn the_token_comes_from_the_query_the_subprotocol_or_the_header() {
+        let protocol = ("sec-websocket-protocol", "messenger.v1, bearer.p");
+        let header = ("authorization", "Bearer h");
+        assert_eq!(token_of(&request(&[("token", "q")], &[protocol, header])).unwrap(), ("q".into(), false));
+        assert_eq!(token_of(&request(&[("token", "")], &[protocol, header])).unwrap(), ("p".into(), true));
+        assert_eq!(token_of(&request(&[], &[header])).unwrap(), ("h".into(), false));
+        assert!(matches!(token_of(&request(&[], &[])), Err(ApiError::NotAuthenticated)));
+    }
 }

@@ -1,14 +1,26 @@
 //! The `ws-message` function: WebSocket actions `send_message`, `typing`, `mark_read`, `ping` and
 //! `$default` (API.md §7.2–7.4).
+//!
+//! API Gateway selects the route by the frame's `action` (`$default` for anything else); [`decode`] turns
+//! the frame of a route into its [`ClientAction`], and `perform` has one arm per action.
+
+use std::collections::HashMap;
 
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt as _, Response};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use shared::auth::AuthUser;
-use shared::messages::{self, MESSAGE_COLUMNS, MessageRow, PAIR_1_2, VISIBLE_TO_1};
-use shared::realtime::{self, frame};
-use shared::time::now_ms;
-use shared::{ApiError, AppState, ratelimit};
+use shared::db::messages::NewMessage;
+use shared::messages::{self, MessageRow, MessageView};
+use shared::time::{format_ms, now_ms};
+use shared::{ApiError, AppState, db, ratelimit, realtime};
+use wire::ErrorCode;
+use wire::objects::{Message, MessageType};
+use wire::ws::{
+    ClientAction, Envelope, ErrorEvent, LooseId, MarkRead, MessageSent, Pong, SendMessage, ServerEvent, Typing,
+    TypingEvent, WsErrorCode,
+};
 
 /// Name of this function in `template.yaml`.
 pub const FUNCTION: &str = "ws-message";
@@ -17,30 +29,96 @@ pub const FUNCTION: &str = "ws-message";
 const MAX_CONTENT_BYTES: usize = 64 * 1024;
 /// Largest sum of content and envelopes, so every event fits in 128 KB.
 const MAX_TOTAL_BYTES: usize = 120 * 1024;
+/// Most envelopes of one message.
+const MAX_ENVELOPES: usize = 50;
 /// A repeated `client_msg_id` within this window replays the original.
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
-/// An `error` event for the sending connection.
-#[derive(Debug)]
-struct WsError {
-    message: &'static str,
-    code: &'static str,
+/// Why a frame has no action to perform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Answered with an `error` event of this code.
+    Error(WsErrorCode),
+    /// Dropped without an answer: bad `typing` input, which the original server ignored too.
+    Dropped,
 }
 
-const fn err(message: &'static str, code: &'static str) -> WsError {
-    WsError { message, code }
+/// Decodes the frame API Gateway routed to `route_key` into its action (API.md §7.2–7.3): unparsable
+/// JSON is `invalid_json`, `$default` (no or an unknown `action`) `unknown_action`, and a field of the wrong
+/// type the error §7.3 names for it (see [`send_message_error`]); bad `typing` input is dropped.
+pub fn decode(route_key: &str, frame: &[u8]) -> Result<ClientAction, Refused> {
+    use WsErrorCode as E;
+    // `ping` reads no field.
+    if route_key == "ping" {
+        return Ok(ClientAction::Ping);
+    }
+    if serde_json::from_slice::<IgnoredAny>(frame).is_err() {
+        return Err(Refused::Error(E::InvalidJson));
+    }
+    match route_key {
+        "send_message" => {
+            fields(frame).map(ClientAction::SendMessage).map_err(|field| Refused::Error(send_message_error(&field)))
+        }
+        "typing" => fields(frame).map(ClientAction::Typing).map_err(|_| Refused::Dropped),
+        "mark_read" => fields(frame).map(ClientAction::MarkRead).map_err(|_| Refused::Error(E::InvalidId)),
+        _ => Err(Refused::Error(E::UnknownAction)),
+    }
 }
 
-impl From<ApiError> for WsError {
+/// Deserializes one action's fields from a JSON frame (its `action` is ignored); on failure, the top-level
+/// field that failed (empty when the frame itself did).
+fn fields<T: DeserializeOwned>(frame: &[u8]) -> Result<T, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(frame);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| match e.path().iter().next() {
+        Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
+        _ => String::new(),
+    })
+}
+
+/// The `error` code for a `send_message` field of the wrong type (API.md §7.3).
+fn send_message_error(field: &str) -> WsErrorCode {
+    match field {
+        "receiver_id" => WsErrorCode::InvalidId,
+        "message_type" => WsErrorCode::InvalidMessageType,
+        "media_url" => WsErrorCode::InvalidMedia,
+        "reply_to_message_id" => WsErrorCode::ReplyNotFound,
+        "client_msg_id" => WsErrorCode::InvalidClientMsgId,
+        "envelopes" => WsErrorCode::InvalidEnvelope,
+        // `encrypted_content` that is not a string counts as missing.
+        _ => WsErrorCode::MissingFields,
+    }
+}
+
+/// The `client_msg_id` an `error` event echoes: the frame's when it is a string (a malformed one too).
+fn echoed_client_msg_id(frame: &[u8]) -> Option<String> {
+    /// A top-level value of the frame: text, or anything else.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Field {
+        Text(String),
+        Other(IgnoredAny),
+    }
+    let mut fields: HashMap<String, Field> = serde_json::from_slice(frame).ok()?;
+    match fields.remove("client_msg_id")? {
+        Field::Text(text) => Some(text),
+        Field::Other(_) => None,
+    }
+}
+
+/// An action that failed: the sending connection gets an `error` event of this code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Failed(WsErrorCode);
+
+impl From<ApiError> for Failed {
     fn from(e: ApiError) -> Self {
         if e.status().is_server_error() {
             tracing::error!(error = ?e, "action failed");
         }
-        err("Failed to send message", "internal_error")
+        Self(WsErrorCode::InternalError)
     }
 }
 
-impl From<libsql::Error> for WsError {
+impl From<libsql::Error> for Failed {
     fn from(e: libsql::Error) -> Self {
         ApiError::from(e).into()
     }
@@ -53,7 +131,7 @@ fn ok() -> Response<Body> {
 /// Serves one WebSocket event; the answer always is 200, results travel as pushed events.
 pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
     let Some(RequestContext::WebSocket(ctx)) = req.request_context_ref() else {
-        return ApiError::client(400, "not_websocket", "Not a WebSocket event").into_response();
+        return ApiError::code(ErrorCode::NotWebsocket).into_response();
     };
     let (Some(connection_id), route) = (ctx.connection_id.clone(), ctx.route_key.clone().unwrap_or_default()) else {
         return ok();
@@ -62,9 +140,8 @@ pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
         Ok(Some(user)) => user,
         Ok(None) => {
             // Revoked, expired, banned, deleted or unknown: tell the client, then close the connection.
-            let payload =
-                frame("error", json!({"message": "Unauthorized", "code": "unauthorized", "client_msg_id": null}));
-            realtime::push(state, vec![(connection_id.clone(), payload)]).await;
+            let event = ServerEvent::Error(ErrorEvent::new(WsErrorCode::Unauthorized, None));
+            realtime::push(state, vec![(connection_id.clone(), event.to_frame())]).await;
             realtime::close(state, std::slice::from_ref(&connection_id)).await;
             return ok();
         }
@@ -73,153 +150,163 @@ pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
             return ok();
         }
     };
-    let body: Option<Value> = serde_json::from_slice(req.body().as_ref()).ok();
-    let client_msg_id = body.as_ref().and_then(|b| b.get("client_msg_id")).and_then(Value::as_str).map(str::to_owned);
-    let result = match (route.as_str(), &body) {
-        ("send_message", Some(b)) => send_message(state, &user, &connection_id, b).await,
-        ("typing", Some(b)) => typing(state, &user, b).await,
-        ("mark_read", Some(b)) => mark_read(state, &user, b).await,
-        ("ping", _) => {
-            let payload = frame("pong", json!({"time": shared::time::format_ms(now_ms())}));
-            realtime::push(state, vec![(connection_id.clone(), payload)]).await;
-            Ok(())
-        }
-        (_, None) => Err(err("Invalid JSON", "invalid_json")),
-        _ => Err(err("Unknown action", "unknown_action")),
+    let frame = req.body().as_ref();
+    let result = match decode(&route, frame) {
+        Ok(action) => perform(state, &user, &connection_id, action).await,
+        Err(Refused::Dropped) => Ok(()),
+        Err(Refused::Error(code)) => Err(Failed(code)),
     };
-    if let Err(e) = result {
-        let payload = frame("error", json!({"message": e.message, "code": e.code, "client_msg_id": client_msg_id}));
-        realtime::push(state, vec![(connection_id, payload)]).await;
+    if let Err(Failed(code)) = result {
+        let event = ServerEvent::Error(ErrorEvent::new(code, echoed_client_msg_id(frame)));
+        realtime::push(state, vec![(connection_id, event.to_frame())]).await;
     }
     ok()
+}
+
+/// Performs one action of the WebSocket API.
+async fn perform(state: &AppState, user: &AuthUser, connection_id: &str, action: ClientAction) -> Result<(), Failed> {
+    match action {
+        ClientAction::SendMessage(input) => send_message(state, user, connection_id, input).await,
+        ClientAction::Typing(input) => typing(state, user, input).await,
+        ClientAction::MarkRead(input) => mark_read(state, user, input).await,
+        ClientAction::Ping => ping(state, connection_id).await,
+    }
 }
 
 /// The connection's session, re-checked on every action: token version, expiry, device, account state.
 async fn session(state: &AppState, connection_id: &str) -> Result<Option<AuthUser>, ApiError> {
     let conn = state.db.conn().await?;
-    let mut rows = conn
-        .query(
-            "SELECT c.user_id, c.device_id, c.token_version, c.token_exp FROM connection c \
-             JOIN user u ON u.id = c.user_id JOIN device d ON d.id = c.device_id AND d.user_id = c.user_id \
-             WHERE c.id = ?1 AND u.is_deleted = 0 AND u.is_banned = 0 AND u.token_version = c.token_version",
-            [connection_id],
-        )
-        .await?;
-    let Some(r) = rows.next().await? else { return Ok(None) };
-    let user = AuthUser { id: r.get(0)?, device_id: r.get(1)?, version: r.get(2)?, exp: r.get(3)? };
+    let Some(s) = db::connections::session(&conn, connection_id).await? else { return Ok(None) };
+    let user = AuthUser { id: s.user_id, device_id: s.device_id, version: s.token_version, exp: s.token_exp };
     Ok((user.exp + 60 >= now_ms() / 1000).then_some(user))
 }
 
-/// An integer field: a JSON integer or its decimal text.
-fn int_field(body: &Value, name: &str) -> Result<Option<i64>, ()> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or(()),
-        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| ()),
-        Some(_) => Err(()),
-    }
+/// An id field that may hold decimal text; text that is no integer is the error `code`.
+fn loose_id(id: Option<&LooseId>, code: WsErrorCode) -> Result<Option<i64>, Failed> {
+    id.map(|id| id.get().ok_or(Failed(code))).transpose()
 }
 
 fn valid_client_msg_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Resolves a `media_url` (object key or a URL we issued) to a key the sender owns.
-async fn media_key(state: &AppState, sender: i64, reference: &str) -> Result<String, WsError> {
-    shared::files::owned_key(state, sender, reference).await?.ok_or(err("Invalid media reference", "invalid_media"))
+/// The fields of a `send_message` checked before the database is asked anything but the retry lookup.
+#[derive(Debug, PartialEq, Eq)]
+struct Checked<'a> {
+    receiver_id: i64,
+    content: &'a str,
+    message_type: MessageType,
+    reply_to: Option<i64>,
+}
+
+/// Checks, in the contract's order: the receiver id, the presence of receiver and content, the content
+/// size, the receiver being someone else, the reply id.
+fn check_fields(input: &SendMessage, sender: i64) -> Result<Checked<'_>, Failed> {
+    let receiver_id = loose_id(input.receiver_id.as_ref(), WsErrorCode::InvalidId)?;
+    let content = input.encrypted_content.as_deref().filter(|c| !c.is_empty());
+    let (Some(receiver_id), Some(content)) = (receiver_id, content) else {
+        return Err(Failed(WsErrorCode::MissingFields));
+    };
+    if content.len() > MAX_CONTENT_BYTES || content.len() > MAX_TOTAL_BYTES {
+        return Err(Failed(WsErrorCode::PayloadTooLarge));
+    }
+    if receiver_id == sender {
+        return Err(Failed(WsErrorCode::SelfMessage));
+    }
+    let reply_to = loose_id(input.reply_to_message_id.as_ref(), WsErrorCode::ReplyNotFound)?;
+    Ok(Checked { receiver_id, content, message_type: input.message_type.unwrap_or_default(), reply_to })
+}
+
+/// `message_sent` for a stored message.
+fn message_sent(msg: &MessageRow) -> String {
+    let sent = MessageSent {
+        message_id: msg.id,
+        client_msg_id: msg.client_msg_id.clone(),
+        timestamp: format_ms(msg.created_at),
+    };
+    ServerEvent::MessageSent(sent).to_frame()
 }
 
 /// `send_message` — validates, stores (idempotent on `client_msg_id`), acknowledges with `message_sent`
 /// and fans `new_message` out to the receiver's connections and the sender's other connections.
-async fn send_message(state: &AppState, user: &AuthUser, connection_id: &str, body: &Value) -> Result<(), WsError> {
-    let client_msg_id = match body.get("client_msg_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if valid_client_msg_id(s) => Some(s.clone()),
-        Some(_) => return Err(err("Invalid client_msg_id", "invalid_client_msg_id")),
-    };
+async fn send_message(
+    state: &AppState,
+    user: &AuthUser,
+    connection_id: &str,
+    mut input: SendMessage,
+) -> Result<(), Failed> {
+    if input.client_msg_id.as_deref().is_some_and(|id| !valid_client_msg_id(id)) {
+        return Err(Failed(WsErrorCode::InvalidClientMsgId));
+    }
     // A retry of a stored message is acknowledged again before any other check (rate limit, receiver gone):
     // an error would tell the client it was not stored.
-    if let Some(cid) = &client_msg_id
+    if let Some(cid) = &input.client_msg_id
         && let Some(existing) = stored_retry(state, user.id, cid).await?
     {
-        let sent = frame(
-            "message_sent",
-            json!({"message_id": existing.id, "client_msg_id": existing.client_msg_id, "timestamp": shared::time::format_ms(existing.created_at)}),
-        );
-        realtime::push(state, vec![(connection_id.to_owned(), sent)]).await;
+        realtime::push(state, vec![(connection_id.to_owned(), message_sent(&existing))]).await;
         return Ok(());
     }
-    let missing = || err("Missing receiver_id or encrypted_content", "missing_fields");
-    let receiver_id = int_field(body, "receiver_id").map_err(|()| err("Invalid user ID format", "invalid_id"))?;
-    let content = body.get("encrypted_content").and_then(Value::as_str).filter(|c| !c.is_empty());
-    let (Some(receiver_id), Some(content)) = (receiver_id, content) else { return Err(missing()) };
-    if content.len() > MAX_CONTENT_BYTES || content.len() > MAX_TOTAL_BYTES {
-        return Err(err("Message too large", "payload_too_large"));
-    }
-    let message_type = match body.get("message_type") {
-        None | Some(Value::Null) => "text",
-        Some(Value::String(t)) if ["text", "image", "file"].contains(&t.as_str()) => t.as_str(),
-        Some(_) => return Err(err("Invalid message_type", "invalid_message_type")),
-    };
-    if receiver_id == user.id {
-        return Err(err("Cannot send message to yourself", "self_message"));
-    }
-    let reply_to =
-        int_field(body, "reply_to_message_id").map_err(|()| err("Reply message not found", "reply_not_found"))?;
+    let listed_envelopes = input.envelopes.take();
+    let Checked { receiver_id, content, message_type, reply_to } = check_fields(&input, user.id)?;
     if ratelimit::hit(&state.db, "send_message", &user.id.to_string(), state.config.rate_limits.send_message)
         .await
         .is_err()
     {
-        return Err(err("Rate limit exceeded", "rate_limited"));
+        return Err(Failed(WsErrorCode::RateLimited));
     }
     {
         let conn = state.db.conn().await?;
-        let mut rows = conn.query("SELECT 1 FROM user WHERE id = ?1 AND is_deleted = 0", [receiver_id]).await?;
-        if rows.next().await?.is_none() {
-            return Err(err("Receiver not found", "receiver_not_found"));
+        if !db::users::is_live(&conn, receiver_id).await? {
+            return Err(Failed(WsErrorCode::ReceiverNotFound));
         }
-        drop(rows);
-        if let Some(reply) = reply_to {
-            let sql = format!("SELECT 1 FROM message WHERE id = ?3 AND {PAIR_1_2} AND {VISIBLE_TO_1}");
-            let mut rows = conn.query(&sql, (user.id, receiver_id, reply)).await?;
-            if rows.next().await?.is_none() {
-                return Err(err("Reply message not found", "reply_not_found"));
-            }
+        if let Some(reply) = reply_to
+            && !db::messages::visible_in_conversation(&conn, user.id, receiver_id, reply).await?
+        {
+            return Err(Failed(WsErrorCode::ReplyNotFound));
         }
     }
-    let envelopes = parse_envelopes(state, user.id, receiver_id, body).await?;
-    if content.len() + envelopes.iter().map(|e| e.2.len()).sum::<usize>() > MAX_TOTAL_BYTES {
-        return Err(err("Message too large", "payload_too_large"));
+    let envelopes = match listed_envelopes {
+        None => Vec::new(),
+        Some(list) => check_envelopes(state, user.id, receiver_id, list).await?,
+    };
+    if content.len() + envelopes.iter().map(|e| e.ciphertext.len()).sum::<usize>() > MAX_TOTAL_BYTES {
+        return Err(Failed(WsErrorCode::PayloadTooLarge));
     }
-    let media = match body.get("media_url") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(media_key(state, user.id, s).await?),
-        Some(_) => return Err(err("Invalid media reference", "invalid_media")),
+    let media = match input.media_url.as_deref() {
+        None | Some("") => None,
+        Some(reference) => {
+            Some(shared::files::owned_key(state, user.id, reference).await?.ok_or(Failed(WsErrorCode::InvalidMedia))?)
+        }
     };
 
-    let new = NewMessage { receiver_id, content, message_type, media, reply_to, client_msg_id, envelopes: &envelopes };
-    let (msg, duplicate) = match store(state, user, new).await {
-        Err(e) if e.code() == "invalid_media" => return Err(err("Invalid media reference", "invalid_media")),
-        other => other?,
+    let new = NewMessage {
+        sender_id: user.id,
+        receiver_id,
+        encrypted_content: content,
+        message_type: message_type.as_str(),
+        media_key: media.as_deref(),
+        reply_to_message_id: reply_to,
+        client_msg_id: input.client_msg_id.as_deref(),
+        sender_device_id: &user.device_id,
+        created_at: now_ms(),
     };
-    let sent = frame(
-        "message_sent",
-        json!({"message_id": msg.id, "client_msg_id": msg.client_msg_id, "timestamp": shared::time::format_ms(msg.created_at)}),
-    );
-    let mut targets = vec![(connection_id.to_owned(), sent)];
+    let (msg, duplicate) = store(state, new, &envelopes).await?;
+    let mut targets = vec![(connection_id.to_owned(), message_sent(&msg))];
     if !duplicate {
         let conn = state.db.conn().await?;
         let receipts = messages::receipts_shared(&conn, user.id, receiver_id).await?;
         let conns = realtime::connections_of(&conn, &[user.id, receiver_id]).await?;
         drop(conn);
-        let for_receiver = messages::view(state, &msg, receiver_id, receipts, None).await?;
-        let for_sender = messages::view(state, &msg, user.id, receipts, None).await?;
+        let for_receiver = message_object(messages::view(state, &msg, receiver_id, receipts, None).await?);
+        let for_sender = message_object(messages::view(state, &msg, user.id, receipts, None).await?);
         for c in conns.into_iter().filter(|c| c.id != connection_id) {
             let mut view = if c.user_id == receiver_id { for_receiver.clone() } else { for_sender.clone() };
             // Each device gets only the ciphertext addressed to it.
-            view.envelope = envelopes.iter().find(|e| e.0 == c.user_id && e.1 == c.device_id).map(|e| e.2.clone());
-            targets.push((c.id, frame("new_message", view)));
+            view.envelope = envelopes
+                .iter()
+                .find(|e| e.user_id == c.user_id && e.device_id == c.device_id)
+                .map(|e| e.ciphertext.clone());
+            targets.push((c.id, ServerEvent::NewMessage(view).to_frame()));
         }
     }
     realtime::push(state, targets).await;
@@ -229,112 +316,63 @@ async fn send_message(state: &AppState, user: &AuthUser, connection_id: &str, bo
 /// The message a sender already stored under `client_msg_id` within the idempotency window.
 async fn stored_retry(state: &AppState, sender: i64, client_msg_id: &str) -> Result<Option<MessageRow>, ApiError> {
     let conn = state.db.conn().await?;
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM message WHERE sender_id = ?1 AND client_msg_id = ?2 AND created_at > ?3"
-    );
-    Ok(messages::query_messages(&conn, &sql, (sender, client_msg_id, now_ms() - IDEMPOTENCY_WINDOW_MS)).await?.pop())
+    let since = now_ms() - IDEMPOTENCY_WINDOW_MS;
+    Ok(db::messages::recent_by_client_msg_id(&conn, sender, client_msg_id, since).await?)
 }
 
-/// A validated message to store.
-struct NewMessage<'a> {
-    receiver_id: i64,
-    content: &'a str,
-    message_type: &'a str,
-    media: Option<String>,
-    reply_to: Option<i64>,
-    client_msg_id: Option<String>,
-    envelopes: &'a [(i64, String, String)],
-}
-
-/// Validates `envelopes`: at most 50, each addressed to an existing device of the sender or the receiver
-/// (once), with base64 ciphertext. Returns (user id, device id, ciphertext).
-async fn parse_envelopes(
+/// Checks `envelopes`: at most 50, each addressed to an existing device of the sender or the receiver
+/// (once), with base64 ciphertext.
+async fn check_envelopes(
     state: &AppState,
     sender: i64,
     receiver: i64,
-    body: &Value,
-) -> Result<Vec<(i64, String, String)>, WsError> {
-    let invalid = || err("Invalid envelope", "invalid_envelope");
-    let list = match body.get("envelopes") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(list)) if list.len() <= 50 => list,
-        Some(_) => return Err(invalid()),
-    };
-    let devices: Vec<(i64, String)> = {
+    envelopes: Vec<Envelope>,
+) -> Result<Vec<Envelope>, Failed> {
+    let invalid = Failed(WsErrorCode::InvalidEnvelope);
+    if envelopes.len() > MAX_ENVELOPES {
+        return Err(invalid);
+    }
+    let devices = {
         let conn = state.db.conn().await?;
-        let mut rows =
-            conn.query("SELECT user_id, id FROM device WHERE user_id IN (?1, ?2)", (sender, receiver)).await?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().await? {
-            out.push((r.get(0)?, r.get(1)?));
-        }
-        out
+        db::messages::envelope_devices(&conn, sender, receiver).await?
     };
-    let mut out: Vec<(i64, String, String)> = Vec::with_capacity(list.len());
-    for e in list {
-        let user_id = e.get("user_id").and_then(Value::as_i64).ok_or_else(invalid)?;
-        let device_id = e.get("device_id").and_then(Value::as_str).ok_or_else(invalid)?;
-        let ciphertext = e.get("ciphertext").and_then(Value::as_str).filter(|c| !c.is_empty()).ok_or_else(invalid)?;
-        if !devices.iter().any(|(u, d)| *u == user_id && d == device_id)
-            || out.iter().any(|(_, d, _)| d == device_id)
-            || shared::keys::decode(ciphertext).is_none()
+    let mut out: Vec<Envelope> = Vec::with_capacity(envelopes.len());
+    for e in envelopes {
+        if e.ciphertext.is_empty()
+            || !devices.iter().any(|d| d.user_id == e.user_id && d.id == e.device_id)
+            || out.iter().any(|o| o.device_id == e.device_id)
+            || shared::keys::decode(&e.ciphertext).is_none()
         {
-            return Err(invalid());
+            return Err(invalid);
         }
-        out.push((user_id, device_id.to_owned(), ciphertext.to_owned()));
+        out.push(e);
     }
     Ok(out)
 }
 
 /// Stores a message and its envelopes in one write transaction; a `client_msg_id` already used within 24 h
-/// returns the original message instead (`true`).
-async fn store(state: &AppState, user: &AuthUser, new: NewMessage<'_>) -> Result<(MessageRow, bool), ApiError> {
-    let now = now_ms();
+/// returns the original message instead (`true`), an older one is released for reuse.
+async fn store(state: &AppState, new: NewMessage<'_>, envelopes: &[Envelope]) -> Result<(MessageRow, bool), Failed> {
     let conn = state.db.conn().await?;
     let tx = conn.write_tx().await?;
-    if let Some(cid) = &new.client_msg_id {
-        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM message WHERE sender_id = ?1 AND client_msg_id = ?2");
-        if let Some(existing) = messages::query_messages(&tx, &sql, (user.id, cid.as_str())).await?.pop() {
-            if existing.created_at > now - IDEMPOTENCY_WINDOW_MS {
-                tx.rollback().await?;
-                return Ok((existing, true));
-            }
-            tx.execute("UPDATE message SET client_msg_id = NULL WHERE id = ?1", [existing.id]).await?;
-        }
-    }
-    if let Some(key) = &new.media
-        && !shared::files::still_owned(&tx, user.id, key).await?
+    if let Some(cid) = new.client_msg_id
+        && let Some(existing) = db::messages::by_client_msg_id(&tx, new.sender_id, cid).await?
     {
-        return Err(ApiError::client(400, "invalid_media", "Invalid media reference"));
+        if existing.created_at > new.created_at - IDEMPOTENCY_WINDOW_MS {
+            tx.rollback().await?;
+            return Ok((existing, true));
+        }
+        db::messages::release_client_msg_id(&tx, existing.id).await?;
     }
-    let sql = format!(
-        "INSERT INTO message (sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-         client_msg_id, sender_device_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING {MESSAGE_COLUMNS}"
-    );
-    let msg = messages::query_messages(
-        &tx,
-        &sql,
-        (
-            user.id,
-            new.receiver_id,
-            new.content,
-            new.message_type,
-            new.media,
-            new.reply_to,
-            new.client_msg_id,
-            user.device_id.as_str(),
-            now,
-        ),
-    )
-    .await?
-    .pop()
-    .ok_or_else(|| anyhow::anyhow!("insert returned no row"))?;
-    for (user_id, device_id, ciphertext) in new.envelopes {
-        tx.execute(
-            "INSERT INTO message_envelope (message_id, device_id, user_id, ciphertext) VALUES (?1, ?2, ?3, ?4)",
-            (msg.id, device_id.as_str(), *user_id, ciphertext.as_str()),
-        )
-        .await?;
+    // A concurrent clean-up may have taken the object since it was checked.
+    if let Some(key) = new.media_key
+        && !shared::files::still_owned(&tx, new.sender_id, key).await?
+    {
+        return Err(Failed(WsErrorCode::InvalidMedia));
+    }
+    let msg = db::messages::insert(&tx, new).await?;
+    for e in envelopes {
+        db::messages::insert_envelope(&tx, msg.id, &e.device_id, e.user_id, &e.ciphertext).await?;
     }
     tx.commit().await?;
     Ok((msg, false))
@@ -342,23 +380,14 @@ async fn store(state: &AppState, user: &AuthUser, new: NewMessage<'_>) -> Result
 
 /// `typing` — relayed to the receiver's connections when they share a conversation and the sender shows
 /// online status; anything else, and more than one per second, is dropped silently.
-async fn typing(state: &AppState, user: &AuthUser, body: &Value) -> Result<(), WsError> {
-    let (Ok(Some(receiver_id)), Some(is_typing)) =
-        (int_field(body, "receiver_id"), body.get("is_typing").and_then(Value::as_bool))
-    else {
-        return Ok(());
-    };
+async fn typing(state: &AppState, user: &AuthUser, input: Typing) -> Result<(), Failed> {
+    let Some(receiver_id) = input.receiver_id.get() else { return Ok(()) };
     if receiver_id == user.id {
         return Ok(());
     }
     let allowed = {
         let conn = state.db.conn().await?;
-        let sql = format!(
-            "SELECT u.show_online_status AND EXISTS (SELECT 1 FROM message WHERE {PAIR_1_2} AND deleted_for_everyone = 0) \
-             FROM user u WHERE u.id = ?1"
-        );
-        let mut rows = conn.query(&sql, (user.id, receiver_id)).await?;
-        rows.next().await?.map(|r| r.get::<bool>(0)).transpose()?.unwrap_or(false)
+        db::messages::typing_allowed(&conn, user.id, receiver_id).await?
     };
     if !allowed {
         return Ok(());
@@ -367,16 +396,192 @@ async fn typing(state: &AppState, user: &AuthUser, body: &Value) -> Result<(), W
     if ratelimit::hit(&state.db, "typing", &pair, state.config.rate_limits.typing).await.is_err() {
         return Ok(());
     }
-    let payload = frame("typing", json!({"sender_id": user.id, "is_typing": is_typing}));
-    realtime::push_to_users(state, &[receiver_id], None, &payload).await;
+    let event = ServerEvent::Typing(TypingEvent { sender_id: user.id, is_typing: input.is_typing });
+    realtime::push_to_users(state, &[receiver_id], None, &event.to_frame()).await;
     Ok(())
 }
 
 /// `mark_read` — same as `POST /chats/{peer_id}/mark-read`; no acknowledgement.
-async fn mark_read(state: &AppState, user: &AuthUser, body: &Value) -> Result<(), WsError> {
-    let invalid = || err("Invalid user ID format", "invalid_id");
-    let peer = int_field(body, "peer_id").map_err(|()| invalid())?.ok_or_else(invalid)?;
-    let up_to = int_field(body, "up_to_id").map_err(|()| invalid())?;
+async fn mark_read(state: &AppState, user: &AuthUser, input: MarkRead) -> Result<(), Failed> {
+    let peer = input.peer_id.get().ok_or(Failed(WsErrorCode::InvalidId))?;
+    let up_to = loose_id(input.up_to_id.as_ref(), WsErrorCode::InvalidId)?;
     messages::mark_read(state, user.id, peer, up_to).await?;
     Ok(())
+}
+
+/// `ping` — answered with `pong` on the same connection.
+async fn ping(state: &AppState, connection_id: &str) -> Result<(), Failed> {
+    let event = ServerEvent::Pong(Pong { time: format_ms(now_ms()) });
+    realtime::push(state, vec![(connection_id.to_owned(), event.to_frame())]).await;
+    Ok(())
+}
+
+/// The wire form of a message view; only `text`, `image` and `file` are ever stored.
+fn message_object(view: MessageView) -> Message {
+    Message {
+        id: view.id,
+        sender_id: view.sender_id,
+        receiver_id: view.receiver_id,
+        encrypted_content: view.encrypted_content,
+        message_type: MessageType::parse(&view.message_type).unwrap_or_default(),
+        media_url: view.media_url,
+        reply_to_message_id: view.reply_to_message_id,
+        timestamp: view.timestamp,
+        is_read: view.is_read,
+        client_msg_id: view.client_msg_id,
+        sender_device_id: view.sender_device_id,
+        envelope: view.envelope,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use WsErrorCode as E;
+
+    fn send(frame: &str) -> Result<ClientAction, Refused> {
+        decode("send_message", frame.as_bytes())
+    }
+
+    fn send_error(frame: &str) -> WsErrorCode {
+        match send(frame) {
+            Err(Refused::Error(code)) => code,
+            other => panic!("{frame}: expected an error, got {other:?}"),
+        }
+    }
+
+    fn fields_of(frame: &str) -> SendMessage {
+        match send(frame) {
+            Ok(ClientAction::SendMessage(m)) => m,
+            other => panic!("{frame}: expected send_message, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_action_decodes_from_its_route() {
+        let actions = [
+            ClientAction::SendMessage(SendMessage {
+                receiver_id: Some(LooseId::Int(2)),
+                encrypted_content: Some("c".into()),
+                message_type: Some(MessageType::Image),
+                media_url: Some("u/1".into()),
+                reply_to_message_id: Some(LooseId::Text("3".into())),
+                client_msg_id: Some("m-1".into()),
+                envelopes: Some(vec![Envelope { user_id: 2, device_id: "d".into(), ciphertext: "AA==".into() }]),
+            }),
+            ClientAction::Typing(Typing { receiver_id: LooseId::Int(2), is_typing: true }),
+            ClientAction::MarkRead(MarkRead { peer_id: LooseId::Int(2), up_to_id: Some(LooseId::Int(9)) }),
+            ClientAction::Ping,
+        ];
+        for action in actions {
+            let frame = serde_json::to_vec(&action).unwrap();
+            assert_eq!(decode(action.name(), &frame), Ok(action.clone()), "{}", action.name());
+        }
+    }
+
+    #[test]
+    fn unparsable_frames_and_unknown_actions() {
+        for route in ["send_message", "typing", "mark_read", "$default"] {
+            assert_eq!(decode(route, b"{not json"), Err(Refused::Error(E::InvalidJson)), "{route}");
+        }
+        assert_eq!(decode("ping", b"{not json"), Ok(ClientAction::Ping), "ping reads nothing");
+        assert_eq!(decode("$default", br#"{"action":"dance"}"#), Err(Refused::Error(E::UnknownAction)));
+        assert_eq!(decode("$default", br#"{"no_action":true}"#), Err(Refused::Error(E::UnknownAction)));
+        assert_eq!(decode("$default", b"[1]"), Err(Refused::Error(E::UnknownAction)));
+    }
+
+    #[test]
+    fn send_message_fields_of_the_wrong_type_name_their_error() {
+        assert_eq!(send_error(r#"{"receiver_id": 1.5, "encrypted_content": "x"}"#), E::InvalidId);
+        assert_eq!(send_error(r#"{"receiver_id": true, "encrypted_content": "x"}"#), E::InvalidId);
+        assert_eq!(send_error(r#"{"receiver_id": 18446744073709551615}"#), E::InvalidId);
+        assert_eq!(send_error(r#"{"receiver_id": 2, "encrypted_content": 5}"#), E::MissingFields);
+        assert_eq!(
+            send_error(r#"{"receiver_id": 2, "encrypted_content": "x", "message_type": "video"}"#),
+            E::InvalidMessageType
+        );
+        assert_eq!(send_error(r#"{"receiver_id": 2, "message_type": 1}"#), E::InvalidMessageType);
+        assert_eq!(send_error(r#"{"receiver_id": 2, "client_msg_id": 5}"#), E::InvalidClientMsgId);
+        assert_eq!(send_error(r#"{"receiver_id": 2, "reply_to_message_id": 1.5}"#), E::ReplyNotFound);
+        assert_eq!(send_error(r#"{"receiver_id": 2, "media_url": 5}"#), E::InvalidMedia);
+        assert_eq!(send_error(r#"{"receiver_id": 2, "envelopes": "x"}"#), E::InvalidEnvelope);
+        assert_eq!(
+            send_error(
+                r#"{"receiver_id": 2, "envelopes": [{"user_id": "2", "device_id": "d", "ciphertext": "AA=="}]}"#
+            ),
+            E::InvalidEnvelope
+        );
+        assert_eq!(
+            send_error(r#"{"receiver_id": 2, "envelopes": [{"user_id": 2, "device_id": "d"}]}"#),
+            E::InvalidEnvelope
+        );
+    }
+
+    #[test]
+    fn send_message_accepts_absent_null_and_decimal_text() {
+        let m =
+            fields_of(r#"{"action": "send_message", "receiver_id": " 7", "message_type": null, "envelopes": null}"#);
+        assert_eq!(m.receiver_id.and_then(|id| id.get()), Some(7));
+        assert_eq!((m.message_type, m.envelopes, m.encrypted_content), (None, None, None));
+        assert_eq!(fields_of(r#"{"receiver_id": "bob"}"#).receiver_id, Some(LooseId::Text("bob".into())));
+    }
+
+    #[test]
+    fn checks_before_the_database_follow_the_contract() {
+        let check = |frame: &str| check_fields(&fields_of(frame), 1).map(|c| (c.receiver_id, c.reply_to));
+        assert_eq!(
+            check(r#"{"receiver_id": 2, "encrypted_content": "x", "reply_to_message_id": "5"}"#),
+            Ok((2, Some(5)))
+        );
+        assert_eq!(check(r#"{"receiver_id": "bob"}"#), Err(Failed(E::InvalidId)), "before the missing content");
+        assert_eq!(check(r#"{"encrypted_content": "x"}"#), Err(Failed(E::MissingFields)));
+        assert_eq!(check(r#"{"receiver_id": 2, "encrypted_content": ""}"#), Err(Failed(E::MissingFields)));
+        assert_eq!(check(r#"{"receiver_id": 1, "encrypted_content": "x"}"#), Err(Failed(E::SelfMessage)));
+        let big = format!(r#"{{"receiver_id": 1, "encrypted_content": "{}"}}"#, "x".repeat(MAX_CONTENT_BYTES + 1));
+        assert_eq!(check(&big), Err(Failed(E::PayloadTooLarge)), "size before the receiver");
+        let reply = r#"{"receiver_id": 2, "encrypted_content": "x", "reply_to_message_id": "x"}"#;
+        assert_eq!(check(reply), Err(Failed(E::ReplyNotFound)));
+        let default = fields_of(r#"{"receiver_id": 2, "encrypted_content": "x"}"#);
+        assert_eq!(check_fields(&default, 1).unwrap().message_type, MessageType::Text);
+    }
+
+    #[test]
+    fn client_msg_ids_are_short_safe_tokens() {
+        assert!(valid_client_msg_id("5b0c1c1e-aaaa-4bbb-8ccc-000000000001"));
+        assert!(valid_client_msg_id("a_B-9"));
+        assert!(!valid_client_msg_id(""));
+        assert!(!valid_client_msg_id("has space"));
+        assert!(!valid_client_msg_id(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn bad_typing_is_dropped_and_bad_mark_read_is_an_invalid_id() {
+        for frame in [r#"{"receiver_id": null, "is_typing": true}"#, r#"{"receiver_id": 2, "is_typing": "yes"}"#, "{}"]
+        {
+            assert_eq!(decode("typing", frame.as_bytes()), Err(Refused::Dropped), "{frame}");
+        }
+        for frame in ["{}", r#"{"peer_id": null}"#, r#"{"peer_id": 2, "up_to_id": 1.5}"#] {
+            assert_eq!(decode("mark_read", frame.as_bytes()), Err(Refused::Error(E::InvalidId)), "{frame}");
+        }
+        let Ok(ClientAction::MarkRead(m)) = decode("mark_read", br#"{"peer_id": "x", "up_to_id": "7"}"#) else {
+            panic!()
+        };
+        assert_eq!((m.peer_id.get(), loose_id(m.up_to_id.as_ref(), E::InvalidId)), (None, Ok(Some(7))));
+        assert_eq!(loose_id(Some(&LooseId::Text("x".into())), E::InvalidId), Err(Failed(E::InvalidId)));
+    }
+
+    #[test]
+    fn errors_echo_the_frames_client_msg_id_when_it_is_text() {
+        assert_eq!(echoed_client_msg_id(br#"{"client_msg_id": "has space"}"#).as_deref(), Some("has space"));
+        assert_eq!(echoed_client_msg_id(br#"{"client_msg_id": 5}"#), None);
+        assert_eq!(echoed_client_msg_id(br#"{"action": "dance"}"#), None);
+        assert_eq!(echoed_client_msg_id(br#"["client_msg_id"]"#), None);
+        assert_eq!(echoed_client_msg_id(b"{not json"), None);
+        let event =
+            ServerEvent::Error(ErrorEvent::new(E::RateLimited, echoed_client_msg_id(br#"{"client_msg_id":"m"}"#)));
+        assert_eq!(
+            event.to_frame(),
+            r#"{"event":"error","data":{"message":"Rate limit exceeded","code":"rate_limited","client_msg_id":"m"}}"#
+        );
+    }
 }

@@ -1,0 +1,209 @@
+//! The typed request path every HTTP function shares, written once: match method + path → authenticate →
+//! decode the endpoint's wire request → call its typed handler → encode its wire response. Handlers are
+//! `async fn verb_noun(state, user, input) -> Result<Output, ApiError>`; each function registers them on a
+//! [`Router`] keyed by the endpoint types of the `wire` crate, so a route's method, path, auth, input form
+//! and success status come from one declaration.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wire::{Endpoint, EndpointInfo, FileUpload, Input, Output};
+
+use crate::auth::{AuthUser, authenticate_request};
+use crate::error::ApiError;
+use crate::http::{decode_input, json_response, match_path, multipart_file, source_ip};
+use crate::state::AppState;
+
+/// The caller of an endpoint without authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Source address as API Gateway reports it (never a client-supplied header).
+    pub source_ip: String,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+type Call =
+    Box<dyn for<'a> Fn(&'a AppState, Request, Vec<(&'static str, String)>) -> BoxFuture<'a, Reply> + Send + Sync>;
+type Reply = Result<Response<Body>, ApiError>;
+
+/// An async handler `fn(&AppState, Ctx, Req) -> Result<Res, ApiError>` for every lifetime of the state.
+pub trait Handler<'a, Ctx, Req, Res>: Fn(&'a AppState, Ctx, Req) -> Self::Future {
+    /// The handler's future.
+    type Future: Future<Output = Result<Res, ApiError>> + Send + 'a;
+}
+
+impl<'a, F, Fut, Ctx, Req, Res> Handler<'a, Ctx, Req, Res> for F
+where
+    F: Fn(&'a AppState, Ctx, Req) -> Fut,
+    Fut: Future<Output = Result<Res, ApiError>> + Send + 'a,
+{
+    type Future = Fut;
+}
+
+struct Route {
+    info: EndpointInfo,
+    call: Call,
+}
+
+/// The routes of one function.
+pub struct Router {
+    function: &'static str,
+    routes: Vec<Route>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").field("function", &self.function).field("routes", &self.endpoints()).finish()
+    }
+}
+
+fn encode<E: Endpoint>(response: &E::Response) -> Response<Body>
+where
+    E::Response: Serialize,
+{
+    let status = StatusCode::from_u16(E::STATUS).unwrap_or(StatusCode::OK);
+    match E::OUTPUT {
+        Output::Json => json_response(status, response),
+        Output::Empty => Response::builder().status(status).body(Body::Empty).unwrap_or_default(),
+        Output::Html => {
+            let text = match serde_json::to_value(response) {
+                Ok(serde_json::Value::String(text)) => text,
+                _ => String::new(),
+            };
+            Response::builder()
+                .status(status)
+                .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
+                .header(http::header::CONTENT_SECURITY_POLICY, "default-src 'self'; style-src 'unsafe-inline'")
+                .body(Body::Text(text))
+                .unwrap_or_default()
+        }
+    }
+}
+
+impl Router {
+    /// An empty router for `function` (its name in `template.yaml`).
+    pub fn new(function: &'static str) -> Self {
+        Self { function, routes: Vec::new() }
+    }
+
+    fn add<E: Endpoint>(mut self, auth: bool, input_is_multipart: bool, call: Call) -> Self {
+        // Misdeclared routes stop the router from being built, which every function's router test does.
+        assert_eq!(E::FUNCTION, self.function, "{} belongs to function {}", E::OPERATION_ID, E::FUNCTION);
+        assert_eq!(E::AUTH, auth, "{}: authenticated endpoints use `route`, public ones `public`", E::OPERATION_ID);
+        assert_eq!(E::INPUT == Input::Multipart, input_is_multipart, "{}: multipart uses `upload`", E::OPERATION_ID);
+        assert!(
+            !self.routes.iter().any(|r| r.info.method == E::METHOD && r.info.path == E::PATH),
+            "{} registered twice",
+            E::OPERATION_ID
+        );
+        self.routes.push(Route { info: wire::info::<E>(), call });
+        self
+    }
+
+    /// Registers the handler of an authenticated endpoint.
+    pub fn route<E, F>(self, _endpoint: E, handler: F) -> Self
+    where
+        E: Endpoint + 'static,
+        E::Request: DeserializeOwned + Send + 'static,
+        E::Response: Serialize + Send + 'static,
+        F: for<'a> Handler<'a, AuthUser, E::Request, E::Response> + Copy + Send + Sync + 'static,
+    {
+        let call: Call = Box::new(move |state, req, path| {
+            Box::pin(async move {
+                let user = authenticate_request(state, &req).await?;
+                let input = decode_input::<E::Request>(E::INPUT, &req, path)?;
+                Ok(encode::<E>(&handler(state, user, input).await?))
+            })
+        });
+        self.add::<E>(true, false, call)
+    }
+
+    /// Registers the handler of an endpoint without authentication.
+    pub fn public<E, F>(self, _endpoint: E, handler: F) -> Self
+    where
+        E: Endpoint + 'static,
+        E::Request: DeserializeOwned + Send + 'static,
+        E::Response: Serialize + Send + 'static,
+        F: for<'a> Handler<'a, Caller, E::Request, E::Response> + Copy + Send + Sync + 'static,
+    {
+        let call: Call = Box::new(move |state, req, path| {
+            Box::pin(async move {
+                let input = decode_input::<E::Request>(E::INPUT, &req, path)?;
+                let caller = Caller { source_ip: source_ip(&req) };
+                Ok(encode::<E>(&handler(state, caller, input).await?))
+            })
+        });
+        self.add::<E>(false, false, call)
+    }
+
+    /// Registers the handler of an authenticated `multipart/form-data` upload.
+    pub fn upload<E, F>(self, _endpoint: E, handler: F) -> Self
+    where
+        E: Endpoint<Request = FileUpload> + 'static,
+        E::Response: Serialize + Send + 'static,
+        F: for<'a> Handler<'a, AuthUser, FileUpload, E::Response> + Copy + Send + Sync + 'static,
+    {
+        let call: Call = Box::new(move |state, req, _path| {
+            Box::pin(async move {
+                let user = authenticate_request(state, &req).await?;
+                let file = multipart_file(&req, "file").await?;
+                Ok(encode::<E>(&handler(state, user, file).await?))
+            })
+        });
+        self.add::<E>(true, true, call)
+    }
+
+    /// The endpoints this router serves.
+    pub fn endpoints(&self) -> Vec<EndpointInfo> {
+        self.routes.iter().map(|r| r.info).collect()
+    }
+
+    /// Serves one request; every error becomes its contract response (never an `Err` to the runtime).
+    pub async fn handle(&self, state: &AppState, req: Request) -> Response<Body> {
+        let path = match req.uri().path().trim_end_matches('/') {
+            "" => "/".to_owned(),
+            trimmed => trimmed.to_owned(),
+        };
+        let mut path_exists = false;
+        for route in &self.routes {
+            if let Some(params) = match_path(route.info.path, &path) {
+                if route.info.method.as_str() == req.method().as_str() {
+                    return (route.call)(state, req, params).await.unwrap_or_else(ApiError::into_response);
+                }
+                path_exists = true;
+            }
+        }
+        if path_exists { ApiError::MethodNotAllowed } else { ApiError::RouteNotFound }.into_response()
+    }
+}
+
+/// Declares the function's process-wide router (built once, on first use) and its `handle` entry point,
+/// which both `main` (through [`crate::lambda::run`]) and the local gateway call.
+#[macro_export]
+macro_rules! http_function {
+    ($router:path) => {
+        static ROUTER: std::sync::LazyLock<$crate::api::Router> = std::sync::LazyLock::new($router);
+
+        /// Serves one request; every error becomes its contract response.
+        pub async fn handle(
+            state: &$crate::AppState,
+            req: $crate::lambda_http::Request,
+        ) -> $crate::lambda_http::Response<$crate::lambda_http::Body> {
+            ROUTER.handle(state, req).await
+        }
+    };
+}
+
+/// Checks a function's router against the contract: it serves exactly the `wire` endpoints of its function.
+pub fn assert_serves_its_endpoints(router: &Router) {
+    let mut served: Vec<&str> = router.endpoints().iter().map(|e| e.operation_id).collect();
+    let mut declared: Vec<&str> =
+        wire::endpoints().iter().filter(|e| e.function == router.function).map(|e| e.operation_id).collect();
+    served.sort_unstable();
+    declared.sort_unstable();
+    assert_eq!(served, declared, "function {} must serve exactly its endpoints", router.function);
+}

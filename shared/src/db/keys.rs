@@ -1,0 +1,255 @@
+//! The `device_key` and `one_time_key` tables, and the device, connection and user lookups of the key
+//! directory (API.md §9).
+
+use libsql::Connection;
+use serde::Deserialize;
+
+use crate::db::row::{collect, first};
+
+/// The identity part stored for a device.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Identity {
+    /// Curve25519 identity key, canonical base64.
+    pub identity_key: String,
+    /// Ed25519 key, canonical base64.
+    pub signing_key: String,
+    /// Identity signature, canonical base64.
+    pub identity_signature: String,
+}
+
+/// The stored identity of `device_id`, if it uploaded one.
+pub async fn identity(conn: &Connection, device_id: &str) -> Result<Option<Identity>, libsql::Error> {
+    first(
+        conn.query(
+            "SELECT identity_key, signing_key, identity_signature FROM device_key WHERE device_id = ?1",
+            [device_id],
+        )
+        .await?,
+    )
+    .await
+}
+
+/// Stores a (new) identity of `device_id` for `user_id`, discarding its signed prekey.
+pub async fn set_identity(
+    conn: &Connection,
+    device_id: &str,
+    user_id: i64,
+    identity: &Identity,
+    now_ms: i64,
+) -> Result<(), libsql::Error> {
+    conn.execute(
+        "INSERT INTO device_key (device_id, user_id, identity_key, signing_key, identity_signature, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (device_id) DO UPDATE SET identity_key = excluded.identity_key, \
+         signing_key = excluded.signing_key, identity_signature = excluded.identity_signature, \
+         spk_id = NULL, spk_public = NULL, spk_signature = NULL, updated_at = excluded.updated_at",
+        (
+            device_id,
+            user_id,
+            identity.identity_key.as_str(),
+            identity.signing_key.as_str(),
+            identity.identity_signature.as_str(),
+            now_ms,
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Replaces the signed prekey of `device_id` (canonical base64 public key and signature).
+pub async fn set_signed_prekey(
+    conn: &Connection,
+    device_id: &str,
+    key_id: u32,
+    public_key: &str,
+    signature: &str,
+    now_ms: i64,
+) -> Result<(), libsql::Error> {
+    conn.execute(
+        "UPDATE device_key SET spk_id = ?2, spk_public = ?3, spk_signature = ?4, updated_at = ?5 WHERE device_id = ?1",
+        (device_id, key_id, public_key, signature, now_ms),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Removes every one-time key of `device_id`.
+pub async fn delete_one_time_keys(conn: &Connection, device_id: &str) -> Result<(), libsql::Error> {
+    conn.execute("DELETE FROM one_time_key WHERE device_id = ?1", [device_id]).await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct PublicKey {
+    public_key: String,
+}
+
+/// The public key stored under one-time key `key_id` of `device_id`, if that id is used.
+pub async fn one_time_key(conn: &Connection, device_id: &str, key_id: u32) -> Result<Option<String>, libsql::Error> {
+    let row: Option<PublicKey> = first(
+        conn.query("SELECT public_key FROM one_time_key WHERE device_id = ?1 AND key_id = ?2", (device_id, key_id))
+            .await?,
+    )
+    .await?;
+    Ok(row.map(|r| r.public_key))
+}
+
+/// Stores one-time key `key_id` of `device_id`.
+pub async fn insert_one_time_key(
+    conn: &Connection,
+    device_id: &str,
+    key_id: u32,
+    public_key: &str,
+) -> Result<(), libsql::Error> {
+    conn.execute(
+        "INSERT INTO one_time_key (device_id, key_id, public_key) VALUES (?1, ?2, ?3)",
+        (device_id, key_id, public_key),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The key state of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct Counts {
+    /// Unclaimed one-time keys.
+    pub one_time_key_count: i64,
+    /// The current signed prekey's id, or `None` before the first upload.
+    pub signed_prekey_id: Option<i64>,
+}
+
+/// Unclaimed one-time keys and the signed prekey id of `device_id` (0 and `None` for a device without keys).
+pub async fn counts(conn: &Connection, device_id: &str) -> Result<Counts, libsql::Error> {
+    let row: Option<Counts> = first(
+        conn.query(
+            "SELECT (SELECT COUNT(*) FROM one_time_key WHERE device_id = ?1) AS one_time_key_count, \
+             (SELECT spk_id FROM device_key WHERE device_id = ?1) AS signed_prekey_id",
+            [device_id],
+        )
+        .await?,
+    )
+    .await?;
+    row.ok_or_else(|| libsql::Error::Misuse("count returned no row".into()))
+}
+
+/// A device that uploaded identity keys, as the directory lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DeviceKeys {
+    /// Device id.
+    pub device_id: String,
+    /// Its name.
+    pub device_name: Option<String>,
+    /// Curve25519 identity key, base64.
+    pub identity_key: String,
+    /// Ed25519 key, base64.
+    pub signing_key: String,
+    /// Identity signature, base64.
+    pub identity_signature: String,
+    /// Epoch ms the device was created.
+    pub created_at: i64,
+}
+
+/// The devices of `user_id` that uploaded identity keys, oldest first.
+pub async fn devices_with_keys(conn: &Connection, user_id: i64) -> Result<Vec<DeviceKeys>, libsql::Error> {
+    collect(
+        conn.query(
+            "SELECT d.id AS device_id, d.name AS device_name, k.identity_key, k.signing_key, k.identity_signature, \
+             d.created_at FROM device d JOIN device_key k ON k.device_id = d.id WHERE d.user_id = ?1 \
+             ORDER BY d.created_at, d.id",
+            [user_id],
+        )
+        .await?,
+    )
+    .await
+}
+
+/// A device whose keys can be claimed: identity and signed prekey.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Claimable {
+    /// Device id.
+    pub device_id: String,
+    /// Curve25519 identity key, base64.
+    pub identity_key: String,
+    /// Ed25519 key, base64.
+    pub signing_key: String,
+    /// Identity signature, base64.
+    pub identity_signature: String,
+    /// Signed prekey id.
+    pub spk_id: u32,
+    /// Signed prekey, base64.
+    pub spk_public: String,
+    /// Signed prekey signature, base64.
+    pub spk_signature: String,
+}
+
+/// The devices of `user_id` with a signed prekey, by device id.
+pub async fn claimable_devices(conn: &Connection, user_id: i64) -> Result<Vec<Claimable>, libsql::Error> {
+    collect(
+        conn.query(
+            "SELECT device_id, identity_key, signing_key, identity_signature, spk_id, spk_public, spk_signature \
+             FROM device_key WHERE user_id = ?1 AND spk_id IS NOT NULL ORDER BY device_id",
+            [user_id],
+        )
+        .await?,
+    )
+    .await
+}
+
+/// A one-time key taken from the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OneTimeKey {
+    /// Key id.
+    pub key_id: u32,
+    /// Curve25519 public key, base64.
+    pub public_key: String,
+}
+
+/// Removes and returns the lowest-id one-time key of `device_id`, in one statement, so concurrent claims
+/// never receive the same key; `None` when none is left.
+pub async fn take_one_time_key(conn: &Connection, device_id: &str) -> Result<Option<OneTimeKey>, libsql::Error> {
+    first(
+        conn.query(
+            "DELETE FROM one_time_key WHERE rowid = (SELECT rowid FROM one_time_key WHERE device_id = ?1 \
+             ORDER BY key_id LIMIT 1) RETURNING key_id, public_key",
+            [device_id],
+        )
+        .await?,
+    )
+    .await
+}
+
+/// Whether `device_id` is a device of `user_id`.
+pub async fn is_own_device(conn: &Connection, device_id: &str, user_id: i64) -> Result<bool, libsql::Error> {
+    let mut rows = conn.query("SELECT 1 FROM device WHERE id = ?1 AND user_id = ?2", (device_id, user_id)).await?;
+    Ok(rows.next().await?.is_some())
+}
+
+#[derive(Deserialize)]
+struct ConnectionId {
+    id: String,
+}
+
+/// The WebSocket connection ids of `device_id` of `user_id`.
+pub async fn connections_of_device(
+    conn: &Connection,
+    device_id: &str,
+    user_id: i64,
+) -> Result<Vec<String>, libsql::Error> {
+    let rows: Vec<ConnectionId> = collect(
+        conn.query("SELECT id FROM connection WHERE device_id = ?1 AND user_id = ?2", (device_id, user_id)).await?,
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+#[derive(Deserialize)]
+struct LegacyKey {
+    public_key: Option<String>,
+}
+
+/// The legacy registration key of a live user: `None` for an unknown or deleted user, `Some(None)` for a
+/// user who registered without one.
+pub async fn legacy_public_key(conn: &Connection, user_id: i64) -> Result<Option<Option<String>>, libsql::Error> {
+    let row: Option<LegacyKey> =
+        first(conn.query("SELECT public_key FROM user WHERE id = ?1 AND is_deleted = 0", [user_id]).await?).await?;
+    Ok(row.map(|r| r.public_key))
+}

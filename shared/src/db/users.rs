@@ -1,0 +1,506 @@
+//! The `user` table, and the statements of the account lifecycle that span its dependent tables.
+
+use libsql::Connection;
+use serde::Deserialize;
+
+use crate::db::row::{collect, first, from_row, int_bool};
+use crate::privacy::{AvatarVisibility, PhoneVisibility, Privacy};
+use crate::users::UserRow;
+
+/// Whether `id` is an account that is not deleted.
+pub async fn is_live(conn: &Connection, id: i64) -> Result<bool, libsql::Error> {
+    let mut rows = conn.query("SELECT 1 FROM user WHERE id = ?1 AND is_deleted = 0", [id]).await?;
+    Ok(rows.next().await?.is_some())
+}
+
+/// A user row as selected with the columns of [`crate::users::USER_COLUMNS`], mapped by name.
+#[derive(Debug, Deserialize)]
+struct UserRecord {
+    id: i64,
+    phone: Option<String>,
+    username: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    public_key: Option<String>,
+    avatar_key: Option<String>,
+    avatar_preset: Option<String>,
+    avatar_frame: Option<String>,
+    bio: Option<String>,
+    birthdate: Option<String>,
+    last_seen: Option<i64>,
+    avatar_visibility: String,
+    avatar_visibility_exceptions: String,
+    #[serde(deserialize_with = "int_bool")]
+    show_read_receipts: bool,
+    #[serde(deserialize_with = "int_bool")]
+    show_last_seen: bool,
+    #[serde(deserialize_with = "int_bool")]
+    show_online_status: bool,
+    phone_visibility: String,
+    #[serde(deserialize_with = "int_bool")]
+    is_deleted: bool,
+}
+
+impl From<UserRecord> for UserRow {
+    /// The same mapping as [`UserRow::from_row`]: unknown stored visibilities fall back to the defaults.
+    fn from(r: UserRecord) -> Self {
+        Self {
+            id: r.id,
+            phone: r.phone,
+            username: r.username,
+            first_name: r.first_name,
+            last_name: r.last_name,
+            public_key: r.public_key,
+            avatar_key: r.avatar_key,
+            avatar_preset: r.avatar_preset,
+            avatar_frame: r.avatar_frame,
+            bio: r.bio,
+            birthdate: r.birthdate,
+            last_seen: r.last_seen,
+            privacy: Privacy {
+                avatar_visibility: AvatarVisibility::parse(&r.avatar_visibility).unwrap_or(AvatarVisibility::All),
+                avatar_visibility_exceptions: serde_json::from_str(&r.avatar_visibility_exceptions).unwrap_or_default(),
+                show_read_receipts: r.show_read_receipts,
+                show_last_seen: r.show_last_seen,
+                show_online_status: r.show_online_status,
+                phone_visibility: PhoneVisibility::parse(&r.phone_visibility).unwrap_or(PhoneVisibility::Nobody),
+            },
+            is_deleted: r.is_deleted,
+        }
+    }
+}
+
+async fn user_rows(rows: libsql::Rows) -> Result<Vec<UserRow>, libsql::Error> {
+    Ok(collect::<UserRecord>(rows).await?.into_iter().map(UserRow::from).collect())
+}
+
+/// A page of live accounts with ids above `after_id`, without `exclude`, in ascending id (index
+/// `user_live_id`).
+pub async fn list_page(
+    conn: &Connection,
+    after_id: i64,
+    exclude: i64,
+    limit: i64,
+) -> Result<Vec<UserRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, phone, username, first_name, last_name, public_key, avatar_key, avatar_preset, avatar_frame, \
+             bio, birthdate, last_seen, avatar_visibility, avatar_visibility_exceptions, show_read_receipts, \
+             show_last_seen, show_online_status, phone_visibility, is_deleted \
+             FROM user WHERE is_deleted = 0 AND id > ?1 AND id != ?2 ORDER BY id LIMIT ?3",
+            (after_id, exclude, limit),
+        )
+        .await?;
+    user_rows(rows).await
+}
+
+/// Up to 20 live accounts but `exclude` whose `search_text` contains `query` (already lower-cased), in
+/// ascending id. `instr()` matches literally, so `%` and `_` are ordinary characters.
+pub async fn search(conn: &Connection, exclude: i64, query: &str) -> Result<Vec<UserRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, phone, username, first_name, last_name, public_key, avatar_key, avatar_preset, avatar_frame, \
+             bio, birthdate, last_seen, avatar_visibility, avatar_visibility_exceptions, show_read_receipts, \
+             show_last_seen, show_online_status, phone_visibility, is_deleted \
+             FROM user WHERE is_deleted = 0 AND id != ?1 AND instr(search_text, ?2) > 0 ORDER BY id LIMIT 20",
+            (exclude, query),
+        )
+        .await?;
+    user_rows(rows).await
+}
+
+/// Whether any account (deleted ones too, whose phone is null) has the phone `digits`.
+pub async fn phone_exists(conn: &Connection, digits: &str) -> Result<bool, libsql::Error> {
+    let mut rows = conn.query("SELECT 1 FROM user WHERE phone = ?1", [digits]).await?;
+    Ok(rows.next().await?.is_some())
+}
+
+/// A new account, as registration stores it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewUser<'a> {
+    /// Digits only.
+    pub phone: &'a str,
+    /// Trimmed first name.
+    pub first_name: &'a str,
+    /// Trimmed last name.
+    pub last_name: &'a str,
+    /// See [`crate::users::search_text`].
+    pub search_text: &'a str,
+    /// bcrypt hash.
+    pub password_hash: &'a str,
+    /// Legacy key text.
+    pub public_key: Option<&'a str>,
+    /// Epoch ms.
+    pub created_at: i64,
+}
+
+/// Inserts an account and returns its id. A taken phone is a unique violation, reported when the statement
+/// steps (embedded libSQL) or when it is sent (remote).
+pub async fn insert(conn: &Connection, user: NewUser<'_>) -> Result<i64, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "INSERT INTO user (phone, first_name, last_name, search_text, password_hash, public_key, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+            (
+                user.phone,
+                user.first_name,
+                user.last_name,
+                user.search_text,
+                user.password_hash,
+                user.public_key,
+                user.created_at,
+            ),
+        )
+        .await?;
+    #[derive(Deserialize)]
+    struct Id {
+        id: i64,
+    }
+    let row = rows.next().await?.ok_or(libsql::Error::QueryReturnedNoRows)?;
+    Ok(from_row::<Id>(&row)?.id)
+}
+
+/// What login needs of a live account.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoginRecord {
+    /// Id.
+    pub id: i64,
+    /// bcrypt hash (null only for deleted accounts).
+    pub password_hash: Option<String>,
+    /// Current token version.
+    pub token_version: i64,
+    /// Banned accounts cannot log in.
+    #[serde(deserialize_with = "int_bool")]
+    pub is_banned: bool,
+}
+
+/// The live account with phone `digits`.
+pub async fn find_login_by_phone(conn: &Connection, digits: &str) -> Result<Option<LoginRecord>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, password_hash, token_version, is_banned FROM user WHERE phone = ?1 AND is_deleted = 0",
+            [digits],
+        )
+        .await?;
+    first(rows).await
+}
+
+/// The live account whose lower-cased username is `username_lower`.
+pub async fn find_login_by_username(
+    conn: &Connection,
+    username_lower: &str,
+) -> Result<Option<LoginRecord>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, password_hash, token_version, is_banned FROM user WHERE username_lower = ?1 AND is_deleted = 0",
+            [username_lower],
+        )
+        .await?;
+    first(rows).await
+}
+
+/// The stored password hash of `id` (none for unknown or deleted accounts).
+pub async fn password_hash(conn: &Connection, id: i64) -> Result<Option<String>, libsql::Error> {
+    #[derive(Deserialize)]
+    struct Hash {
+        password_hash: Option<String>,
+    }
+    let rows = conn.query("SELECT password_hash FROM user WHERE id = ?1", [id]).await?;
+    Ok(first::<Hash>(rows).await?.and_then(|r| r.password_hash))
+}
+
+/// Stores a new password hash and bumps the token version (every token dies); returns the new version, or
+/// `None` when the account is gone.
+pub async fn set_password(conn: &Connection, id: i64, hash: &str) -> Result<Option<i64>, libsql::Error> {
+    #[derive(Deserialize)]
+    struct Version {
+        token_version: i64,
+    }
+    let rows = conn
+        .query(
+            "UPDATE user SET password_hash = ?2, token_version = token_version + 1 WHERE id = ?1 RETURNING token_version",
+            (id, hash),
+        )
+        .await?;
+    Ok(first::<Version>(rows).await?.map(|r| r.token_version))
+}
+
+/// Sets the username (stored as typed, unique lower-cased) and the search text that includes it; a name
+/// another account has is a unique violation.
+pub async fn set_username(conn: &Connection, id: i64, username: &str, search_text: &str) -> Result<(), libsql::Error> {
+    conn.execute(
+        "UPDATE user SET username = ?2, username_lower = ?3, search_text = ?4 WHERE id = ?1",
+        (id, username, username.to_lowercase(), search_text),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether an account other than `except` has the lower-cased username `username_lower`.
+pub async fn username_taken(conn: &Connection, username_lower: &str, except: i64) -> Result<bool, libsql::Error> {
+    let mut rows =
+        conn.query("SELECT 1 FROM user WHERE username_lower = ?1 AND id != ?2", (username_lower, except)).await?;
+    Ok(rows.next().await?.is_some())
+}
+
+/// Sets (or with `None` clears) the bio.
+pub async fn set_bio(conn: &Connection, id: i64, bio: Option<&str>) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE user SET bio = ?2 WHERE id = ?1", (id, bio)).await?;
+    Ok(())
+}
+
+/// Sets (or with `None` clears) the birthdate (`YYYY-MM-DD`).
+pub async fn set_birthdate(conn: &Connection, id: i64, birthdate: Option<&str>) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE user SET birthdate = ?2 WHERE id = ?1", (id, birthdate)).await?;
+    Ok(())
+}
+
+/// Sets (or with `None` clears) the avatar frame id.
+pub async fn set_avatar_frame(conn: &Connection, id: i64, frame: Option<&str>) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE user SET avatar_frame = ?2 WHERE id = ?1", (id, frame)).await?;
+    Ok(())
+}
+
+/// Whether `viewer` and `other` have a message that is visible to `viewer` (not deleted for everyone, not
+/// hidden for the viewer), in either direction.
+pub async fn shares_visible_messages(conn: &Connection, viewer: i64, other: i64) -> Result<bool, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT 1 FROM message WHERE deleted_for_everyone = 0 AND \
+             ((sender_id = ?1 AND receiver_id = ?2 AND hidden_for_sender = 0) OR \
+              (sender_id = ?2 AND receiver_id = ?1 AND hidden_for_receiver = 0)) LIMIT 1",
+            (viewer, other),
+        )
+        .await?;
+    Ok(rows.next().await?.is_some())
+}
+
+/// The privacy settings to change; `None` keeps a setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrivacyUpdate {
+    /// Who sees the avatar.
+    pub avatar_visibility: Option<AvatarVisibility>,
+    /// Who sees the phone number.
+    pub phone_visibility: Option<PhoneVisibility>,
+    /// The avatar exceptions (sorted, deduplicated ids; empty clears), stored as a JSON array.
+    pub avatar_visibility_exceptions: Option<Vec<i64>>,
+    /// Reciprocal read receipts.
+    pub show_read_receipts: Option<bool>,
+    /// `last_seen` visible to others.
+    pub show_last_seen: Option<bool>,
+    /// `is_online` visible to others.
+    pub show_online_status: Option<bool>,
+}
+
+impl PrivacyUpdate {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Applies the given privacy settings of `id`, one statement per setting; run it in one write transaction.
+pub async fn update_privacy(conn: &Connection, id: i64, update: &PrivacyUpdate) -> Result<(), libsql::Error> {
+    if let Some(v) = update.avatar_visibility {
+        conn.execute("UPDATE user SET avatar_visibility = ?2 WHERE id = ?1", (id, v.as_str())).await?;
+    }
+    if let Some(v) = update.phone_visibility {
+        conn.execute("UPDATE user SET phone_visibility = ?2 WHERE id = ?1", (id, v.as_str())).await?;
+    }
+    if let Some(ids) = &update.avatar_visibility_exceptions {
+        let json = serde_json::to_string(ids).unwrap_or_default();
+        conn.execute("UPDATE user SET avatar_visibility_exceptions = ?2 WHERE id = ?1", (id, json)).await?;
+    }
+    if let Some(v) = update.show_read_receipts {
+        conn.execute("UPDATE user SET show_read_receipts = ?2 WHERE id = ?1", (id, v)).await?;
+    }
+    if let Some(v) = update.show_last_seen {
+        conn.execute("UPDATE user SET show_last_seen = ?2 WHERE id = ?1", (id, v)).await?;
+    }
+    if let Some(v) = update.show_online_status {
+        conn.execute("UPDATE user SET show_online_status = ?2 WHERE id = ?1", (id, v)).await?;
+    }
+    Ok(())
+}
+
+/// The S3 key of the uploaded avatar of `id`, if any.
+pub async fn avatar_key(conn: &Connection, id: i64) -> Result<Option<String>, libsql::Error> {
+    #[derive(Deserialize)]
+    struct Key {
+        avatar_key: Option<String>,
+    }
+    let rows = conn.query("SELECT avatar_key FROM user WHERE id = ?1", [id]).await?;
+    Ok(first::<Key>(rows).await?.and_then(|r| r.avatar_key))
+}
+
+/// Replaces both avatar columns: an uploaded object's key or a preset id (the other is null).
+pub async fn set_avatar(
+    conn: &Connection,
+    id: i64,
+    key: Option<&str>,
+    preset: Option<&str>,
+) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE user SET avatar_key = ?2, avatar_preset = ?3 WHERE id = ?1", (id, key, preset)).await?;
+    Ok(())
+}
+
+/// Records the `object` row (kind `avatar`) of an avatar just stored in S3.
+pub async fn insert_avatar_object(
+    conn: &Connection,
+    key: &str,
+    owner: i64,
+    content_type: &str,
+    size: i64,
+    now: i64,
+) -> Result<(), libsql::Error> {
+    conn.execute(
+        "INSERT INTO object (key, owner_id, kind, content_type, size, created_at) VALUES (?1, ?2, 'avatar', ?3, ?4, ?5)",
+        (key, owner, content_type, size, now),
+    )
+    .await?;
+    Ok(())
+}
+
+/// What a deleted account leaves for the caller to clean up after the commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// Keys of every object the user uploaded (now marked `deleted`, rows kept until S3 confirms).
+    pub object_keys: Vec<String>,
+    /// Ids of the user's open WebSocket connections (rows deleted; the gateway connections still open).
+    pub connections: Vec<String>,
+    /// Ids of the user's devices (deleted with their keys).
+    pub devices: Vec<String>,
+}
+
+/// Deletes account `id` (API.md §5.9): devices and their keys, connections, themes, contact rows in both
+/// directions, the messages only this user could still see, the media of the messages it sent, every
+/// profile field and secret; the row stays as the `is_deleted` stub with a bumped token version. Run it
+/// inside one write transaction.
+pub async fn delete_account(conn: &Connection, id: i64) -> Result<Deleted, libsql::Error> {
+    #[derive(Deserialize)]
+    struct Key {
+        key: String,
+    }
+    #[derive(Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let rows = conn.query("SELECT key FROM object WHERE owner_id = ?1", [id]).await?;
+    let object_keys = collect::<Key>(rows).await?.into_iter().map(|r| r.key).collect();
+    let rows = conn.query("SELECT id FROM connection WHERE user_id = ?1", [id]).await?;
+    let connections = collect::<Id>(rows).await?.into_iter().map(|r| r.id).collect();
+    let devices = crate::db::devices::ids_of_user(conn, id).await?;
+    for device in &devices {
+        crate::db::devices::delete_with_keys(conn, device).await?;
+    }
+    // Pending deletion: the rows stay (without an owner that exists) until S3 confirms.
+    conn.execute("UPDATE object SET kind = 'deleted' WHERE owner_id = ?1", [id]).await?;
+    conn.execute("DELETE FROM connection WHERE user_id = ?1", [id]).await?;
+    conn.execute("DELETE FROM device WHERE user_id = ?1", [id]).await?;
+    conn.execute("DELETE FROM theme WHERE user_id = ?1", [id]).await?;
+    conn.execute("DELETE FROM contact WHERE owner_id = ?1 OR contact_id = ?1", [id]).await?;
+    // Messages the peer can no longer see are the user's alone.
+    conn.execute(
+        "DELETE FROM message WHERE sender_id = ?1 AND (hidden_for_receiver = 1 OR deleted_for_everyone = 1)",
+        [id],
+    )
+    .await?;
+    conn.execute(
+        "DELETE FROM message WHERE receiver_id = ?1 AND (hidden_for_sender = 1 OR deleted_for_everyone = 1)",
+        [id],
+    )
+    .await?;
+    // Attachments the user sent are deleted with the account.
+    conn.execute("UPDATE message SET media_key = NULL WHERE sender_id = ?1", [id]).await?;
+    conn.execute(
+        "UPDATE user SET phone = NULL, username = NULL, username_lower = NULL, first_name = NULL, last_name = NULL, \
+         search_text = NULL, password_hash = NULL, public_key = NULL, avatar_key = NULL, avatar_preset = NULL, \
+         avatar_frame = NULL, bio = NULL, birthdate = NULL, last_seen = NULL, avatar_visibility = 'all', \
+         avatar_visibility_exceptions = '[]', show_read_receipts = 1, show_last_seen = 1, show_online_status = 1, \
+         phone_visibility = 'nobody', is_admin = 0, is_deleted = 1, token_version = token_version + 1 WHERE id = ?1",
+        [id],
+    )
+    .await?;
+    conn.execute("DELETE FROM message_envelope WHERE user_id = ?1", [id]).await?;
+    Ok(Deleted { object_keys, connections, devices })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Db, devices, migrate};
+
+    async fn database() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("file:{}", dir.path().join("t.db").display()), None).await.unwrap();
+        migrate(&db).await.unwrap();
+        (dir, db)
+    }
+
+    fn new_user<'a>(phone: &'a str, first_name: &'a str) -> NewUser<'a> {
+        NewUser {
+            phone,
+            first_name,
+            last_name: "Lovelace",
+            search_text: "\nada\nlovelace\nada lovelace",
+            password_hash: "hash",
+            public_key: Some("key"),
+            created_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_mapped_by_name_equal_the_shared_user_rows() {
+        let (_dir, db) = database().await;
+        let conn = db.conn().await.unwrap();
+        let me = insert(&conn, new_user("15550000001", "Me")).await.unwrap();
+        let ada = insert(&conn, new_user("15550000002", "Ada")).await.unwrap();
+        let update = PrivacyUpdate {
+            avatar_visibility: Some(AvatarVisibility::Except),
+            avatar_visibility_exceptions: Some(vec![3, 17]),
+            show_last_seen: Some(false),
+            ..PrivacyUpdate::default()
+        };
+        update_privacy(&conn, ada, &update).await.unwrap();
+        set_bio(&conn, ada, Some("bio")).await.unwrap();
+        let shared_row = crate::users::find(&conn, ada).await.unwrap().unwrap();
+        let listed = list_page(&conn, 0, me, 100).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(format!("{:?}", listed[0]), format!("{shared_row:?}"));
+        assert_eq!(shared_row.privacy.avatar_visibility_exceptions, [3, 17]);
+        assert!(!shared_row.privacy.show_last_seen && shared_row.privacy.show_online_status);
+        let found = search(&conn, me, "lovelace").await.unwrap();
+        assert_eq!(found.iter().map(|u| u.id).collect::<Vec<_>>(), [ada]);
+        assert!(search(&conn, me, "%").await.unwrap().is_empty(), "literal matching");
+    }
+
+    #[tokio::test]
+    async fn phones_are_unique_and_logins_find_live_accounts_only() {
+        let (_dir, db) = database().await;
+        let conn = db.conn().await.unwrap();
+        let id = insert(&conn, new_user("15550000003", "Ada")).await.unwrap();
+        assert!(phone_exists(&conn, "15550000003").await.unwrap());
+        let dup = insert(&conn, new_user("15550000003", "Bob")).await.unwrap_err();
+        assert!(crate::error::is_unique_violation(&dup), "{dup}");
+        set_username(&conn, id, "Ada_L", "ada_l").await.unwrap();
+        assert!(username_taken(&conn, "ada_l", id + 1).await.unwrap());
+        assert!(!username_taken(&conn, "ada_l", id).await.unwrap(), "the caller's own name");
+        let login = find_login_by_username(&conn, "ada_l").await.unwrap().unwrap();
+        assert_eq!((login.id, login.token_version, login.is_banned), (id, 0, false));
+        assert_eq!(login.password_hash.as_deref(), Some("hash"));
+        assert!(find_login_by_phone(&conn, "ada_l").await.unwrap().is_none(), "a username is not a phone");
+        assert_eq!(set_password(&conn, id, "new").await.unwrap(), Some(1));
+        assert_eq!(password_hash(&conn, id).await.unwrap().as_deref(), Some("new"));
+
+        devices::insert(&conn, "d1", id, Some("Pixel"), 5).await.unwrap();
+        assert!(devices::reuse(&conn, "d1", id, 6, None).await.unwrap());
+        assert!(!devices::reuse(&conn, "d1", id + 1, 6, None).await.unwrap(), "another user's device");
+        let deleted = delete_account(&conn, id).await.unwrap();
+        assert_eq!(deleted.devices, ["d1"]);
+        assert!(devices::ids_of_user(&conn, id).await.unwrap().is_empty());
+        assert!(find_login_by_phone(&conn, "15550000003").await.unwrap().is_none());
+        assert!(!phone_exists(&conn, "15550000003").await.unwrap(), "the phone is free again");
+        let stub = crate::users::find(&conn, id).await.unwrap().unwrap();
+        assert!(stub.is_deleted && stub.first_name.is_none());
+    }
+}

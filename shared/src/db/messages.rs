@@ -1,0 +1,540 @@
+//! The `message` and `message_envelope` tables.
+//!
+//! A conversation is read through `min(sender_id, receiver_id), max(sender_id, receiver_id)` so both
+//! directions use the `message_pair` index; "visible to `?1`" means not deleted for everyone and not hidden
+//! by `?1`. Every statement is written out in full.
+
+use std::collections::{HashMap, HashSet};
+
+use libsql::Connection;
+use serde::Deserialize;
+
+use crate::db::{all, column, exists, first, id_list, int_bool, value};
+
+/// Columns of [`MessageRow`], for the function crates' remaining inline `SELECT`s.
+pub const MESSAGE_COLUMNS: &str = "id, sender_id, receiver_id, encrypted_content, message_type, media_key, \
+    reply_to_message_id, client_msg_id, sender_device_id, is_read, created_at";
+
+/// A stored message.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessageRow {
+    /// Id (strictly increasing).
+    pub id: i64,
+    /// Sender.
+    pub sender_id: i64,
+    /// Receiver.
+    pub receiver_id: i64,
+    /// Ciphertext (empty once deleted for everyone).
+    pub encrypted_content: String,
+    /// `text`, `image` or `file`.
+    pub message_type: String,
+    /// S3 key of the attachment.
+    pub media_key: Option<String>,
+    /// The message replied to.
+    pub reply_to_message_id: Option<i64>,
+    /// The sender's idempotency key.
+    pub client_msg_id: Option<String>,
+    /// The sending device.
+    pub sender_device_id: Option<String>,
+    /// Read by the receiver.
+    #[serde(deserialize_with = "int_bool")]
+    pub is_read: bool,
+    /// Epoch ms.
+    pub created_at: i64,
+}
+
+impl MessageRow {
+    /// The other user of the conversation, seen from `user_id`.
+    pub fn peer_of(&self, user_id: i64) -> i64 {
+        if self.sender_id == user_id { self.receiver_id } else { self.sender_id }
+    }
+}
+
+/// A message to insert.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    /// Sender.
+    pub sender_id: i64,
+    /// Receiver.
+    pub receiver_id: i64,
+    /// Ciphertext.
+    pub encrypted_content: &'a str,
+    /// `text`, `image` or `file`.
+    pub message_type: &'a str,
+    /// S3 key of the attachment.
+    pub media_key: Option<&'a str>,
+    /// The message replied to.
+    pub reply_to_message_id: Option<i64>,
+    /// The sender's idempotency key.
+    pub client_msg_id: Option<&'a str>,
+    /// The sending device.
+    pub sender_device_id: &'a str,
+    /// Epoch ms.
+    pub created_at: i64,
+}
+
+/// A message about to be deleted for everyone and its attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Deletable {
+    /// Message id.
+    pub id: i64,
+    /// S3 key of its attachment.
+    pub media_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    message_id: i64,
+    ciphertext: String,
+}
+
+/// Peers sharing a conversation with `user_id` that is still visible to the peer.
+pub async fn peers_of(conn: &Connection, user_id: i64) -> Result<Vec<i64>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT receiver_id FROM message WHERE sender_id = ?1 AND deleted_for_everyone = 0 AND hidden_for_receiver = 0 \
+             UNION SELECT sender_id FROM message WHERE receiver_id = ?1 AND deleted_for_everyone = 0 AND hidden_for_sender = 0",
+            [user_id],
+        )
+        .await?;
+    column(rows).await
+}
+
+/// Which of `senders` have sent `receiver` a message not deleted for everyone.
+pub async fn senders_among(conn: &Connection, receiver: i64, senders: &[i64]) -> Result<HashSet<i64>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT DISTINCT sender_id FROM message WHERE receiver_id = ?1 \
+             AND sender_id IN (SELECT value FROM json_each(?2)) AND deleted_for_everyone = 0",
+            (receiver, id_list(senders)),
+        )
+        .await?;
+    Ok(column::<i64>(rows).await?.into_iter().collect())
+}
+
+/// The envelopes addressed to `device_id` among `message_ids`, by message id.
+pub async fn envelopes_for(
+    conn: &Connection,
+    message_ids: &[i64],
+    device_id: &str,
+) -> Result<HashMap<i64, String>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT message_id, ciphertext FROM message_envelope WHERE device_id = ?1 \
+             AND message_id IN (SELECT value FROM json_each(?2))",
+            (device_id, id_list(message_ids)),
+        )
+        .await?;
+    Ok(all::<Envelope>(rows).await?.into_iter().map(|e| (e.message_id, e.ciphertext)).collect())
+}
+
+/// Marks the unread messages from `peer` to `reader` up to `up_to_id` (all without) as read; returns the
+/// marked ids, ascending (`message_receiver_unread`).
+pub async fn mark_read(
+    conn: &Connection,
+    reader: i64,
+    peer: i64,
+    up_to_id: Option<i64>,
+) -> Result<Vec<i64>, libsql::Error> {
+    let rows = conn
+        .query(
+            "UPDATE message SET is_read = 1 WHERE receiver_id = ?1 AND sender_id = ?2 AND is_read = 0 \
+             AND id <= ?3 AND deleted_for_everyone = 0 RETURNING id",
+            (reader, peer, up_to_id.unwrap_or(i64::MAX)),
+        )
+        .await?;
+    let mut ids: Vec<i64> = column(rows).await?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// `GET /chats/active`: the newest message visible to `user_id` of each conversation, newest first.
+pub async fn latest_per_peer(conn: &Connection, user_id: i64) -> Result<Vec<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message WHERE id IN (\
+               SELECT MAX(id) FROM message WHERE deleted_for_everyone = 0 \
+               AND NOT (sender_id = ?1 AND hidden_for_sender = 1) AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
+               AND (sender_id = ?1 OR receiver_id = ?1) \
+               GROUP BY CASE WHEN sender_id = ?1 THEN receiver_id ELSE sender_id END) ORDER BY id DESC",
+            [user_id],
+        )
+        .await?;
+    all(rows).await
+}
+
+/// A history page of the conversation of `user_id` and `peer` visible to `user_id`: ids strictly between
+/// `after_id` and `before_id`, oldest first, at most `limit`.
+pub async fn page_after(
+    conn: &Connection,
+    user_id: i64,
+    peer: i64,
+    after_id: i64,
+    before_id: i64,
+    limit: i64,
+) -> Result<Vec<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
+             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
+             AND id > ?3 AND id < ?4 ORDER BY id ASC LIMIT ?5",
+            (user_id, peer, after_id, before_id, limit),
+        )
+        .await?;
+    all(rows).await
+}
+
+/// A history page of the conversation of `user_id` and `peer` visible to `user_id`: ids below
+/// `before_id`, newest first, at most `limit`.
+pub async fn page_before(
+    conn: &Connection,
+    user_id: i64,
+    peer: i64,
+    before_id: i64,
+    limit: i64,
+) -> Result<Vec<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
+             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
+             AND id < ?3 ORDER BY id DESC LIMIT ?4",
+            (user_id, peer, before_id, limit),
+        )
+        .await?;
+    all(rows).await
+}
+
+/// `GET /chats/{peer}/media`: image messages of the conversation visible to `user_id` below `before_id`,
+/// newest first, at most `limit`.
+pub async fn images_before(
+    conn: &Connection,
+    user_id: i64,
+    peer: i64,
+    before_id: i64,
+    limit: i64,
+) -> Result<Vec<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
+             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
+             AND message_type = 'image' AND id < ?3 ORDER BY id DESC LIMIT ?4",
+            (user_id, peer, before_id, limit),
+        )
+        .await?;
+    all(rows).await
+}
+
+/// Message `id` if `user_id` sent or received it and it is visible to them.
+pub async fn find_visible(conn: &Connection, user_id: i64, id: i64) -> Result<Option<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message \
+             WHERE id = ?2 AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
+             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) AND (sender_id = ?1 OR receiver_id = ?1)",
+            (user_id, id),
+        )
+        .await?;
+    first(rows).await
+}
+
+/// Whether message `id` belongs to the conversation of `user_id` and `peer` and is visible to `user_id`
+/// (a reply target).
+pub async fn visible_in_conversation(
+    conn: &Connection,
+    user_id: i64,
+    peer: i64,
+    id: i64,
+) -> Result<bool, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT 1 FROM message WHERE id = ?3 \
+             AND min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
+             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1)",
+            (user_id, peer, id),
+        )
+        .await?;
+    exists(rows).await
+}
+
+/// Whether `viewer` still sees any message of the conversation with `other`.
+pub async fn conversation_visible_to(conn: &Connection, viewer: i64, other: i64) -> Result<bool, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT 1 FROM message WHERE deleted_for_everyone = 0 AND \
+             ((sender_id = ?1 AND receiver_id = ?2 AND hidden_for_sender = 0) OR \
+              (sender_id = ?2 AND receiver_id = ?1 AND hidden_for_receiver = 0)) LIMIT 1",
+            (viewer, other),
+        )
+        .await?;
+    exists(rows).await
+}
+
+/// The message `sender` stored under `client_msg_id` (`message_client_msg`).
+pub async fn by_client_msg_id(
+    conn: &Connection,
+    sender: i64,
+    client_msg_id: &str,
+) -> Result<Option<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message \
+             WHERE sender_id = ?1 AND client_msg_id = ?2",
+            (sender, client_msg_id),
+        )
+        .await?;
+    first(rows).await
+}
+
+/// The message `sender` stored under `client_msg_id` after `since_ms` (the idempotency window).
+pub async fn by_client_msg_id_since(
+    conn: &Connection,
+    sender: i64,
+    client_msg_id: &str,
+    since_ms: i64,
+) -> Result<Option<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message \
+             WHERE sender_id = ?1 AND client_msg_id = ?2 AND created_at > ?3",
+            (sender, client_msg_id, since_ms),
+        )
+        .await?;
+    first(rows).await
+}
+
+/// Frees an expired `client_msg_id` for reuse.
+pub async fn clear_client_msg_id(conn: &Connection, id: i64) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE message SET client_msg_id = NULL WHERE id = ?1", [id]).await?;
+    Ok(())
+}
+
+/// Stores a message and returns it as stored.
+pub async fn insert(conn: &Connection, new: NewMessage<'_>) -> Result<MessageRow, libsql::Error> {
+    let rows = conn
+        .query(
+            "INSERT INTO message (sender_id, receiver_id, encrypted_content, message_type, media_key, \
+             reply_to_message_id, client_msg_id, sender_device_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id, sender_id, receiver_id, encrypted_content, \
+             message_type, media_key, reply_to_message_id, client_msg_id, sender_device_id, is_read, created_at",
+            (
+                new.sender_id,
+                new.receiver_id,
+                new.encrypted_content,
+                new.message_type,
+                new.media_key,
+                new.reply_to_message_id,
+                new.client_msg_id,
+                new.sender_device_id,
+                new.created_at,
+            ),
+        )
+        .await?;
+    first(rows).await?.ok_or(libsql::Error::QueryReturnedNoRows)
+}
+
+/// Stores the envelope of a message for one device.
+pub async fn insert_envelope(
+    conn: &Connection,
+    message_id: i64,
+    device_id: &str,
+    user_id: i64,
+    ciphertext: &str,
+) -> Result<(), libsql::Error> {
+    conn.execute(
+        "INSERT INTO message_envelope (message_id, device_id, user_id, ciphertext) VALUES (?1, ?2, ?3, ?4)",
+        (message_id, device_id, user_id, ciphertext),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether `sender` may send `typing` to `receiver`: the sender shows online status and they share a
+/// conversation not deleted for everyone.
+pub async fn typing_allowed(conn: &Connection, sender: i64, receiver: i64) -> Result<bool, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT u.show_online_status AND EXISTS (SELECT 1 FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0) FROM user u WHERE u.id = ?1",
+            (sender, receiver),
+        )
+        .await?;
+    Ok(value::<i64>(rows).await?.is_some_and(|v| v != 0))
+}
+
+/// The newest id of the conversation of `user_id` and `peer` visible to `user_id` (0 if none).
+pub async fn last_visible_id(conn: &Connection, user_id: i64, peer: i64) -> Result<i64, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT COALESCE(MAX(id), 0) FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
+             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1)",
+            (user_id, peer),
+        )
+        .await?;
+    Ok(value(rows).await?.unwrap_or(0))
+}
+
+/// The newest id of the conversation not deleted for everyone, also if `user_id` hid it (0 if none).
+pub async fn last_live_id(conn: &Connection, user_id: i64, peer: i64) -> Result<i64, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT COALESCE(MAX(id), 0) FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0",
+            (user_id, peer),
+        )
+        .await?;
+    Ok(value(rows).await?.unwrap_or(0))
+}
+
+/// Hides, for `user_id`, the messages of the conversation with `peer` up to `up_to_id`; returns how many.
+pub async fn hide_conversation(
+    conn: &Connection,
+    user_id: i64,
+    peer: i64,
+    up_to_id: i64,
+) -> Result<u64, libsql::Error> {
+    let sent = conn
+        .execute(
+            "UPDATE message SET hidden_for_sender = 1 WHERE sender_id = ?1 AND receiver_id = ?2 \
+             AND hidden_for_sender = 0 AND deleted_for_everyone = 0 AND id <= ?3",
+            (user_id, peer, up_to_id),
+        )
+        .await?;
+    let received = conn
+        .execute(
+            "UPDATE message SET hidden_for_receiver = 1 WHERE receiver_id = ?1 AND sender_id = ?2 \
+             AND hidden_for_receiver = 0 AND deleted_for_everyone = 0 AND id <= ?3",
+            (user_id, peer, up_to_id),
+        )
+        .await?;
+    Ok(sent + received)
+}
+
+/// Hides one message for its sender.
+pub async fn hide_for_sender(conn: &Connection, id: i64) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE message SET hidden_for_sender = 1 WHERE id = ?1", [id]).await?;
+    Ok(())
+}
+
+/// Hides one message for its receiver.
+pub async fn hide_for_receiver(conn: &Connection, id: i64) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE message SET hidden_for_receiver = 1 WHERE id = ?1", [id]).await?;
+    Ok(())
+}
+
+/// The messages of the conversation up to `up_to_id` not yet deleted for everyone.
+pub async fn deletable_in_conversation(
+    conn: &Connection,
+    user_id: i64,
+    peer: i64,
+    up_to_id: i64,
+) -> Result<Vec<Deletable>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, media_key FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND id <= ?3 AND deleted_for_everyone = 0",
+            (user_id, peer, up_to_id),
+        )
+        .await?;
+    all(rows).await
+}
+
+/// Message `id` if it is not yet deleted for everyone.
+pub async fn deletable(conn: &Connection, id: i64) -> Result<Option<Deletable>, libsql::Error> {
+    first(conn.query("SELECT id, media_key FROM message WHERE id = ?1 AND deleted_for_everyone = 0", [id]).await?).await
+}
+
+/// Deletes messages for everyone: content wiped, attachment reference dropped, envelopes removed.
+pub async fn delete_for_everyone(conn: &Connection, ids: &[i64]) -> Result<(), libsql::Error> {
+    let list = id_list(ids);
+    conn.execute(
+        "UPDATE message SET deleted_for_everyone = 1, encrypted_content = '', media_key = NULL \
+         WHERE id IN (SELECT value FROM json_each(?1))",
+        [list.as_str()],
+    )
+    .await?;
+    conn.execute("DELETE FROM message_envelope WHERE message_id IN (SELECT value FROM json_each(?1))", [list]).await?;
+    Ok(())
+}
+
+/// Deletes the envelopes addressed to a device (device removal).
+pub async fn delete_envelopes_of_device(conn: &Connection, device_id: &str) -> Result<(), libsql::Error> {
+    conn.execute("DELETE FROM message_envelope WHERE device_id = ?1", [device_id]).await?;
+    Ok(())
+}
+
+/// Account deletion: removes the messages only `user_id` could still see, drops the attachments it sent and
+/// the envelopes addressed to it. Run inside the account-deletion transaction.
+pub async fn delete_of_user(conn: &Connection, user_id: i64) -> Result<(), libsql::Error> {
+    conn.execute(
+        "DELETE FROM message WHERE sender_id = ?1 AND (hidden_for_receiver = 1 OR deleted_for_everyone = 1)",
+        [user_id],
+    )
+    .await?;
+    conn.execute(
+        "DELETE FROM message WHERE receiver_id = ?1 AND (hidden_for_sender = 1 OR deleted_for_everyone = 1)",
+        [user_id],
+    )
+    .await?;
+    conn.execute("UPDATE message SET media_key = NULL WHERE sender_id = ?1", [user_id]).await?;
+    conn.execute("DELETE FROM message_envelope WHERE user_id = ?1", [user_id]).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn message_rows_map_by_column_name_and_pages_respect_visibility() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&format!("file:{}", dir.path().join("m.db").display()), None).await.unwrap();
+        crate::db::migrate(&db).await.unwrap();
+        let conn = db.conn().await.unwrap();
+        let new = |content| NewMessage {
+            sender_id: 1,
+            receiver_id: 2,
+            encrypted_content: content,
+            message_type: "text",
+            media_key: None,
+            reply_to_message_id: None,
+            client_msg_id: None,
+            sender_device_id: "d1",
+            created_at: 5,
+        };
+        let a = insert(&conn, new("a")).await.unwrap();
+        let b = insert(&conn, NewMessage { client_msg_id: Some("c1"), ..new("b") }).await.unwrap();
+        assert!(b.id > a.id && !a.is_read && a.sender_device_id.as_deref() == Some("d1"));
+        assert_eq!(by_client_msg_id(&conn, 1, "c1").await.unwrap().unwrap().id, b.id);
+        let page: Vec<i64> = page_before(&conn, 2, 1, i64::MAX, 10).await.unwrap().iter().map(|m| m.id).collect();
+        assert_eq!(page, vec![b.id, a.id]);
+        assert_eq!(mark_read(&conn, 2, 1, Some(a.id)).await.unwrap(), vec![a.id]);
+        hide_for_receiver(&conn, b.id).await.unwrap();
+        assert_eq!(last_visible_id(&conn, 2, 1).await.unwrap(), a.id);
+        assert_eq!(last_live_id(&conn, 2, 1).await.unwrap(), b.id);
+        assert_eq!(peers_of(&conn, 1).await.unwrap(), vec![2]);
+        let latest = latest_per_peer(&conn, 2).await.unwrap();
+        assert_eq!((latest.len(), latest[0].id, latest[0].is_read), (1, a.id, true));
+        delete_for_everyone(&conn, &[a.id]).await.unwrap();
+        assert!(find_visible(&conn, 1, a.id).await.unwrap().is_none());
+        assert!(find_visible(&conn, 1, b.id).await.unwrap().is_some(), "hidden only for the receiver");
+    }
+}

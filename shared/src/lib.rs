@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod jwt;
 pub mod keys;
 pub mod lambda;
 pub mod messages;

@@ -23,3 +23,6 @@ pub mod users;
 
 pub use error::ApiError;
 pub use state::AppState;
+
+#[cfg(test)]
+mod layers;

@@ -219,9 +219,7 @@ impl TestApp {
 
     /// Every key in the bucket, listed through the S3 endpoint.
     pub async fn bucket_keys(&self) -> Vec<String> {
-        let storage = &self.stack.state.storage;
-        let out = storage.client().list_objects_v2().bucket(storage.bucket()).send().await.unwrap();
-        out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+        self.stack.state.storage.list_keys().await.unwrap()
     }
 }
 

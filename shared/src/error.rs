@@ -128,7 +128,7 @@ impl ApiError {
             _ => None,
         };
         let body = wire::ErrorBody { detail: self.detail().to_owned(), code: self.error_code(), errors };
-        let mut resp = crate::http::json_response(status, &body);
+        let mut resp = crate::response::json_response(status, &body);
         let headers = resp.headers_mut();
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));

@@ -1,6 +1,7 @@
 //! Ownership of S3 objects: resolving client references to owned keys, and deleting objects nothing
 //! references any more (API.md §6).
 
+use crate::db::objects;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -41,10 +42,9 @@ pub async fn owned_key(state: &AppState, owner: i64, reference: &str) -> Result<
 /// A fresh presigned GET URL for an object, or `None` when the object is gone. Attachments from the
 /// presigned flow are served as `application/octet-stream` attachments.
 pub async fn url(state: &AppState, key: &str) -> Result<Option<String>, ApiError> {
-    let kind: Option<String> = {
+    let kind = {
         let conn = state.db.conn().await?;
-        let mut rows = conn.query("SELECT kind FROM object WHERE key = ?1", [key]).await?;
-        rows.next().await?.map(|r| r.get(0)).transpose()?
+        objects::kind_of(&conn, key).await?
     };
     match kind.as_deref() {
         None | Some(kind::DELETED) => Ok(None),
@@ -54,28 +54,7 @@ pub async fn url(state: &AppState, key: &str) -> Result<Option<String>, ApiError
 
 /// Inside a write transaction that is about to reference `key`: whether it is still a live upload of
 /// `owner` (a concurrent clean-up may have marked it deleted since it was first checked).
-pub async fn still_owned(tx: &libsql::Connection, owner: i64, key: &str) -> Result<bool, libsql::Error> {
-    let mut rows = tx
-        .query(
-            "SELECT 1 FROM object WHERE key = ?1 AND owner_id = ?2 AND kind IN ('upload', 'presigned')",
-            (key, owner),
-        )
-        .await?;
-    Ok(rows.next().await?.is_some())
-}
-
-/// Whether anything still references `key`: a message, an avatar or a wallpaper.
-async fn referenced(conn: &libsql::Connection, key: &str) -> Result<bool, libsql::Error> {
-    let mut rows = conn
-        .query(
-            "SELECT EXISTS (SELECT 1 FROM message WHERE media_key = ?1) \
-             OR EXISTS (SELECT 1 FROM user WHERE avatar_key = ?1) \
-             OR EXISTS (SELECT 1 FROM theme WHERE wallpaper_key = ?1)",
-            [key],
-        )
-        .await?;
-    Ok(rows.next().await?.map(|r| r.get::<bool>(0)).transpose()?.unwrap_or(true))
-}
+pub use crate::db::objects::is_live_upload_of as still_owned;
 
 /// Deletes an S3 object, retrying transient failures.
 async fn delete_object(state: &AppState, key: &str) -> bool {
@@ -109,11 +88,11 @@ pub async fn delete_if_orphaned(state: &AppState, keys: &[String]) {
 async fn mark_if_orphaned(state: &AppState, key: &str, force: bool) -> Result<bool, libsql::Error> {
     let conn = state.db.conn().await?;
     let tx = conn.write_tx().await?;
-    if !force && referenced(&tx, key).await? {
+    if !force && objects::is_referenced(&tx, key).await? {
         tx.rollback().await?;
         return Ok(false);
     }
-    tx.execute("UPDATE object SET kind = 'deleted' WHERE key = ?1", [key]).await?;
+    objects::mark_deleted(&tx, key).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -123,7 +102,7 @@ pub async fn purge(state: &AppState, key: &str) {
     if delete_object(state, key).await {
         match state.db.conn().await {
             Ok(conn) => {
-                if let Err(e) = conn.execute("DELETE FROM object WHERE key = ?1", [key]).await {
+                if let Err(e) = objects::delete(&conn, key).await {
                     tracing::warn!(error = ?e, "object row not deleted");
                 }
             }
@@ -135,19 +114,12 @@ pub async fn purge(state: &AppState, key: &str) {
 /// The scheduled clean-up: deletes objects created before `cutoff_ms` that nothing references (uploads
 /// never used within 24 h), and retries pending deletions. Returns how many objects were removed.
 pub async fn cleanup(state: &AppState, cutoff_ms: i64) -> Result<usize, ApiError> {
-    let candidates: Vec<(String, String)> = {
+    let candidates = {
         let conn = state.db.conn().await?;
-        let mut rows = conn
-            .query("SELECT key, kind FROM object WHERE created_at < ?1 OR kind = 'deleted' ORDER BY created_at LIMIT 10000", [cutoff_ms])
-            .await?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().await? {
-            out.push((r.get(0)?, r.get(1)?));
-        }
-        out
+        objects::cleanup_candidates(&conn, cutoff_ms).await?
     };
     let mut removed = 0;
-    for (key, kind) in candidates {
+    for objects::ObjectKind { key, kind } in candidates {
         if mark_if_orphaned(state, &key, kind == kind::DELETED).await? {
             purge(state, &key).await;
             removed += 1;

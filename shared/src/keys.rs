@@ -5,8 +5,10 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde_json::json;
 
+use crate::db;
 use crate::error::ApiError;
-use crate::realtime;
+use crate::realtime::fanout;
+use crate::realtime::transport::frame;
 use crate::state::AppState;
 
 /// Standard alphabet; padding optional on input, always written on output; non-canonical trailing bits
@@ -30,33 +32,28 @@ pub fn encode(bytes: &[u8]) -> String {
 /// conversation with the owner.
 pub async fn broadcast_key_change(state: &AppState, user_id: i64, device_id: &str, change: &str) {
     let peers = match state.db.conn().await {
-        Ok(conn) => realtime::peers_of(&conn, user_id).await.unwrap_or_default(),
+        Ok(conn) => db::messages::peers_of(&conn, user_id).await.unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    let payload = realtime::frame("key_change", json!({"user_id": user_id, "device_id": device_id, "change": change}));
+    let payload = frame("key_change", json!({"user_id": user_id, "device_id": device_id, "change": change}));
     let mut targets = Vec::new();
     if let Ok(conn) = state.db.conn().await {
         let mut users = peers;
         users.push(user_id);
-        for c in realtime::connections_of(&conn, &users).await.unwrap_or_default() {
+        for c in db::connections::of_users(&conn, &users).await.unwrap_or_default() {
             if !(c.user_id == user_id && c.device_id == device_id) {
                 targets.push((c.id, payload.clone()));
             }
         }
     }
-    realtime::push(state, targets).await;
+    fanout::push(state, targets).await;
 }
 
 /// Deletes the rows of a device's keys and envelopes inside a caller's transaction.
 pub async fn delete_device_rows(tx: &libsql::Connection, device_id: &str) -> Result<(), ApiError> {
-    for sql in [
-        "DELETE FROM one_time_key WHERE device_id = ?1",
-        "DELETE FROM device_key WHERE device_id = ?1",
-        "DELETE FROM message_envelope WHERE device_id = ?1",
-        "DELETE FROM device WHERE id = ?1",
-    ] {
-        tx.execute(sql, [device_id]).await?;
-    }
+    db::keys::delete_of_device(tx, device_id).await?;
+    db::messages::delete_envelopes_of_device(tx, device_id).await?;
+    db::devices::delete(tx, device_id).await?;
     Ok(())
 }
 

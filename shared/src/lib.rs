@@ -9,12 +9,14 @@ pub mod db;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod jwt;
 pub mod keys;
 pub mod lambda;
 pub mod messages;
 pub mod privacy;
 pub mod ratelimit;
 pub mod realtime;
+pub mod response;
 pub mod routes;
 pub mod state;
 pub mod storage;
@@ -24,3 +26,6 @@ pub mod users;
 pub use error::ApiError;
 pub use lambda_http;
 pub use state::AppState;
+
+#[cfg(test)]
+mod layers;

@@ -5,92 +5,11 @@ use std::collections::{HashMap, HashSet};
 use libsql::Connection;
 use serde::Serialize;
 
+use crate::db::users::UserRow;
+pub use crate::db::users::{AvatarVisibility, PhoneVisibility, Privacy};
+use crate::db::{connections, contacts, messages};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::users::UserRow;
-
-/// Who sees the avatar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AvatarVisibility {
-    /// Everyone.
-    All,
-    /// Contacts of the owner.
-    Contacts,
-    /// No one.
-    Nobody,
-    /// Everyone except the listed ids.
-    Except,
-}
-
-impl AvatarVisibility {
-    /// Parses the stored / wire value.
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "all" => Self::All,
-            "contacts" => Self::Contacts,
-            "nobody" => Self::Nobody,
-            "except" => Self::Except,
-            _ => return None,
-        })
-    }
-    /// The stored / wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::All => "all",
-            Self::Contacts => "contacts",
-            Self::Nobody => "nobody",
-            Self::Except => "except",
-        }
-    }
-}
-
-/// Who sees the phone number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PhoneVisibility {
-    /// Everyone.
-    All,
-    /// Contacts of the owner.
-    Contacts,
-    /// No one (default).
-    Nobody,
-}
-
-impl PhoneVisibility {
-    /// Parses the stored / wire value.
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "all" => Self::All,
-            "contacts" => Self::Contacts,
-            "nobody" => Self::Nobody,
-            _ => return None,
-        })
-    }
-    /// The stored / wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::All => "all",
-            Self::Contacts => "contacts",
-            Self::Nobody => "nobody",
-        }
-    }
-}
-
-/// A user's privacy settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Privacy {
-    /// Avatar visibility.
-    pub avatar_visibility: AvatarVisibility,
-    /// Ids excluded with `except`.
-    pub avatar_visibility_exceptions: Vec<i64>,
-    /// Reciprocal read receipts.
-    pub show_read_receipts: bool,
-    /// `last_seen` visible to others.
-    pub show_last_seen: bool,
-    /// `is_online` visible to others.
-    pub show_online_status: bool,
-    /// Phone visibility.
-    pub phone_visibility: PhoneVisibility,
-}
 
 /// The user object of API.md §3.1.
 #[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
@@ -159,53 +78,11 @@ struct Relations {
     local_names: HashMap<i64, String>,
 }
 
-async fn ids_of(conn: &Connection, sql: &str, viewer: i64, ids: &str) -> Result<HashSet<i64>, ApiError> {
-    let mut rows = conn.query(sql, (viewer, ids)).await?;
-    let mut set = HashSet::new();
-    while let Some(row) = rows.next().await? {
-        set.insert(row.get::<i64>(0)?);
-    }
-    Ok(set)
-}
-
-async fn relations(conn: &Connection, viewer: i64, owners: &[i64]) -> Result<Relations, ApiError> {
-    let ids = serde_json::to_string(owners).unwrap_or_else(|_| "[]".into());
-    let mut contact_of = ids_of(
-        conn,
-        "SELECT DISTINCT sender_id FROM message WHERE receiver_id = ?1 \
-         AND sender_id IN (SELECT value FROM json_each(?2)) AND deleted_for_everyone = 0",
-        viewer,
-        &ids,
-    )
-    .await?;
-    contact_of.extend(
-        ids_of(
-            conn,
-            "SELECT owner_id FROM contact WHERE contact_id = ?1 \
-             AND owner_id IN (SELECT value FROM json_each(?2)) AND local_name IS NOT NULL AND local_name != ''",
-            viewer,
-            &ids,
-        )
-        .await?,
-    );
-    let online = ids_of(
-        conn,
-        "SELECT DISTINCT user_id FROM connection WHERE ?1 IS NOT NULL AND user_id IN (SELECT value FROM json_each(?2))",
-        viewer,
-        &ids,
-    )
-    .await?;
-    let mut local_names = HashMap::new();
-    let mut rows = conn
-        .query(
-            "SELECT contact_id, local_name FROM contact WHERE owner_id = ?1 \
-             AND contact_id IN (SELECT value FROM json_each(?2)) AND local_name IS NOT NULL",
-            (viewer, ids.as_str()),
-        )
-        .await?;
-    while let Some(row) = rows.next().await? {
-        local_names.insert(row.get::<i64>(0)?, row.get::<String>(1)?);
-    }
+async fn relations(conn: &Connection, viewer: i64, owners: &[i64]) -> Result<Relations, libsql::Error> {
+    let mut contact_of = messages::senders_among(conn, viewer, owners).await?;
+    contact_of.extend(contacts::naming_owners(conn, viewer, owners).await?);
+    let online = connections::online_among(conn, viewer, owners).await?;
+    let local_names = contacts::local_names(conn, viewer, owners).await?;
     Ok(Relations { contact_of, online, local_names })
 }
 

@@ -3,7 +3,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::config::Limit;
-use crate::db::Db;
+use crate::db::{Db, rate_limits};
 use crate::error::ApiError;
 
 /// Keys are hashed so the table never holds phone numbers or usernames.
@@ -25,26 +25,13 @@ fn retry_after(window_start: i64, limit: Limit, now: i64) -> u64 {
 pub async fn hit(db: &Db, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
     let now = crate::time::now_ms();
     let conn = db.conn().await?;
-    // One atomic statement: a new window starts when the old one has passed (SET sees the old row values).
-    let mut rows = conn
-        .query(
-            "INSERT INTO rate_limit (key, window_start, count) VALUES (?1, ?2, 1) \
-             ON CONFLICT (key) DO UPDATE SET \
-               count = CASE WHEN window_start <= ?2 - ?3 THEN 1 ELSE count + 1 END, \
-               window_start = CASE WHEN window_start <= ?2 - ?3 THEN ?2 ELSE window_start END \
-             RETURNING count, window_start",
-            (hashed(scope, subject), now, window_ms(limit)),
-        )
-        .await?;
-    let row = rows.next().await?.ok_or_else(|| anyhow::anyhow!("rate limit upsert returned no row"))?;
-    let (count, start): (i64, i64) = (row.get(0)?, row.get(1)?);
-    drop(rows);
+    let window = rate_limits::hit(&conn, &hashed(scope, subject), now, window_ms(limit)).await?;
     if now % 64 == 0 {
         // Occasional clean-up of long-expired windows.
-        conn.execute("DELETE FROM rate_limit WHERE window_start < ?1", [now - 86_400_000]).await?;
+        rate_limits::delete_expired(&conn, now - 86_400_000).await?;
     }
-    if count > i64::from(limit.max) {
-        return Err(ApiError::RateLimited { retry_after: retry_after(start, limit, now) });
+    if window.count > i64::from(limit.max) {
+        return Err(ApiError::RateLimited { retry_after: retry_after(window.window_start, limit, now) });
     }
     Ok(())
 }
@@ -53,17 +40,10 @@ pub async fn hit(db: &Db, scope: &str, subject: &str, limit: Limit) -> Result<()
 pub async fn check(db: &Db, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
     let now = crate::time::now_ms();
     let conn = db.conn().await?;
-    let mut rows = conn
-        .query(
-            "SELECT count, window_start FROM rate_limit WHERE key = ?1 AND window_start > ?2 - ?3",
-            (hashed(scope, subject), now, window_ms(limit)),
-        )
-        .await?;
-    if let Some(row) = rows.next().await? {
-        let (count, start): (i64, i64) = (row.get(0)?, row.get(1)?);
-        if count >= i64::from(limit.max) {
-            return Err(ApiError::RateLimited { retry_after: retry_after(start, limit, now) });
-        }
+    if let Some(window) = rate_limits::current(&conn, &hashed(scope, subject), now, window_ms(limit)).await?
+        && window.count >= i64::from(limit.max)
+    {
+        return Err(ApiError::RateLimited { retry_after: retry_after(window.window_start, limit, now) });
     }
     Ok(())
 }
@@ -71,7 +51,7 @@ pub async fn check(db: &Db, scope: &str, subject: &str, limit: Limit) -> Result<
 /// Forgets the counter of (`scope`, `subject`), e.g. after a successful login.
 pub async fn clear(db: &Db, scope: &str, subject: &str) -> Result<(), ApiError> {
     let conn = db.conn().await?;
-    conn.execute("DELETE FROM rate_limit WHERE key = ?1", [hashed(scope, subject)]).await?;
+    rate_limits::clear(&conn, &hashed(scope, subject)).await?;
     Ok(())
 }
 

@@ -1,12 +1,14 @@
 //! Everything a function needs, built once per cold start and borrowed by every invocation.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 
-use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::db::Db;
-use crate::realtime::Realtime;
-use crate::storage::{StaticCredentials, Storage};
+use crate::jwt::JwtKeys;
+use crate::realtime::transport::{ApiGatewayPush, PushToConnection};
+use crate::storage::{ObjectStore, S3Storage, StaticCredentials};
 
 /// Shared per-process state.
 #[derive(Debug)]
@@ -17,22 +19,24 @@ pub struct AppState {
     pub db: Db,
     /// Token keys.
     pub jwt: JwtKeys,
-    /// S3 bucket.
-    pub storage: Storage,
+    /// The S3 bucket.
+    pub storage: Arc<dyn ObjectStore>,
     /// WebSocket push client (`None` without `WS_ENDPOINT`).
-    pub realtime: Option<Realtime>,
+    pub push: Option<Arc<dyn PushToConnection>>,
 }
 
 impl AppState {
     /// Builds the state for `config`; `s3_credentials` are static credentials for a local S3 endpoint.
     pub async fn new(config: Config, s3_credentials: Option<StaticCredentials>) -> anyhow::Result<Self> {
         let db = Db::open(&config.database_url, config.database_auth_token.as_ref()).await.context("open database")?;
-        let storage = Storage::new(&config, s3_credentials.clone()).await;
-        let realtime = match &config.ws_endpoint {
-            Some(endpoint) => Some(Realtime::new(endpoint, s3_credentials).await),
+        let storage: Arc<dyn ObjectStore> = Arc::new(S3Storage::new(&config, s3_credentials.clone()).await);
+        let push = match &config.ws_endpoint {
+            Some(endpoint) => {
+                Some(Arc::new(ApiGatewayPush::new(endpoint, s3_credentials).await) as Arc<dyn PushToConnection>)
+            }
             None => None,
         };
-        Ok(Self { jwt: JwtKeys::new(&config), db, storage, realtime, config })
+        Ok(Self { jwt: JwtKeys::new(&config), db, storage, push, config })
     }
 
     /// URL of preset avatar `id`.

@@ -1,10 +1,14 @@
 //! User files in one private S3 bucket, handed out as presigned URLs (API.md §6).
+//!
+//! [`ObjectStore`] is the narrow boundary the rest of the crate uses; [`S3Storage`] (`aws-sdk-s3`) is its
+//! one implementation, pointed at AWS or at the local stack's embedded S3.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
+use futures_util::future::BoxFuture;
 
 use crate::config::Config;
 
@@ -30,16 +34,48 @@ pub struct PresignedPut {
     pub headers: Vec<(String, String)>,
 }
 
+/// The object store the functions use: one private bucket behind presigned URLs.
+pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    /// The bucket name.
+    fn bucket(&self) -> &str;
+    /// Lifetime of presigned GET URLs.
+    fn get_ttl(&self) -> Duration;
+    /// Lifetime of presigned PUT URLs.
+    fn put_ttl(&self) -> Duration;
+    /// Stores an object.
+    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, content_type: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Reads an object (tools and tests).
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<u8>>>;
+    /// Every key in the bucket (tools and tests).
+    fn list_keys(&self) -> BoxFuture<'_, anyhow::Result<Vec<String>>>;
+    /// Deletes an object (deleting a missing object succeeds, as in S3).
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// A presigned GET URL; `attachment` makes the store serve it as `application/octet-stream` with
+    /// `Content-Disposition: attachment`, whatever type it was uploaded with.
+    fn presign_get_as<'a>(&'a self, key: &'a str, attachment: bool) -> BoxFuture<'a, anyhow::Result<String>>;
+    /// A presigned PUT whose content type and length are signed, so another size or type fails.
+    fn presign_put<'a>(
+        &'a self,
+        key: &'a str,
+        content_type: &'a str,
+        size: u64,
+    ) -> BoxFuture<'a, anyhow::Result<PresignedPut>>;
+    /// A presigned GET URL served with the object's own type.
+    fn presign_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<String>> {
+        self.presign_get_as(key, false)
+    }
+}
+
 /// The S3 bucket of the deployment, with a client built once per process.
 #[derive(Debug, Clone)]
-pub struct Storage {
+pub struct S3Storage {
     client: aws_sdk_s3::Client,
     bucket: String,
     get_ttl: Duration,
     put_ttl: Duration,
 }
 
-impl Storage {
+impl S3Storage {
     /// Builds the client: the default AWS chain on Lambda, or static credentials for a local endpoint.
     pub async fn new(config: &Config, credentials: Option<StaticCredentials>) -> Self {
         let mut builder = match credentials {
@@ -73,77 +109,109 @@ impl Storage {
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
     }
+}
 
-    /// The bucket name.
-    pub fn bucket(&self) -> &str {
+impl ObjectStore for S3Storage {
+    fn bucket(&self) -> &str {
         &self.bucket
     }
 
-    /// Lifetime of presigned GET URLs.
-    pub fn get_ttl(&self) -> Duration {
+    fn get_ttl(&self) -> Duration {
         self.get_ttl
     }
 
-    /// Lifetime of presigned PUT URLs.
-    pub fn put_ttl(&self) -> Duration {
+    fn put_ttl(&self) -> Duration {
         self.put_ttl
     }
 
-    /// Stores an object.
-    pub async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> anyhow::Result<()> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .context("s3 put_object")?;
-        Ok(())
+    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, content_type: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .body(ByteStream::from(bytes))
+                .send()
+                .await
+                .context("s3 put_object")?;
+            Ok(())
+        })
     }
 
-    /// Deletes an object (deleting a missing object succeeds, as in S3).
-    pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
-        self.client.delete_object().bucket(&self.bucket).key(key).send().await.context("s3 delete_object")?;
-        Ok(())
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<u8>>> {
+        Box::pin(async move {
+            let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.context("s3 get_object")?;
+            Ok(out.body.collect().await.context("s3 get_object body")?.into_bytes().to_vec())
+        })
     }
 
-    /// A presigned GET URL, signed at the start of the current 15-minute window.
-    pub async fn presign_get(&self, key: &str) -> anyhow::Result<String> {
-        self.presign_get_as(key, false).await
+    fn list_keys(&self) -> BoxFuture<'_, anyhow::Result<Vec<String>>> {
+        Box::pin(async move {
+            let mut keys = Vec::new();
+            let mut token = None;
+            loop {
+                let out = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .set_continuation_token(token)
+                    .send()
+                    .await
+                    .context("s3 list_objects_v2")?;
+                keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+                token = out.next_continuation_token().map(str::to_owned);
+                if token.is_none() {
+                    return Ok(keys);
+                }
+            }
+        })
     }
 
-    /// A presigned GET URL; `attachment` makes S3 serve it as `application/octet-stream` with
-    /// `Content-Disposition: attachment`, whatever type it was uploaded with.
-    pub async fn presign_get_as(&self, key: &str, attachment: bool) -> anyhow::Result<String> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let start = UNIX_EPOCH + Duration::from_secs(now.as_secs() - now.as_secs() % SIGNING_WINDOW.as_secs());
-        let presigning = PresigningConfig::builder().start_time(start).expires_in(self.get_ttl).build()?;
-        let mut get = self.client.get_object().bucket(&self.bucket).key(key);
-        if attachment {
-            get = get.response_content_type("application/octet-stream").response_content_disposition("attachment");
-        }
-        let req = get.presigned(presigning).await.context("presign get_object")?;
-        Ok(req.uri().to_owned())
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.client.delete_object().bucket(&self.bucket).key(key).send().await.context("s3 delete_object")?;
+            Ok(())
+        })
     }
 
-    /// A presigned PUT whose content type and length are signed, so another size or type fails at S3.
-    pub async fn presign_put(&self, key: &str, content_type: &str, size: u64) -> anyhow::Result<PresignedPut> {
-        let presigning = PresigningConfig::expires_in(self.put_ttl)?;
-        let req = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .content_length(i64::try_from(size)?)
-            .presigned(presigning)
-            .await
-            .context("presign put_object")?;
-        Ok(PresignedPut {
-            url: req.uri().to_owned(),
-            headers: req.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+    /// Signed at the start of the current 15-minute window, so a viewer gets the same URL within it.
+    fn presign_get_as<'a>(&'a self, key: &'a str, attachment: bool) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let start = UNIX_EPOCH + Duration::from_secs(now.as_secs() - now.as_secs() % SIGNING_WINDOW.as_secs());
+            let presigning = PresigningConfig::builder().start_time(start).expires_in(self.get_ttl).build()?;
+            let mut get = self.client.get_object().bucket(&self.bucket).key(key);
+            if attachment {
+                get = get.response_content_type("application/octet-stream").response_content_disposition("attachment");
+            }
+            let req = get.presigned(presigning).await.context("presign get_object")?;
+            Ok(req.uri().to_owned())
+        })
+    }
+
+    fn presign_put<'a>(
+        &'a self,
+        key: &'a str,
+        content_type: &'a str,
+        size: u64,
+    ) -> BoxFuture<'a, anyhow::Result<PresignedPut>> {
+        Box::pin(async move {
+            let presigning = PresigningConfig::expires_in(self.put_ttl)?;
+            let req = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .content_length(i64::try_from(size)?)
+                .presigned(presigning)
+                .await
+                .context("presign put_object")?;
+            Ok(PresignedPut {
+                url: req.uri().to_owned(),
+                headers: req.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            })
         })
     }
 }

@@ -119,8 +119,7 @@ async fn an_encrypted_file_round_trips_and_the_server_never_sees_plaintext() {
     let keys = app.bucket_keys().await;
     assert_eq!(keys.len(), 1);
     for key in keys {
-        let obj = storage.client().get_object().bucket(storage.bucket()).key(&key).send().await.unwrap();
-        stored.extend(obj.body.collect().await.unwrap().into_bytes());
+        stored.extend(storage.get(&key).await.unwrap());
     }
     let contains = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
     assert!(!contains(secret_text.as_bytes()), "message plaintext found in server storage");

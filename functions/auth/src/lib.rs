@@ -177,7 +177,7 @@ async fn login(state: &AppState, caller: Caller, input: LoginRequest) -> Result<
     let conn = state.db.conn().await?;
     let mut reused = None;
     if let Some(id) = device_id {
-        reused = db::devices::reuse(&conn, &id, account.id, now, device_name.as_deref()).await?.then_some(id);
+        reused = db::devices::touch(&conn, &id, account.id, device_name.as_deref(), now).await?.then_some(id);
     }
     let device_id = match reused {
         Some(id) => id,

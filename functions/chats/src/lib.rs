@@ -41,7 +41,7 @@ async fn list_active_chats(state: &AppState, user: AuthUser, _input: Empty) -> R
     let conn = state.db.conn().await?;
     let latest = db::messages::active_latest(&conn, user.id).await?;
     let peers: Vec<i64> = latest.iter().map(|m| m.peer_of(user.id)).collect();
-    let users = db::messages::peer_users(&conn, &peers).await?;
+    let users = db::users::by_ids(&conn, &peers).await?;
     let ordered: Vec<_> = peers.iter().filter_map(|id| users.iter().find(|u| u.id == *id).cloned()).collect();
     let views = public_views(state, &conn, user.id, &ordered).await?;
     let mut out = Vec::with_capacity(views.len());

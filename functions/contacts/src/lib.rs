@@ -32,7 +32,7 @@ async fn set_local_name(state: &AppState, user: AuthUser, input: SetLocalNameReq
     if contact == user.id {
         return Err(ErrorCode::SelfContact.into());
     }
-    db::contacts::upsert(&conn, user.id, contact, name.as_deref()).await?;
+    db::contacts::set_local_name(&conn, user.id, contact, name.as_deref()).await?;
     Ok(LocalName { contact_id: contact, local_name: name })
 }
 

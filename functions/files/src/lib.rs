@@ -29,7 +29,9 @@ async fn record(
 ) -> Result<(), ApiError> {
     let conn = state.db.conn().await?;
     let size = i64::try_from(size).unwrap_or(i64::MAX);
-    db::objects::insert(&conn, key, owner, kind, content_type, size, shared::time::now_ms()).await?;
+    let new =
+        db::objects::NewObject { key, owner_id: owner, kind, content_type, size, created_at: shared::time::now_ms() };
+    db::objects::insert(&conn, new).await?;
     Ok(())
 }
 

@@ -83,7 +83,7 @@ fn identity_part(input: &UploadKeysRequest) -> Result<Option<NewIdentity>, ApiEr
 }
 
 /// The key state answer of `device_id`.
-fn key_count(device_id: &str, counts: db::keys::Counts) -> KeyCount {
+fn key_count(device_id: &str, counts: db::keys::KeyCounts) -> KeyCount {
     KeyCount {
         device_id: device_id.to_owned(),
         one_time_key_count: counts.one_time_key_count,
@@ -246,10 +246,10 @@ async fn delete_device(state: &AppState, user: AuthUser, input: DeleteDeviceRequ
     let device_id = input.device_id;
     let conn = state.db.conn().await?;
     let tx = conn.write_tx().await?;
-    if !db::keys::is_own_device(&tx, &device_id, user.id).await? {
+    if !db::devices::belongs_to(&tx, &device_id, user.id).await? {
         return Err(ErrorCode::DeviceNotFound.into());
     }
-    let connections = db::keys::connections_of_device(&tx, &device_id, user.id).await?;
+    let connections = db::connections::ids_of_device(&tx, user.id, &device_id).await?;
     delete_device_rows(&tx, &device_id).await?;
     tx.commit().await?;
     drop(conn);
@@ -262,7 +262,7 @@ async fn delete_device(state: &AppState, user: AuthUser, input: DeleteDeviceRequ
 async fn exchange_key(state: &AppState, _user: AuthUser, input: ExchangeKeyRequest) -> Result<LegacyKey, ApiError> {
     let id = input.user_id;
     let conn = state.db.conn().await?;
-    let key = db::keys::legacy_public_key(&conn, id).await?.ok_or(ApiError::code(ErrorCode::UserNotFound))?;
+    let key = db::users::public_key(&conn, id).await?.ok_or(ApiError::code(ErrorCode::UserNotFound))?;
     let key = key.ok_or(ApiError::code(ErrorCode::NoPublicKey))?;
     Ok(LegacyKey { user_id: id, public_key: key })
 }

@@ -1,9 +1,98 @@
 //! The `connection` table: open WebSocket connections (API Gateway connection ids).
 
+use crate::db::{all, column, exists, first, id_list, value};
 use libsql::Connection;
 use serde::Deserialize;
+use std::collections::HashSet;
 
-use crate::db::row::first;
+/// An open connection of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Conn {
+    /// API Gateway connection id.
+    pub id: String,
+    /// Its user.
+    pub user_id: i64,
+    /// Its device.
+    pub device_id: String,
+}
+
+/// The session a connection was opened with, re-checked on every action.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ConnSession {
+    /// Its user.
+    pub user_id: i64,
+    /// Its device.
+    pub device_id: String,
+    /// `ver` of the token that opened it.
+    pub token_version: i64,
+    /// `exp` of that token (seconds).
+    pub token_exp: i64,
+}
+
+/// Every open connection of `users`, oldest first (`connection_user`).
+pub async fn of_users(conn: &Connection, users: &[i64]) -> Result<Vec<Conn>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, user_id, device_id FROM connection WHERE user_id IN (SELECT value FROM json_each(?1)) \
+             ORDER BY connected_at",
+            [id_list(users)],
+        )
+        .await?;
+    all(rows).await
+}
+
+/// Deletes a connection row; returns its user, `None` if it was already gone.
+pub async fn remove(conn: &Connection, connection_id: &str) -> Result<Option<i64>, libsql::Error> {
+    value(conn.query("DELETE FROM connection WHERE id = ?1 RETURNING user_id", [connection_id]).await?).await
+}
+
+/// Whether the user has any open connection.
+pub async fn user_has_any(conn: &Connection, user_id: i64) -> Result<bool, libsql::Error> {
+    exists(conn.query("SELECT 1 FROM connection WHERE user_id = ?1 LIMIT 1", [user_id]).await?).await
+}
+
+/// Which of `owners` have an open connection, as seen by `viewer` (nothing when `viewer` is NULL).
+pub async fn online_among(conn: &Connection, viewer: i64, owners: &[i64]) -> Result<HashSet<i64>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT DISTINCT user_id FROM connection WHERE ?1 IS NOT NULL AND user_id IN (SELECT value FROM json_each(?2))",
+            (viewer, id_list(owners)),
+        )
+        .await?;
+    Ok(column::<i64>(rows).await?.into_iter().collect())
+}
+
+/// The session of a connection whose user is live and unbanned, whose token version is current and whose
+/// device still exists; `None` otherwise (expiry is the caller's check).
+pub async fn session(conn: &Connection, connection_id: &str) -> Result<Option<ConnSession>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT c.user_id, c.device_id, c.token_version, c.token_exp FROM connection c \
+             JOIN user u ON u.id = c.user_id JOIN device d ON d.id = c.device_id AND d.user_id = c.user_id \
+             WHERE c.id = ?1 AND u.is_deleted = 0 AND u.is_banned = 0 AND u.token_version = c.token_version",
+            [connection_id],
+        )
+        .await?;
+    first(rows).await
+}
+
+/// The connection ids of one device of a user.
+pub async fn ids_of_device(conn: &Connection, user_id: i64, device_id: &str) -> Result<Vec<String>, libsql::Error> {
+    let rows =
+        conn.query("SELECT id FROM connection WHERE device_id = ?1 AND user_id = ?2", (device_id, user_id)).await?;
+    column(rows).await
+}
+
+/// The connection ids of a user.
+pub async fn ids_of_user(conn: &Connection, user_id: i64) -> Result<Vec<String>, libsql::Error> {
+    column(conn.query("SELECT id FROM connection WHERE user_id = ?1", [user_id]).await?).await
+}
+
+/// Deletes every connection row of a user (account deletion).
+pub async fn delete_of_user(conn: &Connection, user_id: i64) -> Result<(), libsql::Error> {
+    conn.execute("DELETE FROM connection WHERE user_id = ?1", [user_id]).await?;
+    Ok(())
+}
 
 /// A connection to record at `$connect`.
 #[derive(Debug, Clone, Copy)]
@@ -33,33 +122,6 @@ pub async fn insert(conn: &Connection, new: NewConnection<'_>) -> Result<(), lib
     Ok(())
 }
 
-/// The session a connection was opened with.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Session {
-    /// The user.
-    pub user_id: i64,
-    /// The device its token is bound to.
-    pub device_id: String,
-    /// `ver` of the token.
-    pub token_version: i64,
-    /// `exp` of the token (seconds).
-    pub token_exp: i64,
-}
-
-/// The session of connection `id` while it is still valid in the database: the user is neither deleted nor
-/// banned, its token version is unchanged and the device still exists (the expiry is the caller's check).
-pub async fn session(conn: &Connection, id: &str) -> Result<Option<Session>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT c.user_id, c.device_id, c.token_version, c.token_exp FROM connection c \
-             JOIN user u ON u.id = c.user_id JOIN device d ON d.id = c.device_id AND d.user_id = c.user_id \
-             WHERE c.id = ?1 AND u.is_deleted = 0 AND u.is_banned = 0 AND u.token_version = c.token_version",
-            [id],
-        )
-        .await?;
-    first(rows).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,7 +141,7 @@ mod tests {
             NewConnection { id: "c", user_id: 1, device_id: "d", token_version: 0, token_exp: 99, connected_at: 5 };
         insert(&conn, new).await.unwrap();
         insert(&conn, NewConnection { connected_at: 6, ..new }).await.unwrap();
-        let expected = Session { user_id: 1, device_id: "d".into(), token_version: 0, token_exp: 99 };
+        let expected = ConnSession { user_id: 1, device_id: "d".into(), token_version: 0, token_exp: 99 };
         assert_eq!(session(&conn, "c").await.unwrap(), Some(expected));
         assert_eq!(session(&conn, "other").await.unwrap(), None);
         conn.execute("UPDATE user SET token_version = 1 WHERE id = 1", ()).await.unwrap();

@@ -1,35 +1,39 @@
-//! The `device_key` and `one_time_key` tables, and the device, connection and user lookups of the key
-//! directory (API.md §9).
+//! The end-to-end encryption key directory: `device_key` (identity and signed prekey per device) and
+//! `one_time_key`. Public keys only.
 
+use crate::db::{all, first, value};
 use libsql::Connection;
 use serde::Deserialize;
 
-use crate::db::row::{collect, first};
-
-/// The identity part stored for a device.
+/// A device's identity keys.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Identity {
-    /// Curve25519 identity key, canonical base64.
+    /// Curve25519, base64.
     pub identity_key: String,
-    /// Ed25519 key, canonical base64.
+    /// Ed25519, base64.
     pub signing_key: String,
-    /// Identity signature, canonical base64.
+    /// Signature over the identity key.
     pub identity_signature: String,
 }
 
-/// The stored identity of `device_id`, if it uploaded one.
-pub async fn identity(conn: &Connection, device_id: &str) -> Result<Option<Identity>, libsql::Error> {
-    first(
-        conn.query(
-            "SELECT identity_key, signing_key, identity_signature FROM device_key WHERE device_id = ?1",
-            [device_id],
-        )
-        .await?,
-    )
-    .await
+/// A device's key counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct KeyCounts {
+    /// One-time keys left.
+    pub one_time_key_count: i64,
+    /// Current signed prekey id.
+    pub signed_prekey_id: Option<i64>,
 }
 
-/// Stores a (new) identity of `device_id` for `user_id`, discarding its signed prekey.
+/// The identity keys of a device.
+pub async fn identity(conn: &Connection, device_id: &str) -> Result<Option<Identity>, libsql::Error> {
+    let rows = conn
+        .query("SELECT identity_key, signing_key, identity_signature FROM device_key WHERE device_id = ?1", [device_id])
+        .await?;
+    first(rows).await
+}
+
+/// Stores a (new) identity for a device; its signed prekey is cleared (it was signed by the old identity).
 pub async fn set_identity(
     conn: &Connection,
     device_id: &str,
@@ -55,6 +59,31 @@ pub async fn set_identity(
     Ok(())
 }
 
+/// Deletes every one-time key of a device (a new identity invalidates them).
+pub async fn delete_one_time_keys(conn: &Connection, device_id: &str) -> Result<(), libsql::Error> {
+    conn.execute("DELETE FROM one_time_key WHERE device_id = ?1", [device_id]).await?;
+    Ok(())
+}
+
+/// How many one-time keys a device has left, and its signed prekey id.
+pub async fn counts(conn: &Connection, device_id: &str) -> Result<KeyCounts, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT (SELECT COUNT(*) FROM one_time_key WHERE device_id = ?1) AS one_time_key_count, \
+             (SELECT spk_id FROM device_key WHERE device_id = ?1) AS signed_prekey_id",
+            [device_id],
+        )
+        .await?;
+    first(rows).await?.ok_or(libsql::Error::QueryReturnedNoRows)
+}
+
+/// Deletes a device's one-time keys and identity (device removal, inside the caller's transaction).
+pub async fn delete_of_device(conn: &Connection, device_id: &str) -> Result<(), libsql::Error> {
+    conn.execute("DELETE FROM one_time_key WHERE device_id = ?1", [device_id]).await?;
+    conn.execute("DELETE FROM device_key WHERE device_id = ?1", [device_id]).await?;
+    Ok(())
+}
+
 /// Replaces the signed prekey of `device_id` (canonical base64 public key and signature).
 pub async fn set_signed_prekey(
     conn: &Connection,
@@ -72,25 +101,12 @@ pub async fn set_signed_prekey(
     Ok(())
 }
 
-/// Removes every one-time key of `device_id`.
-pub async fn delete_one_time_keys(conn: &Connection, device_id: &str) -> Result<(), libsql::Error> {
-    conn.execute("DELETE FROM one_time_key WHERE device_id = ?1", [device_id]).await?;
-    Ok(())
-}
-
-#[derive(Deserialize)]
-struct PublicKey {
-    public_key: String,
-}
-
 /// The public key stored under one-time key `key_id` of `device_id`, if that id is used.
 pub async fn one_time_key(conn: &Connection, device_id: &str, key_id: u32) -> Result<Option<String>, libsql::Error> {
-    let row: Option<PublicKey> = first(
-        conn.query("SELECT public_key FROM one_time_key WHERE device_id = ?1 AND key_id = ?2", (device_id, key_id))
-            .await?,
-    )
-    .await?;
-    Ok(row.map(|r| r.public_key))
+    let rows = conn
+        .query("SELECT public_key FROM one_time_key WHERE device_id = ?1 AND key_id = ?2", (device_id, key_id))
+        .await?;
+    value(rows).await
 }
 
 /// Stores one-time key `key_id` of `device_id`.
@@ -106,29 +122,6 @@ pub async fn insert_one_time_key(
     )
     .await?;
     Ok(())
-}
-
-/// The key state of a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub struct Counts {
-    /// Unclaimed one-time keys.
-    pub one_time_key_count: i64,
-    /// The current signed prekey's id, or `None` before the first upload.
-    pub signed_prekey_id: Option<i64>,
-}
-
-/// Unclaimed one-time keys and the signed prekey id of `device_id` (0 and `None` for a device without keys).
-pub async fn counts(conn: &Connection, device_id: &str) -> Result<Counts, libsql::Error> {
-    let row: Option<Counts> = first(
-        conn.query(
-            "SELECT (SELECT COUNT(*) FROM one_time_key WHERE device_id = ?1) AS one_time_key_count, \
-             (SELECT spk_id FROM device_key WHERE device_id = ?1) AS signed_prekey_id",
-            [device_id],
-        )
-        .await?,
-    )
-    .await?;
-    row.ok_or_else(|| libsql::Error::Misuse("count returned no row".into()))
 }
 
 /// A device that uploaded identity keys, as the directory lists it.
@@ -150,15 +143,14 @@ pub struct DeviceKeys {
 
 /// The devices of `user_id` that uploaded identity keys, oldest first.
 pub async fn devices_with_keys(conn: &Connection, user_id: i64) -> Result<Vec<DeviceKeys>, libsql::Error> {
-    collect(
-        conn.query(
+    all(conn
+        .query(
             "SELECT d.id AS device_id, d.name AS device_name, k.identity_key, k.signing_key, k.identity_signature, \
              d.created_at FROM device d JOIN device_key k ON k.device_id = d.id WHERE d.user_id = ?1 \
              ORDER BY d.created_at, d.id",
             [user_id],
         )
-        .await?,
-    )
+        .await?)
     .await
 }
 
@@ -183,14 +175,13 @@ pub struct Claimable {
 
 /// The devices of `user_id` with a signed prekey, by device id.
 pub async fn claimable_devices(conn: &Connection, user_id: i64) -> Result<Vec<Claimable>, libsql::Error> {
-    collect(
-        conn.query(
+    all(conn
+        .query(
             "SELECT device_id, identity_key, signing_key, identity_signature, spk_id, spk_public, spk_signature \
              FROM device_key WHERE user_id = ?1 AND spk_id IS NOT NULL ORDER BY device_id",
             [user_id],
         )
-        .await?,
-    )
+        .await?)
     .await
 }
 
@@ -215,41 +206,4 @@ pub async fn take_one_time_key(conn: &Connection, device_id: &str) -> Result<Opt
         .await?,
     )
     .await
-}
-
-/// Whether `device_id` is a device of `user_id`.
-pub async fn is_own_device(conn: &Connection, device_id: &str, user_id: i64) -> Result<bool, libsql::Error> {
-    let mut rows = conn.query("SELECT 1 FROM device WHERE id = ?1 AND user_id = ?2", (device_id, user_id)).await?;
-    Ok(rows.next().await?.is_some())
-}
-
-#[derive(Deserialize)]
-struct ConnectionId {
-    id: String,
-}
-
-/// The WebSocket connection ids of `device_id` of `user_id`.
-pub async fn connections_of_device(
-    conn: &Connection,
-    device_id: &str,
-    user_id: i64,
-) -> Result<Vec<String>, libsql::Error> {
-    let rows: Vec<ConnectionId> = collect(
-        conn.query("SELECT id FROM connection WHERE device_id = ?1 AND user_id = ?2", (device_id, user_id)).await?,
-    )
-    .await?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
-}
-
-#[derive(Deserialize)]
-struct LegacyKey {
-    public_key: Option<String>,
-}
-
-/// The legacy registration key of a live user: `None` for an unknown or deleted user, `Some(None)` for a
-/// user who registered without one.
-pub async fn legacy_public_key(conn: &Connection, user_id: i64) -> Result<Option<Option<String>>, libsql::Error> {
-    let row: Option<LegacyKey> =
-        first(conn.query("SELECT public_key FROM user WHERE id = ?1 AND is_deleted = 0", [user_id]).await?).await?;
-    Ok(row.map(|r| r.public_key))
 }

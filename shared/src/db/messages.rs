@@ -1,68 +1,487 @@
 //! The `message` and `message_envelope` tables.
 //!
-//! Conversation statements select the pair as `min(sender_id, receiver_id) = min(?1, ?2) AND
-//! max(sender_id, receiver_id) = max(?1, ?2)`, which is what the `message_pair` index is built on.
-//! "Visible to `?1`" is `deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1)
-//! AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1)`.
+//! A conversation is read through `min(sender_id, receiver_id), max(sender_id, receiver_id)` so both
+//! directions use the `message_pair` index; "visible to `?1`" means not deleted for everyone and not hidden
+//! by `?1`. Every statement is written out in full.
 
+use crate::db::{all, column, exists, first, id_list, int_bool, value};
 use libsql::Connection;
 use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
 
-use crate::db::row::{collect, first, int_bool};
-use crate::messages::MessageRow;
-use crate::users::UserRow;
+/// Columns of [`MessageRow`], for the function crates' remaining inline `SELECT`s.
+pub const MESSAGE_COLUMNS: &str = "id, sender_id, receiver_id, encrypted_content, message_type, media_key, \
+    reply_to_message_id, client_msg_id, sender_device_id, is_read, created_at";
 
-/// A message row, mapped by column name.
-#[derive(Debug, Deserialize)]
-struct Record {
-    id: i64,
-    sender_id: i64,
-    receiver_id: i64,
-    encrypted_content: String,
-    message_type: String,
-    media_key: Option<String>,
-    reply_to_message_id: Option<i64>,
-    client_msg_id: Option<String>,
-    sender_device_id: Option<String>,
+/// A stored message.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessageRow {
+    /// Id (strictly increasing).
+    pub id: i64,
+    /// Sender.
+    pub sender_id: i64,
+    /// Receiver.
+    pub receiver_id: i64,
+    /// Ciphertext (empty once deleted for everyone).
+    pub encrypted_content: String,
+    /// `text`, `image` or `file`.
+    pub message_type: String,
+    /// S3 key of the attachment.
+    pub media_key: Option<String>,
+    /// The message replied to.
+    pub reply_to_message_id: Option<i64>,
+    /// The sender's idempotency key.
+    pub client_msg_id: Option<String>,
+    /// The sending device.
+    pub sender_device_id: Option<String>,
+    /// Read by the receiver.
     #[serde(deserialize_with = "int_bool")]
-    is_read: bool,
-    created_at: i64,
+    pub is_read: bool,
+    /// Epoch ms.
+    pub created_at: i64,
 }
 
-impl From<Record> for MessageRow {
-    fn from(r: Record) -> Self {
-        Self {
-            id: r.id,
-            sender_id: r.sender_id,
-            receiver_id: r.receiver_id,
-            encrypted_content: r.encrypted_content,
-            message_type: r.message_type,
-            media_key: r.media_key,
-            reply_to_message_id: r.reply_to_message_id,
-            client_msg_id: r.client_msg_id,
-            sender_device_id: r.sender_device_id,
-            is_read: r.is_read,
-            created_at: r.created_at,
-        }
+impl MessageRow {
+    /// The other user of the conversation, seen from `user_id`.
+    pub fn peer_of(&self, user_id: i64) -> i64 {
+        if self.sender_id == user_id { self.receiver_id } else { self.sender_id }
     }
 }
 
-async fn messages(rows: libsql::Rows) -> Result<Vec<MessageRow>, libsql::Error> {
-    Ok(collect::<Record>(rows).await?.into_iter().map(MessageRow::from).collect())
+/// A message to insert.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    /// Sender.
+    pub sender_id: i64,
+    /// Receiver.
+    pub receiver_id: i64,
+    /// Ciphertext.
+    pub encrypted_content: &'a str,
+    /// `text`, `image` or `file`.
+    pub message_type: &'a str,
+    /// S3 key of the attachment.
+    pub media_key: Option<&'a str>,
+    /// The message replied to.
+    pub reply_to_message_id: Option<i64>,
+    /// The sender's idempotency key.
+    pub client_msg_id: Option<&'a str>,
+    /// The sending device.
+    pub sender_device_id: &'a str,
+    /// Epoch ms.
+    pub created_at: i64,
 }
 
-async fn message(rows: libsql::Rows) -> Result<Option<MessageRow>, libsql::Error> {
-    Ok(first::<Record>(rows).await?.map(MessageRow::from))
+/// A message about to be deleted for everyone and its attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Deletable {
+    /// Message id.
+    pub id: i64,
+    /// S3 key of its attachment.
+    pub media_key: Option<String>,
 }
 
-/// Ids as the JSON array `json_each(?)` reads.
-fn id_list(ids: &[i64]) -> String {
-    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+#[derive(Deserialize)]
+struct Envelope {
+    message_id: i64,
+    ciphertext: String,
 }
 
-/// The first column of the first row as an integer (`COALESCE(MAX(id), 0)` and the like), 0 without rows.
-async fn scalar(mut rows: libsql::Rows) -> Result<i64, libsql::Error> {
-    rows.next().await?.map(|r| r.get::<i64>(0)).transpose().map(Option::unwrap_or_default)
+/// Peers sharing a conversation with `user_id` that is still visible to the peer.
+pub async fn peers_of(conn: &Connection, user_id: i64) -> Result<Vec<i64>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT receiver_id FROM message WHERE sender_id = ?1 AND deleted_for_everyone = 0 AND hidden_for_receiver = 0 \
+             UNION SELECT sender_id FROM message WHERE receiver_id = ?1 AND deleted_for_everyone = 0 AND hidden_for_sender = 0",
+            [user_id],
+        )
+        .await?;
+    column(rows).await
+}
+
+/// Which of `senders` have sent `receiver` a message not deleted for everyone.
+pub async fn senders_among(conn: &Connection, receiver: i64, senders: &[i64]) -> Result<HashSet<i64>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT DISTINCT sender_id FROM message WHERE receiver_id = ?1 \
+             AND sender_id IN (SELECT value FROM json_each(?2)) AND deleted_for_everyone = 0",
+            (receiver, id_list(senders)),
+        )
+        .await?;
+    Ok(column::<i64>(rows).await?.into_iter().collect())
+}
+
+/// The envelopes addressed to `device_id` among `message_ids`, by message id.
+pub async fn envelopes_for(
+    conn: &Connection,
+    message_ids: &[i64],
+    device_id: &str,
+) -> Result<HashMap<i64, String>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT message_id, ciphertext FROM message_envelope WHERE device_id = ?1 \
+             AND message_id IN (SELECT value FROM json_each(?2))",
+            (device_id, id_list(message_ids)),
+        )
+        .await?;
+    Ok(all::<Envelope>(rows).await?.into_iter().map(|e| (e.message_id, e.ciphertext)).collect())
+}
+
+/// Marks the unread messages from `peer` to `reader` up to `up_to_id` (all without) as read; returns the
+/// marked ids, ascending (`message_receiver_unread`).
+pub async fn mark_read(
+    conn: &Connection,
+    reader: i64,
+    peer: i64,
+    up_to_id: Option<i64>,
+) -> Result<Vec<i64>, libsql::Error> {
+    let rows = conn
+        .query(
+            "UPDATE message SET is_read = 1 WHERE receiver_id = ?1 AND sender_id = ?2 AND is_read = 0 \
+             AND id <= ?3 AND deleted_for_everyone = 0 RETURNING id",
+            (reader, peer, up_to_id.unwrap_or(i64::MAX)),
+        )
+        .await?;
+    let mut ids: Vec<i64> = column(rows).await?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// `GET /chats/active`: the newest message visible to `user_id` of each conversation, newest first.
+pub async fn latest_per_peer(conn: &Connection, user_id: i64) -> Result<Vec<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message WHERE id IN (\
+               SELECT MAX(id) FROM message WHERE deleted_for_everyone = 0 \
+               AND NOT (sender_id = ?1 AND hidden_for_sender = 1) AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
+               AND (sender_id = ?1 OR receiver_id = ?1) \
+               GROUP BY CASE WHEN sender_id = ?1 THEN receiver_id ELSE sender_id END) ORDER BY id DESC",
+            [user_id],
+        )
+        .await?;
+    all(rows).await
+}
+
+/// A history page of the conversation of `user_id` and `peer` visible to `user_id`: ids strictly between
+/// `after_id` and `before_id`, oldest first, at most `limit`.
+pub async fn page_after(
+    conn: &Connection,
+    user_id: i64,
+    peer: i64,
+    after_id: i64,
+    before_id: i64,
+    limit: i64,
+) -> Result<Vec<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
+             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
+             AND id > ?3 AND id < ?4 ORDER BY id ASC LIMIT ?5",
+            (user_id, peer, after_id, before_id, limit),
+        )
+        .await?;
+    all(rows).await
+}
+
+/// A history page of the conversation of `user_id` and `peer` visible to `user_id`: ids below
+/// `before_id`, newest first, at most `limit`.
+pub async fn page_before(
+    conn: &Connection,
+    user_id: i64,
+    peer: i64,
+    before_id: i64,
+    limit: i64,
+) -> Result<Vec<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
+             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
+             AND id < ?3 ORDER BY id DESC LIMIT ?4",
+            (user_id, peer, before_id, limit),
+        )
+        .await?;
+    all(rows).await
+}
+
+/// `GET /chats/{peer}/media`: image messages of the conversation visible to `user_id` below `before_id`,
+/// newest first, at most `limit`.
+pub async fn images_before(
+    conn: &Connection,
+    user_id: i64,
+    peer: i64,
+    before_id: i64,
+    limit: i64,
+) -> Result<Vec<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
+             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
+             AND message_type = 'image' AND id < ?3 ORDER BY id DESC LIMIT ?4",
+            (user_id, peer, before_id, limit),
+        )
+        .await?;
+    all(rows).await
+}
+
+/// Message `id` if `user_id` sent or received it and it is visible to them.
+pub async fn find_visible(conn: &Connection, user_id: i64, id: i64) -> Result<Option<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message \
+             WHERE id = ?2 AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
+             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) AND (sender_id = ?1 OR receiver_id = ?1)",
+            (user_id, id),
+        )
+        .await?;
+    first(rows).await
+}
+
+/// Whether message `id` belongs to the conversation of `user_id` and `peer` and is visible to `user_id`
+/// (a reply target).
+pub async fn visible_in_conversation(
+    conn: &Connection,
+    user_id: i64,
+    peer: i64,
+    id: i64,
+) -> Result<bool, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT 1 FROM message WHERE id = ?3 \
+             AND min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
+             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1)",
+            (user_id, peer, id),
+        )
+        .await?;
+    exists(rows).await
+}
+
+/// Whether `viewer` still sees any message of the conversation with `other`.
+pub async fn conversation_visible_to(conn: &Connection, viewer: i64, other: i64) -> Result<bool, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT 1 FROM message WHERE deleted_for_everyone = 0 AND \
+             ((sender_id = ?1 AND receiver_id = ?2 AND hidden_for_sender = 0) OR \
+              (sender_id = ?2 AND receiver_id = ?1 AND hidden_for_receiver = 0)) LIMIT 1",
+            (viewer, other),
+        )
+        .await?;
+    exists(rows).await
+}
+
+/// The message `sender` stored under `client_msg_id` (`message_client_msg`).
+pub async fn by_client_msg_id(
+    conn: &Connection,
+    sender: i64,
+    client_msg_id: &str,
+) -> Result<Option<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message \
+             WHERE sender_id = ?1 AND client_msg_id = ?2",
+            (sender, client_msg_id),
+        )
+        .await?;
+    first(rows).await
+}
+
+/// The message `sender` stored under `client_msg_id` after `since_ms` (the idempotency window).
+pub async fn by_client_msg_id_since(
+    conn: &Connection,
+    sender: i64,
+    client_msg_id: &str,
+    since_ms: i64,
+) -> Result<Option<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message \
+             WHERE sender_id = ?1 AND client_msg_id = ?2 AND created_at > ?3",
+            (sender, client_msg_id, since_ms),
+        )
+        .await?;
+    first(rows).await
+}
+
+/// Frees an expired `client_msg_id` for reuse.
+pub async fn clear_client_msg_id(conn: &Connection, id: i64) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE message SET client_msg_id = NULL WHERE id = ?1", [id]).await?;
+    Ok(())
+}
+
+/// Stores a message and returns it as stored.
+pub async fn insert(conn: &Connection, new: NewMessage<'_>) -> Result<MessageRow, libsql::Error> {
+    let rows = conn
+        .query(
+            "INSERT INTO message (sender_id, receiver_id, encrypted_content, message_type, media_key, \
+             reply_to_message_id, client_msg_id, sender_device_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id, sender_id, receiver_id, encrypted_content, \
+             message_type, media_key, reply_to_message_id, client_msg_id, sender_device_id, is_read, created_at",
+            (
+                new.sender_id,
+                new.receiver_id,
+                new.encrypted_content,
+                new.message_type,
+                new.media_key,
+                new.reply_to_message_id,
+                new.client_msg_id,
+                new.sender_device_id,
+                new.created_at,
+            ),
+        )
+        .await?;
+    first(rows).await?.ok_or(libsql::Error::QueryReturnedNoRows)
+}
+
+/// Stores the envelope of a message for one device.
+pub async fn insert_envelope(
+    conn: &Connection,
+    message_id: i64,
+    device_id: &str,
+    user_id: i64,
+    ciphertext: &str,
+) -> Result<(), libsql::Error> {
+    conn.execute(
+        "INSERT INTO message_envelope (message_id, device_id, user_id, ciphertext) VALUES (?1, ?2, ?3, ?4)",
+        (message_id, device_id, user_id, ciphertext),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether `sender` may send `typing` to `receiver`: the sender shows online status and they share a
+/// conversation not deleted for everyone.
+pub async fn typing_allowed(conn: &Connection, sender: i64, receiver: i64) -> Result<bool, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT u.show_online_status AND EXISTS (SELECT 1 FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0) FROM user u WHERE u.id = ?1",
+            (sender, receiver),
+        )
+        .await?;
+    Ok(value::<i64>(rows).await?.is_some_and(|v| v != 0))
+}
+
+/// The newest id of the conversation of `user_id` and `peer` visible to `user_id` (0 if none).
+pub async fn last_visible_id(conn: &Connection, user_id: i64, peer: i64) -> Result<i64, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT COALESCE(MAX(id), 0) FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
+             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1)",
+            (user_id, peer),
+        )
+        .await?;
+    Ok(value(rows).await?.unwrap_or(0))
+}
+
+/// The newest id of the conversation not deleted for everyone, also if `user_id` hid it (0 if none).
+pub async fn last_live_id(conn: &Connection, user_id: i64, peer: i64) -> Result<i64, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT COALESCE(MAX(id), 0) FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND deleted_for_everyone = 0",
+            (user_id, peer),
+        )
+        .await?;
+    Ok(value(rows).await?.unwrap_or(0))
+}
+
+/// Hides, for `user_id`, the messages of the conversation with `peer` up to `up_to_id`; returns how many.
+pub async fn hide_conversation(
+    conn: &Connection,
+    user_id: i64,
+    peer: i64,
+    up_to_id: i64,
+) -> Result<u64, libsql::Error> {
+    let sent = conn
+        .execute(
+            "UPDATE message SET hidden_for_sender = 1 WHERE sender_id = ?1 AND receiver_id = ?2 \
+             AND hidden_for_sender = 0 AND deleted_for_everyone = 0 AND id <= ?3",
+            (user_id, peer, up_to_id),
+        )
+        .await?;
+    let received = conn
+        .execute(
+            "UPDATE message SET hidden_for_receiver = 1 WHERE receiver_id = ?1 AND sender_id = ?2 \
+             AND hidden_for_receiver = 0 AND deleted_for_everyone = 0 AND id <= ?3",
+            (user_id, peer, up_to_id),
+        )
+        .await?;
+    Ok(sent + received)
+}
+
+/// Hides one message for its sender.
+pub async fn hide_for_sender(conn: &Connection, id: i64) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE message SET hidden_for_sender = 1 WHERE id = ?1", [id]).await?;
+    Ok(())
+}
+
+/// Hides one message for its receiver.
+pub async fn hide_for_receiver(conn: &Connection, id: i64) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE message SET hidden_for_receiver = 1 WHERE id = ?1", [id]).await?;
+    Ok(())
+}
+
+/// The messages of the conversation up to `up_to_id` not yet deleted for everyone.
+pub async fn deletable_in_conversation(
+    conn: &Connection,
+    user_id: i64,
+    peer: i64,
+    up_to_id: i64,
+) -> Result<Vec<Deletable>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, media_key FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND id <= ?3 AND deleted_for_everyone = 0",
+            (user_id, peer, up_to_id),
+        )
+        .await?;
+    all(rows).await
+}
+
+/// Message `id` if it is not yet deleted for everyone.
+pub async fn deletable(conn: &Connection, id: i64) -> Result<Option<Deletable>, libsql::Error> {
+    first(conn.query("SELECT id, media_key FROM message WHERE id = ?1 AND deleted_for_everyone = 0", [id]).await?).await
+}
+
+/// Deletes the envelopes addressed to a device (device removal).
+pub async fn delete_envelopes_of_device(conn: &Connection, device_id: &str) -> Result<(), libsql::Error> {
+    conn.execute("DELETE FROM message_envelope WHERE device_id = ?1", [device_id]).await?;
+    Ok(())
+}
+
+/// Account deletion: removes the messages only `user_id` could still see, drops the attachments it sent and
+/// the envelopes addressed to it. Run inside the account-deletion transaction.
+pub async fn delete_of_user(conn: &Connection, user_id: i64) -> Result<(), libsql::Error> {
+    conn.execute(
+        "DELETE FROM message WHERE sender_id = ?1 AND (hidden_for_receiver = 1 OR deleted_for_everyone = 1)",
+        [user_id],
+    )
+    .await?;
+    conn.execute(
+        "DELETE FROM message WHERE receiver_id = ?1 AND (hidden_for_sender = 1 OR deleted_for_everyone = 1)",
+        [user_id],
+    )
+    .await?;
+    conn.execute("UPDATE message SET media_key = NULL WHERE sender_id = ?1", [user_id]).await?;
+    conn.execute("DELETE FROM message_envelope WHERE user_id = ?1", [user_id]).await?;
+    Ok(())
 }
 
 /// For `GET /chats/active`: the latest message visible to `viewer` of each of its conversations, newest
@@ -79,27 +498,7 @@ pub async fn active_latest(conn: &Connection, viewer: i64) -> Result<Vec<Message
             [viewer],
         )
         .await?;
-    messages(rows).await
-}
-
-/// The user rows of `ids` (deleted ones too), in no particular order: the peers of the active chats.
-/// (A `user` statement; it sits here until `db::users` has a lookup by several ids.)
-pub async fn peer_users(conn: &Connection, ids: &[i64]) -> Result<Vec<UserRow>, libsql::Error> {
-    let mut rows = conn
-        .query(
-            "SELECT id, phone, username, first_name, last_name, public_key, avatar_key, avatar_preset, avatar_frame, \
-             bio, birthdate, last_seen, avatar_visibility, avatar_visibility_exceptions, show_read_receipts, \
-             show_last_seen, show_online_status, phone_visibility, is_deleted \
-             FROM user WHERE id IN (SELECT value FROM json_each(?1))",
-            [id_list(ids)],
-        )
-        .await?;
-    let mut users = Vec::new();
-    while let Some(row) = rows.next().await? {
-        // Positional, in the column order of `crate::users::USER_COLUMNS`, as the statement lists them.
-        users.push(UserRow::from_row(&row)?);
-    }
-    Ok(users)
+    all(rows).await
 }
 
 /// The newest `limit` messages between `viewer` and `peer` visible to `viewer` with an id below
@@ -122,31 +521,7 @@ pub async fn page_newest(
             (viewer, peer, before_id, limit),
         )
         .await?;
-    messages(rows).await
-}
-
-/// The oldest `limit` messages between `viewer` and `peer` visible to `viewer` with an id above
-/// `after_id` and below `before_id`, oldest first (index `message_pair`).
-pub async fn page_after(
-    conn: &Connection,
-    viewer: i64,
-    peer: i64,
-    after_id: i64,
-    before_id: i64,
-    limit: i64,
-) -> Result<Vec<MessageRow>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
-             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) AND id > ?3 AND id < ?4 \
-             ORDER BY id ASC LIMIT ?5",
-            (viewer, peer, after_id, before_id, limit),
-        )
-        .await?;
-    messages(rows).await
+    all(rows).await
 }
 
 /// The newest `limit` image messages between `viewer` and `peer` visible to `viewer` with an id below
@@ -169,7 +544,7 @@ pub async fn media_page(
             (viewer, peer, before_id, limit),
         )
         .await?;
-    messages(rows).await
+    all(rows).await
 }
 
 /// Message `id` if it is one of `viewer`'s and visible to it.
@@ -183,55 +558,7 @@ pub async fn visible_to(conn: &Connection, viewer: i64, id: i64) -> Result<Optio
             (viewer, id),
         )
         .await?;
-    message(rows).await
-}
-
-/// Whether message `id` belongs to the conversation of `viewer` and `peer` and is visible to `viewer` (a
-/// valid reply target).
-pub async fn visible_in_conversation(
-    conn: &Connection,
-    viewer: i64,
-    peer: i64,
-    id: i64,
-) -> Result<bool, libsql::Error> {
-    let mut rows = conn
-        .query(
-            "SELECT 1 FROM message WHERE id = ?3 \
-             AND min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
-             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1)",
-            (viewer, peer, id),
-        )
-        .await?;
-    Ok(rows.next().await?.is_some())
-}
-
-/// The highest id of the conversation of `viewer` and `peer` visible to `viewer`, 0 when there is none.
-pub async fn last_visible_id(conn: &Connection, viewer: i64, peer: i64) -> Result<i64, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT COALESCE(MAX(id), 0) FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
-             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1)",
-            (viewer, peer),
-        )
-        .await?;
-    scalar(rows).await
-}
-
-/// The highest id of the conversation of `a` and `b` not deleted for everyone (also what either user hid
-/// for itself), 0 when there is none.
-pub async fn last_live_id(conn: &Connection, a: i64, b: i64) -> Result<i64, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT COALESCE(MAX(id), 0) FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND deleted_for_everyone = 0",
-            (a, b),
-        )
-        .await?;
-    scalar(rows).await
+    first(rows).await
 }
 
 /// Hides every message of the conversation of `viewer` and `peer` up to `up_to_id` for `viewer` (its sent
@@ -322,7 +649,7 @@ pub async fn delete_chat_for_everyone(
             (a, b, up_to_id),
         )
         .await?;
-    let found = collect::<Live>(rows).await?;
+    let found = all::<Live>(rows).await?;
     wipe(conn, found).await
 }
 
@@ -330,7 +657,7 @@ pub async fn delete_chat_for_everyone(
 /// transaction.
 pub async fn delete_for_everyone(conn: &Connection, id: i64) -> Result<Wiped, libsql::Error> {
     let rows = conn.query("SELECT id, media_key FROM message WHERE id = ?1 AND deleted_for_everyone = 0", [id]).await?;
-    let found = collect::<Live>(rows).await?;
+    let found = all::<Live>(rows).await?;
     wipe(conn, found).await
 }
 
@@ -350,92 +677,12 @@ pub async fn recent_by_client_msg_id(
             (sender, client_msg_id, since_ms),
         )
         .await?;
-    message(rows).await
-}
-
-/// The message `sender` stored under `client_msg_id`, however old (index `message_client_msg`).
-pub async fn by_client_msg_id(
-    conn: &Connection,
-    sender: i64,
-    client_msg_id: &str,
-) -> Result<Option<MessageRow>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message \
-             WHERE sender_id = ?1 AND client_msg_id = ?2",
-            (sender, client_msg_id),
-        )
-        .await?;
-    message(rows).await
+    first(rows).await
 }
 
 /// Frees the `client_msg_id` of message `id` (outside the idempotency window) for reuse.
 pub async fn release_client_msg_id(conn: &Connection, id: i64) -> Result<(), libsql::Error> {
     conn.execute("UPDATE message SET client_msg_id = NULL WHERE id = ?1", [id]).await?;
-    Ok(())
-}
-
-/// A validated message to store.
-#[derive(Debug, Clone, Copy)]
-pub struct NewMessage<'a> {
-    /// The sender.
-    pub sender_id: i64,
-    /// The receiver.
-    pub receiver_id: i64,
-    /// Opaque ciphertext.
-    pub encrypted_content: &'a str,
-    /// `text`, `image` or `file`.
-    pub message_type: &'a str,
-    /// An object key the sender owns.
-    pub media_key: Option<&'a str>,
-    /// The message replied to.
-    pub reply_to_message_id: Option<i64>,
-    /// The sender's idempotency key.
-    pub client_msg_id: Option<&'a str>,
-    /// The sending device.
-    pub sender_device_id: &'a str,
-    /// Storage time (ms).
-    pub created_at: i64,
-}
-
-/// Stores a message; returns it as stored.
-pub async fn insert(conn: &Connection, new: NewMessage<'_>) -> Result<MessageRow, libsql::Error> {
-    let rows = conn
-        .query(
-            "INSERT INTO message (sender_id, receiver_id, encrypted_content, message_type, media_key, \
-             reply_to_message_id, client_msg_id, sender_device_id, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id, sender_id, receiver_id, encrypted_content, \
-             message_type, media_key, reply_to_message_id, client_msg_id, sender_device_id, is_read, created_at",
-            (
-                new.sender_id,
-                new.receiver_id,
-                new.encrypted_content,
-                new.message_type,
-                new.media_key,
-                new.reply_to_message_id,
-                new.client_msg_id,
-                new.sender_device_id,
-                new.created_at,
-            ),
-        )
-        .await?;
-    message(rows).await?.ok_or_else(|| libsql::Error::Misuse("message insert returned no row".into()))
-}
-
-/// Stores the ciphertext of message `message_id` for device `device_id` of `user_id`.
-pub async fn insert_envelope(
-    conn: &Connection,
-    message_id: i64,
-    device_id: &str,
-    user_id: i64,
-    ciphertext: &str,
-) -> Result<(), libsql::Error> {
-    conn.execute(
-        "INSERT INTO message_envelope (message_id, device_id, user_id, ciphertext) VALUES (?1, ?2, ?3, ?4)",
-        (message_id, device_id, user_id, ciphertext),
-    )
-    .await?;
     Ok(())
 }
 
@@ -455,28 +702,48 @@ pub async fn envelope_devices(
     sender: i64,
     receiver: i64,
 ) -> Result<Vec<EnvelopeDevice>, libsql::Error> {
-    collect(conn.query("SELECT user_id, id FROM device WHERE user_id IN (?1, ?2)", (sender, receiver)).await?).await
-}
-
-/// Whether `sender`'s typing may be relayed to `receiver`: `sender` shows its online status and the two
-/// share a conversation with a message not deleted for everyone (false for an unknown sender).
-pub async fn typing_allowed(conn: &Connection, sender: i64, receiver: i64) -> Result<bool, libsql::Error> {
-    let mut rows = conn
-        .query(
-            "SELECT u.show_online_status AND EXISTS (SELECT 1 FROM message \
-               WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-               AND deleted_for_everyone = 0) \
-             FROM user u WHERE u.id = ?1",
-            (sender, receiver),
-        )
-        .await?;
-    Ok(rows.next().await?.map(|r| r.get::<bool>(0)).transpose()?.unwrap_or(false))
+    all(conn.query("SELECT user_id, id FROM device WHERE user_id IN (?1, ?2)", (sender, receiver)).await?).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::db::{Db, migrate};
+
+    #[tokio::test]
+    async fn message_rows_map_by_column_name_and_pages_respect_visibility() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&format!("file:{}", dir.path().join("m.db").display()), None).await.unwrap();
+        crate::db::migrate(&db).await.unwrap();
+        let conn = db.conn().await.unwrap();
+        let new = |content| NewMessage {
+            sender_id: 1,
+            receiver_id: 2,
+            encrypted_content: content,
+            message_type: "text",
+            media_key: None,
+            reply_to_message_id: None,
+            client_msg_id: None,
+            sender_device_id: "d1",
+            created_at: 5,
+        };
+        let a = insert(&conn, new("a")).await.unwrap();
+        let b = insert(&conn, NewMessage { client_msg_id: Some("c1"), ..new("b") }).await.unwrap();
+        assert!(b.id > a.id && !a.is_read && a.sender_device_id.as_deref() == Some("d1"));
+        assert_eq!(by_client_msg_id(&conn, 1, "c1").await.unwrap().unwrap().id, b.id);
+        let page: Vec<i64> = page_before(&conn, 2, 1, i64::MAX, 10).await.unwrap().iter().map(|m| m.id).collect();
+        assert_eq!(page, vec![b.id, a.id]);
+        assert_eq!(mark_read(&conn, 2, 1, Some(a.id)).await.unwrap(), vec![a.id]);
+        hide_for_receiver(&conn, b.id).await.unwrap();
+        assert_eq!(last_visible_id(&conn, 2, 1).await.unwrap(), a.id);
+        assert_eq!(last_live_id(&conn, 2, 1).await.unwrap(), b.id);
+        assert_eq!(peers_of(&conn, 1).await.unwrap(), vec![2]);
+        let latest = latest_per_peer(&conn, 2).await.unwrap();
+        assert_eq!((latest.len(), latest[0].id, latest[0].is_read), (1, a.id, true));
+        delete_for_everyone(&conn, a.id).await.unwrap();
+        assert!(find_visible(&conn, 1, a.id).await.unwrap().is_none());
+        assert!(find_visible(&conn, 1, b.id).await.unwrap().is_some(), "hidden only for the receiver");
+    }
 
     async fn db() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
@@ -542,7 +809,8 @@ mod tests {
         assert_eq!(hide_chat_for(&conn, 2, 1, m2).await.unwrap(), 2);
         assert_eq!(ids(&page_newest(&conn, 2, 1, i64::MAX, 10).await.unwrap()), vec![m3]);
         assert_eq!(last_visible_id(&conn, 3, 2).await.unwrap(), 0);
-        let mut peers: Vec<i64> = peer_users(&conn, &[2, 3, 99]).await.unwrap().iter().map(|u| u.id).collect();
+        let mut peers: Vec<i64> =
+            crate::db::users::by_ids(&conn, &[2, 3, 99]).await.unwrap().iter().map(|u| u.id).collect();
         peers.sort_unstable();
         assert_eq!(peers, vec![2, 3]);
     }
@@ -561,7 +829,8 @@ mod tests {
         let wiped = delete_chat_for_everyone(&conn, 2, 1, m2).await.unwrap();
         assert_eq!(wiped.ids, vec![m1]);
         assert!(active_latest(&conn, 1).await.unwrap().is_empty());
-        let envelopes = scalar(conn.query("SELECT COUNT(*) FROM message_envelope", ()).await.unwrap()).await.unwrap();
+        let envelopes: i64 =
+            value(conn.query("SELECT COUNT(*) FROM message_envelope", ()).await.unwrap()).await.unwrap().unwrap();
         assert_eq!(envelopes, 0);
     }
 

@@ -1,21 +1,105 @@
-//! The `object` table (uploaded files).
+//! The `object` table: S3 objects, their owner and kind (see [`crate::files::kind`]).
 
+use crate::db::{all, column, exists, value};
 use libsql::Connection;
+use serde::Deserialize;
 
-/// Records a new object `key` of `owner_id` (its `kind`, content type and size in bytes), created at `now_ms`.
-pub async fn insert(
-    conn: &Connection,
-    key: &str,
-    owner_id: i64,
-    kind: &str,
-    content_type: &str,
-    size: i64,
-    now_ms: i64,
-) -> Result<(), libsql::Error> {
+/// An object the clean-up looks at.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ObjectKind {
+    /// S3 key.
+    pub key: String,
+    /// Its kind.
+    pub kind: String,
+}
+
+/// A new object row.
+#[derive(Debug, Clone, Copy)]
+pub struct NewObject<'a> {
+    /// S3 key.
+    pub key: &'a str,
+    /// Owner.
+    pub owner_id: i64,
+    /// Kind (`avatar`, `upload`, `presigned`).
+    pub kind: &'a str,
+    /// MIME type.
+    pub content_type: &'a str,
+    /// Bytes.
+    pub size: i64,
+    /// Epoch ms.
+    pub created_at: i64,
+}
+
+/// Records an object.
+pub async fn insert(conn: &Connection, new: NewObject<'_>) -> Result<(), libsql::Error> {
     conn.execute(
         "INSERT INTO object (key, owner_id, kind, content_type, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        (key, owner_id, kind, content_type, size, now_ms),
+        (new.key, new.owner_id, new.kind, new.content_type, new.size, new.created_at),
     )
     .await?;
     Ok(())
+}
+
+/// The kind of the object `key`, `None` if there is no row.
+pub async fn kind_of(conn: &Connection, key: &str) -> Result<Option<String>, libsql::Error> {
+    value(conn.query("SELECT kind FROM object WHERE key = ?1", [key]).await?).await
+}
+
+/// Whether `key` is a live upload or attachment of `owner`. Inside a write transaction that is about to
+/// reference it, this re-check sees a concurrent clean-up's deletion mark.
+pub async fn is_live_upload_of(conn: &Connection, owner: i64, key: &str) -> Result<bool, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT 1 FROM object WHERE key = ?1 AND owner_id = ?2 AND kind IN ('upload', 'presigned')",
+            (key, owner),
+        )
+        .await?;
+    exists(rows).await
+}
+
+/// Whether anything references `key`: a message, an avatar or a wallpaper (each through its partial index).
+pub async fn is_referenced(conn: &Connection, key: &str) -> Result<bool, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT EXISTS (SELECT 1 FROM message WHERE media_key = ?1) \
+             OR EXISTS (SELECT 1 FROM user WHERE avatar_key = ?1) \
+             OR EXISTS (SELECT 1 FROM theme WHERE wallpaper_key = ?1)",
+            [key],
+        )
+        .await?;
+    Ok(value::<i64>(rows).await?.is_none_or(|v| v != 0))
+}
+
+/// Marks `key` deleted (pending S3 deletion), so no new reference can be made to it.
+pub async fn mark_deleted(conn: &Connection, key: &str) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE object SET kind = 'deleted' WHERE key = ?1", [key]).await?;
+    Ok(())
+}
+
+/// Marks every object of `owner` deleted (account deletion); the rows stay until S3 confirms.
+pub async fn mark_deleted_of_owner(conn: &Connection, owner: i64) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE object SET kind = 'deleted' WHERE owner_id = ?1", [owner]).await?;
+    Ok(())
+}
+
+/// The keys of every object of `owner`.
+pub async fn keys_of_owner(conn: &Connection, owner: i64) -> Result<Vec<String>, libsql::Error> {
+    column(conn.query("SELECT key FROM object WHERE owner_id = ?1", [owner]).await?).await
+}
+
+/// Deletes the row of `key` (after its S3 object is gone).
+pub async fn delete(conn: &Connection, key: &str) -> Result<(), libsql::Error> {
+    conn.execute("DELETE FROM object WHERE key = ?1", [key]).await?;
+    Ok(())
+}
+
+/// Clean-up candidates: up to 10 000 objects created before `cutoff_ms` or pending deletion, oldest first.
+pub async fn cleanup_candidates(conn: &Connection, cutoff_ms: i64) -> Result<Vec<ObjectKind>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT key, kind FROM object WHERE created_at < ?1 OR kind = 'deleted' ORDER BY created_at LIMIT 10000",
+            [cutoff_ms],
+        )
+        .await?;
+    all(rows).await
 }

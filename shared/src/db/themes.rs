@@ -1,9 +1,29 @@
-//! The `theme` table.
+//! The `theme` table (the theme rows themselves are still read by the themes function).
 
+use crate::db::{all, first, value};
 use libsql::Connection;
 use serde::Deserialize;
 
-use crate::db::row::{collect, first};
+/// How many themes a user has.
+pub async fn count_of_user(conn: &Connection, user_id: i64) -> Result<i64, libsql::Error> {
+    Ok(value(conn.query("SELECT COUNT(*) FROM theme WHERE user_id = ?1", [user_id]).await?).await?.unwrap_or(0))
+}
+
+/// The wallpaper key of a user's theme: `None` if there is no such theme, `Some(None)` without wallpaper.
+pub async fn wallpaper_key(conn: &Connection, id: i64, user_id: i64) -> Result<Option<Option<String>>, libsql::Error> {
+    value(conn.query("SELECT wallpaper_key FROM theme WHERE id = ?1 AND user_id = ?2", (id, user_id)).await?).await
+}
+
+/// Deletes a user's theme; false if there was none.
+pub async fn delete(conn: &Connection, id: i64, user_id: i64) -> Result<bool, libsql::Error> {
+    Ok(conn.execute("DELETE FROM theme WHERE id = ?1 AND user_id = ?2", (id, user_id)).await? > 0)
+}
+
+/// Deletes every theme of a user (account deletion).
+pub async fn delete_of_user(conn: &Connection, user_id: i64) -> Result<(), libsql::Error> {
+    conn.execute("DELETE FROM theme WHERE user_id = ?1", [user_id]).await?;
+    Ok(())
+}
 
 /// A stored theme.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -101,15 +121,14 @@ pub async fn insert(conn: &Connection, user_id: i64, theme: &ThemeValues, now_ms
 
 /// The themes of `user_id`, newest first.
 pub async fn list(conn: &Connection, user_id: i64) -> Result<Vec<Theme>, libsql::Error> {
-    collect(
-        conn.query(
+    all(conn
+        .query(
             "SELECT id, name, primary_color, background_color, bubble_color_me, bubble_color_other, text_color, \
              secondary_text_color, brightness, wallpaper_key, wallpaper_blur, created_at FROM theme \
              WHERE user_id = ?1 ORDER BY created_at DESC, id DESC",
             [user_id],
         )
-        .await?,
-    )
+        .await?)
     .await
 }
 
@@ -157,10 +176,4 @@ pub async fn update(
         )
         .await?;
     first(rows).await
-}
-
-/// Deletes theme `id` of `user_id` (nothing when there is none).
-pub async fn delete(conn: &Connection, id: i64, user_id: i64) -> Result<(), libsql::Error> {
-    conn.execute("DELETE FROM theme WHERE id = ?1 AND user_id = ?2", (id, user_id)).await?;
-    Ok(())
 }

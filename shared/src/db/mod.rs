@@ -1,13 +1,8 @@
-//! libSQL access: one database handle per process, a small pool of connections, and the migration runner.
-
-use std::ops::Deref;
-use std::sync::Mutex;
-use std::time::Duration;
-
-use anyhow::Context as _;
-use libsql::{Connection, Database, Transaction, TransactionBehavior};
-
-use crate::config::Secret;
+//! libSQL access: one database handle per process, a small pool of connections, the migration runner, and
+//! one submodule of named query functions per table group.
+//!
+//! Query functions take a `&libsql::Connection` (a `Transaction` derefs to one), return
+//! `Result<_, libsql::Error>` and map rows by column name.
 
 pub mod connections;
 pub mod contacts;
@@ -15,18 +10,28 @@ pub mod devices;
 pub mod keys;
 pub mod messages;
 pub mod objects;
-pub mod row;
+pub mod rate_limits;
 pub mod themes;
 pub mod users;
+
+use std::ops::Deref;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use libsql::{Connection, Database, Row, Rows, Transaction, TransactionBehavior};
+use serde::de::DeserializeOwned;
+
+use crate::config::Secret;
 
 /// Connections kept open for reuse; more are opened on demand and closed when returned.
 const MAX_IDLE: usize = 32;
 
 /// The migrations of `migrations/`, embedded at compile time, in order.
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "0001_init", include_str!("../../migrations/0001_init.sql")),
-    (2, "0002_themes_files", include_str!("../../migrations/0002_themes_files.sql")),
-    (3, "0003_keys", include_str!("../../migrations/0003_keys.sql")),
+    (1, "0001_init", include_str!("../../../migrations/0001_init.sql")),
+    (2, "0002_themes_files", include_str!("../../../migrations/0002_themes_files.sql")),
+    (3, "0003_keys", include_str!("../../../migrations/0003_keys.sql")),
 ];
 
 /// The schema version this build expects.
@@ -126,6 +131,97 @@ impl Drop for PooledConn<'_> {
     }
 }
 
+/// Maps a row to `T` by column name (`libsql::de`); extra columns are ignored.
+pub(crate) fn from_row<T: DeserializeOwned>(row: &Row) -> Result<T, libsql::Error> {
+    libsql::de::from_row::<T>(row).map_err(|e| {
+        libsql::Error::Misuse(format!("row does not map to {}: {}", std::any::type_name::<T>(), redact(&e.to_string())))
+    })
+}
+
+/// Blanks quoted values out of a serde error message: a mismatched column must not put stored data
+/// (phone numbers, ciphertext) into logs.
+fn redact(message: &str) -> String {
+    let (mut out, mut quoted, mut escaped) = (String::with_capacity(message.len()), false, false);
+    for c in message.chars() {
+        if quoted {
+            match (escaped, c) {
+                (false, '\\') => escaped = true,
+                (false, '"') => {
+                    quoted = false;
+                    out.push_str("…\"");
+                }
+                _ => escaped = false,
+            }
+        } else {
+            out.push(c);
+            quoted = c == '"';
+        }
+    }
+    out
+}
+
+/// Every row of `rows`, mapped by column name.
+pub(crate) async fn all<T: DeserializeOwned>(mut rows: Rows) -> Result<Vec<T>, libsql::Error> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        out.push(from_row(&row)?);
+    }
+    Ok(out)
+}
+
+/// The first row of `rows`, mapped by column name.
+pub(crate) async fn first<T: DeserializeOwned>(mut rows: Rows) -> Result<Option<T>, libsql::Error> {
+    rows.next().await?.map(|r| from_row(&r)).transpose()
+}
+
+/// Maps the only column of a one-column row (a one-column result has no order to get wrong).
+fn only_column<T: DeserializeOwned>(row: &Row) -> Result<T, libsql::Error> {
+    if row.column_count() != 1 {
+        return Err(libsql::Error::Misuse(format!("expected one column, got {}", row.column_count())));
+    }
+    let value = row.get_value(0)?;
+    T::deserialize(serde::de::IntoDeserializer::<serde::de::value::Error>::into_deserializer(value)).map_err(|e| {
+        libsql::Error::Misuse(format!(
+            "column does not map to {}: {}",
+            std::any::type_name::<T>(),
+            redact(&e.to_string())
+        ))
+    })
+}
+
+/// The single column of every row (`SELECT id ...`).
+pub(crate) async fn column<T: DeserializeOwned>(mut rows: Rows) -> Result<Vec<T>, libsql::Error> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        out.push(only_column(&row)?);
+    }
+    Ok(out)
+}
+
+/// The single column of the first row (`SELECT COUNT(*) ...`, `... RETURNING id`).
+pub(crate) async fn value<T: DeserializeOwned>(mut rows: Rows) -> Result<Option<T>, libsql::Error> {
+    rows.next().await?.map(|r| only_column(&r)).transpose()
+}
+
+/// Whether `rows` has a row (`SELECT 1 ... LIMIT 1`).
+pub(crate) async fn exists(mut rows: Rows) -> Result<bool, libsql::Error> {
+    Ok(rows.next().await?.is_some())
+}
+
+/// A JSON array of ids, bound as one parameter and expanded with `json_each` (keeps statements fixed).
+pub(crate) fn id_list(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+/// Deserializes an SQLite boolean (`INTEGER` 0 or 1, as `libsql`'s own `bool` conversion accepts).
+pub(crate) fn int_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match <i64 as serde::Deserialize>::deserialize(d)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(serde::de::Error::custom(format_args!("boolean column holds {other}"))),
+    }
+}
+
 /// Reads the applied schema version (0 for an empty database).
 pub async fn schema_version(conn: &Connection) -> anyhow::Result<i64> {
     let mut rows =
@@ -133,8 +229,8 @@ pub async fn schema_version(conn: &Connection) -> anyhow::Result<i64> {
     if rows.next().await?.is_none() {
         return Ok(0);
     }
-    let mut rows = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migration", ()).await?;
-    Ok(rows.next().await?.map_or(Ok(0), |r| r.get::<i64>(0))?)
+    let rows = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migration", ()).await?;
+    Ok(value::<i64>(rows).await?.unwrap_or(0))
 }
 
 /// Applies every pending migration, each in its own `BEGIN IMMEDIATE` transaction; returns the names applied.
@@ -199,6 +295,16 @@ mod tests {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.0, i64::try_from(i).unwrap() + 1, "versions are 1, 2, 3, ...");
         }
+    }
+
+    #[test]
+    fn row_mapping_errors_do_not_carry_stored_values() {
+        assert_eq!(
+            redact(r#"invalid type: string "79991234567", expected i64"#),
+            r#"invalid type: string "…", expected i64"#
+        );
+        assert_eq!(redact(r#"a "q\"uoted" b"#), r#"a "…" b"#);
+        assert_eq!(redact("missing field `id`"), "missing field `id`");
     }
 
     #[tokio::test]

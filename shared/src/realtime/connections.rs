@@ -1,0 +1,40 @@
+//! Connection bookkeeping with the process state: forgetting, listing and closing connections.
+
+use crate::realtime::transport;
+use crate::realtime::{fanout, presence};
+use crate::state::AppState;
+
+/// Every open connection of `users`, oldest first.
+pub use crate::db::connections::of_users as connections_of;
+
+/// Removes a connection row; when it was the user's last, records `last_seen`. Returns the user id if
+/// the user went offline.
+pub async fn forget(state: &AppState, connection_id: &str) -> Result<Option<i64>, libsql::Error> {
+    transport::forget(&state.db, connection_id).await
+}
+
+/// Closes connections at the gateway (`DeleteConnection`) and forgets them; users left without a
+/// connection are announced offline.
+pub async fn close(state: &AppState, connection_ids: &[String]) {
+    transport::close_at_gateway(state.push.as_deref(), connection_ids).await;
+    let mut announcements = Vec::new();
+    for id in connection_ids {
+        match forget(state, id).await {
+            Ok(Some(user)) => announcements.extend(presence::targets(state, user).await),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = ?e, "connection row not removed"),
+        }
+    }
+    fanout::push(state, announcements).await;
+}
+
+/// Closes every connection of `user_id` except those of `keep_device`.
+pub async fn close_user_connections(state: &AppState, user_id: i64, keep_device: Option<&str>) {
+    let conns = match state.db.conn().await {
+        Ok(c) => connections_of(&c, &[user_id]).await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let ids: Vec<String> =
+        conns.into_iter().filter(|c| Some(c.device_id.as_str()) != keep_device).map(|c| c.id).collect();
+    close(state, &ids).await;
+}

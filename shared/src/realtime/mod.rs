@@ -1,0 +1,20 @@
+//! Real-time events: `{"event", "data"}` frames pushed to WebSocket connections with the API Gateway
+//! Management API (`PostToConnection`).
+//!
+//! - [`transport`]: the push client, concurrent fan-out rounds and the purge of connections gone (410);
+//!   knows nothing of the application state.
+//! - [`connections`]: connection bookkeeping (forget, list, close).
+//! - [`presence`]: presence payloads with the owner's privacy applied, and conversation peers.
+//! - [`fanout`]: pushing with the process state (presence follow-ups for users who went offline).
+//!
+//! The items re-exported here are the ones the functions call.
+
+pub mod connections;
+pub mod fanout;
+pub mod presence;
+pub mod transport;
+
+pub use crate::realtime::connections::{close, close_user_connections, connections_of, forget};
+pub use crate::realtime::fanout::{broadcast_presence, push, push_to_users};
+pub use crate::realtime::presence::peers_of;
+pub use crate::realtime::transport::{Conn, frame};

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 
 use shared::api::Router;
 use shared::auth::AuthUser;
-use shared::db::messages::Side;
 use shared::messages::{self, MessageRow, MessageView};
 use shared::privacy::{UserView, public_views};
 use shared::{ApiError, AppState, db, realtime};
@@ -39,7 +38,7 @@ shared::http_function!(router);
 /// - every peer with a message visible to the caller, newest `last_message_time` first, privacy applied
 async fn list_active_chats(state: &AppState, user: AuthUser, _input: Empty) -> Result<Vec<User>, ApiError> {
     let conn = state.db.conn().await?;
-    let latest = db::messages::active_latest(&conn, user.id).await?;
+    let latest = db::messages::latest_per_peer(&conn, user.id).await?;
     let peers: Vec<i64> = latest.iter().map(|m| m.peer_of(user.id)).collect();
     let users = db::users::by_ids(&conn, &peers).await?;
     let ordered: Vec<_> = peers.iter().filter_map(|id| users.iter().find(|u| u.id == *id).cloned()).collect();
@@ -69,7 +68,7 @@ async fn list_messages(state: &AppState, user: AuthUser, input: ListMessagesRequ
     // Rows come in the order the cap keeps them: oldest first after a cursor, newest first otherwise.
     let mut page = match input.after_id {
         Some(after) => db::messages::page_after(&conn, user.id, peer, after, before, limit).await?,
-        None => db::messages::page_newest(&conn, user.id, peer, before, limit).await?,
+        None => db::messages::page_before(&conn, user.id, peer, before, limit).await?,
     };
     let receipts = messages::receipts_shared(&conn, user.id, peer).await?;
     let ids: Vec<i64> = page.iter().map(|m| m.id).collect();
@@ -101,7 +100,7 @@ async fn clear_chat(state: &AppState, user: AuthUser, input: ClearChatRequest) -
         (up_to_id, wiped.ids.len() as u64, wiped.media_keys)
     } else {
         let up_to_id = db::messages::last_visible_id(&tx, user.id, peer).await?;
-        (up_to_id, db::messages::hide_chat_for(&tx, user.id, peer, up_to_id).await?, Vec::new())
+        (up_to_id, db::messages::hide_conversation(&tx, user.id, peer, up_to_id).await?, Vec::new())
     };
     tx.commit().await?;
     drop(conn);
@@ -131,7 +130,7 @@ async fn delete_message(
     }
     let conn = state.db.conn().await?;
     let tx = conn.write_tx().await?;
-    let msg = db::messages::visible_to(&tx, user.id, id).await?.ok_or(ApiError::code(ErrorCode::MessageNotFound))?;
+    let msg = db::messages::find_visible(&tx, user.id, id).await?.ok_or(ApiError::code(ErrorCode::MessageNotFound))?;
     let is_sender = msg.sender_id == user.id;
     let for_everyone = input.for_everyone.unwrap_or(is_sender);
     if for_everyone && !is_sender {
@@ -140,7 +139,11 @@ async fn delete_message(
     let keys = if for_everyone {
         db::messages::delete_for_everyone(&tx, id).await?.media_keys
     } else {
-        db::messages::hide_for(&tx, id, if is_sender { Side::Sender } else { Side::Receiver }).await?;
+        if is_sender {
+            db::messages::hide_for_sender(&tx, id).await?;
+        } else {
+            db::messages::hide_for_receiver(&tx, id).await?;
+        }
         Vec::new()
     };
     tx.commit().await?;
@@ -167,7 +170,7 @@ async fn list_media(state: &AppState, user: AuthUser, input: ListMediaRequest) -
     let limit = page_limit(input.limit, 100, 200)?;
     let before = input.before_id.unwrap_or(i64::MAX);
     let conn = state.db.conn().await?;
-    let rows = db::messages::media_page(&conn, user.id, input.target_user_id, before, limit).await?;
+    let rows = db::messages::images_before(&conn, user.id, input.target_user_id, before, limit).await?;
     drop(conn);
     let mut out = Vec::with_capacity(rows.len());
     for msg in rows {

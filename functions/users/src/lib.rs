@@ -217,7 +217,7 @@ async fn get_profile(state: &AppState, user: AuthUser, input: GetProfileRequest)
         view.local_name = None;
         return Ok(user_object(view));
     }
-    if target.is_deleted && !db::users::shares_visible_messages(&conn, user.id, id).await? {
+    if target.is_deleted && !db::messages::conversation_visible_to(&conn, user.id, id).await? {
         return Err(ErrorCode::UserNotFound.into());
     }
     Ok(user_object(public_view(state, &conn, user.id, &target).await?))
@@ -386,7 +386,15 @@ async fn upload_avatar(state: &AppState, user: AuthUser, input: FileUpload) -> R
     state.storage.put(&key, data, kind.mime()).await?;
     let recorded = async {
         let conn = state.db.conn().await?;
-        db::users::insert_avatar_object(&conn, &key, user.id, kind.mime(), size, shared::time::now_ms()).await?;
+        let object = db::objects::NewObject {
+            key: &key,
+            owner_id: user.id,
+            kind: shared::files::kind::AVATAR,
+            content_type: kind.mime(),
+            size,
+            created_at: shared::time::now_ms(),
+        };
+        db::objects::insert(&conn, object).await?;
         drop(conn);
         replace_avatar(state, &user, Some(&key), None).await
     }

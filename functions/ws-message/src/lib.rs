@@ -317,7 +317,7 @@ async fn send_message(
 async fn stored_retry(state: &AppState, sender: i64, client_msg_id: &str) -> Result<Option<MessageRow>, ApiError> {
     let conn = state.db.conn().await?;
     let since = now_ms() - IDEMPOTENCY_WINDOW_MS;
-    Ok(db::messages::recent_by_client_msg_id(&conn, sender, client_msg_id, since).await?)
+    Ok(db::messages::by_client_msg_id_since(&conn, sender, client_msg_id, since).await?)
 }
 
 /// Checks `envelopes`: at most 50, each addressed to an existing device of the sender or the receiver
@@ -334,7 +334,7 @@ async fn check_envelopes(
     }
     let devices = {
         let conn = state.db.conn().await?;
-        db::messages::envelope_devices(&conn, sender, receiver).await?
+        db::devices::envelope_devices(&conn, sender, receiver).await?
     };
     let mut out: Vec<Envelope> = Vec::with_capacity(envelopes.len());
     for e in envelopes {
@@ -362,7 +362,7 @@ async fn store(state: &AppState, new: NewMessage<'_>, envelopes: &[Envelope]) ->
             tx.rollback().await?;
             return Ok((existing, true));
         }
-        db::messages::release_client_msg_id(&tx, existing.id).await?;
+        db::messages::clear_client_msg_id(&tx, existing.id).await?;
     }
     // A concurrent clean-up may have taken the object since it was checked.
     if let Some(key) = new.media_key

@@ -4,15 +4,6 @@ use crate::db::{all, column, exists};
 use libsql::Connection;
 use serde::Deserialize;
 
-/// A device of a user.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct DeviceOwner {
-    /// Its user.
-    pub user_id: i64,
-    /// Device id.
-    pub id: String,
-}
-
 /// Records a new device, used now.
 pub async fn insert(
     conn: &Connection,
@@ -51,9 +42,23 @@ pub async fn belongs_to(conn: &Connection, id: &str, user_id: i64) -> Result<boo
     exists(conn.query("SELECT 1 FROM device WHERE id = ?1 AND user_id = ?2", (id, user_id)).await?).await
 }
 
-/// The devices of two users (a sender and a receiver), for addressing envelopes (`device_user`).
-pub async fn of_pair(conn: &Connection, a: i64, b: i64) -> Result<Vec<DeviceOwner>, libsql::Error> {
-    all(conn.query("SELECT user_id, id FROM device WHERE user_id IN (?1, ?2)", (a, b)).await?).await
+/// A device a message's envelopes may be addressed to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EnvelopeDevice {
+    /// Its owner.
+    pub user_id: i64,
+    /// The device.
+    pub id: String,
+}
+
+/// Every device of `sender` and `receiver`: the devices envelopes of their messages may address (index
+/// `device_user`).
+pub async fn envelope_devices(
+    conn: &Connection,
+    sender: i64,
+    receiver: i64,
+) -> Result<Vec<EnvelopeDevice>, libsql::Error> {
+    all(conn.query("SELECT user_id, id FROM device WHERE user_id IN (?1, ?2)", (sender, receiver)).await?).await
 }
 
 /// The device ids of a user.
@@ -76,9 +81,8 @@ pub async fn delete_of_user(conn: &Connection, user_id: i64) -> Result<(), libsq
 
 /// Deletes device `device_id` with its keys and envelopes (run it inside the caller's transaction).
 pub async fn delete_with_keys(conn: &Connection, device_id: &str) -> Result<(), libsql::Error> {
-    conn.execute("DELETE FROM one_time_key WHERE device_id = ?1", [device_id]).await?;
-    conn.execute("DELETE FROM device_key WHERE device_id = ?1", [device_id]).await?;
-    conn.execute("DELETE FROM message_envelope WHERE device_id = ?1", [device_id]).await?;
-    conn.execute("DELETE FROM device WHERE id = ?1", [device_id]).await?;
+    crate::db::keys::delete_of_device(conn, device_id).await?;
+    crate::db::messages::delete_envelopes_of_device(conn, device_id).await?;
+    delete(conn, device_id).await?;
     Ok(())
 }

@@ -466,8 +466,9 @@ pub async fn delete_envelopes_of_device(conn: &Connection, device_id: &str) -> R
     Ok(())
 }
 
-/// Account deletion: removes the messages only `user_id` could still see, drops the attachments it sent and
-/// the envelopes addressed to it. Run inside the account-deletion transaction.
+/// Account deletion: removes the messages only `user_id` could still see and drops the attachments it sent
+/// (the envelopes addressed to it go with [`delete_envelopes_of_user`]). Run inside the account-deletion
+/// transaction.
 pub async fn delete_of_user(conn: &Connection, user_id: i64) -> Result<(), libsql::Error> {
     conn.execute(
         "DELETE FROM message WHERE sender_id = ?1 AND (hidden_for_receiver = 1 OR deleted_for_everyone = 1)",
@@ -480,123 +481,12 @@ pub async fn delete_of_user(conn: &Connection, user_id: i64) -> Result<(), libsq
     )
     .await?;
     conn.execute("UPDATE message SET media_key = NULL WHERE sender_id = ?1", [user_id]).await?;
-    conn.execute("DELETE FROM message_envelope WHERE user_id = ?1", [user_id]).await?;
     Ok(())
 }
 
-/// For `GET /chats/active`: the latest message visible to `viewer` of each of its conversations, newest
-/// first.
-pub async fn active_latest(conn: &Connection, viewer: i64) -> Result<Vec<MessageRow>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message WHERE id IN (\
-               SELECT MAX(id) FROM message WHERE deleted_for_everyone = 0 \
-               AND NOT (sender_id = ?1 AND hidden_for_sender = 1) AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
-               AND (sender_id = ?1 OR receiver_id = ?1) \
-               GROUP BY CASE WHEN sender_id = ?1 THEN receiver_id ELSE sender_id END) ORDER BY id DESC",
-            [viewer],
-        )
-        .await?;
-    all(rows).await
-}
-
-/// The newest `limit` messages between `viewer` and `peer` visible to `viewer` with an id below
-/// `before_id`, newest first (index `message_pair`).
-pub async fn page_newest(
-    conn: &Connection,
-    viewer: i64,
-    peer: i64,
-    before_id: i64,
-    limit: i64,
-) -> Result<Vec<MessageRow>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
-             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) AND id < ?3 \
-             ORDER BY id DESC LIMIT ?4",
-            (viewer, peer, before_id, limit),
-        )
-        .await?;
-    all(rows).await
-}
-
-/// The newest `limit` image messages between `viewer` and `peer` visible to `viewer` with an id below
-/// `before_id`, newest first (index `message_pair`).
-pub async fn media_page(
-    conn: &Connection,
-    viewer: i64,
-    peer: i64,
-    before_id: i64,
-    limit: i64,
-) -> Result<Vec<MessageRow>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
-             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) AND message_type = 'image' \
-             AND id < ?3 ORDER BY id DESC LIMIT ?4",
-            (viewer, peer, before_id, limit),
-        )
-        .await?;
-    all(rows).await
-}
-
-/// Message `id` if it is one of `viewer`'s and visible to it.
-pub async fn visible_to(conn: &Connection, viewer: i64, id: i64) -> Result<Option<MessageRow>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message \
-             WHERE id = ?2 AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
-             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) AND (sender_id = ?1 OR receiver_id = ?1)",
-            (viewer, id),
-        )
-        .await?;
-    first(rows).await
-}
-
-/// Hides every message of the conversation of `viewer` and `peer` up to `up_to_id` for `viewer` (its sent
-/// and its received ones); returns how many were newly hidden.
-pub async fn hide_chat_for(conn: &Connection, viewer: i64, peer: i64, up_to_id: i64) -> Result<u64, libsql::Error> {
-    let sent = conn
-        .execute(
-            "UPDATE message SET hidden_for_sender = 1 WHERE sender_id = ?1 AND receiver_id = ?2 \
-             AND hidden_for_sender = 0 AND deleted_for_everyone = 0 AND id <= ?3",
-            (viewer, peer, up_to_id),
-        )
-        .await?;
-    let received = conn
-        .execute(
-            "UPDATE message SET hidden_for_receiver = 1 WHERE receiver_id = ?1 AND sender_id = ?2 \
-             AND hidden_for_receiver = 0 AND deleted_for_everyone = 0 AND id <= ?3",
-            (viewer, peer, up_to_id),
-        )
-        .await?;
-    Ok(sent + received)
-}
-
-/// Which side of a message a user is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The user sent it.
-    Sender,
-    /// The user received it.
-    Receiver,
-}
-
-/// Hides message `id` for its sender or its receiver.
-pub async fn hide_for(conn: &Connection, id: i64, side: Side) -> Result<(), libsql::Error> {
-    let sql = match side {
-        Side::Sender => "UPDATE message SET hidden_for_sender = 1 WHERE id = ?1",
-        Side::Receiver => "UPDATE message SET hidden_for_receiver = 1 WHERE id = ?1",
-    };
-    conn.execute(sql, [id]).await?;
+/// Account deletion: deletes the envelopes addressed to `user_id`'s devices.
+pub async fn delete_envelopes_of_user(conn: &Connection, user_id: i64) -> Result<(), libsql::Error> {
+    conn.execute("DELETE FROM message_envelope WHERE user_id = ?1", [user_id]).await?;
     Ok(())
 }
 
@@ -609,14 +499,8 @@ pub struct Wiped {
     pub media_keys: Vec<String>,
 }
 
-#[derive(Deserialize)]
-struct Live {
-    id: i64,
-    media_key: Option<String>,
-}
-
 /// Marks the `found` messages deleted for everyone: content wiped, media detached, envelopes removed.
-async fn wipe(conn: &Connection, found: Vec<Live>) -> Result<Wiped, libsql::Error> {
+async fn wipe(conn: &Connection, found: Vec<Deletable>) -> Result<Wiped, libsql::Error> {
     let mut wiped = Wiped::default();
     for live in found {
         wiped.ids.push(live.id);
@@ -641,68 +525,15 @@ pub async fn delete_chat_for_everyone(
     b: i64,
     up_to_id: i64,
 ) -> Result<Wiped, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, media_key FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND id <= ?3 AND deleted_for_everyone = 0",
-            (a, b, up_to_id),
-        )
-        .await?;
-    let found = all::<Live>(rows).await?;
+    let found = deletable_in_conversation(conn, a, b, up_to_id).await?;
     wipe(conn, found).await
 }
 
 /// Deletes message `id` for everyone (nothing if it already is). Run it inside the caller's write
 /// transaction.
 pub async fn delete_for_everyone(conn: &Connection, id: i64) -> Result<Wiped, libsql::Error> {
-    let rows = conn.query("SELECT id, media_key FROM message WHERE id = ?1 AND deleted_for_everyone = 0", [id]).await?;
-    let found = all::<Live>(rows).await?;
-    wipe(conn, found).await
-}
-
-/// The message `sender` stored under `client_msg_id` after `since_ms` (a retry within the idempotency
-/// window).
-pub async fn recent_by_client_msg_id(
-    conn: &Connection,
-    sender: i64,
-    client_msg_id: &str,
-    since_ms: i64,
-) -> Result<Option<MessageRow>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message \
-             WHERE sender_id = ?1 AND client_msg_id = ?2 AND created_at > ?3",
-            (sender, client_msg_id, since_ms),
-        )
-        .await?;
-    first(rows).await
-}
-
-/// Frees the `client_msg_id` of message `id` (outside the idempotency window) for reuse.
-pub async fn release_client_msg_id(conn: &Connection, id: i64) -> Result<(), libsql::Error> {
-    conn.execute("UPDATE message SET client_msg_id = NULL WHERE id = ?1", [id]).await?;
-    Ok(())
-}
-
-/// A device a message's envelopes may be addressed to.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct EnvelopeDevice {
-    /// Its owner.
-    pub user_id: i64,
-    /// The device.
-    pub id: String,
-}
-
-/// Every device of `sender` and `receiver`: the devices envelopes of their messages may address (a `device`
-/// statement, index `device_user`).
-pub async fn envelope_devices(
-    conn: &Connection,
-    sender: i64,
-    receiver: i64,
-) -> Result<Vec<EnvelopeDevice>, libsql::Error> {
-    all(conn.query("SELECT user_id, id FROM device WHERE user_id IN (?1, ?2)", (sender, receiver)).await?).await
+    let found = deletable(conn, id).await?;
+    wipe(conn, found.into_iter().collect()).await
 }
 
 #[cfg(test)]
@@ -791,23 +622,23 @@ mod tests {
         let m2 = send(&conn, 2, 1, "image", None).await.id;
         let m3 = send(&conn, 1, 2, "text", None).await.id;
         let other = send(&conn, 1, 3, "text", None).await.id;
-        assert_eq!(ids(&page_newest(&conn, 1, 2, i64::MAX, 2).await.unwrap()), vec![m3, m2]);
+        assert_eq!(ids(&page_before(&conn, 1, 2, i64::MAX, 2).await.unwrap()), vec![m3, m2]);
         assert_eq!(ids(&page_after(&conn, 2, 1, m1.id, i64::MAX, 10).await.unwrap()), vec![m2, m3]);
         assert_eq!(ids(&page_after(&conn, 2, 1, 0, m3, 10).await.unwrap()), vec![m1.id, m2]);
-        assert_eq!(ids(&media_page(&conn, 1, 2, i64::MAX, 10).await.unwrap()), vec![m2]);
-        assert_eq!(ids(&active_latest(&conn, 1).await.unwrap()), vec![other, m3]);
+        assert_eq!(ids(&images_before(&conn, 1, 2, i64::MAX, 10).await.unwrap()), vec![m2]);
+        assert_eq!(ids(&latest_per_peer(&conn, 1).await.unwrap()), vec![other, m3]);
         assert!(visible_in_conversation(&conn, 1, 2, m2).await.unwrap());
         assert!(!visible_in_conversation(&conn, 3, 2, m2).await.unwrap(), "another conversation");
         assert_eq!(last_visible_id(&conn, 1, 2).await.unwrap(), m3);
 
-        hide_for(&conn, m3, Side::Sender).await.unwrap();
-        assert!(visible_to(&conn, 1, m3).await.unwrap().is_none(), "hidden for the sender");
-        assert_eq!(visible_to(&conn, 2, m3).await.unwrap().map(|m| m.id), Some(m3), "not for the receiver");
-        assert!(visible_to(&conn, 3, m3).await.unwrap().is_none(), "not a message of user 3");
+        hide_for_sender(&conn, m3).await.unwrap();
+        assert!(find_visible(&conn, 1, m3).await.unwrap().is_none(), "hidden for the sender");
+        assert_eq!(find_visible(&conn, 2, m3).await.unwrap().map(|m| m.id), Some(m3), "not for the receiver");
+        assert!(find_visible(&conn, 3, m3).await.unwrap().is_none(), "not a message of user 3");
         assert_eq!(last_visible_id(&conn, 1, 2).await.unwrap(), m2);
         assert_eq!(last_live_id(&conn, 1, 2).await.unwrap(), m3, "what the caller hid still counts");
-        assert_eq!(hide_chat_for(&conn, 2, 1, m2).await.unwrap(), 2);
-        assert_eq!(ids(&page_newest(&conn, 2, 1, i64::MAX, 10).await.unwrap()), vec![m3]);
+        assert_eq!(hide_conversation(&conn, 2, 1, m2).await.unwrap(), 2);
+        assert_eq!(ids(&page_before(&conn, 2, 1, i64::MAX, 10).await.unwrap()), vec![m3]);
         assert_eq!(last_visible_id(&conn, 3, 2).await.unwrap(), 0);
         let mut peers: Vec<i64> =
             crate::db::users::by_ids(&conn, &[2, 3, 99]).await.unwrap().iter().map(|u| u.id).collect();
@@ -828,7 +659,7 @@ mod tests {
         assert_eq!(delete_for_everyone(&conn, m2).await.unwrap(), Wiped::default(), "already deleted");
         let wiped = delete_chat_for_everyone(&conn, 2, 1, m2).await.unwrap();
         assert_eq!(wiped.ids, vec![m1]);
-        assert!(active_latest(&conn, 1).await.unwrap().is_empty());
+        assert!(latest_per_peer(&conn, 1).await.unwrap().is_empty());
         let envelopes: i64 =
             value(conn.query("SELECT COUNT(*) FROM message_envelope", ()).await.unwrap()).await.unwrap().unwrap();
         assert_eq!(envelopes, 0);
@@ -844,15 +675,18 @@ mod tests {
         assert!(!typing_allowed(&conn, 99, 2).await.unwrap(), "unknown sender");
         assert_eq!(by_client_msg_id(&conn, 1, "cid").await.unwrap().map(|m| m.id), Some(m));
         assert!(by_client_msg_id(&conn, 2, "cid").await.unwrap().is_none(), "per sender");
-        assert_eq!(recent_by_client_msg_id(&conn, 1, "cid", 999).await.unwrap().map(|m| m.id), Some(m));
-        assert!(recent_by_client_msg_id(&conn, 1, "cid", 1000).await.unwrap().is_none(), "outside the window");
-        release_client_msg_id(&conn, m).await.unwrap();
+        assert_eq!(by_client_msg_id_since(&conn, 1, "cid", 999).await.unwrap().map(|m| m.id), Some(m));
+        assert!(by_client_msg_id_since(&conn, 1, "cid", 1000).await.unwrap().is_none(), "outside the window");
+        clear_client_msg_id(&conn, m).await.unwrap();
         assert!(by_client_msg_id(&conn, 1, "cid").await.unwrap().is_none());
-        let mut devices = envelope_devices(&conn, 1, 2).await.unwrap();
+        let mut devices = crate::db::devices::envelope_devices(&conn, 1, 2).await.unwrap();
         devices.sort_by_key(|d| d.user_id);
         assert_eq!(
             devices,
-            vec![EnvelopeDevice { user_id: 1, id: "d1".into() }, EnvelopeDevice { user_id: 2, id: "d2".into() }]
+            vec![
+                crate::db::devices::EnvelopeDevice { user_id: 1, id: "d1".into() },
+                crate::db::devices::EnvelopeDevice { user_id: 2, id: "d2".into() }
+            ]
         );
     }
 }

@@ -4,16 +4,6 @@ use crate::db::{all, first, value};
 use libsql::Connection;
 use serde::Deserialize;
 
-/// How many themes a user has.
-pub async fn count_of_user(conn: &Connection, user_id: i64) -> Result<i64, libsql::Error> {
-    Ok(value(conn.query("SELECT COUNT(*) FROM theme WHERE user_id = ?1", [user_id]).await?).await?.unwrap_or(0))
-}
-
-/// The wallpaper key of a user's theme: `None` if there is no such theme, `Some(None)` without wallpaper.
-pub async fn wallpaper_key(conn: &Connection, id: i64, user_id: i64) -> Result<Option<Option<String>>, libsql::Error> {
-    value(conn.query("SELECT wallpaper_key FROM theme WHERE id = ?1 AND user_id = ?2", (id, user_id)).await?).await
-}
-
 /// Deletes a user's theme; false if there was none.
 pub async fn delete(conn: &Connection, id: i64, user_id: i64) -> Result<bool, libsql::Error> {
     Ok(conn.execute("DELETE FROM theme WHERE id = ?1 AND user_id = ?2", (id, user_id)).await? > 0)
@@ -79,16 +69,9 @@ pub struct ThemeValues {
     pub wallpaper_blur: String,
 }
 
-#[derive(Deserialize)]
-struct Count {
-    count: i64,
-}
-
 /// How many themes `user_id` has.
 pub async fn count(conn: &Connection, user_id: i64) -> Result<i64, libsql::Error> {
-    let row: Option<Count> =
-        first(conn.query("SELECT COUNT(*) AS count FROM theme WHERE user_id = ?1", [user_id]).await?).await?;
-    Ok(row.map_or(0, |r| r.count))
+    Ok(value(conn.query("SELECT COUNT(*) FROM theme WHERE user_id = ?1", [user_id]).await?).await?.unwrap_or(0))
 }
 
 /// Stores a new theme of `user_id` created at `now_ms` and returns it.
@@ -132,17 +115,9 @@ pub async fn list(conn: &Connection, user_id: i64) -> Result<Vec<Theme>, libsql:
     .await
 }
 
-#[derive(Deserialize)]
-struct Wallpaper {
-    wallpaper_key: Option<String>,
-}
-
 /// The wallpaper key of theme `id` of `user_id`: `None` when there is no such theme of the user.
 pub async fn wallpaper(conn: &Connection, id: i64, user_id: i64) -> Result<Option<Option<String>>, libsql::Error> {
-    let row: Option<Wallpaper> =
-        first(conn.query("SELECT wallpaper_key FROM theme WHERE id = ?1 AND user_id = ?2", (id, user_id)).await?)
-            .await?;
-    Ok(row.map(|r| r.wallpaper_key))
+    value(conn.query("SELECT wallpaper_key FROM theme WHERE id = ?1 AND user_id = ?2", (id, user_id)).await?).await
 }
 
 /// Replaces every field of theme `id` of `user_id`; returns it, or `None` when there is no such theme.

@@ -1,6 +1,8 @@
 //! The `user` table: profiles, privacy settings, credentials and session checks.
 
-use crate::db::{all, exists, first, id_list, int_bool, value};
+use crate::db::{
+    all, connections, contacts, devices, exists, first, id_list, int_bool, messages, objects, themes, value,
+};
 use libsql::Connection;
 use serde::Deserialize;
 
@@ -184,20 +186,6 @@ impl From<UserColumns> for UserRow {
     }
 }
 
-/// The password check of a login.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Credentials {
-    /// User id.
-    pub id: i64,
-    /// bcrypt hash (`None` for a deleted account).
-    pub password_hash: Option<String>,
-    /// Current token version.
-    pub token_version: i64,
-    /// Banned by an operator.
-    #[serde(deserialize_with = "int_bool")]
-    pub is_banned: bool,
-}
-
 /// A new account (`POST /auth/register`).
 #[derive(Debug, Clone, Copy)]
 pub struct NewUser<'a> {
@@ -309,46 +297,11 @@ pub async fn set_last_seen(conn: &Connection, user_id: i64, at_ms: i64) -> Resul
     Ok(())
 }
 
-/// Whether `id` is a live (not deleted) account.
-pub async fn exists_live(conn: &Connection, id: i64) -> Result<bool, libsql::Error> {
-    exists(conn.query("SELECT 1 FROM user WHERE id = ?1 AND is_deleted = 0", [id]).await?).await
-}
-
-/// Whether a phone number (digits only) is registered.
-pub async fn phone_taken(conn: &Connection, phone: &str) -> Result<bool, libsql::Error> {
-    exists(conn.query("SELECT 1 FROM user WHERE phone = ?1", [phone]).await?).await
-}
-
 /// Whether another user than `except_id` holds the lower-cased username `username_lower`.
 pub async fn username_taken(conn: &Connection, username_lower: &str, except_id: i64) -> Result<bool, libsql::Error> {
     let rows =
         conn.query("SELECT 1 FROM user WHERE username_lower = ?1 AND id != ?2", (username_lower, except_id)).await?;
     exists(rows).await
-}
-
-/// The login check of a live account by phone (digits only).
-pub async fn credentials_by_phone(conn: &Connection, phone: &str) -> Result<Option<Credentials>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, password_hash, token_version, is_banned FROM user WHERE phone = ?1 AND is_deleted = 0",
-            [phone],
-        )
-        .await?;
-    first(rows).await
-}
-
-/// The login check of a live account by lower-cased username.
-pub async fn credentials_by_username(
-    conn: &Connection,
-    username_lower: &str,
-) -> Result<Option<Credentials>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, password_hash, token_version, is_banned FROM user WHERE username_lower = ?1 AND is_deleted = 0",
-            [username_lower],
-        )
-        .await?;
-    first(rows).await
 }
 
 /// The stored password hash of a user (`None` if the user or the hash is missing).
@@ -441,14 +394,12 @@ pub async fn anonymize(conn: &Connection, id: i64) -> Result<(), libsql::Error> 
 
 /// Whether `id` is an account that is not deleted.
 pub async fn is_live(conn: &Connection, id: i64) -> Result<bool, libsql::Error> {
-    let mut rows = conn.query("SELECT 1 FROM user WHERE id = ?1 AND is_deleted = 0", [id]).await?;
-    Ok(rows.next().await?.is_some())
+    exists(conn.query("SELECT 1 FROM user WHERE id = ?1 AND is_deleted = 0", [id]).await?).await
 }
 
 /// Whether any account (deleted ones too, whose phone is null) has the phone `digits`.
 pub async fn phone_exists(conn: &Connection, digits: &str) -> Result<bool, libsql::Error> {
-    let mut rows = conn.query("SELECT 1 FROM user WHERE phone = ?1", [digits]).await?;
-    Ok(rows.next().await?.is_some())
+    exists(conn.query("SELECT 1 FROM user WHERE phone = ?1", [digits]).await?).await
 }
 
 /// What login needs of a live account.
@@ -508,20 +459,6 @@ pub async fn set_avatar_frame(conn: &Connection, id: i64, frame: Option<&str>) -
     Ok(())
 }
 
-/// Whether `viewer` and `other` have a message that is visible to `viewer` (not deleted for everyone, not
-/// hidden for the viewer), in either direction.
-pub async fn shares_visible_messages(conn: &Connection, viewer: i64, other: i64) -> Result<bool, libsql::Error> {
-    let mut rows = conn
-        .query(
-            "SELECT 1 FROM message WHERE deleted_for_everyone = 0 AND \
-             ((sender_id = ?1 AND receiver_id = ?2 AND hidden_for_sender = 0) OR \
-              (sender_id = ?2 AND receiver_id = ?1 AND hidden_for_receiver = 0)) LIMIT 1",
-            (viewer, other),
-        )
-        .await?;
-    Ok(rows.next().await?.is_some())
-}
-
 /// The privacy settings to change; `None` keeps a setting.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PrivacyUpdate {
@@ -570,23 +507,6 @@ pub async fn update_privacy(conn: &Connection, id: i64, update: &PrivacyUpdate) 
     Ok(())
 }
 
-/// Records the `object` row (kind `avatar`) of an avatar just stored in S3.
-pub async fn insert_avatar_object(
-    conn: &Connection,
-    key: &str,
-    owner: i64,
-    content_type: &str,
-    size: i64,
-    now: i64,
-) -> Result<(), libsql::Error> {
-    conn.execute(
-        "INSERT INTO object (key, owner_id, kind, content_type, size, created_at) VALUES (?1, ?2, 'avatar', ?3, ?4, ?5)",
-        (key, owner, content_type, size, now),
-    )
-    .await?;
-    Ok(())
-}
-
 /// What a deleted account leaves for the caller to clean up after the commit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Deleted {
@@ -603,58 +523,28 @@ pub struct Deleted {
 /// profile field and secret; the row stays as the `is_deleted` stub with a bumped token version. Run it
 /// inside one write transaction.
 pub async fn delete_account(conn: &Connection, id: i64) -> Result<Deleted, libsql::Error> {
-    #[derive(Deserialize)]
-    struct Key {
-        key: String,
-    }
-    #[derive(Deserialize)]
-    struct Id {
-        id: String,
-    }
-    let rows = conn.query("SELECT key FROM object WHERE owner_id = ?1", [id]).await?;
-    let object_keys = all::<Key>(rows).await?.into_iter().map(|r| r.key).collect();
-    let rows = conn.query("SELECT id FROM connection WHERE user_id = ?1", [id]).await?;
-    let connections = all::<Id>(rows).await?.into_iter().map(|r| r.id).collect();
-    let devices = crate::db::devices::ids_of_user(conn, id).await?;
+    let object_keys = objects::keys_of_owner(conn, id).await?;
+    let connections = connections::ids_of_user(conn, id).await?;
+    let devices = devices::ids_of_user(conn, id).await?;
     for device in &devices {
-        crate::db::devices::delete_with_keys(conn, device).await?;
+        devices::delete_with_keys(conn, device).await?;
     }
     // Pending deletion: the rows stay (without an owner that exists) until S3 confirms.
-    conn.execute("UPDATE object SET kind = 'deleted' WHERE owner_id = ?1", [id]).await?;
-    conn.execute("DELETE FROM connection WHERE user_id = ?1", [id]).await?;
-    conn.execute("DELETE FROM device WHERE user_id = ?1", [id]).await?;
-    conn.execute("DELETE FROM theme WHERE user_id = ?1", [id]).await?;
-    conn.execute("DELETE FROM contact WHERE owner_id = ?1 OR contact_id = ?1", [id]).await?;
-    // Messages the peer can no longer see are the user's alone.
-    conn.execute(
-        "DELETE FROM message WHERE sender_id = ?1 AND (hidden_for_receiver = 1 OR deleted_for_everyone = 1)",
-        [id],
-    )
-    .await?;
-    conn.execute(
-        "DELETE FROM message WHERE receiver_id = ?1 AND (hidden_for_sender = 1 OR deleted_for_everyone = 1)",
-        [id],
-    )
-    .await?;
-    // Attachments the user sent are deleted with the account.
-    conn.execute("UPDATE message SET media_key = NULL WHERE sender_id = ?1", [id]).await?;
-    conn.execute(
-        "UPDATE user SET phone = NULL, username = NULL, username_lower = NULL, first_name = NULL, last_name = NULL, \
-         search_text = NULL, password_hash = NULL, public_key = NULL, avatar_key = NULL, avatar_preset = NULL, \
-         avatar_frame = NULL, bio = NULL, birthdate = NULL, last_seen = NULL, avatar_visibility = 'all', \
-         avatar_visibility_exceptions = '[]', show_read_receipts = 1, show_last_seen = 1, show_online_status = 1, \
-         phone_visibility = 'nobody', is_admin = 0, is_deleted = 1, token_version = token_version + 1 WHERE id = ?1",
-        [id],
-    )
-    .await?;
-    conn.execute("DELETE FROM message_envelope WHERE user_id = ?1", [id]).await?;
+    objects::mark_deleted_of_owner(conn, id).await?;
+    connections::delete_of_user(conn, id).await?;
+    devices::delete_of_user(conn, id).await?;
+    themes::delete_of_user(conn, id).await?;
+    contacts::delete_of_user(conn, id).await?;
+    messages::delete_of_user(conn, id).await?;
+    anonymize(conn, id).await?;
+    messages::delete_envelopes_of_user(conn, id).await?;
     Ok(Deleted { object_keys, connections, devices })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{Db, devices, migrate};
+    use crate::db::{Db, migrate};
 
     async fn conn() -> (tempfile::TempDir, crate::db::Db) {
         let dir = tempfile::tempdir().unwrap();
@@ -693,13 +583,13 @@ mod tests {
         assert!(!row.is_deleted);
         assert!(find(&conn, id + 1).await.unwrap().is_none());
         assert_eq!(by_ids(&conn, &[id, id + 1]).await.unwrap().len(), 1);
-        assert!(phone_taken(&conn, "79990000001").await.unwrap());
-        let creds = credentials_by_phone(&conn, "79990000001").await.unwrap().unwrap();
+        assert!(phone_exists(&conn, "79990000001").await.unwrap());
+        let creds = find_login_by_phone(&conn, "79990000001").await.unwrap().unwrap();
         assert_eq!((creds.id, creds.password_hash.as_deref(), creds.is_banned), (id, Some("h"), false));
         assert_eq!(set_password(&conn, id, "h2").await.unwrap(), Some(1));
         anonymize(&conn, id).await.unwrap();
         assert!(find(&conn, id).await.unwrap().unwrap().is_deleted);
-        assert!(!exists_live(&conn, id).await.unwrap());
+        assert!(!is_live(&conn, id).await.unwrap());
     }
 
     async fn database() -> (tempfile::TempDir, Db) {

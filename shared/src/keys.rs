@@ -3,13 +3,12 @@
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use serde_json::json;
 
 use crate::db;
 use crate::error::ApiError;
 use crate::realtime::fanout;
-use crate::realtime::transport::frame;
 use crate::state::AppState;
+use wire::ws::{KeyChange, KeyChangeKind, ServerEvent};
 
 /// Standard alphabet; padding optional on input, always written on output; non-canonical trailing bits
 /// are rejected.
@@ -30,12 +29,12 @@ pub fn encode(bytes: &[u8]) -> String {
 
 /// Sends `key_change` for (`user_id`, `device_id`) to the owner's other devices and to every user sharing a
 /// conversation with the owner.
-pub async fn broadcast_key_change(state: &AppState, user_id: i64, device_id: &str, change: &str) {
+pub async fn broadcast_key_change(state: &AppState, user_id: i64, device_id: &str, change: KeyChangeKind) {
     let peers = match state.db.conn().await {
         Ok(conn) => db::messages::peers_of(&conn, user_id).await.unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    let payload = frame("key_change", json!({"user_id": user_id, "device_id": device_id, "change": change}));
+    let payload = ServerEvent::KeyChange(KeyChange { user_id, device_id: device_id.to_owned(), change }).to_frame();
     let mut targets = Vec::new();
     if let Ok(conn) = state.db.conn().await {
         let mut users = peers;

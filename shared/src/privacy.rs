@@ -3,43 +3,13 @@
 use std::collections::{HashMap, HashSet};
 
 use libsql::Connection;
-use serde::Serialize;
+use wire::User;
 
 use crate::db::users::UserRow;
 pub use crate::db::users::{AvatarVisibility, PhoneVisibility, Privacy};
 use crate::db::{connections, contacts, messages};
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// The user object of API.md §3.1.
-#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
-pub struct UserView {
-    pub id: i64,
-    pub username: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub phone: Option<String>,
-    pub public_key: Option<String>,
-    pub avatar_url: Option<String>,
-    pub avatar_frame: Option<String>,
-    pub bio: Option<String>,
-    pub birthdate: Option<String>,
-    pub last_seen: Option<String>,
-    pub is_online: Option<bool>,
-    pub last_message: Option<String>,
-    pub last_message_time: Option<String>,
-    pub last_message_sender_id: Option<i64>,
-    pub last_message_type: Option<String>,
-    pub local_name: Option<String>,
-    pub is_deleted: bool,
-}
-
-impl UserView {
-    /// The stub shown for a deleted account: every field but `id` null.
-    pub fn deleted(id: i64) -> Self {
-        Self { id, is_deleted: true, ..Self::default() }
-    }
-}
 
 async fn avatar_url(state: &AppState, user: &UserRow) -> Result<Option<String>, ApiError> {
     if let Some(key) = &user.avatar_key {
@@ -48,8 +18,9 @@ async fn avatar_url(state: &AppState, user: &UserRow) -> Result<Option<String>, 
     Ok(user.avatar_preset.as_deref().map(|id| state.preset_avatar_url(id)))
 }
 
-fn profile(user: &UserRow) -> UserView {
-    UserView {
+/// The profile fields everyone may see.
+fn profile(user: &UserRow) -> User {
+    User {
         id: user.id,
         username: user.username.clone(),
         first_name: user.first_name.clone(),
@@ -58,13 +29,13 @@ fn profile(user: &UserRow) -> UserView {
         avatar_frame: user.avatar_frame.clone(),
         bio: user.bio.clone(),
         birthdate: user.birthdate.clone(),
-        ..UserView::default()
+        ..User::default()
     }
 }
 
 /// The self view (`GET /me`, edit responses): every own field, unfiltered.
-pub async fn self_view(state: &AppState, user: &UserRow) -> Result<UserView, ApiError> {
-    Ok(UserView { phone: user.phone.clone(), avatar_url: avatar_url(state, user).await?, ..profile(user) })
+pub async fn self_view(state: &AppState, user: &UserRow) -> Result<User, ApiError> {
+    Ok(User { phone: user.phone.clone(), avatar_url: avatar_url(state, user).await?, ..profile(user) })
 }
 
 /// What the viewer knows about a set of owners, loaded in a few batched queries.
@@ -109,13 +80,13 @@ pub async fn public_views(
     conn: &Connection,
     viewer: i64,
     owners: &[UserRow],
-) -> Result<Vec<UserView>, ApiError> {
+) -> Result<Vec<User>, ApiError> {
     let ids: Vec<i64> = owners.iter().map(|u| u.id).collect();
     let rel = relations(conn, viewer, &ids).await?;
     let mut views = Vec::with_capacity(owners.len());
     for owner in owners {
         if owner.is_deleted {
-            views.push(UserView::deleted(owner.id));
+            views.push(User::deleted(owner.id));
             continue;
         }
         let is_contact = rel.contact_of.contains(&owner.id);
@@ -139,12 +110,7 @@ pub async fn public_views(
 }
 
 /// The public view of one owner for `viewer`.
-pub async fn public_view(
-    state: &AppState,
-    conn: &Connection,
-    viewer: i64,
-    owner: &UserRow,
-) -> Result<UserView, ApiError> {
+pub async fn public_view(state: &AppState, conn: &Connection, viewer: i64, owner: &UserRow) -> Result<User, ApiError> {
     Ok(public_views(state, conn, viewer, std::slice::from_ref(owner)).await?.pop().unwrap_or_default())
 }
 

@@ -1,9 +1,7 @@
 //! Users: profile rules (usernames, phones, search text) and the fixed avatar catalogues. Rows and queries
 //! are [`crate::db::users`]'.
 
-use libsql::Connection;
-
-pub use crate::db::users::{USER_COLUMNS, UserRow, find};
+pub use crate::db::users::{UserRow, find};
 
 /// Avatar frames of API.md §10.1: id, original name, colour hint.
 pub const AVATAR_FRAMES: [(&str, &str, &str); 4] = [
@@ -15,16 +13,6 @@ pub const AVATAR_FRAMES: [(&str, &str, &str); 4] = [
 
 /// Preset avatar ids of API.md §10.2.
 pub const PRESET_AVATAR_IDS: [&str; 12] = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];
-
-/// Collects every row of a `SELECT USER_COLUMNS ...` query, mapped by column name. For the function
-/// crates' remaining inline SQL; shared itself calls the named functions of [`crate::db::users`].
-pub async fn query_users(
-    conn: &Connection,
-    sql: &str,
-    params: impl libsql::params::IntoParams,
-) -> Result<Vec<UserRow>, libsql::Error> {
-    crate::db::all(conn.query(sql, params).await?).await
-}
 
 /// The lower-cased text `GET /users/search` matches: username, first name, last name and "first last".
 pub fn search_text(username: Option<&str>, first_name: Option<&str>, last_name: Option<&str>) -> String {

@@ -4,14 +4,14 @@ use std::collections::HashMap;
 
 use shared::api::Router;
 use shared::auth::AuthUser;
-use shared::messages::{self, MessageRow, MessageView};
-use shared::privacy::{UserView, public_views};
+use shared::messages::{self, MessageRow};
+use shared::privacy::public_views;
 use shared::{ApiError, AppState, db, realtime};
 use wire::chats::{
     ChatCleared, ClearChat, ClearChatRequest, DeleteMessage, DeleteMessageRequest, ListActiveChats, ListMedia,
     ListMediaRequest, ListMessages, ListMessagesRequest, MarkRead, MarkReadRequest, MarkedRead, MediaItem,
 };
-use wire::objects::{Message, MessageText, MessageType, User};
+use wire::objects::{Message, MessageText, User};
 use wire::ws::{self, ServerEvent};
 use wire::{Empty, ErrorCode};
 
@@ -45,12 +45,12 @@ async fn list_active_chats(state: &AppState, user: AuthUser, _input: Empty) -> R
     let views = public_views(state, &conn, user.id, &ordered).await?;
     let mut out = Vec::with_capacity(views.len());
     for view in views {
-        let mut peer = user_object(view);
+        let mut peer = view;
         if let Some(m) = latest.iter().find(|m| m.peer_of(user.id) == peer.id) {
             peer.last_message = Some(m.encrypted_content.clone());
             peer.last_message_time = Some(shared::time::format_ms(m.created_at));
             peer.last_message_sender_id = Some(m.sender_id);
-            peer.last_message_type = Some(message_type(&m.message_type));
+            peer.last_message_type = Some(messages::message_type(&m.message_type));
         }
         out.push(peer);
     }
@@ -80,7 +80,7 @@ async fn list_messages(state: &AppState, user: AuthUser, input: ListMessagesRequ
     }
     let mut out = Vec::with_capacity(page.len());
     for msg in &page {
-        out.push(message_object(messages::view(state, msg, user.id, receipts, envelopes.remove(&msg.id)).await?));
+        out.push(messages::view(state, msg, user.id, receipts, envelopes.remove(&msg.id)).await?);
     }
     Ok(out)
 }
@@ -212,53 +212,6 @@ fn cap_size(page: &mut Vec<MessageRow>, envelopes: &HashMap<i64, String>) {
     page.truncate(keep);
 }
 
-/// A stored message type; only `text`, `image` and `file` are ever stored, anything else reads as `text`.
-fn message_type(stored: &str) -> MessageType {
-    MessageType::parse(stored).unwrap_or_default()
-}
-
-/// The wire form of a message view.
-fn message_object(view: MessageView) -> Message {
-    Message {
-        id: view.id,
-        sender_id: view.sender_id,
-        receiver_id: view.receiver_id,
-        encrypted_content: view.encrypted_content,
-        message_type: message_type(&view.message_type),
-        media_url: view.media_url,
-        reply_to_message_id: view.reply_to_message_id,
-        timestamp: view.timestamp,
-        is_read: view.is_read,
-        client_msg_id: view.client_msg_id,
-        sender_device_id: view.sender_device_id,
-        envelope: view.envelope,
-    }
-}
-
-/// The wire form of a user view.
-fn user_object(view: UserView) -> User {
-    User {
-        id: view.id,
-        username: view.username,
-        first_name: view.first_name,
-        last_name: view.last_name,
-        phone: view.phone,
-        public_key: view.public_key,
-        avatar_url: view.avatar_url,
-        avatar_frame: view.avatar_frame,
-        bio: view.bio,
-        birthdate: view.birthdate,
-        last_seen: view.last_seen,
-        is_online: view.is_online,
-        last_message: view.last_message,
-        last_message_time: view.last_message_time,
-        last_message_sender_id: view.last_message_sender_id,
-        last_message_type: view.last_message_type.as_deref().map(message_type),
-        local_name: view.local_name,
-        is_deleted: view.is_deleted,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,12 +256,5 @@ mod tests {
             Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "limit"),
             other => panic!("expected a 422, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn stored_message_types_map_to_the_wire_enum() {
-        assert_eq!(message_type("image"), MessageType::Image);
-        assert_eq!(message_type("file"), MessageType::File);
-        assert_eq!(message_type("text"), MessageType::Text);
     }
 }

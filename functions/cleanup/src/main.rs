@@ -2,7 +2,14 @@
 //! pending object deletions.
 
 use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+
+/// What a run reports: how many objects it removed.
+#[derive(Serialize)]
+struct Removed {
+    removed: usize,
+}
 
 /// Uploads unreferenced for this long are deleted.
 const MAX_UNREFERENCED_MS: i64 = 24 * 3600 * 1000;
@@ -19,12 +26,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .await
             .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
         tracing::info!(removed, "clean-up done");
-        Ok::<Value, lambda_runtime::Error>(json!({ "removed": removed }))
+        Ok::<Removed, lambda_runtime::Error>(Removed { removed })
     };
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| run())).await
     } else {
-        println!("{}", run().await?);
+        println!("{}", serde_json::to_string(&run().await?)?);
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use wire::keys::{
     ExchangeKey, ExchangeKeyRequest, KeyCount, LegacyKey, ListDevices, ListDevicesRequest, OneTimeKey, SignedPrekey,
     UploadKeys, UploadKeysRequest,
 };
+use wire::ws::KeyChangeKind;
 use wire::{Empty, ErrorCode};
 
 /// Name of this function in `template.yaml`.
@@ -141,7 +142,7 @@ async fn upload_keys(state: &AppState, user: AuthUser, input: UploadKeysRequest)
                 if stored.is_none() && spk.is_none() {
                     return Err(ApiError::field("signed_prekey", "the first upload needs a signed prekey"));
                 }
-                change = Some(if stored.is_some() { "identity_changed" } else { "added" });
+                change = Some(if stored.is_some() { KeyChangeKind::IdentityChanged } else { KeyChangeKind::Added });
                 // A new identity invalidates every key signed or issued under the old one.
                 db::keys::delete_one_time_keys(&tx, device).await?;
                 db::keys::set_identity(&tx, device, user.id, &new.stored, now).await?;
@@ -254,7 +255,7 @@ async fn delete_device(state: &AppState, user: AuthUser, input: DeleteDeviceRequ
     tx.commit().await?;
     drop(conn);
     realtime::close(state, &connections).await;
-    broadcast_key_change(state, user.id, &device_id, "removed").await;
+    broadcast_key_change(state, user.id, &device_id, KeyChangeKind::Removed).await;
     Ok(Empty {})
 }
 

@@ -5,7 +5,7 @@ use shared::api::Router;
 use shared::auth::AuthUser;
 use shared::db::users::PrivacyUpdate;
 use shared::error::OnConstraint as _;
-use shared::privacy::{self, UserView, public_view, public_views, self_view};
+use shared::privacy::{public_view, public_views, self_view};
 use shared::storage::{ImageType, new_key};
 use shared::users::{AVATAR_FRAMES, PRESET_AVATAR_IDS, UserRow, find, search_text, valid_username};
 use shared::{ApiError, AppState, db, ratelimit};
@@ -18,7 +18,7 @@ use wire::users::{
     UpdatePrivacy, UpdatePrivacyRequest, UpdateProfile, UpdateProfileRequest, UploadAvatar,
 };
 use wire::ws::{KeyChangeKind, Presence, ServerEvent};
-use wire::{AvatarVisibility, ErrorCode, FileUpload, MessageType, PhoneVisibility, User};
+use wire::{AvatarVisibility, ErrorCode, FileUpload, PhoneVisibility, User};
 
 /// Name of this function in `template.yaml`.
 pub const FUNCTION: &str = "users";
@@ -45,30 +45,6 @@ pub fn router() -> Router {
 
 shared::http_function!(router);
 
-/// The wire user object of a view.
-fn user_object(view: UserView) -> User {
-    User {
-        id: view.id,
-        username: view.username,
-        first_name: view.first_name,
-        last_name: view.last_name,
-        phone: view.phone,
-        public_key: view.public_key,
-        avatar_url: view.avatar_url,
-        avatar_frame: view.avatar_frame,
-        bio: view.bio,
-        birthdate: view.birthdate,
-        last_seen: view.last_seen,
-        is_online: view.is_online,
-        last_message: view.last_message,
-        last_message_time: view.last_message_time,
-        last_message_sender_id: view.last_message_sender_id,
-        last_message_type: view.last_message_type.as_deref().and_then(MessageType::parse),
-        local_name: view.local_name,
-        is_deleted: view.is_deleted,
-    }
-}
-
 async fn load_self(state: &AppState, user: &AuthUser) -> Result<UserRow, ApiError> {
     let conn = state.db.conn().await?;
     find(&conn, user.id).await?.filter(|u| !u.is_deleted).ok_or(ApiError::InvalidToken)
@@ -76,7 +52,7 @@ async fn load_self(state: &AppState, user: &AuthUser) -> Result<UserRow, ApiErro
 
 async fn self_response(state: &AppState, user: &AuthUser) -> Result<User, ApiError> {
     let row = load_self(state, user).await?;
-    Ok(user_object(self_view(state, &row).await?))
+    self_view(state, &row).await
 }
 
 /// `GET /me` — the caller's self view.
@@ -187,7 +163,7 @@ async fn list_users(state: &AppState, user: AuthUser, input: ListUsersRequest) -
     let after = input.after_id.unwrap_or(0);
     let conn = state.db.conn().await?;
     let rows = db::users::list_page(&conn, after, user.id, limit).await?;
-    Ok(public_views(state, &conn, user.id, &rows).await?.into_iter().map(user_object).collect())
+    public_views(state, &conn, user.id, &rows).await
 }
 
 /// `GET /users/search` — up to 20 public views whose username or names contain the query.
@@ -202,7 +178,7 @@ async fn search_users(state: &AppState, user: AuthUser, input: SearchUsersReques
     }
     let conn = state.db.conn().await?;
     let rows = db::users::search(&conn, user.id, &query).await?;
-    Ok(public_views(state, &conn, user.id, &rows).await?.into_iter().map(user_object).collect())
+    public_views(state, &conn, user.id, &rows).await
 }
 
 /// `GET /users/{user_id}/profile`
@@ -215,41 +191,24 @@ async fn get_profile(state: &AppState, user: AuthUser, input: GetProfileRequest)
     if target.id == user.id {
         let mut view = self_view(state, &target).await?;
         view.local_name = None;
-        return Ok(user_object(view));
+        return Ok(view);
     }
     if target.is_deleted && !db::messages::conversation_visible_to(&conn, user.id, id).await? {
         return Err(ErrorCode::UserNotFound.into());
     }
-    Ok(user_object(public_view(state, &conn, user.id, &target).await?))
-}
-
-fn avatar_visibility(v: privacy::AvatarVisibility) -> AvatarVisibility {
-    match v {
-        privacy::AvatarVisibility::All => AvatarVisibility::All,
-        privacy::AvatarVisibility::Contacts => AvatarVisibility::Contacts,
-        privacy::AvatarVisibility::Nobody => AvatarVisibility::Nobody,
-        privacy::AvatarVisibility::Except => AvatarVisibility::Except,
-    }
-}
-
-fn phone_visibility(v: privacy::PhoneVisibility) -> PhoneVisibility {
-    match v {
-        privacy::PhoneVisibility::All => PhoneVisibility::All,
-        privacy::PhoneVisibility::Contacts => PhoneVisibility::Contacts,
-        privacy::PhoneVisibility::Nobody => PhoneVisibility::Nobody,
-    }
+    public_view(state, &conn, user.id, &target).await
 }
 
 fn privacy_settings(row: &UserRow) -> PrivacySettings {
     let p = &row.privacy;
     PrivacySettings {
-        avatar_visibility: avatar_visibility(p.avatar_visibility),
+        avatar_visibility: p.avatar_visibility,
         avatar_visibility_exceptions: (!p.avatar_visibility_exceptions.is_empty())
             .then(|| serde_json::to_string(&p.avatar_visibility_exceptions).unwrap_or_default()),
         show_read_receipts: p.show_read_receipts,
         show_last_seen: p.show_last_seen,
         show_online_status: p.show_online_status,
-        phone_visibility: phone_visibility(p.phone_visibility),
+        phone_visibility: p.phone_visibility,
         avatar_visibility_exception_ids: p.avatar_visibility_exceptions.clone(),
     }
 }
@@ -294,13 +253,13 @@ async fn update_privacy(
     let mut update = PrivacyUpdate::default();
     if let Some(v) = input.avatar_visibility {
         update.avatar_visibility = Some(
-            privacy::AvatarVisibility::parse(v.trim())
+            AvatarVisibility::parse(v.trim())
                 .ok_or(ApiError::with_detail(ErrorCode::InvalidPrivacyValue, "Invalid avatar_visibility value"))?,
         );
     }
     if let Some(v) = input.phone_visibility {
         update.phone_visibility = Some(
-            privacy::PhoneVisibility::parse(v.trim())
+            PhoneVisibility::parse(v.trim())
                 .ok_or(ApiError::with_detail(ErrorCode::InvalidPrivacyValue, "Invalid phone_visibility value"))?,
         );
     }
@@ -426,7 +385,7 @@ async fn delete_account(state: &AppState, user: AuthUser, _input: Empty) -> Resu
         shared::files::purge(state, key).await;
     }
     for device in &deleted.devices {
-        shared::keys::broadcast_key_change(state, user.id, device, KeyChangeKind::Removed.as_str()).await;
+        shared::keys::broadcast_key_change(state, user.id, device, KeyChangeKind::Removed).await;
     }
     if shows_online {
         let gone = ServerEvent::Presence(Presence { user_id: user.id, is_online: Some(false), last_seen: None });
@@ -495,21 +454,5 @@ mod tests {
                 other => panic!("{bad}: {other:?}"),
             }
         }
-    }
-
-    #[test]
-    fn views_keep_every_field() {
-        let view = UserView {
-            id: 3,
-            username: Some("ada".into()),
-            last_message_type: Some("image".into()),
-            local_name: Some("A".into()),
-            ..UserView::default()
-        };
-        let user = user_object(view);
-        assert_eq!((user.id, user.username.as_deref()), (3, Some("ada")));
-        assert_eq!(user.last_message_type, Some(MessageType::Image));
-        assert_eq!(user.local_name.as_deref(), Some("A"));
-        assert_eq!(user_object(UserView::deleted(4)), User::deleted(4));
     }
 }

@@ -12,11 +12,11 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use shared::auth::AuthUser;
 use shared::db::messages::NewMessage;
-use shared::messages::{self, MessageRow, MessageView};
+use shared::messages::{self, MessageRow};
 use shared::time::{format_ms, now_ms};
 use shared::{ApiError, AppState, db, ratelimit, realtime};
 use wire::ErrorCode;
-use wire::objects::{Message, MessageType};
+use wire::objects::MessageType;
 use wire::ws::{
     ClientAction, Envelope, ErrorEvent, LooseId, MarkRead, MessageSent, Pong, SendMessage, ServerEvent, Typing,
     TypingEvent, WsErrorCode,
@@ -297,8 +297,8 @@ async fn send_message(
         let receipts = messages::receipts_shared(&conn, user.id, receiver_id).await?;
         let conns = realtime::connections_of(&conn, &[user.id, receiver_id]).await?;
         drop(conn);
-        let for_receiver = message_object(messages::view(state, &msg, receiver_id, receipts, None).await?);
-        let for_sender = message_object(messages::view(state, &msg, user.id, receipts, None).await?);
+        let for_receiver = messages::view(state, &msg, receiver_id, receipts, None).await?;
+        let for_sender = messages::view(state, &msg, user.id, receipts, None).await?;
         for c in conns.into_iter().filter(|c| c.id != connection_id) {
             let mut view = if c.user_id == receiver_id { for_receiver.clone() } else { for_sender.clone() };
             // Each device gets only the ciphertext addressed to it.
@@ -414,24 +414,6 @@ async fn ping(state: &AppState, connection_id: &str) -> Result<(), Failed> {
     let event = ServerEvent::Pong(Pong { time: format_ms(now_ms()) });
     realtime::push(state, vec![(connection_id.to_owned(), event.to_frame())]).await;
     Ok(())
-}
-
-/// The wire form of a message view; only `text`, `image` and `file` are ever stored.
-fn message_object(view: MessageView) -> Message {
-    Message {
-        id: view.id,
-        sender_id: view.sender_id,
-        receiver_id: view.receiver_id,
-        encrypted_content: view.encrypted_content,
-        message_type: MessageType::parse(&view.message_type).unwrap_or_default(),
-        media_url: view.media_url,
-        reply_to_message_id: view.reply_to_message_id,
-        timestamp: view.timestamp,
-        is_read: view.is_read,
-        client_msg_id: view.client_msg_id,
-        sender_device_id: view.sender_device_id,
-        envelope: view.envelope,
-    }
 }
 
 #[cfg(test)]

@@ -9,10 +9,6 @@ use libsql::Connection;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 
-/// Columns of [`MessageRow`], for the function crates' remaining inline `SELECT`s.
-pub const MESSAGE_COLUMNS: &str = "id, sender_id, receiver_id, encrypted_content, message_type, media_key, \
-    reply_to_message_id, client_msg_id, sender_device_id, is_read, created_at";
-
 /// A stored message.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MessageRow {

@@ -5,78 +5,7 @@ use crate::db::{
 };
 use libsql::Connection;
 use serde::Deserialize;
-
-/// Columns of [`UserRow`], for the function crates' remaining inline `SELECT`s; the statements here spell
-/// them out.
-pub const USER_COLUMNS: &str = "id, phone, username, first_name, last_name, public_key, avatar_key, \
-    avatar_preset, avatar_frame, bio, birthdate, last_seen, avatar_visibility, avatar_visibility_exceptions, \
-    show_read_receipts, show_last_seen, show_online_status, phone_visibility, is_deleted";
-
-/// Who sees the avatar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AvatarVisibility {
-    /// Everyone.
-    All,
-    /// Contacts of the owner.
-    Contacts,
-    /// No one.
-    Nobody,
-    /// Everyone except the listed ids.
-    Except,
-}
-
-impl AvatarVisibility {
-    /// Parses the stored / wire value.
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "all" => Self::All,
-            "contacts" => Self::Contacts,
-            "nobody" => Self::Nobody,
-            "except" => Self::Except,
-            _ => return None,
-        })
-    }
-    /// The stored / wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::All => "all",
-            Self::Contacts => "contacts",
-            Self::Nobody => "nobody",
-            Self::Except => "except",
-        }
-    }
-}
-
-/// Who sees the phone number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PhoneVisibility {
-    /// Everyone.
-    All,
-    /// Contacts of the owner.
-    Contacts,
-    /// No one (default).
-    Nobody,
-}
-
-impl PhoneVisibility {
-    /// Parses the stored / wire value.
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "all" => Self::All,
-            "contacts" => Self::Contacts,
-            "nobody" => Self::Nobody,
-            _ => return None,
-        })
-    }
-    /// The stored / wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::All => "all",
-            Self::Contacts => "contacts",
-            Self::Nobody => "nobody",
-        }
-    }
-}
+pub use wire::{AvatarVisibility, PhoneVisibility};
 
 /// A user's privacy settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,4 +17,4 @@ pub mod transport;
 pub use crate::realtime::connections::{close, close_user_connections, connections_of, forget};
 pub use crate::realtime::fanout::{broadcast_presence, push, push_to_users};
 pub use crate::realtime::presence::peers_of;
-pub use crate::realtime::transport::{Conn, frame};
+pub use crate::realtime::transport::Conn;

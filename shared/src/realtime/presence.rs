@@ -1,11 +1,10 @@
 //! Presence: the `presence` frames a user's peers get, with the user's privacy settings applied, and
 //! who those peers are.
 
-use serde_json::json;
-
 use crate::db::{connections, messages, users};
-use crate::realtime::transport::{Target, frame};
+use crate::realtime::transport::Target;
 use crate::state::AppState;
+use wire::ws::{Presence, ServerEvent};
 
 /// Peers sharing a conversation with `user_id` that is still visible to the peer.
 pub use crate::db::messages::peers_of;
@@ -23,12 +22,12 @@ pub async fn targets(state: &AppState, user_id: i64) -> Vec<Target> {
             return Ok(Vec::new());
         }
         let peers = messages::peers_of(&conn, user_id).await?;
-        let data = json!({
-            "user_id": user_id,
-            "is_online": show_online.then_some(online),
-            "last_seen": if show_seen { user.last_seen.map(crate::time::format_ms) } else { None },
-        });
-        let payload = frame("presence", data);
+        let payload = ServerEvent::Presence(Presence {
+            user_id,
+            is_online: show_online.then_some(online),
+            last_seen: if show_seen { user.last_seen.map(crate::time::format_ms) } else { None },
+        })
+        .to_frame();
         let conns = connections::of_users(&conn, &peers).await?;
         Ok::<_, libsql::Error>(conns.into_iter().map(|c| (c.id, payload.clone())).collect())
     }

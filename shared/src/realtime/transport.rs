@@ -3,8 +3,6 @@
 
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures_util::future::{BoxFuture, join_all};
-use serde::Serialize;
-use serde_json::json;
 
 use crate::db::Db;
 pub use crate::db::connections::Conn;
@@ -83,11 +81,6 @@ impl PushToConnection for ApiGatewayPush {
             Ok(())
         })
     }
-}
-
-/// A serialized server event.
-pub fn frame(event: &str, data: impl Serialize) -> String {
-    json!({ "event": event, "data": data }).to_string()
 }
 
 /// Removes a connection row in one write transaction; when it was the user's last, records `last_seen`.

@@ -32,7 +32,12 @@ pub enum ConfigError {
     Missing(&'static str),
     /// A variable is set but cannot be used.
     #[error("{name} is invalid: {reason}")]
-    Invalid { name: &'static str, reason: String },
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// Why its value cannot be used.
+        reason: String,
+    },
 }
 
 /// One rate limit: at most `max` events per `window`.

@@ -2,6 +2,8 @@
 //!
 //! Functions depend on this crate only; the local stack and the tests build on it too.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod auth;
 pub mod config;

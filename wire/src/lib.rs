@@ -4,6 +4,8 @@
 //! serde (and utoipa's schema derives) only: the server, the `messenger` client and the benchmark share these
 //! types without linking any server code. The OpenAPI document is generated from them ([`openapi::document`]).
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod chats;
 pub mod contacts;

@@ -157,17 +157,34 @@ impl TestApp {
 
     /// Starts a fresh stack with configuration overrides and WebSocket limits.
     pub async fn spawn_full(overrides: &[(&str, &str)], ws_limits: Option<messenger_local::ws::WsLimits>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_owned();
+        Self::start(dir, data_dir, Some(template_path()), overrides, ws_limits).await
+    }
+
+    /// Starts a fresh stack on `data_dir` (which the caller cleans up).
+    /// Uses the template built into the binary, as `messenger-local` does by default.
+    pub async fn spawn_in(data_dir: &std::path::Path) -> Self {
+        Self::start(tempfile::tempdir().unwrap(), data_dir.to_owned(), None, &[], None).await
+    }
+
+    async fn start(
+        dir: tempfile::TempDir,
+        data_dir: PathBuf,
+        template: Option<PathBuf>,
+        overrides: &[(&str, &str)],
+        ws_limits: Option<messenger_local::ws::WsLimits>,
+    ) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
             shared::lambda::init_tracing();
         }
-        let dir = tempfile::tempdir().unwrap();
         let mut all = vec![("BCRYPT_COST".to_owned(), "4".to_owned())];
         all.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let options = Options {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             s3_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir: dir.path().to_owned(),
-            template: template_path(),
+            data_dir,
+            template,
             overrides: all,
             use_env: false,
             ws_limits: ws_limits.unwrap_or_default(),

@@ -125,7 +125,7 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, mut shutdown: watch:
     }
 }
 
-fn error_response(err: ApiError) -> AxumResponse {
+pub(crate) fn error_response(err: ApiError) -> AxumResponse {
     into_axum(err.into_response())
 }
 

@@ -33,8 +33,8 @@ pub struct Options {
     pub s3_addr: SocketAddr,
     /// Where the database, S3 objects and the generated secret live.
     pub data_dir: PathBuf,
-    /// The SAM template whose routes are served.
-    pub template: PathBuf,
+    /// The SAM template whose routes are served; `None` serves the one built into the binary.
+    pub template: Option<PathBuf>,
     /// Configuration overrides (names of API.md §12); they win over the environment.
     pub overrides: Vec<(String, String)>,
     /// Whether to read the process environment for configuration.
@@ -49,7 +49,7 @@ impl Default for Options {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
             s3_addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
             data_dir: PathBuf::from(".data"),
-            template: PathBuf::from("template.yaml"),
+            template: None,
             overrides: Vec::new(),
             use_env: true,
             ws_limits: ws::WsLimits::default(),
@@ -69,19 +69,31 @@ pub struct Stack {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// The repository's `template.yaml`, built in so the stack starts from any directory.
+pub const BUILT_IN_TEMPLATE: &str = include_str!("../../template.yaml");
+
 impl Stack {
     /// Starts everything: S3, migrations, functions, gateway.
     pub async fn start(options: Options) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("create data dir {}", options.data_dir.display()))?;
+        // The data dir holds the database, the JWT secret and every uploaded object: owner only.
+        std::fs::set_permissions(&options.data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("restrict data dir {}", options.data_dir.display()))?;
         let data_dir = options.data_dir.canonicalize()?;
-        let template_text = std::fs::read_to_string(&options.template)
-            .with_context(|| format!("read {}", options.template.display()))?;
-        let routes = template::http_routes(&template_text)?;
-        let ws_routes = template::ws_routes(&template_text)?;
+        let (template_name, template_text) = match &options.template {
+            Some(path) => (
+                path.display().to_string(),
+                std::fs::read_to_string(path).with_context(|| format!("read template {}", path.display()))?,
+            ),
+            None => ("the built-in template.yaml".to_owned(), BUILT_IN_TEMPLATE.to_owned()),
+        };
+        let routes = template::http_routes(&template_text).with_context(|| format!("routes of {template_name}"))?;
+        let ws_routes =
+            template::ws_routes(&template_text).with_context(|| format!("WebSocket routes of {template_name}"))?;
         let functions = gateway::functions();
         let names: Vec<&str> = functions.keys().copied().collect();
-        template::check(&routes, &ws_routes, &names)?;
+        template::check(&routes, &ws_routes, &names).with_context(|| format!("check {template_name}"))?;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let s3_listener =

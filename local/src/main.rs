@@ -26,9 +26,9 @@ struct Args {
     /// Database, objects and secrets.
     #[arg(long, env = "MESSENGER_DATA_DIR", default_value = ".data")]
     data_dir: PathBuf,
-    /// SAM template with the routes.
-    #[arg(long, env = "MESSENGER_TEMPLATE", default_value = "template.yaml")]
-    template: PathBuf,
+    /// SAM template with the routes [default: the template.yaml built into this binary].
+    #[arg(long, env = "MESSENGER_TEMPLATE")]
+    template: Option<PathBuf>,
     /// Close idle WebSockets after this many seconds.
     #[arg(long, env = "MESSENGER_WS_IDLE_TIMEOUT", default_value_t = 600)]
     ws_idle_timeout: u64,
@@ -53,7 +53,18 @@ impl Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the cause chain, never a backtrace (RUST_BACKTRACE is common among Rust users).
+            eprintln!("messenger-local: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     shared::lambda::init_tracing();
     let options = Args::parse().options();
     let stack = Stack::start(options).await?;

@@ -110,8 +110,11 @@ pub async fn entry(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     uri: http::Uri,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> AxumResponse {
+    let Ok(upgrade) = upgrade else {
+        return crate::gateway::error_response(shared::ApiError::code(shared::error::ErrorCode::UpgradeRequired));
+    };
     let id = connection_id();
     let now = shared::time::now_ms();
     let source_ip = peer.ip().to_string();

@@ -12,9 +12,17 @@ use futures_util::future::BoxFuture;
 
 use crate::config::Config;
 
-/// Presigned GET URLs are signed at the start of a 15-minute window, so a viewer gets the same URL
+/// Presigned GET URLs are signed at the start of a window of at most 15 minutes, so a viewer gets the same URL
 /// within the window and clients can cache by URL.
 const SIGNING_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// The signing time of a GET URL issued at `now` (since the epoch) with lifetime `ttl`: the start of the
+/// current window, the window being at most half the TTL, so every URL stays valid for at least half its TTL
+/// (a 120 s TTL must not hand out URLs signed 14 minutes ago, already expired).
+pub fn signing_start(now: Duration, ttl: Duration) -> Duration {
+    let window = SIGNING_WINDOW.min(ttl / 2).as_secs().max(1);
+    Duration::from_secs(now.as_secs() - now.as_secs() % window)
+}
 
 /// Static credentials for a local S3 endpoint (the local stack); `None` uses the default AWS chain.
 #[derive(Debug, Clone)]
@@ -175,11 +183,11 @@ impl ObjectStore for S3Storage {
         })
     }
 
-    /// Signed at the start of the current 15-minute window, so a viewer gets the same URL within it.
+    /// Signed at the start of the current window ([`signing_start`]), so a viewer gets the same URL within it.
     fn presign_get_as<'a>(&'a self, key: &'a str, attachment: bool) -> BoxFuture<'a, anyhow::Result<String>> {
         Box::pin(async move {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-            let start = UNIX_EPOCH + Duration::from_secs(now.as_secs() - now.as_secs() % SIGNING_WINDOW.as_secs());
+            let start = UNIX_EPOCH + signing_start(now, self.get_ttl);
             let presigning = PresigningConfig::builder().start_time(start).expires_in(self.get_ttl).build()?;
             let mut get = self.client.get_object().bucket(&self.bucket).key(key);
             if attachment {
@@ -274,6 +282,23 @@ pub fn new_key() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_url_stays_valid_for_at_least_half_its_ttl() {
+        for ttl in [60, 61, 120, 899, 1800, 3600, 86_400] {
+            let ttl = Duration::from_secs(ttl);
+            for now in (1_700_000_000..1_700_000_000 + 4000).step_by(7) {
+                let now = Duration::from_secs(now);
+                let start = signing_start(now, ttl);
+                assert!(start <= now);
+                assert!(start + ttl >= now + ttl / 2, "ttl {ttl:?} at {now:?}: valid until {:?}", start + ttl);
+            }
+        }
+        // Long TTLs keep the 15-minute window, so URLs stay cacheable.
+        let ttl = Duration::from_secs(3600);
+        let a = signing_start(Duration::from_secs(1_700_000_100), ttl);
+        assert_eq!(a, signing_start(Duration::from_secs(1_700_000_100 + 600), ttl));
+    }
 
     #[test]
     fn images_are_recognised_by_magic_bytes_only() {

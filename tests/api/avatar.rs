@@ -86,3 +86,29 @@ async fn bodies_over_the_gateway_limit_are_413() {
         .await
         .expect_error(413, "payload_too_large");
 }
+
+/// Seconds since the epoch of an `X-Amz-Date` (`20250301T091542Z`).
+fn amz_date_secs(text: &str) -> i64 {
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    time::PrimitiveDateTime::parse(text, format).unwrap().assume_utc().unix_timestamp()
+}
+
+#[tokio::test]
+async fn urls_issued_at_the_minimum_ttl_are_valid_for_at_least_half_of_it() {
+    let app = TestApp::spawn_with(&[("PRESIGNED_GET_TTL_SECONDS", "60")]).await;
+    let u = app.user().await;
+    let url = u.client.upload("/users/me/avatar", &u.token, "file", "a.png", PNG).await.expect(200)["avatar_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let param = |name: &str| {
+        let start = url.find(&format!("{name}=")).unwrap() + name.len() + 1;
+        url[start..].split('&').next().unwrap().to_owned()
+    };
+    let signed_at = amz_date_secs(&param("X-Amz-Date"));
+    let expires: i64 = param("X-Amz-Expires").parse().unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert_eq!(expires, 60);
+    assert!(signed_at + expires - now >= 29, "valid for {} s only", signed_at + expires - now);
+    assert_eq!(fetch(&url).await.0, 200, "a fresh URL works");
+}

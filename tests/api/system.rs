@@ -105,3 +105,64 @@ async fn cors_allows_only_configured_origins() {
     let denied = preflight("https://evil.example").await.unwrap();
     assert!(denied.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn the_data_dir_and_database_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let parent = tempfile::tempdir().unwrap();
+    let data_dir = parent.path().join("data");
+    // A directory and a database file left readable by an older version are tightened too.
+    std::fs::create_dir(&data_dir).unwrap();
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(data_dir.join("messenger.db"), b"").unwrap();
+    std::fs::set_permissions(data_dir.join("messenger.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let app = messenger_tests::TestApp::spawn_in(&data_dir).await;
+    app.user().await; // a write, so the WAL and shared-memory files exist
+    let mode = |name: &str| {
+        let path = if name.is_empty() { data_dir.clone() } else { data_dir.join(name) };
+        std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+    };
+    assert_eq!(mode(""), 0o700, "data dir");
+    for file in ["messenger.db", "messenger.db-wal", "messenger.db-shm", "jwt_secret"] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+}
+
+#[tokio::test]
+async fn a_plain_get_of_the_websocket_endpoint_gets_the_contract_error() {
+    let app = TestApp::spawn().await;
+    app.client().get("/ws", None).await.expect_error(426, "upgrade_required");
+}
+
+#[tokio::test]
+async fn a_broken_template_is_reported_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken-template.yaml");
+    std::fs::write(&bad, "Resources: [not, a, map").unwrap();
+    let options = messenger_local::Options {
+        http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        s3_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: dir.path().join("data"),
+        template: Some(bad.clone()),
+        use_env: false,
+        ..messenger_local::Options::default()
+    };
+    let err = match messenger_local::Stack::start(options).await {
+        Ok(_) => panic!("a broken template must stop the start"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains(&bad.display().to_string()), "the error names the file: {err}");
+    let missing = messenger_local::Options {
+        template: Some(dir.path().join("nope.yaml")),
+        data_dir: dir.path().join("data2"),
+        http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        s3_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        use_env: false,
+        ..messenger_local::Options::default()
+    };
+    let err = match messenger_local::Stack::start(missing).await {
+        Ok(_) => panic!("a missing template must stop the start"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("nope.yaml"), "{err}");
+}

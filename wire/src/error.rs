@@ -122,6 +122,8 @@ error_codes! {
     KeyIdConflict = 409 "key_id_conflict" "One-time key id already used",
     /// No such device of the caller.
     DeviceNotFound = 404 "device_not_found" "Device not found",
+    /// A plain HTTP request to the WebSocket endpoint.
+    UpgradeRequired = 426 "upgrade_required" "WebSocket upgrade required: connect with a WebSocket client",
     /// A WebSocket function called with an event that is not a WebSocket event.
     NotWebsocket = 400 "not_websocket" "Not a WebSocket event",
 }

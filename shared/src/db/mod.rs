@@ -65,6 +65,7 @@ impl Db {
             if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).context("create database directory")?;
             }
+            owner_only_file(std::path::Path::new(path))?;
             libsql::Builder::new_local(path).build().await.context("open database file")?
         };
         let db = Self { database, local: !remote, idle: Mutex::new(Vec::new()) };
@@ -94,6 +95,28 @@ impl Db {
         };
         Ok(PooledConn { conn: Some(conn), db: self })
     }
+}
+
+/// Creates (or restricts) the database file with mode 0600 before SQLite opens it: it holds phone numbers and
+/// password hashes, and SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn owner_only_file(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("open database file {}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restrict database file {}", path.display()))?;
+    for suffix in ["-wal", "-shm"] {
+        let side = path.with_file_name(format!("{}{suffix}", path.file_name().unwrap_or_default().to_string_lossy()));
+        if side.exists() {
+            std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restrict {}", side.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// A pooled connection; derefs to [`libsql::Connection`].

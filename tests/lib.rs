@@ -179,6 +179,10 @@ impl TestApp {
             shared::lambda::init_tracing();
         }
         let mut all = vec![("BCRYPT_COST".to_owned(), "4".to_owned())];
+        // TEST_DATABASE_URL points every stack at a libSQL server (e.g. sqld) instead of a file of its own.
+        if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+            all.push(("DATABASE_URL".to_owned(), url));
+        }
         all.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let options = Options {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -78,7 +78,7 @@ impl Gateway {
     ) -> Self {
         Self {
             state,
-            routes: Arc::new(routes),
+            routes: Arc::new(by_specificity(routes)),
             ws_routes: Arc::new(ws_routes.into_iter().map(|r| (r.route_key, r.function)).collect()),
             functions: Arc::new(functions),
             conns: Registry::default(),
@@ -180,17 +180,37 @@ fn preflight(origin: Option<&HeaderValue>) -> AxumResponse {
     builder.body(AxumBody::empty()).unwrap_or_default()
 }
 
+/// Orders routes as API Gateway prefers them: the most specific path first ([`shared::http::specificity`]),
+/// and for the same path an explicit method before `ANY`.
+fn by_specificity(mut routes: Vec<HttpRoute>) -> Vec<HttpRoute> {
+    routes.sort_by_key(|r| std::cmp::Reverse((shared::http::specificity(&r.path), r.method != "ANY")));
+    routes
+}
+
+/// Path parameters by name, in template order.
+type PathParams<'r> = Vec<(&'r str, String)>;
+
+/// The route for `method` and `path` among routes ordered [`by_specificity`]: 404 when no path matches, 405
+/// when only other methods do.
+fn select<'r>(routes: &'r [HttpRoute], method: &str, path: &str) -> Result<(&'r HttpRoute, PathParams<'r>), ApiError> {
+    let mut path_exists = false;
+    for r in routes {
+        if let Some(params) = match_path(&r.path, path) {
+            path_exists = true;
+            if r.method == method || r.method == "ANY" {
+                return Ok((r, params));
+            }
+        }
+    }
+    Err(if path_exists { ApiError::MethodNotAllowed } else { ApiError::RouteNotFound })
+}
+
 async fn route(gw: &Gateway, peer: SocketAddr, req: http::Request<AxumBody>) -> AxumResponse {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
-    let mut path_exists = false;
-    let found = gw.routes.iter().find_map(|r| {
-        let params = match_path(&r.path, &path)?;
-        path_exists = true;
-        (r.method == method || r.method == "ANY").then_some((r, params))
-    });
-    let Some((route, params)) = found else {
-        return error_response(if path_exists { ApiError::MethodNotAllowed } else { ApiError::RouteNotFound });
+    let (route, params) = match select(&gw.routes, &method, &path) {
+        Ok(found) => found,
+        Err(e) => return error_response(e),
     };
     let Some(handler) = gw.functions.get(route.function.as_str()).cloned() else {
         return error_response(ApiError::RouteNotFound);
@@ -309,4 +329,38 @@ fn uuid_like() -> String {
     let mut b = [0u8; 16];
     let _ = getrandom::fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(method: &str, path: &str, function: &str) -> HttpRoute {
+        HttpRoute { method: method.into(), path: path.into(), function: function.into() }
+    }
+
+    #[test]
+    fn the_most_specific_route_wins_whatever_the_template_order() {
+        let routes = by_specificity(vec![
+            r("ANY", "/{proxy+}", "catch_all"),
+            r("ANY", "/items/{id}", "any_item"),
+            r("GET", "/items/{id}", "get_item"),
+            r("GET", "/items/special", "special"),
+        ]);
+        let pick = |method: &str, path: &str| select(&routes, method, path).map(|(route, _)| route.function.clone());
+        assert_eq!(pick("GET", "/items/special").unwrap(), "special");
+        assert_eq!(pick("GET", "/items/7").unwrap(), "get_item");
+        assert_eq!(pick("DELETE", "/items/7").unwrap(), "any_item");
+        assert_eq!(pick("POST", "/items/special").unwrap(), "any_item");
+        assert_eq!(pick("GET", "/other/a/b").unwrap(), "catch_all");
+        let (_, params) = select(&routes, "GET", "/items/7").unwrap();
+        assert_eq!(params, vec![("id", "7".to_owned())]);
+    }
+
+    #[test]
+    fn only_other_methods_is_405_and_no_path_is_404() {
+        let routes = by_specificity(vec![r("GET", "/items/{id}", "get_item")]);
+        assert!(matches!(select(&routes, "PUT", "/items/1"), Err(ApiError::MethodNotAllowed)));
+        assert!(matches!(select(&routes, "GET", "/nope"), Err(ApiError::RouteNotFound)));
+    }
 }

@@ -15,7 +15,7 @@ use wire::{Endpoint, EndpointInfo, FileUpload, Input, Output};
 
 use crate::auth::{AuthUser, authenticate_request};
 use crate::error::ApiError;
-use crate::http::{decode_input, json_response, match_path, multipart_file, source_ip};
+use crate::http::{decode_input, json_response, match_path, multipart_file, source_ip, specificity};
 use crate::state::AppState;
 
 /// The caller of an endpoint without authentication.
@@ -101,6 +101,8 @@ impl Router {
             E::OPERATION_ID
         );
         self.routes.push(Route { info: wire::info::<E>(), call });
+        // Most specific path first, as API Gateway chooses, so registration order never decides.
+        self.routes.sort_by_key(|r| std::cmp::Reverse(specificity(r.info.path)));
         self
     }
 

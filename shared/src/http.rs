@@ -21,6 +21,21 @@ pub fn no_content() -> Response<Body> {
     Response::builder().status(StatusCode::NO_CONTENT).body(Body::Empty).unwrap_or_default()
 }
 
+/// How specific a route template is, for choosing among routes that match the same path as API Gateway does:
+/// literal segments beat `{param}` segments, which beat a greedy `{name+}`, compared segment by segment from
+/// the left. Sort routes by this key, descending, and the first match is the most specific one.
+pub fn specificity(template: &str) -> Vec<u8> {
+    template
+        .split('/')
+        .skip(1)
+        .map(|seg| match seg.strip_prefix('{') {
+            Some(param) if param.ends_with("+}") => 0,
+            Some(_) => 1,
+            None => 2,
+        })
+        .collect()
+}
+
 /// Matches `path` against a route template (`/users/{user_id}/profile`, `{name+}` takes the rest);
 /// returns the percent-decoded path parameters in order.
 pub fn match_path<'a>(template: &'a str, path: &str) -> Option<Vec<(&'a str, String)>> {
@@ -315,6 +330,13 @@ mod tests {
             Err(ApiError::Validation(errors)) => errors[0].field.clone(),
             other => panic!("expected a 422, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn literal_segments_are_more_specific_than_parameters_and_greedy_ones_least() {
+        let mut routes = vec!["/{proxy+}", "/items/{id}", "/items/special", "/items/{id}/parts", "/{a}/special"];
+        routes.sort_by_key(|r| std::cmp::Reverse(specificity(r)));
+        assert_eq!(routes, ["/items/special", "/items/{id}/parts", "/items/{id}", "/{a}/special", "/{proxy+}"]);
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl Router {
         let call: Call = Box::new(move |state, req, _path| {
             Box::pin(async move {
                 let user = authenticate_request(state, &req).await?;
-                let file = multipart_file(&req, "file").await?;
+                let file = multipart_file(req, "file").await?;
                 Ok(encode::<E>(&handler(state, user, file).await?))
             })
         });

@@ -261,12 +261,16 @@ pub fn decode_input<T: DeserializeOwned>(
 }
 
 /// Extracts the part named `field` of a `multipart/form-data` body (with `multer`); a body that is not
-/// multipart, is malformed, or lacks the part is a 422.
-pub async fn multipart_file(req: &Request, field: &str) -> Result<FileUpload, ApiError> {
+/// multipart, is malformed, or lacks the part is a 422. Takes the request, so the body is not copied.
+pub async fn multipart_file(req: Request, field: &str) -> Result<FileUpload, ApiError> {
     let missing = || ApiError::field(field, "a multipart/form-data file part is required");
     let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let boundary = multer::parse_boundary(content_type).map_err(|_| missing())?;
-    let body = bytes::Bytes::copy_from_slice(req.body().as_ref());
+    let body = match req.into_body() {
+        Body::Binary(bytes) => bytes::Bytes::from(bytes),
+        Body::Text(text) => bytes::Bytes::from(text),
+        _ => bytes::Bytes::new(),
+    };
     let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);
     while let Some(part) = multipart.next_field().await.map_err(|_| missing())? {
@@ -399,12 +403,12 @@ mod tests {
     async fn multipart_file_part_is_found() {
         let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nhello\r\n--XyZ\r\n\
 Content-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n\r\n--XyZ--\r\n";
-        let req = request("POST", "/upload", "multipart/form-data; boundary=XyZ", body.to_vec());
-        let part = multipart_file(&req, "file").await.unwrap();
+        let req = || request("POST", "/upload", "multipart/form-data; boundary=XyZ", body.to_vec());
+        let part = multipart_file(req(), "file").await.unwrap();
         assert_eq!(part.filename.as_deref(), Some("a.png"));
         assert_eq!(part.file, b"\x89PNG\r\n\x1a\n");
-        assert!(multipart_file(&req, "missing").await.is_err());
+        assert!(multipart_file(req(), "missing").await.is_err());
         let req = request("POST", "/upload", "application/json", b"{}".to_vec());
-        assert!(multipart_file(&req, "file").await.is_err());
+        assert!(multipart_file(req, "file").await.is_err());
     }
 }

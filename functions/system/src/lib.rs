@@ -63,13 +63,14 @@ async fn list_avatar_frames(_state: &AppState, _caller: Caller, _input: Empty) -
 
 /// `GET /openapi.json` — the OpenAPI 3.1 document generated from the wire types.
 async fn openapi(_state: &AppState, _caller: Caller, _input: Empty) -> Result<OpenApiDocument, ApiError> {
-    Ok(OpenApiDocument(shared::routes::openapi()))
+    Ok(OpenApiDocument(shared::routes::openapi().clone()))
 }
 
 /// `GET /docs` — the OpenAPI document rendered server-side as one self-contained HTML page (no scripts, no
 /// third parties; a `Content-Security-Policy` meta tag allows nothing but its inline style).
 async fn docs(_state: &AppState, _caller: Caller, _input: Empty) -> Result<HtmlPage, ApiError> {
-    Ok(HtmlPage(render_docs(&shared::routes::openapi())))
+    static PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| render_docs(shared::routes::openapi()));
+    Ok(HtmlPage(PAGE.clone()))
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -367,8 +368,7 @@ mod tests {
 
     #[test]
     fn the_docs_show_every_operation_with_its_details() {
-        let doc = shared::routes::openapi();
-        let html = render_docs(&doc);
+        let html = render_docs(shared::routes::openapi());
         for e in wire::endpoints() {
             assert!(html.contains(&format!("<code>{}</code>", e.path)), "{e:?}");
             assert!(html.contains(&format!("id=\"op-{}\"", e.operation_id)), "{e:?}");

@@ -144,6 +144,19 @@ pub fn unique_phone() -> String {
     format!("1555{:08}", random_u32() % 100_000_000)
 }
 
+/// Creates a fresh namespace on a libSQL server through its admin API; returns its name.
+pub async fn create_namespace(admin_url: &str) -> String {
+    let name = format!("t{:08x}{:08x}", random_u32(), random_u32());
+    let resp = reqwest::Client::new()
+        .post(format!("{admin_url}/v1/namespaces/{name}/create"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("sqld admin API reachable");
+    assert!(resp.status().is_success(), "namespace {name} not created: {}", resp.text().await.unwrap_or_default());
+    name
+}
+
 impl TestApp {
     /// Starts a fresh stack.
     pub async fn spawn() -> Self {
@@ -179,9 +192,13 @@ impl TestApp {
             shared::lambda::init_tracing();
         }
         let mut all = vec![("BCRYPT_COST".to_owned(), "4".to_owned())];
-        // TEST_DATABASE_URL points every stack at a libSQL server (e.g. sqld) instead of a file of its own.
+        // TEST_DATABASE_URL points every stack at a libSQL server (e.g. sqld) instead of a file of its own;
+        // with TEST_SQLD_ADMIN_URL (sqld's admin API, namespaces enabled) each stack gets a namespace of its own.
         if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
             all.push(("DATABASE_URL".to_owned(), url));
+            if let Ok(admin) = std::env::var("TEST_SQLD_ADMIN_URL") {
+                all.push(("DATABASE_NAMESPACE".to_owned(), create_namespace(&admin).await));
+            }
         }
         all.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let options = Options {
@@ -231,6 +248,12 @@ impl TestApp {
             password,
             client,
         }
+    }
+
+    /// A second handle on the stack's database, as another process (another Lambda instance) has one.
+    pub async fn foreign_db(&self) -> shared::db::Db {
+        let c = &self.stack.state.config;
+        shared::db::Db::open_with(&c.database_url, c.database_auth_token.as_ref(), c.database.clone()).await.unwrap()
     }
 
     /// A connection to the stack's libSQL file, for arranging and inspecting state.

@@ -118,6 +118,10 @@ pub struct Config {
     pub database_url: String,
     /// Token for a remote libSQL server (`DATABASE_AUTH_TOKEN`).
     pub database_auth_token: Option<Secret>,
+    /// How the process uses the database: the server namespace (`DATABASE_NAMESPACE`), remote
+    /// connections at once (`DATABASE_MAX_CONCURRENCY`, default 16) and how long an overloaded database is
+    /// retried before a 503 (`DATABASE_RETRY_BUDGET_MS`, default 2000).
+    pub database: crate::db::DbOptions,
     /// Private bucket for all user files (`S3_BUCKET`, required).
     pub s3_bucket: String,
     /// Custom S3 endpoint, e.g. the local stack's (`S3_ENDPOINT`); unset on AWS.
@@ -207,6 +211,11 @@ impl Config {
             bcrypt_cost: u32::try_from(bcrypt_cost).unwrap_or(12),
             database_url: get("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?,
             database_auth_token: get("DATABASE_AUTH_TOKEN").map(Secret::new),
+            database: crate::db::DbOptions {
+                namespace: get("DATABASE_NAMESPACE"),
+                max_concurrency: usize::try_from(number("DATABASE_MAX_CONCURRENCY", 16)?.max(1)).unwrap_or(16),
+                retry_budget: Duration::from_millis(number("DATABASE_RETRY_BUDGET_MS", 2000)?),
+            },
             s3_bucket: get("S3_BUCKET").ok_or(ConfigError::Missing("S3_BUCKET"))?,
             s3_endpoint: get("S3_ENDPOINT"),
             presigned_get_ttl: Duration::from_secs(number("PRESIGNED_GET_TTL_SECONDS", 3600)?.max(60)),

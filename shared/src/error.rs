@@ -49,10 +49,14 @@ pub enum ApiError {
         #[source]
         source: anyhow::Error,
     },
-    /// 500 `internal_error`; the cause is logged, never returned.
+    /// 500 `internal_error`; the cause is logged, never returned. A cause that is an overloaded database
+    /// answers 503 `service_unavailable` with `Retry-After` instead.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
+
+/// Seconds a client is asked to wait after a 503: the database recovers from a burst within a second or two.
+pub const OVERLOAD_RETRY_AFTER: u64 = 1;
 
 impl From<libsql::Error> for ApiError {
     fn from(err: libsql::Error) -> Self {
@@ -93,6 +97,9 @@ impl ApiError {
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Validation(_) => ErrorCode::ValidationError,
             Self::Client { code, .. } => *code,
+            Self::InternalWith { source, .. } | Self::Internal(source) if crate::db::chain_is_overloaded(source) => {
+                ErrorCode::ServiceUnavailable
+            }
             Self::InternalWith { .. } | Self::Internal(_) => ErrorCode::InternalError,
         }
     }
@@ -110,7 +117,8 @@ impl ApiError {
     /// The fixed message shown to clients.
     pub fn detail(&self) -> &'static str {
         match self {
-            Self::Client { detail, .. } | Self::InternalWith { detail, .. } => detail,
+            Self::Client { detail, .. } => detail,
+            Self::InternalWith { detail, .. } if self.error_code() == ErrorCode::InternalError => detail,
             other => other.error_code().detail(),
         }
     }
@@ -118,7 +126,9 @@ impl ApiError {
     /// Renders the error as the contract's response; 5xx causes are logged here, 4xx only at debug.
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
-        if status.is_server_error() {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = ?self, "request refused: database overloaded");
+        } else if status.is_server_error() {
             tracing::error!(error = ?self, "request failed");
         } else {
             tracing::debug!(code = self.code_str(), "client error");
@@ -135,6 +145,8 @@ impl ApiError {
         }
         if let Self::RateLimited { retry_after } = self {
             headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(retry_after.max(1)));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(OVERLOAD_RETRY_AFTER));
         }
         resp
     }
@@ -196,6 +208,22 @@ mod tests {
         let b = body(&resp);
         assert_eq!(b["code"], "validation_error");
         assert_eq!(b["errors"][0]["field"], "password");
+    }
+
+    #[test]
+    fn an_overloaded_database_is_a_503_with_retry_after_however_deep_the_cause() {
+        let busy = libsql::Error::SqliteFailure(5, "database is locked".into());
+        let resp = ApiError::from(busy).into_response();
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["retry-after"], "1");
+        assert_eq!(body(&resp)["code"], "service_unavailable");
+        let wrapped = anyhow::Error::new(libsql::Error::SqliteFailure(6, "locked".into())).context("store message");
+        let resp = ApiError::InternalWith { detail: "Failed to delete account", source: wrapped }.into_response();
+        assert_eq!(resp.status(), 503);
+        assert_eq!(body(&resp)["detail"], ErrorCode::ServiceUnavailable.detail());
+        let other = ApiError::from(libsql::Error::SqliteFailure(1, "no such table".into())).into_response();
+        assert_eq!(other.status(), 500);
+        assert!(other.headers().get("retry-after").is_none());
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub async fn broadcast_key_change(state: &AppState, user_id: i64, device_id: &st
 }
 
 /// Deletes the rows of a device's keys and envelopes inside a caller's transaction.
-pub async fn delete_device_rows(tx: &libsql::Connection, device_id: &str) -> Result<(), ApiError> {
+pub async fn delete_device_rows(tx: &crate::db::Conn, device_id: &str) -> Result<(), ApiError> {
     Ok(db::devices::delete_with_keys(tx, device_id).await?)
 }
 

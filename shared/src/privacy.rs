@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use libsql::Connection;
+use crate::db::Conn;
 use wire::User;
 
 use crate::db::users::UserRow;
@@ -49,7 +49,7 @@ struct Relations {
     local_names: HashMap<i64, String>,
 }
 
-async fn relations(conn: &Connection, viewer: i64, owners: &[i64]) -> Result<Relations, libsql::Error> {
+async fn relations(conn: &Conn, viewer: i64, owners: &[i64]) -> Result<Relations, libsql::Error> {
     let mut contact_of = messages::senders_among(conn, viewer, owners).await?;
     contact_of.extend(contacts::naming_owners(conn, viewer, owners).await?);
     let online = connections::online_among(conn, viewer, owners).await?;
@@ -77,7 +77,7 @@ fn phone_allowed(owner: &UserRow, is_contact: bool) -> bool {
 /// Public views of `owners` for `viewer`, privacy applied, with the viewer's local names; order is kept.
 pub async fn public_views(
     state: &AppState,
-    conn: &Connection,
+    conn: &Conn,
     viewer: i64,
     owners: &[UserRow],
 ) -> Result<Vec<User>, ApiError> {
@@ -110,7 +110,7 @@ pub async fn public_views(
 }
 
 /// The public view of one owner for `viewer`.
-pub async fn public_view(state: &AppState, conn: &Connection, viewer: i64, owner: &UserRow) -> Result<User, ApiError> {
+pub async fn public_view(state: &AppState, conn: &Conn, viewer: i64, owner: &UserRow) -> Result<User, ApiError> {
     Ok(public_views(state, conn, viewer, std::slice::from_ref(owner)).await?.pop().unwrap_or_default())
 }
 

@@ -28,7 +28,9 @@ pub struct AppState {
 impl AppState {
     /// Builds the state for `config`; `s3_credentials` are static credentials for a local S3 endpoint.
     pub async fn new(config: Config, s3_credentials: Option<StaticCredentials>) -> anyhow::Result<Self> {
-        let db = Db::open(&config.database_url, config.database_auth_token.as_ref()).await.context("open database")?;
+        let db = Db::open_with(&config.database_url, config.database_auth_token.as_ref(), config.database.clone())
+            .await
+            .context("open database")?;
         let storage: Arc<dyn ObjectStore> = Arc::new(S3Storage::new(&config, s3_credentials.clone()).await);
         let push = match &config.ws_endpoint {
             Some(endpoint) => {

@@ -9,6 +9,7 @@ mod e2ee;
 mod events;
 mod files;
 mod keys;
+mod load;
 mod privacy;
 mod realtime;
 mod robustness;

@@ -72,6 +72,8 @@ error_codes! {
     ValidationError = 422 "validation_error" "Request validation failed",
     /// Unexpected server failure; never carries internals.
     InternalError = 500 "internal_error" "Internal server error",
+    /// The database is overloaded or unreachable for now; `Retry-After` tells when to retry.
+    ServiceUnavailable = 503 "service_unavailable" "Service temporarily unavailable, retry later",
     /// Registration with a phone that already has an account.
     PhoneTaken = 400 "phone_taken" "Phone number already registered",
     /// Unknown account, deleted account or wrong password (the original's text).

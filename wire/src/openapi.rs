@@ -99,7 +99,12 @@ fn operation(e: &EndpointInfo, components: &Map<String, Value>) -> Value {
     };
     responses.insert(e.status.to_string(), success);
     let mut errors: Vec<ErrorCode> = e.errors.to_vec();
-    errors.extend([ErrorCode::ValidationError, ErrorCode::RateLimited, ErrorCode::InternalError]);
+    errors.extend([
+        ErrorCode::ValidationError,
+        ErrorCode::RateLimited,
+        ErrorCode::InternalError,
+        ErrorCode::ServiceUnavailable,
+    ]);
     if e.auth {
         errors.extend([ErrorCode::NotAuthenticated, ErrorCode::InvalidToken]);
     }

@@ -172,6 +172,8 @@ ws_error_codes! {
     Unauthorized = "unauthorized" "Unauthorized",
     /// Storage failure.
     InternalError = "internal_error" "Failed to send message",
+    /// The database is overloaded for now; nothing was done, the action may be retried.
+    ServiceUnavailable = "service_unavailable" "Service temporarily unavailable, retry later",
     /// The frame is not JSON.
     InvalidJson = "invalid_json" "Invalid JSON",
     /// No such action.

@@ -13,7 +13,9 @@ struct Applied {
 
 async fn apply() -> Result<Applied, lambda_runtime::Error> {
     let config = shared::config::Config::from_env()?;
-    let db = shared::db::Db::open(&config.database_url, config.database_auth_token.as_ref()).await?;
+    let db =
+        shared::db::Db::open_with(&config.database_url, config.database_auth_token.as_ref(), config.database.clone())
+            .await?;
     let applied = shared::db::migrate(&db).await?;
     tracing::info!(?applied, "migrations applied");
     Ok(Applied { applied, version: shared::db::latest_version() })

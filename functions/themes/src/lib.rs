@@ -130,7 +130,7 @@ async fn validate(state: &AppState, user: &AuthUser, input: ThemeFields) -> Resu
 
 /// Inside the write transaction that references it: the wallpaper is still a live upload of the user
 /// (a concurrent clean-up may have marked it deleted since it was validated).
-async fn ensure_wallpaper(tx: &libsql::Connection, user: &AuthUser, key: Option<&str>) -> Result<(), ApiError> {
+async fn ensure_wallpaper(tx: &shared::db::Conn, user: &AuthUser, key: Option<&str>) -> Result<(), ApiError> {
     match key {
         Some(key) if !shared::files::still_owned(tx, user.id, key).await? => {
             Err(ApiError::field("wallpaper_url", FOREIGN_WALLPAPER))
@@ -168,7 +168,7 @@ async fn list_themes(state: &AppState, user: AuthUser, _input: Empty) -> Result<
 }
 
 /// The wallpaper key of one of the caller's themes; 404 `theme_not_found` for any other id.
-async fn wallpaper_of(conn: &libsql::Connection, user: &AuthUser, id: i64) -> Result<Option<String>, ApiError> {
+async fn wallpaper_of(conn: &shared::db::Conn, user: &AuthUser, id: i64) -> Result<Option<String>, ApiError> {
     db::themes::wallpaper(conn, id, user.id).await?.ok_or(ApiError::code(ErrorCode::ThemeNotFound))
 }
 

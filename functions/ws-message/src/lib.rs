@@ -111,6 +111,10 @@ struct Failed(WsErrorCode);
 
 impl From<ApiError> for Failed {
     fn from(e: ApiError) -> Self {
+        if e.error_code() == ErrorCode::ServiceUnavailable {
+            tracing::warn!(error = ?e, "action refused: database overloaded");
+            return Self(WsErrorCode::ServiceUnavailable);
+        }
         if e.status().is_server_error() {
             tracing::error!(error = ?e, "action failed");
         }
@@ -146,7 +150,10 @@ pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
             return ok();
         }
         Err(e) => {
-            tracing::error!(error = ?e, "session check failed");
+            // The action was not performed: say so, with the code that tells the client whether to retry.
+            let Failed(code) = e.into();
+            let event = ServerEvent::Error(ErrorEvent::new(code, echoed_client_msg_id(req.body().as_ref())));
+            realtime::push(state, vec![(connection_id, event.to_frame())]).await;
             return ok();
         }
     };
@@ -248,11 +255,11 @@ async fn send_message(
     }
     let listed_envelopes = input.envelopes.take();
     let Checked { receiver_id, content, message_type, reply_to } = check_fields(&input, user.id)?;
-    if ratelimit::hit(&state.db, "send_message", &user.id.to_string(), state.config.rate_limits.send_message)
-        .await
-        .is_err()
-    {
-        return Err(Failed(WsErrorCode::RateLimited));
+    match ratelimit::hit(&state.db, "send_message", &user.id.to_string(), state.config.rate_limits.send_message).await {
+        Ok(()) => {}
+        Err(ApiError::RateLimited { .. }) => return Err(Failed(WsErrorCode::RateLimited)),
+        // A limiter that could not count is no reason to tell the client it sent too much.
+        Err(other) => return Err(other.into()),
     }
     {
         let conn = state.db.conn().await?;

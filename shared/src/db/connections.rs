@@ -1,7 +1,7 @@
 //! The `connection` table: open WebSocket connections (API Gateway connection ids).
 
+use super::Conn as DbConn;
 use crate::db::{all, column, exists, first, id_list, value};
-use libsql::Connection;
 use serde::Deserialize;
 use std::collections::HashSet;
 
@@ -30,7 +30,7 @@ pub struct ConnSession {
 }
 
 /// Every open connection of `users`, oldest first (`connection_user`).
-pub async fn of_users(conn: &Connection, users: &[i64]) -> Result<Vec<Conn>, libsql::Error> {
+pub async fn of_users(conn: &DbConn, users: &[i64]) -> Result<Vec<Conn>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT id, user_id, device_id FROM connection WHERE user_id IN (SELECT value FROM json_each(?1)) \
@@ -42,17 +42,17 @@ pub async fn of_users(conn: &Connection, users: &[i64]) -> Result<Vec<Conn>, lib
 }
 
 /// Deletes a connection row; returns its user, `None` if it was already gone.
-pub async fn remove(conn: &Connection, connection_id: &str) -> Result<Option<i64>, libsql::Error> {
+pub async fn remove(conn: &DbConn, connection_id: &str) -> Result<Option<i64>, libsql::Error> {
     value(conn.query("DELETE FROM connection WHERE id = ?1 RETURNING user_id", [connection_id]).await?).await
 }
 
 /// Whether the user has any open connection.
-pub async fn user_has_any(conn: &Connection, user_id: i64) -> Result<bool, libsql::Error> {
+pub async fn user_has_any(conn: &DbConn, user_id: i64) -> Result<bool, libsql::Error> {
     exists(conn.query("SELECT 1 FROM connection WHERE user_id = ?1 LIMIT 1", [user_id]).await?).await
 }
 
 /// Which of `owners` have an open connection, as seen by `viewer` (nothing when `viewer` is NULL).
-pub async fn online_among(conn: &Connection, viewer: i64, owners: &[i64]) -> Result<HashSet<i64>, libsql::Error> {
+pub async fn online_among(conn: &DbConn, viewer: i64, owners: &[i64]) -> Result<HashSet<i64>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT DISTINCT user_id FROM connection WHERE ?1 IS NOT NULL AND user_id IN (SELECT value FROM json_each(?2))",
@@ -64,7 +64,7 @@ pub async fn online_among(conn: &Connection, viewer: i64, owners: &[i64]) -> Res
 
 /// The session of a connection whose user is live and unbanned, whose token version is current and whose
 /// device still exists; `None` otherwise (expiry is the caller's check).
-pub async fn session(conn: &Connection, connection_id: &str) -> Result<Option<ConnSession>, libsql::Error> {
+pub async fn session(conn: &DbConn, connection_id: &str) -> Result<Option<ConnSession>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT c.user_id, c.device_id, c.token_version, c.token_exp FROM connection c \
@@ -77,19 +77,19 @@ pub async fn session(conn: &Connection, connection_id: &str) -> Result<Option<Co
 }
 
 /// The connection ids of one device of a user.
-pub async fn ids_of_device(conn: &Connection, user_id: i64, device_id: &str) -> Result<Vec<String>, libsql::Error> {
+pub async fn ids_of_device(conn: &DbConn, user_id: i64, device_id: &str) -> Result<Vec<String>, libsql::Error> {
     let rows =
         conn.query("SELECT id FROM connection WHERE device_id = ?1 AND user_id = ?2", (device_id, user_id)).await?;
     column(rows).await
 }
 
 /// The connection ids of a user.
-pub async fn ids_of_user(conn: &Connection, user_id: i64) -> Result<Vec<String>, libsql::Error> {
+pub async fn ids_of_user(conn: &DbConn, user_id: i64) -> Result<Vec<String>, libsql::Error> {
     column(conn.query("SELECT id FROM connection WHERE user_id = ?1", [user_id]).await?).await
 }
 
 /// Deletes every connection row of a user (account deletion).
-pub async fn delete_of_user(conn: &Connection, user_id: i64) -> Result<(), libsql::Error> {
+pub async fn delete_of_user(conn: &DbConn, user_id: i64) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM connection WHERE user_id = ?1", [user_id]).await?;
     Ok(())
 }
@@ -112,7 +112,7 @@ pub struct NewConnection<'a> {
 }
 
 /// Records a connection; a connection id already recorded is kept as it is.
-pub async fn insert(conn: &Connection, new: NewConnection<'_>) -> Result<(), libsql::Error> {
+pub async fn insert(conn: &DbConn, new: NewConnection<'_>) -> Result<(), libsql::Error> {
     conn.execute(
         "INSERT INTO connection (id, user_id, device_id, token_version, token_exp, connected_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",

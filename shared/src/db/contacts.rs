@@ -1,7 +1,7 @@
 //! The `contact` table: the private names a user gives other users.
 
+use super::Conn;
 use crate::db::{all, column, id_list};
-use libsql::Connection;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 
@@ -12,7 +12,7 @@ struct LocalName {
 }
 
 /// Which of `owners` named `viewer` (a non-empty local name), which makes `viewer` their contact.
-pub async fn naming_owners(conn: &Connection, viewer: i64, owners: &[i64]) -> Result<HashSet<i64>, libsql::Error> {
+pub async fn naming_owners(conn: &Conn, viewer: i64, owners: &[i64]) -> Result<HashSet<i64>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT owner_id FROM contact WHERE contact_id = ?1 \
@@ -24,11 +24,7 @@ pub async fn naming_owners(conn: &Connection, viewer: i64, owners: &[i64]) -> Re
 }
 
 /// The local names `owner` gave to users among `contacts`.
-pub async fn local_names(
-    conn: &Connection,
-    owner: i64,
-    contacts: &[i64],
-) -> Result<HashMap<i64, String>, libsql::Error> {
+pub async fn local_names(conn: &Conn, owner: i64, contacts: &[i64]) -> Result<HashMap<i64, String>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT contact_id, local_name FROM contact WHERE owner_id = ?1 \
@@ -41,7 +37,7 @@ pub async fn local_names(
 
 /// Sets (or, with `None`, clears) the local name `owner` gives `contact`.
 pub async fn set_local_name(
-    conn: &Connection,
+    conn: &Conn,
     owner: i64,
     contact: i64,
     local_name: Option<&str>,
@@ -56,13 +52,13 @@ pub async fn set_local_name(
 }
 
 /// Deletes the contact row of (`owner`, `contact`), if any.
-pub async fn delete(conn: &Connection, owner: i64, contact: i64) -> Result<(), libsql::Error> {
+pub async fn delete(conn: &Conn, owner: i64, contact: i64) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM contact WHERE owner_id = ?1 AND contact_id = ?2", (owner, contact)).await?;
     Ok(())
 }
 
 /// Deletes every contact row naming or owned by a user (account deletion).
-pub async fn delete_of_user(conn: &Connection, user_id: i64) -> Result<(), libsql::Error> {
+pub async fn delete_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM contact WHERE owner_id = ?1 OR contact_id = ?1", [user_id]).await?;
     Ok(())
 }

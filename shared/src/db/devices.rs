@@ -1,17 +1,11 @@
 //! The `device` table: the devices a user signed in from (tokens are bound to one).
 
+use super::Conn;
 use crate::db::{all, column, exists};
-use libsql::Connection;
 use serde::Deserialize;
 
 /// Records a new device, used now.
-pub async fn insert(
-    conn: &Connection,
-    id: &str,
-    user_id: i64,
-    name: Option<&str>,
-    now_ms: i64,
-) -> Result<(), libsql::Error> {
+pub async fn insert(conn: &Conn, id: &str, user_id: i64, name: Option<&str>, now_ms: i64) -> Result<(), libsql::Error> {
     conn.execute(
         "INSERT INTO device (id, user_id, name, created_at, last_used_at) VALUES (?1, ?2, ?3, ?4, ?4)",
         (id, user_id, name, now_ms),
@@ -22,7 +16,7 @@ pub async fn insert(
 
 /// Marks a device of `user_id` used now, renaming it when `name` is given; false if there is no such device.
 pub async fn touch(
-    conn: &Connection,
+    conn: &Conn,
     id: &str,
     user_id: i64,
     name: Option<&str>,
@@ -38,7 +32,7 @@ pub async fn touch(
 }
 
 /// Whether device `id` belongs to `user_id`.
-pub async fn belongs_to(conn: &Connection, id: &str, user_id: i64) -> Result<bool, libsql::Error> {
+pub async fn belongs_to(conn: &Conn, id: &str, user_id: i64) -> Result<bool, libsql::Error> {
     exists(conn.query("SELECT 1 FROM device WHERE id = ?1 AND user_id = ?2", (id, user_id)).await?).await
 }
 
@@ -53,34 +47,30 @@ pub struct EnvelopeDevice {
 
 /// Every device of `sender` and `receiver`: the devices envelopes of their messages may address (index
 /// `device_user`).
-pub async fn envelope_devices(
-    conn: &Connection,
-    sender: i64,
-    receiver: i64,
-) -> Result<Vec<EnvelopeDevice>, libsql::Error> {
+pub async fn envelope_devices(conn: &Conn, sender: i64, receiver: i64) -> Result<Vec<EnvelopeDevice>, libsql::Error> {
     all(conn.query("SELECT user_id, id FROM device WHERE user_id IN (?1, ?2)", (sender, receiver)).await?).await
 }
 
 /// The device ids of a user.
-pub async fn ids_of_user(conn: &Connection, user_id: i64) -> Result<Vec<String>, libsql::Error> {
+pub async fn ids_of_user(conn: &Conn, user_id: i64) -> Result<Vec<String>, libsql::Error> {
     column(conn.query("SELECT id FROM device WHERE user_id = ?1", [user_id]).await?).await
 }
 
 /// Deletes one device row (its keys and envelopes go first: [`crate::db::keys::delete_of_device`],
 /// [`crate::db::messages::delete_envelopes_of_device`]).
-pub async fn delete(conn: &Connection, id: &str) -> Result<(), libsql::Error> {
+pub async fn delete(conn: &Conn, id: &str) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM device WHERE id = ?1", [id]).await?;
     Ok(())
 }
 
 /// Deletes every device row of a user (account deletion).
-pub async fn delete_of_user(conn: &Connection, user_id: i64) -> Result<(), libsql::Error> {
+pub async fn delete_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM device WHERE user_id = ?1", [user_id]).await?;
     Ok(())
 }
 
 /// Deletes device `device_id` with its keys and envelopes (run it inside the caller's transaction).
-pub async fn delete_with_keys(conn: &Connection, device_id: &str) -> Result<(), libsql::Error> {
+pub async fn delete_with_keys(conn: &Conn, device_id: &str) -> Result<(), libsql::Error> {
     crate::db::keys::delete_of_device(conn, device_id).await?;
     crate::db::messages::delete_envelopes_of_device(conn, device_id).await?;
     delete(conn, device_id).await?;

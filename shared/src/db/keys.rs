@@ -1,8 +1,8 @@
 //! The end-to-end encryption key directory: `device_key` (identity and signed prekey per device) and
 //! `one_time_key`. Public keys only.
 
+use super::Conn;
 use crate::db::{all, first, value};
-use libsql::Connection;
 use serde::Deserialize;
 
 /// A device's identity keys.
@@ -26,7 +26,7 @@ pub struct KeyCounts {
 }
 
 /// The identity keys of a device.
-pub async fn identity(conn: &Connection, device_id: &str) -> Result<Option<Identity>, libsql::Error> {
+pub async fn identity(conn: &Conn, device_id: &str) -> Result<Option<Identity>, libsql::Error> {
     let rows = conn
         .query("SELECT identity_key, signing_key, identity_signature FROM device_key WHERE device_id = ?1", [device_id])
         .await?;
@@ -35,7 +35,7 @@ pub async fn identity(conn: &Connection, device_id: &str) -> Result<Option<Ident
 
 /// Stores a (new) identity for a device; its signed prekey is cleared (it was signed by the old identity).
 pub async fn set_identity(
-    conn: &Connection,
+    conn: &Conn,
     device_id: &str,
     user_id: i64,
     identity: &Identity,
@@ -60,13 +60,13 @@ pub async fn set_identity(
 }
 
 /// Deletes every one-time key of a device (a new identity invalidates them).
-pub async fn delete_one_time_keys(conn: &Connection, device_id: &str) -> Result<(), libsql::Error> {
+pub async fn delete_one_time_keys(conn: &Conn, device_id: &str) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM one_time_key WHERE device_id = ?1", [device_id]).await?;
     Ok(())
 }
 
 /// How many one-time keys a device has left, and its signed prekey id.
-pub async fn counts(conn: &Connection, device_id: &str) -> Result<KeyCounts, libsql::Error> {
+pub async fn counts(conn: &Conn, device_id: &str) -> Result<KeyCounts, libsql::Error> {
     let rows = conn
         .query(
             "SELECT (SELECT COUNT(*) FROM one_time_key WHERE device_id = ?1) AS one_time_key_count, \
@@ -78,7 +78,7 @@ pub async fn counts(conn: &Connection, device_id: &str) -> Result<KeyCounts, lib
 }
 
 /// Deletes a device's one-time keys and identity (device removal, inside the caller's transaction).
-pub async fn delete_of_device(conn: &Connection, device_id: &str) -> Result<(), libsql::Error> {
+pub async fn delete_of_device(conn: &Conn, device_id: &str) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM one_time_key WHERE device_id = ?1", [device_id]).await?;
     conn.execute("DELETE FROM device_key WHERE device_id = ?1", [device_id]).await?;
     Ok(())
@@ -86,7 +86,7 @@ pub async fn delete_of_device(conn: &Connection, device_id: &str) -> Result<(), 
 
 /// Replaces the signed prekey of `device_id` (canonical base64 public key and signature).
 pub async fn set_signed_prekey(
-    conn: &Connection,
+    conn: &Conn,
     device_id: &str,
     key_id: u32,
     public_key: &str,
@@ -102,7 +102,7 @@ pub async fn set_signed_prekey(
 }
 
 /// The public key stored under one-time key `key_id` of `device_id`, if that id is used.
-pub async fn one_time_key(conn: &Connection, device_id: &str, key_id: u32) -> Result<Option<String>, libsql::Error> {
+pub async fn one_time_key(conn: &Conn, device_id: &str, key_id: u32) -> Result<Option<String>, libsql::Error> {
     let rows = conn
         .query("SELECT public_key FROM one_time_key WHERE device_id = ?1 AND key_id = ?2", (device_id, key_id))
         .await?;
@@ -111,7 +111,7 @@ pub async fn one_time_key(conn: &Connection, device_id: &str, key_id: u32) -> Re
 
 /// Stores one-time key `key_id` of `device_id`.
 pub async fn insert_one_time_key(
-    conn: &Connection,
+    conn: &Conn,
     device_id: &str,
     key_id: u32,
     public_key: &str,
@@ -142,7 +142,7 @@ pub struct DeviceKeys {
 }
 
 /// The devices of `user_id` that uploaded identity keys, oldest first.
-pub async fn devices_with_keys(conn: &Connection, user_id: i64) -> Result<Vec<DeviceKeys>, libsql::Error> {
+pub async fn devices_with_keys(conn: &Conn, user_id: i64) -> Result<Vec<DeviceKeys>, libsql::Error> {
     all(conn
         .query(
             "SELECT d.id AS device_id, d.name AS device_name, k.identity_key, k.signing_key, k.identity_signature, \
@@ -174,7 +174,7 @@ pub struct Claimable {
 }
 
 /// The devices of `user_id` with a signed prekey, by device id.
-pub async fn claimable_devices(conn: &Connection, user_id: i64) -> Result<Vec<Claimable>, libsql::Error> {
+pub async fn claimable_devices(conn: &Conn, user_id: i64) -> Result<Vec<Claimable>, libsql::Error> {
     all(conn
         .query(
             "SELECT device_id, identity_key, signing_key, identity_signature, spk_id, spk_public, spk_signature \
@@ -196,7 +196,7 @@ pub struct OneTimeKey {
 
 /// Removes and returns the lowest-id one-time key of `device_id`, in one statement, so concurrent claims
 /// never receive the same key; `None` when none is left.
-pub async fn take_one_time_key(conn: &Connection, device_id: &str) -> Result<Option<OneTimeKey>, libsql::Error> {
+pub async fn take_one_time_key(conn: &Conn, device_id: &str) -> Result<Option<OneTimeKey>, libsql::Error> {
     first(
         conn.query(
             "DELETE FROM one_time_key WHERE rowid = (SELECT rowid FROM one_time_key WHERE device_id = ?1 \

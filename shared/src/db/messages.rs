@@ -4,8 +4,8 @@
 //! directions use the `message_pair` index; "visible to `?1`" means not deleted for everyone and not hidden
 //! by `?1`. Every statement is written out in full.
 
+use super::Conn;
 use crate::db::{all, column, exists, first, id_list, int_bool, value};
-use libsql::Connection;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 
@@ -83,7 +83,7 @@ struct Envelope {
 }
 
 /// Peers sharing a conversation with `user_id` that is still visible to the peer.
-pub async fn peers_of(conn: &Connection, user_id: i64) -> Result<Vec<i64>, libsql::Error> {
+pub async fn peers_of(conn: &Conn, user_id: i64) -> Result<Vec<i64>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT receiver_id FROM message WHERE sender_id = ?1 AND deleted_for_everyone = 0 AND hidden_for_receiver = 0 \
@@ -95,7 +95,7 @@ pub async fn peers_of(conn: &Connection, user_id: i64) -> Result<Vec<i64>, libsq
 }
 
 /// Which of `senders` have sent `receiver` a message not deleted for everyone.
-pub async fn senders_among(conn: &Connection, receiver: i64, senders: &[i64]) -> Result<HashSet<i64>, libsql::Error> {
+pub async fn senders_among(conn: &Conn, receiver: i64, senders: &[i64]) -> Result<HashSet<i64>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT DISTINCT sender_id FROM message WHERE receiver_id = ?1 \
@@ -108,7 +108,7 @@ pub async fn senders_among(conn: &Connection, receiver: i64, senders: &[i64]) ->
 
 /// The envelopes addressed to `device_id` among `message_ids`, by message id.
 pub async fn envelopes_for(
-    conn: &Connection,
+    conn: &Conn,
     message_ids: &[i64],
     device_id: &str,
 ) -> Result<HashMap<i64, String>, libsql::Error> {
@@ -124,12 +124,7 @@ pub async fn envelopes_for(
 
 /// Marks the unread messages from `peer` to `reader` up to `up_to_id` (all without) as read; returns the
 /// marked ids, ascending (`message_receiver_unread`).
-pub async fn mark_read(
-    conn: &Connection,
-    reader: i64,
-    peer: i64,
-    up_to_id: Option<i64>,
-) -> Result<Vec<i64>, libsql::Error> {
+pub async fn mark_read(conn: &Conn, reader: i64, peer: i64, up_to_id: Option<i64>) -> Result<Vec<i64>, libsql::Error> {
     let rows = conn
         .query(
             "UPDATE message SET is_read = 1 WHERE receiver_id = ?1 AND sender_id = ?2 AND is_read = 0 \
@@ -143,7 +138,7 @@ pub async fn mark_read(
 }
 
 /// `GET /chats/active`: the newest message visible to `user_id` of each conversation, newest first.
-pub async fn latest_per_peer(conn: &Connection, user_id: i64) -> Result<Vec<MessageRow>, libsql::Error> {
+pub async fn latest_per_peer(conn: &Conn, user_id: i64) -> Result<Vec<MessageRow>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
@@ -161,7 +156,7 @@ pub async fn latest_per_peer(conn: &Connection, user_id: i64) -> Result<Vec<Mess
 /// A history page of the conversation of `user_id` and `peer` visible to `user_id`: ids strictly between
 /// `after_id` and `before_id`, oldest first, at most `limit`.
 pub async fn page_after(
-    conn: &Connection,
+    conn: &Conn,
     user_id: i64,
     peer: i64,
     after_id: i64,
@@ -185,7 +180,7 @@ pub async fn page_after(
 /// A history page of the conversation of `user_id` and `peer` visible to `user_id`: ids below
 /// `before_id`, newest first, at most `limit`.
 pub async fn page_before(
-    conn: &Connection,
+    conn: &Conn,
     user_id: i64,
     peer: i64,
     before_id: i64,
@@ -208,7 +203,7 @@ pub async fn page_before(
 /// `GET /chats/{peer}/media`: image messages of the conversation visible to `user_id` below `before_id`,
 /// newest first, at most `limit`.
 pub async fn images_before(
-    conn: &Connection,
+    conn: &Conn,
     user_id: i64,
     peer: i64,
     before_id: i64,
@@ -229,7 +224,7 @@ pub async fn images_before(
 }
 
 /// Message `id` if `user_id` sent or received it and it is visible to them.
-pub async fn find_visible(conn: &Connection, user_id: i64, id: i64) -> Result<Option<MessageRow>, libsql::Error> {
+pub async fn find_visible(conn: &Conn, user_id: i64, id: i64) -> Result<Option<MessageRow>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
@@ -244,12 +239,7 @@ pub async fn find_visible(conn: &Connection, user_id: i64, id: i64) -> Result<Op
 
 /// Whether message `id` belongs to the conversation of `user_id` and `peer` and is visible to `user_id`
 /// (a reply target).
-pub async fn visible_in_conversation(
-    conn: &Connection,
-    user_id: i64,
-    peer: i64,
-    id: i64,
-) -> Result<bool, libsql::Error> {
+pub async fn visible_in_conversation(conn: &Conn, user_id: i64, peer: i64, id: i64) -> Result<bool, libsql::Error> {
     let rows = conn
         .query(
             "SELECT 1 FROM message WHERE id = ?3 \
@@ -263,7 +253,7 @@ pub async fn visible_in_conversation(
 }
 
 /// Whether `viewer` still sees any message of the conversation with `other`.
-pub async fn conversation_visible_to(conn: &Connection, viewer: i64, other: i64) -> Result<bool, libsql::Error> {
+pub async fn conversation_visible_to(conn: &Conn, viewer: i64, other: i64) -> Result<bool, libsql::Error> {
     let rows = conn
         .query(
             "SELECT 1 FROM message WHERE deleted_for_everyone = 0 AND \
@@ -277,7 +267,7 @@ pub async fn conversation_visible_to(conn: &Connection, viewer: i64, other: i64)
 
 /// The message `sender` stored under `client_msg_id` (`message_client_msg`).
 pub async fn by_client_msg_id(
-    conn: &Connection,
+    conn: &Conn,
     sender: i64,
     client_msg_id: &str,
 ) -> Result<Option<MessageRow>, libsql::Error> {
@@ -294,7 +284,7 @@ pub async fn by_client_msg_id(
 
 /// The message `sender` stored under `client_msg_id` after `since_ms` (the idempotency window).
 pub async fn by_client_msg_id_since(
-    conn: &Connection,
+    conn: &Conn,
     sender: i64,
     client_msg_id: &str,
     since_ms: i64,
@@ -311,13 +301,13 @@ pub async fn by_client_msg_id_since(
 }
 
 /// Frees an expired `client_msg_id` for reuse.
-pub async fn clear_client_msg_id(conn: &Connection, id: i64) -> Result<(), libsql::Error> {
+pub async fn clear_client_msg_id(conn: &Conn, id: i64) -> Result<(), libsql::Error> {
     conn.execute("UPDATE message SET client_msg_id = NULL WHERE id = ?1", [id]).await?;
     Ok(())
 }
 
 /// Stores a message and returns it as stored.
-pub async fn insert(conn: &Connection, new: NewMessage<'_>) -> Result<MessageRow, libsql::Error> {
+pub async fn insert(conn: &Conn, new: NewMessage<'_>) -> Result<MessageRow, libsql::Error> {
     let rows = conn
         .query(
             "INSERT INTO message (sender_id, receiver_id, encrypted_content, message_type, media_key, \
@@ -342,7 +332,7 @@ pub async fn insert(conn: &Connection, new: NewMessage<'_>) -> Result<MessageRow
 
 /// Stores the envelope of a message for one device.
 pub async fn insert_envelope(
-    conn: &Connection,
+    conn: &Conn,
     message_id: i64,
     device_id: &str,
     user_id: i64,
@@ -358,7 +348,7 @@ pub async fn insert_envelope(
 
 /// Whether `sender` may send `typing` to `receiver`: the sender shows online status and they share a
 /// conversation not deleted for everyone.
-pub async fn typing_allowed(conn: &Connection, sender: i64, receiver: i64) -> Result<bool, libsql::Error> {
+pub async fn typing_allowed(conn: &Conn, sender: i64, receiver: i64) -> Result<bool, libsql::Error> {
     let rows = conn
         .query(
             "SELECT u.show_online_status AND EXISTS (SELECT 1 FROM message \
@@ -371,7 +361,7 @@ pub async fn typing_allowed(conn: &Connection, sender: i64, receiver: i64) -> Re
 }
 
 /// The newest id of the conversation of `user_id` and `peer` visible to `user_id` (0 if none).
-pub async fn last_visible_id(conn: &Connection, user_id: i64, peer: i64) -> Result<i64, libsql::Error> {
+pub async fn last_visible_id(conn: &Conn, user_id: i64, peer: i64) -> Result<i64, libsql::Error> {
     let rows = conn
         .query(
             "SELECT COALESCE(MAX(id), 0) FROM message \
@@ -385,7 +375,7 @@ pub async fn last_visible_id(conn: &Connection, user_id: i64, peer: i64) -> Resu
 }
 
 /// The newest id of the conversation not deleted for everyone, also if `user_id` hid it (0 if none).
-pub async fn last_live_id(conn: &Connection, user_id: i64, peer: i64) -> Result<i64, libsql::Error> {
+pub async fn last_live_id(conn: &Conn, user_id: i64, peer: i64) -> Result<i64, libsql::Error> {
     let rows = conn
         .query(
             "SELECT COALESCE(MAX(id), 0) FROM message \
@@ -398,12 +388,7 @@ pub async fn last_live_id(conn: &Connection, user_id: i64, peer: i64) -> Result<
 }
 
 /// Hides, for `user_id`, the messages of the conversation with `peer` up to `up_to_id`; returns how many.
-pub async fn hide_conversation(
-    conn: &Connection,
-    user_id: i64,
-    peer: i64,
-    up_to_id: i64,
-) -> Result<u64, libsql::Error> {
+pub async fn hide_conversation(conn: &Conn, user_id: i64, peer: i64, up_to_id: i64) -> Result<u64, libsql::Error> {
     let sent = conn
         .execute(
             "UPDATE message SET hidden_for_sender = 1 WHERE sender_id = ?1 AND receiver_id = ?2 \
@@ -422,20 +407,20 @@ pub async fn hide_conversation(
 }
 
 /// Hides one message for its sender.
-pub async fn hide_for_sender(conn: &Connection, id: i64) -> Result<(), libsql::Error> {
+pub async fn hide_for_sender(conn: &Conn, id: i64) -> Result<(), libsql::Error> {
     conn.execute("UPDATE message SET hidden_for_sender = 1 WHERE id = ?1", [id]).await?;
     Ok(())
 }
 
 /// Hides one message for its receiver.
-pub async fn hide_for_receiver(conn: &Connection, id: i64) -> Result<(), libsql::Error> {
+pub async fn hide_for_receiver(conn: &Conn, id: i64) -> Result<(), libsql::Error> {
     conn.execute("UPDATE message SET hidden_for_receiver = 1 WHERE id = ?1", [id]).await?;
     Ok(())
 }
 
 /// The messages of the conversation up to `up_to_id` not yet deleted for everyone.
 pub async fn deletable_in_conversation(
-    conn: &Connection,
+    conn: &Conn,
     user_id: i64,
     peer: i64,
     up_to_id: i64,
@@ -452,12 +437,12 @@ pub async fn deletable_in_conversation(
 }
 
 /// Message `id` if it is not yet deleted for everyone.
-pub async fn deletable(conn: &Connection, id: i64) -> Result<Option<Deletable>, libsql::Error> {
+pub async fn deletable(conn: &Conn, id: i64) -> Result<Option<Deletable>, libsql::Error> {
     first(conn.query("SELECT id, media_key FROM message WHERE id = ?1 AND deleted_for_everyone = 0", [id]).await?).await
 }
 
 /// Deletes the envelopes addressed to a device (device removal).
-pub async fn delete_envelopes_of_device(conn: &Connection, device_id: &str) -> Result<(), libsql::Error> {
+pub async fn delete_envelopes_of_device(conn: &Conn, device_id: &str) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM message_envelope WHERE device_id = ?1", [device_id]).await?;
     Ok(())
 }
@@ -465,7 +450,7 @@ pub async fn delete_envelopes_of_device(conn: &Connection, device_id: &str) -> R
 /// Account deletion: removes the messages only `user_id` could still see and drops the attachments it sent
 /// (the envelopes addressed to it go with [`delete_envelopes_of_user`]). Run inside the account-deletion
 /// transaction.
-pub async fn delete_of_user(conn: &Connection, user_id: i64) -> Result<(), libsql::Error> {
+pub async fn delete_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Error> {
     conn.execute(
         "DELETE FROM message WHERE sender_id = ?1 AND (hidden_for_receiver = 1 OR deleted_for_everyone = 1)",
         [user_id],
@@ -481,7 +466,7 @@ pub async fn delete_of_user(conn: &Connection, user_id: i64) -> Result<(), libsq
 }
 
 /// Account deletion: deletes the envelopes addressed to `user_id`'s devices.
-pub async fn delete_envelopes_of_user(conn: &Connection, user_id: i64) -> Result<(), libsql::Error> {
+pub async fn delete_envelopes_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM message_envelope WHERE user_id = ?1", [user_id]).await?;
     Ok(())
 }
@@ -496,7 +481,7 @@ pub struct Wiped {
 }
 
 /// Marks the `found` messages deleted for everyone: content wiped, media detached, envelopes removed.
-async fn wipe(conn: &Connection, found: Vec<Deletable>) -> Result<Wiped, libsql::Error> {
+async fn wipe(conn: &Conn, found: Vec<Deletable>) -> Result<Wiped, libsql::Error> {
     let mut wiped = Wiped::default();
     for live in found {
         wiped.ids.push(live.id);
@@ -515,19 +500,14 @@ async fn wipe(conn: &Connection, found: Vec<Deletable>) -> Result<Wiped, libsql:
 
 /// Deletes every message of the conversation of `a` and `b` up to `up_to_id` for everyone (also those one
 /// of them hid for itself). Run it inside the caller's write transaction.
-pub async fn delete_chat_for_everyone(
-    conn: &Connection,
-    a: i64,
-    b: i64,
-    up_to_id: i64,
-) -> Result<Wiped, libsql::Error> {
+pub async fn delete_chat_for_everyone(conn: &Conn, a: i64, b: i64, up_to_id: i64) -> Result<Wiped, libsql::Error> {
     let found = deletable_in_conversation(conn, a, b, up_to_id).await?;
     wipe(conn, found).await
 }
 
 /// Deletes message `id` for everyone (nothing if it already is). Run it inside the caller's write
 /// transaction.
-pub async fn delete_for_everyone(conn: &Connection, id: i64) -> Result<Wiped, libsql::Error> {
+pub async fn delete_for_everyone(conn: &Conn, id: i64) -> Result<Wiped, libsql::Error> {
     let found = deletable(conn, id).await?;
     wipe(conn, found.into_iter().collect()).await
 }
@@ -590,7 +570,7 @@ mod tests {
         (dir, db)
     }
 
-    async fn send(conn: &Connection, from: i64, to: i64, message_type: &str, cid: Option<&str>) -> MessageRow {
+    async fn send(conn: &Conn, from: i64, to: i64, message_type: &str, cid: Option<&str>) -> MessageRow {
         let new = NewMessage {
             sender_id: from,
             receiver_id: to,

@@ -1,7 +1,7 @@
 //! libSQL access: one database handle per process, a small pool of connections, the migration runner, and
 //! one submodule of named query functions per table group.
 //!
-//! Query functions take a `&libsql::Connection` (a `Transaction` derefs to one), return
+//! Query functions take a `&Conn` (a checked-out connection and a write transaction both deref to one), return
 //! `Result<_, libsql::Error>` and map rows by column name.
 
 pub mod connections;
@@ -10,22 +10,16 @@ pub mod devices;
 pub mod keys;
 pub mod messages;
 pub mod objects;
+mod pool;
 pub mod rate_limits;
 pub mod themes;
 pub mod users;
 
-use std::ops::Deref;
-use std::sync::Mutex;
-use std::time::Duration;
+pub use pool::{Conn, Db, DbOptions, Overloaded, PooledConn, WriteTx, chain_is_overloaded, is_overloaded};
 
 use anyhow::Context as _;
-use libsql::{Connection, Database, Row, Rows, Transaction, TransactionBehavior};
+use libsql::{Row, Rows};
 use serde::de::DeserializeOwned;
-
-use crate::config::Secret;
-
-/// Connections kept open for reuse; more are opened on demand and closed when returned.
-const MAX_IDLE: usize = 32;
 
 /// The migrations of `migrations/`, embedded at compile time, in order.
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -37,121 +31,6 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// The schema version this build expects.
 pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.0)
-}
-
-/// The database of the process: embedded file or remote libSQL server.
-pub struct Db {
-    database: Database,
-    local: bool,
-    idle: Mutex<Vec<Connection>>,
-}
-
-impl std::fmt::Debug for Db {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("local", &self.local).finish_non_exhaustive()
-    }
-}
-
-impl Db {
-    /// Opens `url`: `file:<path>` or a bare path for an embedded file, `libsql://`, `https://` or `http://`
-    /// for a remote libSQL server (with `auth_token`).
-    pub async fn open(url: &str, auth_token: Option<&Secret>) -> anyhow::Result<Self> {
-        let remote = ["libsql://", "https://", "http://", "wss://", "ws://"].iter().any(|p| url.starts_with(p));
-        let database = if remote {
-            let token = auth_token.map(|t| t.expose().to_owned()).unwrap_or_default();
-            libsql::Builder::new_remote(url.to_owned(), token).build().await.context("open remote database")?
-        } else {
-            let path = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url);
-            if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).context("create database directory")?;
-            }
-            owner_only_file(std::path::Path::new(path))?;
-            libsql::Builder::new_local(path).build().await.context("open database file")?
-        };
-        let db = Self { database, local: !remote, idle: Mutex::new(Vec::new()) };
-        if db.local {
-            let conn = db.conn().await?;
-            // journal_mode returns a row, so it is a query, not an execute.
-            let mut rows = conn.query("PRAGMA journal_mode=WAL", ()).await.context("enable WAL")?;
-            while rows.next().await?.is_some() {}
-        }
-        Ok(db)
-    }
-
-    /// A connection for this task; it goes back to the pool when dropped.
-    pub async fn conn(&self) -> Result<PooledConn<'_>, libsql::Error> {
-        let reused = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
-        let conn = match reused {
-            Some(c) => c,
-            None => {
-                let c = self.database.connect()?;
-                if self.local {
-                    c.busy_timeout(Duration::from_secs(5))?;
-                    c.execute("PRAGMA foreign_keys=ON", ()).await?;
-                    c.execute("PRAGMA synchronous=NORMAL", ()).await?;
-                }
-                c
-            }
-        };
-        Ok(PooledConn { conn: Some(conn), db: self })
-    }
-}
-
-/// Creates (or restricts) the database file with mode 0600 before SQLite opens it: it holds phone numbers and
-/// password hashes, and SQLite gives its `-wal` and `-shm` files the database file's mode.
-fn owner_only_file(path: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("open database file {}", path.display()))?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("restrict database file {}", path.display()))?;
-    for suffix in ["-wal", "-shm"] {
-        let side = path.with_file_name(format!("{}{suffix}", path.file_name().unwrap_or_default().to_string_lossy()));
-        if side.exists() {
-            std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600))
-                .with_context(|| format!("restrict {}", side.display()))?;
-        }
-    }
-    Ok(())
-}
-
-/// A pooled connection; derefs to [`libsql::Connection`].
-pub struct PooledConn<'a> {
-    conn: Option<Connection>,
-    db: &'a Db,
-}
-
-impl PooledConn<'_> {
-    /// Starts a write transaction (`BEGIN IMMEDIATE`): deferred read-then-write transactions fail with
-    /// "database is locked" under concurrency.
-    pub async fn write_tx(&self) -> Result<Transaction, libsql::Error> {
-        self.transaction_with_behavior(TransactionBehavior::Immediate).await
-    }
-}
-
-impl Deref for PooledConn<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        self.conn.as_ref().expect("connection present until drop")
-    }
-}
-
-impl Drop for PooledConn<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            // A connection left inside a transaction is not reused.
-            if conn.is_autocommit() {
-                let mut idle = self.db.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if idle.len() < MAX_IDLE {
-                    idle.push(conn);
-                }
-            }
-        }
-    }
 }
 
 /// Maps a row to `T` by column name (`libsql::de`); extra columns are ignored.
@@ -246,7 +125,7 @@ pub(crate) fn int_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D
 }
 
 /// Reads the applied schema version (0 for an empty database).
-pub async fn schema_version(conn: &Connection) -> anyhow::Result<i64> {
+pub async fn schema_version(conn: &Conn) -> anyhow::Result<i64> {
     let mut rows =
         conn.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migration'", ()).await?;
     if rows.next().await?.is_none() {

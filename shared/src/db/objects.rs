@@ -1,7 +1,7 @@
 //! The `object` table: S3 objects, their owner and kind (see [`crate::files::kind`]).
 
+use super::Conn;
 use crate::db::{all, column, exists, value};
-use libsql::Connection;
 use serde::Deserialize;
 
 /// An object the clean-up looks at.
@@ -31,7 +31,7 @@ pub struct NewObject<'a> {
 }
 
 /// Records an object.
-pub async fn insert(conn: &Connection, new: NewObject<'_>) -> Result<(), libsql::Error> {
+pub async fn insert(conn: &Conn, new: NewObject<'_>) -> Result<(), libsql::Error> {
     conn.execute(
         "INSERT INTO object (key, owner_id, kind, content_type, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         (new.key, new.owner_id, new.kind, new.content_type, new.size, new.created_at),
@@ -41,13 +41,13 @@ pub async fn insert(conn: &Connection, new: NewObject<'_>) -> Result<(), libsql:
 }
 
 /// The kind of the object `key`, `None` if there is no row.
-pub async fn kind_of(conn: &Connection, key: &str) -> Result<Option<String>, libsql::Error> {
+pub async fn kind_of(conn: &Conn, key: &str) -> Result<Option<String>, libsql::Error> {
     value(conn.query("SELECT kind FROM object WHERE key = ?1", [key]).await?).await
 }
 
 /// Whether `key` is a live upload or attachment of `owner`. Inside a write transaction that is about to
 /// reference it, this re-check sees a concurrent clean-up's deletion mark.
-pub async fn is_live_upload_of(conn: &Connection, owner: i64, key: &str) -> Result<bool, libsql::Error> {
+pub async fn is_live_upload_of(conn: &Conn, owner: i64, key: &str) -> Result<bool, libsql::Error> {
     let rows = conn
         .query(
             "SELECT 1 FROM object WHERE key = ?1 AND owner_id = ?2 AND kind IN ('upload', 'presigned')",
@@ -58,7 +58,7 @@ pub async fn is_live_upload_of(conn: &Connection, owner: i64, key: &str) -> Resu
 }
 
 /// Whether anything references `key`: a message, an avatar or a wallpaper (each through its partial index).
-pub async fn is_referenced(conn: &Connection, key: &str) -> Result<bool, libsql::Error> {
+pub async fn is_referenced(conn: &Conn, key: &str) -> Result<bool, libsql::Error> {
     let rows = conn
         .query(
             "SELECT EXISTS (SELECT 1 FROM message WHERE media_key = ?1) \
@@ -71,30 +71,30 @@ pub async fn is_referenced(conn: &Connection, key: &str) -> Result<bool, libsql:
 }
 
 /// Marks `key` deleted (pending S3 deletion), so no new reference can be made to it.
-pub async fn mark_deleted(conn: &Connection, key: &str) -> Result<(), libsql::Error> {
+pub async fn mark_deleted(conn: &Conn, key: &str) -> Result<(), libsql::Error> {
     conn.execute("UPDATE object SET kind = 'deleted' WHERE key = ?1", [key]).await?;
     Ok(())
 }
 
 /// Marks every object of `owner` deleted (account deletion); the rows stay until S3 confirms.
-pub async fn mark_deleted_of_owner(conn: &Connection, owner: i64) -> Result<(), libsql::Error> {
+pub async fn mark_deleted_of_owner(conn: &Conn, owner: i64) -> Result<(), libsql::Error> {
     conn.execute("UPDATE object SET kind = 'deleted' WHERE owner_id = ?1", [owner]).await?;
     Ok(())
 }
 
 /// The keys of every object of `owner`.
-pub async fn keys_of_owner(conn: &Connection, owner: i64) -> Result<Vec<String>, libsql::Error> {
+pub async fn keys_of_owner(conn: &Conn, owner: i64) -> Result<Vec<String>, libsql::Error> {
     column(conn.query("SELECT key FROM object WHERE owner_id = ?1", [owner]).await?).await
 }
 
 /// Deletes the row of `key` (after its S3 object is gone).
-pub async fn delete(conn: &Connection, key: &str) -> Result<(), libsql::Error> {
+pub async fn delete(conn: &Conn, key: &str) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM object WHERE key = ?1", [key]).await?;
     Ok(())
 }
 
 /// Clean-up candidates: up to 10 000 objects created before `cutoff_ms` or pending deletion, oldest first.
-pub async fn cleanup_candidates(conn: &Connection, cutoff_ms: i64) -> Result<Vec<ObjectKind>, libsql::Error> {
+pub async fn cleanup_candidates(conn: &Conn, cutoff_ms: i64) -> Result<Vec<ObjectKind>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT key, kind FROM object WHERE created_at < ?1 OR kind = 'deleted' ORDER BY created_at LIMIT 10000",

@@ -1,6 +1,6 @@
 //! The `rate_limit` table: fixed-window counters (functions are stateless, so the database holds them).
 
-use libsql::Connection;
+use super::Conn;
 use serde::Deserialize;
 
 use crate::db::first;
@@ -16,7 +16,7 @@ pub struct Window {
 
 /// Counts one event for `key` in one atomic statement: a new window starts at `now` when the old one
 /// (`window_ms` long) has passed. Returns the window after counting.
-pub async fn hit(conn: &Connection, key: &str, now: i64, window_ms: i64) -> Result<Window, libsql::Error> {
+pub async fn hit(conn: &Conn, key: &str, now: i64, window_ms: i64) -> Result<Window, libsql::Error> {
     // SET sees the old row values, so both CASEs test the old window.
     let rows = conn
         .query(
@@ -32,7 +32,7 @@ pub async fn hit(conn: &Connection, key: &str, now: i64, window_ms: i64) -> Resu
 }
 
 /// The window of `key` if it is still running at `now`.
-pub async fn current(conn: &Connection, key: &str, now: i64, window_ms: i64) -> Result<Option<Window>, libsql::Error> {
+pub async fn current(conn: &Conn, key: &str, now: i64, window_ms: i64) -> Result<Option<Window>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT count, window_start FROM rate_limit WHERE key = ?1 AND window_start > ?2 - ?3",
@@ -43,13 +43,13 @@ pub async fn current(conn: &Connection, key: &str, now: i64, window_ms: i64) -> 
 }
 
 /// Deletes the counter of `key`.
-pub async fn clear(conn: &Connection, key: &str) -> Result<(), libsql::Error> {
+pub async fn clear(conn: &Conn, key: &str) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM rate_limit WHERE key = ?1", [key]).await?;
     Ok(())
 }
 
 /// Deletes counters whose window started before `before_ms`.
-pub async fn delete_expired(conn: &Connection, before_ms: i64) -> Result<(), libsql::Error> {
+pub async fn delete_expired(conn: &Conn, before_ms: i64) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM rate_limit WHERE window_start < ?1", [before_ms]).await?;
     Ok(())
 }

@@ -1,16 +1,16 @@
 //! The `theme` table (the theme rows themselves are still read by the themes function).
 
+use super::Conn;
 use crate::db::{all, first, value};
-use libsql::Connection;
 use serde::Deserialize;
 
 /// Deletes a user's theme; false if there was none.
-pub async fn delete(conn: &Connection, id: i64, user_id: i64) -> Result<bool, libsql::Error> {
+pub async fn delete(conn: &Conn, id: i64, user_id: i64) -> Result<bool, libsql::Error> {
     Ok(conn.execute("DELETE FROM theme WHERE id = ?1 AND user_id = ?2", (id, user_id)).await? > 0)
 }
 
 /// Deletes every theme of a user (account deletion).
-pub async fn delete_of_user(conn: &Connection, user_id: i64) -> Result<(), libsql::Error> {
+pub async fn delete_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM theme WHERE user_id = ?1", [user_id]).await?;
     Ok(())
 }
@@ -70,12 +70,12 @@ pub struct ThemeValues {
 }
 
 /// How many themes `user_id` has.
-pub async fn count(conn: &Connection, user_id: i64) -> Result<i64, libsql::Error> {
+pub async fn count(conn: &Conn, user_id: i64) -> Result<i64, libsql::Error> {
     Ok(value(conn.query("SELECT COUNT(*) FROM theme WHERE user_id = ?1", [user_id]).await?).await?.unwrap_or(0))
 }
 
 /// Stores a new theme of `user_id` created at `now_ms` and returns it.
-pub async fn insert(conn: &Connection, user_id: i64, theme: &ThemeValues, now_ms: i64) -> Result<Theme, libsql::Error> {
+pub async fn insert(conn: &Conn, user_id: i64, theme: &ThemeValues, now_ms: i64) -> Result<Theme, libsql::Error> {
     let rows = conn
         .query(
             "INSERT INTO theme (user_id, name, primary_color, background_color, bubble_color_me, bubble_color_other, \
@@ -103,7 +103,7 @@ pub async fn insert(conn: &Connection, user_id: i64, theme: &ThemeValues, now_ms
 }
 
 /// The themes of `user_id`, newest first.
-pub async fn list(conn: &Connection, user_id: i64) -> Result<Vec<Theme>, libsql::Error> {
+pub async fn list(conn: &Conn, user_id: i64) -> Result<Vec<Theme>, libsql::Error> {
     all(conn
         .query(
             "SELECT id, name, primary_color, background_color, bubble_color_me, bubble_color_other, text_color, \
@@ -116,17 +116,12 @@ pub async fn list(conn: &Connection, user_id: i64) -> Result<Vec<Theme>, libsql:
 }
 
 /// The wallpaper key of theme `id` of `user_id`: `None` when there is no such theme of the user.
-pub async fn wallpaper(conn: &Connection, id: i64, user_id: i64) -> Result<Option<Option<String>>, libsql::Error> {
+pub async fn wallpaper(conn: &Conn, id: i64, user_id: i64) -> Result<Option<Option<String>>, libsql::Error> {
     value(conn.query("SELECT wallpaper_key FROM theme WHERE id = ?1 AND user_id = ?2", (id, user_id)).await?).await
 }
 
 /// Replaces every field of theme `id` of `user_id`; returns it, or `None` when there is no such theme.
-pub async fn update(
-    conn: &Connection,
-    id: i64,
-    user_id: i64,
-    theme: &ThemeValues,
-) -> Result<Option<Theme>, libsql::Error> {
+pub async fn update(conn: &Conn, id: i64, user_id: i64, theme: &ThemeValues) -> Result<Option<Theme>, libsql::Error> {
     let rows = conn
         .query(
             "UPDATE theme SET name = ?3, primary_color = ?4, background_color = ?5, bubble_color_me = ?6, \

@@ -1,9 +1,9 @@
 //! The `user` table: profiles, privacy settings, credentials and session checks.
 
+use super::Conn;
 use crate::db::{
     all, connections, contacts, devices, exists, first, id_list, int_bool, messages, objects, themes, value,
 };
-use libsql::Connection;
 use serde::Deserialize;
 pub use wire::{AvatarVisibility, PhoneVisibility};
 
@@ -135,7 +135,7 @@ pub struct NewUser<'a> {
 }
 
 /// Finds a user by id, deleted or not.
-pub async fn find(conn: &Connection, id: i64) -> Result<Option<UserRow>, libsql::Error> {
+pub async fn find(conn: &Conn, id: i64) -> Result<Option<UserRow>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT id, phone, username, first_name, last_name, public_key, avatar_key, avatar_preset, avatar_frame, \
@@ -148,7 +148,7 @@ pub async fn find(conn: &Connection, id: i64) -> Result<Option<UserRow>, libsql:
 }
 
 /// The users among `ids` (deleted or not), in id order.
-pub async fn by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<UserRow>, libsql::Error> {
+pub async fn by_ids(conn: &Conn, ids: &[i64]) -> Result<Vec<UserRow>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT id, phone, username, first_name, last_name, public_key, avatar_key, avatar_preset, avatar_frame, \
@@ -163,12 +163,7 @@ pub async fn by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<UserRow>, libs
 
 /// `GET /users`: live users with an id above `after_id`, except `viewer`, ascending, at most `limit`
 /// (pages through `user_live_id`).
-pub async fn list_page(
-    conn: &Connection,
-    after_id: i64,
-    viewer: i64,
-    limit: i64,
-) -> Result<Vec<UserRow>, libsql::Error> {
+pub async fn list_page(conn: &Conn, after_id: i64, viewer: i64, limit: i64) -> Result<Vec<UserRow>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT id, phone, username, first_name, last_name, public_key, avatar_key, avatar_preset, avatar_frame, \
@@ -183,7 +178,7 @@ pub async fn list_page(
 
 /// `GET /users/search`: up to 20 live users except `viewer` whose search text contains `needle` (already
 /// lower-cased; `instr` matches literally, so `%` and `_` are ordinary characters).
-pub async fn search(conn: &Connection, viewer: i64, needle: &str) -> Result<Vec<UserRow>, libsql::Error> {
+pub async fn search(conn: &Conn, viewer: i64, needle: &str) -> Result<Vec<UserRow>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT id, phone, username, first_name, last_name, public_key, avatar_key, avatar_preset, avatar_frame, \
@@ -198,12 +193,7 @@ pub async fn search(conn: &Connection, viewer: i64, needle: &str) -> Result<Vec<
 
 /// Whether a session is still valid: the user exists, is neither deleted nor banned, has token version
 /// `version`, and still has device `device_id`.
-pub async fn session_valid(
-    conn: &Connection,
-    user_id: i64,
-    device_id: &str,
-    version: i64,
-) -> Result<bool, libsql::Error> {
+pub async fn session_valid(conn: &Conn, user_id: i64, device_id: &str, version: i64) -> Result<bool, libsql::Error> {
     let rows = conn
         .query(
             "SELECT 1 FROM user u JOIN device d ON d.user_id = u.id \
@@ -215,26 +205,26 @@ pub async fn session_valid(
 }
 
 /// Whether both users show read receipts (receipts are reciprocal, API.md §4.3).
-pub async fn both_show_read_receipts(conn: &Connection, a: i64, b: i64) -> Result<bool, libsql::Error> {
+pub async fn both_show_read_receipts(conn: &Conn, a: i64, b: i64) -> Result<bool, libsql::Error> {
     let rows = conn.query("SELECT COUNT(*) FROM user WHERE id IN (?1, ?2) AND show_read_receipts = 1", (a, b)).await?;
     Ok(value::<i64>(rows).await?.unwrap_or(0) == 2)
 }
 
 /// Records when the user's last connection went away.
-pub async fn set_last_seen(conn: &Connection, user_id: i64, at_ms: i64) -> Result<(), libsql::Error> {
+pub async fn set_last_seen(conn: &Conn, user_id: i64, at_ms: i64) -> Result<(), libsql::Error> {
     conn.execute("UPDATE user SET last_seen = ?2 WHERE id = ?1", (user_id, at_ms)).await?;
     Ok(())
 }
 
 /// Whether another user than `except_id` holds the lower-cased username `username_lower`.
-pub async fn username_taken(conn: &Connection, username_lower: &str, except_id: i64) -> Result<bool, libsql::Error> {
+pub async fn username_taken(conn: &Conn, username_lower: &str, except_id: i64) -> Result<bool, libsql::Error> {
     let rows =
         conn.query("SELECT 1 FROM user WHERE username_lower = ?1 AND id != ?2", (username_lower, except_id)).await?;
     exists(rows).await
 }
 
 /// The stored password hash of a user (`None` if the user or the hash is missing).
-pub async fn password_hash(conn: &Connection, id: i64) -> Result<Option<String>, libsql::Error> {
+pub async fn password_hash(conn: &Conn, id: i64) -> Result<Option<String>, libsql::Error> {
     Ok(value::<Option<String>>(conn.query("SELECT password_hash FROM user WHERE id = ?1", [id]).await?)
         .await?
         .flatten())
@@ -242,7 +232,7 @@ pub async fn password_hash(conn: &Connection, id: i64) -> Result<Option<String>,
 
 /// Stores a new password hash and bumps the token version (revoking every token); returns the new version,
 /// `None` if the user is gone.
-pub async fn set_password(conn: &Connection, id: i64, hash: &str) -> Result<Option<i64>, libsql::Error> {
+pub async fn set_password(conn: &Conn, id: i64, hash: &str) -> Result<Option<i64>, libsql::Error> {
     let rows = conn
         .query(
             "UPDATE user SET password_hash = ?2, token_version = token_version + 1 WHERE id = ?1 RETURNING token_version",
@@ -254,7 +244,7 @@ pub async fn set_password(conn: &Connection, id: i64, hash: &str) -> Result<Opti
 
 /// Inserts an account and returns its id. A taken phone fails with a unique-constraint error, which
 /// embedded libSQL reports when the statement steps, i.e. from this call.
-pub async fn insert(conn: &Connection, new: NewUser<'_>) -> Result<i64, libsql::Error> {
+pub async fn insert(conn: &Conn, new: NewUser<'_>) -> Result<i64, libsql::Error> {
     let rows = conn
         .query(
             "INSERT INTO user (phone, first_name, last_name, search_text, password_hash, public_key, created_at) \
@@ -275,7 +265,7 @@ pub async fn insert(conn: &Connection, new: NewUser<'_>) -> Result<i64, libsql::
 
 /// Sets the username (as typed and lower-cased) and the search text; a taken name fails with a
 /// unique-constraint error.
-pub async fn set_username(conn: &Connection, id: i64, username: &str, search_text: &str) -> Result<(), libsql::Error> {
+pub async fn set_username(conn: &Conn, id: i64, username: &str, search_text: &str) -> Result<(), libsql::Error> {
     conn.execute(
         "UPDATE user SET username = ?2, username_lower = ?3, search_text = ?4 WHERE id = ?1",
         (id, username, username.to_lowercase(), search_text),
@@ -285,30 +275,25 @@ pub async fn set_username(conn: &Connection, id: i64, username: &str, search_tex
 }
 
 /// The S3 key of the user's uploaded avatar, if any.
-pub async fn avatar_key(conn: &Connection, id: i64) -> Result<Option<String>, libsql::Error> {
+pub async fn avatar_key(conn: &Conn, id: i64) -> Result<Option<String>, libsql::Error> {
     Ok(value::<Option<String>>(conn.query("SELECT avatar_key FROM user WHERE id = ?1", [id]).await?).await?.flatten())
 }
 
 /// Sets the avatar: an uploaded object key or a preset id (the other one is usually `None`).
-pub async fn set_avatar(
-    conn: &Connection,
-    id: i64,
-    key: Option<&str>,
-    preset: Option<&str>,
-) -> Result<(), libsql::Error> {
+pub async fn set_avatar(conn: &Conn, id: i64, key: Option<&str>, preset: Option<&str>) -> Result<(), libsql::Error> {
     conn.execute("UPDATE user SET avatar_key = ?2, avatar_preset = ?3 WHERE id = ?1", (id, key, preset)).await?;
     Ok(())
 }
 
 /// The legacy public key of a live account (`Ok(None)` for an unknown or deleted user, `Some(None)` when
 /// the user has none).
-pub async fn public_key(conn: &Connection, id: i64) -> Result<Option<Option<String>>, libsql::Error> {
+pub async fn public_key(conn: &Conn, id: i64) -> Result<Option<Option<String>>, libsql::Error> {
     value(conn.query("SELECT public_key FROM user WHERE id = ?1 AND is_deleted = 0", [id]).await?).await
 }
 
 /// Turns an account into the deleted stub: every personal field cleared, privacy reset, token version
 /// bumped. Run inside the account-deletion transaction.
-pub async fn anonymize(conn: &Connection, id: i64) -> Result<(), libsql::Error> {
+pub async fn anonymize(conn: &Conn, id: i64) -> Result<(), libsql::Error> {
     conn.execute(
         "UPDATE user SET phone = NULL, username = NULL, username_lower = NULL, first_name = NULL, last_name = NULL, \
          search_text = NULL, password_hash = NULL, public_key = NULL, avatar_key = NULL, avatar_preset = NULL, \
@@ -322,12 +307,12 @@ pub async fn anonymize(conn: &Connection, id: i64) -> Result<(), libsql::Error> 
 }
 
 /// Whether `id` is an account that is not deleted.
-pub async fn is_live(conn: &Connection, id: i64) -> Result<bool, libsql::Error> {
+pub async fn is_live(conn: &Conn, id: i64) -> Result<bool, libsql::Error> {
     exists(conn.query("SELECT 1 FROM user WHERE id = ?1 AND is_deleted = 0", [id]).await?).await
 }
 
 /// Whether any account (deleted ones too, whose phone is null) has the phone `digits`.
-pub async fn phone_exists(conn: &Connection, digits: &str) -> Result<bool, libsql::Error> {
+pub async fn phone_exists(conn: &Conn, digits: &str) -> Result<bool, libsql::Error> {
     exists(conn.query("SELECT 1 FROM user WHERE phone = ?1", [digits]).await?).await
 }
 
@@ -346,7 +331,7 @@ pub struct LoginRecord {
 }
 
 /// The live account with phone `digits`.
-pub async fn find_login_by_phone(conn: &Connection, digits: &str) -> Result<Option<LoginRecord>, libsql::Error> {
+pub async fn find_login_by_phone(conn: &Conn, digits: &str) -> Result<Option<LoginRecord>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT id, password_hash, token_version, is_banned FROM user WHERE phone = ?1 AND is_deleted = 0",
@@ -357,10 +342,7 @@ pub async fn find_login_by_phone(conn: &Connection, digits: &str) -> Result<Opti
 }
 
 /// The live account whose lower-cased username is `username_lower`.
-pub async fn find_login_by_username(
-    conn: &Connection,
-    username_lower: &str,
-) -> Result<Option<LoginRecord>, libsql::Error> {
+pub async fn find_login_by_username(conn: &Conn, username_lower: &str) -> Result<Option<LoginRecord>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT id, password_hash, token_version, is_banned FROM user WHERE username_lower = ?1 AND is_deleted = 0",
@@ -371,19 +353,19 @@ pub async fn find_login_by_username(
 }
 
 /// Sets (or with `None` clears) the bio.
-pub async fn set_bio(conn: &Connection, id: i64, bio: Option<&str>) -> Result<(), libsql::Error> {
+pub async fn set_bio(conn: &Conn, id: i64, bio: Option<&str>) -> Result<(), libsql::Error> {
     conn.execute("UPDATE user SET bio = ?2 WHERE id = ?1", (id, bio)).await?;
     Ok(())
 }
 
 /// Sets (or with `None` clears) the birthdate (`YYYY-MM-DD`).
-pub async fn set_birthdate(conn: &Connection, id: i64, birthdate: Option<&str>) -> Result<(), libsql::Error> {
+pub async fn set_birthdate(conn: &Conn, id: i64, birthdate: Option<&str>) -> Result<(), libsql::Error> {
     conn.execute("UPDATE user SET birthdate = ?2 WHERE id = ?1", (id, birthdate)).await?;
     Ok(())
 }
 
 /// Sets (or with `None` clears) the avatar frame id.
-pub async fn set_avatar_frame(conn: &Connection, id: i64, frame: Option<&str>) -> Result<(), libsql::Error> {
+pub async fn set_avatar_frame(conn: &Conn, id: i64, frame: Option<&str>) -> Result<(), libsql::Error> {
     conn.execute("UPDATE user SET avatar_frame = ?2 WHERE id = ?1", (id, frame)).await?;
     Ok(())
 }
@@ -413,7 +395,7 @@ impl PrivacyUpdate {
 }
 
 /// Applies the given privacy settings of `id`, one statement per setting; run it in one write transaction.
-pub async fn update_privacy(conn: &Connection, id: i64, update: &PrivacyUpdate) -> Result<(), libsql::Error> {
+pub async fn update_privacy(conn: &Conn, id: i64, update: &PrivacyUpdate) -> Result<(), libsql::Error> {
     if let Some(v) = update.avatar_visibility {
         conn.execute("UPDATE user SET avatar_visibility = ?2 WHERE id = ?1", (id, v.as_str())).await?;
     }
@@ -451,7 +433,7 @@ pub struct Deleted {
 /// directions, the messages only this user could still see, the media of the messages it sent, every
 /// profile field and secret; the row stays as the `is_deleted` stub with a bumped token version. Run it
 /// inside one write transaction.
-pub async fn delete_account(conn: &Connection, id: i64) -> Result<Deleted, libsql::Error> {
+pub async fn delete_account(conn: &Conn, id: i64) -> Result<Deleted, libsql::Error> {
     let object_keys = objects::keys_of_owner(conn, id).await?;
     let connections = connections::ids_of_user(conn, id).await?;
     let devices = devices::ids_of_user(conn, id).await?;

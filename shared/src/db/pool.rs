@@ -1,0 +1,509 @@
+//! The process's database handle: connections, write transactions that cannot outlive their request, and
+//! the retry policy for an overloaded database.
+//!
+//! - **Streams.** Against a remote libSQL server every connection is a Hrana stream that holds one of the
+//!   server's connections until it is closed, so remote connections are never pooled (dropping one closes
+//!   its stream) and at most [`DbOptions::max_concurrency`] are checked out at once per process.
+//! - **Writers.** SQLite has one writer, so a process runs one write transaction at a time ([`WriteTx`]);
+//!   the others queue in the process instead of holding server connections while they wait for the lock.
+//!   A [`WriteTx`] that is dropped without `commit` rolls back before the next writer may begin, on every
+//!   path: an error, an early return, a panic.
+//! - **Overload.** A busy or locked database, a server that refuses connections (Hrana 429) or cannot be
+//!   reached is retried with jittered back-off within [`DbOptions::retry_budget`] when nothing was executed
+//!   (a statement outside a transaction, a `BEGIN`), then reported as [`Overloaded`]: 503
+//!   `service_unavailable` with `Retry-After`, never 500.
+
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use libsql::params::IntoParams;
+use libsql::{Connection, Database, Rows, Transaction, TransactionBehavior};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::Secret;
+
+/// Local connections kept open for reuse; more are opened on demand and closed when returned.
+const MAX_IDLE: usize = 32;
+
+/// First back-off delay; it doubles up to [`MAX_DELAY`], each sleep a random part of it.
+const FIRST_DELAY: Duration = Duration::from_millis(10);
+const MAX_DELAY: Duration = Duration::from_millis(200);
+
+/// How the database layer shares the database with the rest of the world.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// libSQL server namespace (sent as `x-namespace`), for a self-hosted `sqld` with namespaces.
+    pub namespace: Option<String>,
+    /// Remote connections checked out at once by this process.
+    pub max_concurrency: usize,
+    /// How long an overloaded database is retried before the request gives up with 503.
+    pub retry_budget: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self { namespace: None, max_concurrency: 16, retry_budget: Duration::from_secs(2) }
+    }
+}
+
+/// The database was too busy (or unreachable) for the retry budget; nothing was done. Answered with 503.
+#[derive(Debug, thiserror::Error)]
+#[error("database overloaded: {0}")]
+pub struct Overloaded(&'static str);
+
+/// Whether `err` means the database is overloaded or unreachable for now (rather than a bug or bad data).
+pub fn is_overloaded(err: &libsql::Error) -> bool {
+    match err {
+        // SQLITE_BUSY = 5, SQLITE_LOCKED = 6, extended codes keep the primary code in the low byte.
+        libsql::Error::SqliteFailure(code, _) => matches!(code & 0xff, 5 | 6),
+        libsql::Error::Hrana(inner) if inner.downcast_ref::<Overloaded>().is_some() => true,
+        other => {
+            let text = other.to_string();
+            [
+                "status=429",
+                "status=503",
+                "Too Many Requests",
+                "SQLITE_BUSY",
+                "SQLITE_LOCKED",
+                "database is locked",
+                "error trying to connect",
+                "Connection refused",
+            ]
+            .iter()
+            .any(|needle| text.contains(needle))
+        }
+    }
+}
+
+/// Whether anything in the chain of `err` is an overloaded database.
+pub fn chain_is_overloaded(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.downcast_ref::<libsql::Error>().is_some_and(is_overloaded) || cause.downcast_ref::<Overloaded>().is_some()
+    })
+}
+
+fn overloaded(what: &'static str) -> libsql::Error {
+    libsql::Error::Hrana(Box::new(Overloaded(what)))
+}
+
+/// The per-process limits every connection shares.
+#[derive(Debug)]
+struct Limits {
+    /// Remote only: connections checked out at once.
+    streams: Option<Arc<Semaphore>>,
+    /// One write transaction at a time.
+    writer: Arc<Semaphore>,
+    retry_budget: Duration,
+}
+
+impl Limits {
+    async fn acquire(
+        &self,
+        semaphore: &Arc<Semaphore>,
+        what: &'static str,
+    ) -> Result<OwnedSemaphorePermit, libsql::Error> {
+        match tokio::time::timeout(self.retry_budget, semaphore.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(overloaded(what)),
+        }
+    }
+
+    /// Runs `op` until it succeeds, fails for another reason than overload, or the budget is spent.
+    async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, libsql::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, libsql::Error>>,
+    {
+        let start = Instant::now();
+        let mut delay = FIRST_DELAY;
+        loop {
+            match op().await {
+                Err(e) if is_overloaded(&e) => {
+                    let pause = jitter(delay);
+                    if start.elapsed() + pause >= self.retry_budget {
+                        tracing::warn!(error = %e, "database overloaded; giving up");
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "database overloaded; retrying");
+                    tokio::time::sleep(pause).await;
+                    delay = (delay * 2).min(MAX_DELAY);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// A random duration in `[delay / 2, delay]`, so that retries of many clients spread out.
+fn jitter(delay: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let r = if getrandom::fill(&mut b).is_ok() { u16::from_le_bytes(b) } else { u16::MAX / 2 };
+    delay / 2 + delay.mul_f64(f64::from(r) / f64::from(u16::MAX) / 2.0)
+}
+
+/// The database of the process: embedded file or remote libSQL server.
+pub struct Db {
+    database: Database,
+    local: bool,
+    idle: Mutex<Vec<Connection>>,
+    limits: Arc<Limits>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("local", &self.local).finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Opens `url` with the default [`DbOptions`]: `file:<path>` or a bare path for an embedded file,
+    /// `libsql://`, `https://` or `http://` for a remote libSQL server (with `auth_token`).
+    pub async fn open(url: &str, auth_token: Option<&Secret>) -> anyhow::Result<Self> {
+        Self::open_with(url, auth_token, DbOptions::default()).await
+    }
+
+    /// Opens `url` (see [`Db::open`]) with `options`.
+    pub async fn open_with(url: &str, auth_token: Option<&Secret>, options: DbOptions) -> anyhow::Result<Self> {
+        let remote = ["libsql://", "https://", "http://", "wss://", "ws://"].iter().any(|p| url.starts_with(p));
+        let database = if remote {
+            let token = auth_token.map(|t| t.expose().to_owned()).unwrap_or_default();
+            let mut builder = libsql::Builder::new_remote(url.to_owned(), token);
+            if let Some(namespace) = &options.namespace {
+                builder = builder.namespace(namespace.clone());
+            }
+            builder.build().await.context("open remote database")?
+        } else {
+            let path = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url);
+            if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).context("create database directory")?;
+            }
+            owner_only_file(std::path::Path::new(path))?;
+            libsql::Builder::new_local(path).build().await.context("open database file")?
+        };
+        let limits = Arc::new(Limits {
+            streams: remote.then(|| Arc::new(Semaphore::new(options.max_concurrency.max(1)))),
+            writer: Arc::new(Semaphore::new(1)),
+            retry_budget: options.retry_budget,
+        });
+        let db = Self { database, local: !remote, idle: Mutex::new(Vec::new()), limits };
+        if db.local {
+            let conn = db.conn().await?;
+            // journal_mode returns a row, so it is a query, not an execute.
+            let mut rows = conn.query("PRAGMA journal_mode=WAL", ()).await.context("enable WAL")?;
+            while rows.next().await?.is_some() {}
+        }
+        Ok(db)
+    }
+
+    /// Whether this is an embedded file (not a remote server).
+    pub fn is_local(&self) -> bool {
+        self.local
+    }
+
+    /// A connection for this task; it goes back to the pool (local) or closes its stream (remote) when
+    /// dropped.
+    pub async fn conn(&self) -> Result<PooledConn<'_>, libsql::Error> {
+        let permit = match &self.limits.streams {
+            Some(streams) => Some(self.limits.acquire(streams, "no free connection").await?),
+            None => None,
+        };
+        let reused =
+            if self.local { self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop() } else { None };
+        let inner = match reused {
+            Some(c) => c,
+            None => {
+                let c = self.database.connect()?;
+                if self.local {
+                    // SQLite's own wait for the lock; the retry loop adds a second chance within the budget.
+                    c.busy_timeout(self.limits.retry_budget / 2)?;
+                    c.execute("PRAGMA foreign_keys=ON", ()).await?;
+                    c.execute("PRAGMA synchronous=NORMAL", ()).await?;
+                }
+                c
+            }
+        };
+        Ok(PooledConn {
+            conn: Some(Conn { inner, in_tx: false, limits: self.limits.clone() }),
+            db: self,
+            _permit: permit,
+        })
+    }
+}
+
+/// Creates (or restricts) the database file with mode 0600 before SQLite opens it: it holds phone numbers and
+/// password hashes, and SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn owner_only_file(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("open database file {}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restrict database file {}", path.display()))?;
+    for suffix in ["-wal", "-shm"] {
+        let side = path.with_file_name(format!("{}{suffix}", path.file_name().unwrap_or_default().to_string_lossy()));
+        if side.exists() {
+            std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restrict {}", side.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A connection, or the connection of an open write transaction: what every query function takes.
+///
+/// Outside a transaction a statement that found the database overloaded is retried (it was not executed);
+/// inside one it fails at once and the transaction rolls back.
+pub struct Conn {
+    inner: Connection,
+    in_tx: bool,
+    limits: Arc<Limits>,
+}
+
+impl Conn {
+    /// Runs a query and returns its rows.
+    pub async fn query(&self, sql: &str, params: impl IntoParams) -> Result<Rows, libsql::Error> {
+        let params = params.into_params()?;
+        if self.in_tx {
+            return self.inner.query(sql, params).await;
+        }
+        self.limits.retry(|| self.inner.query(sql, params.clone())).await
+    }
+
+    /// Runs a statement and returns the number of rows it changed.
+    pub async fn execute(&self, sql: &str, params: impl IntoParams) -> Result<u64, libsql::Error> {
+        let params = params.into_params()?;
+        if self.in_tx {
+            return self.inner.execute(sql, params).await;
+        }
+        self.limits.retry(|| self.inner.execute(sql, params.clone())).await
+    }
+
+    /// Runs several `;`-separated statements without parameters (migrations).
+    pub async fn execute_batch(&self, sql: &str) -> Result<(), libsql::Error> {
+        self.inner.execute_batch(sql).await.map(drop)
+    }
+
+    /// The libSQL connection itself, without retries or the writer queue: for tools and tests that arrange
+    /// what another process would do.
+    pub fn raw(&self) -> &Connection {
+        &self.inner
+    }
+
+    /// Whether no transaction is open on this connection.
+    pub fn is_autocommit(&self) -> bool {
+        self.inner.is_autocommit()
+    }
+}
+
+/// A checked-out connection; derefs to [`Conn`].
+pub struct PooledConn<'a> {
+    conn: Option<Conn>,
+    db: &'a Db,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl PooledConn<'_> {
+    /// Starts a write transaction (`BEGIN IMMEDIATE`: deferred read-then-write transactions fail with
+    /// "database is locked" under concurrency), after the process's previous writer has finished.
+    pub async fn write_tx(&self) -> Result<WriteTx<'_>, libsql::Error> {
+        let limits = &self.db.limits;
+        let writer = limits.acquire(&limits.writer, "another write transaction is running").await?;
+        let tx = limits.retry(|| self.inner.transaction_with_behavior(TransactionBehavior::Immediate)).await?;
+        let conn = Conn { inner: (*tx).clone(), in_tx: true, limits: limits.clone() };
+        Ok(WriteTx { tx: Some(tx), conn, writer: Some(writer), _conn: std::marker::PhantomData })
+    }
+}
+
+impl Deref for PooledConn<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn.as_ref().expect("connection present until drop")
+    }
+}
+
+impl Drop for PooledConn<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        // A remote connection is dropped, which closes its stream on the server. A local connection left
+        // inside a transaction is not reused.
+        if self.db.local && conn.inner.is_autocommit() {
+            let mut idle = self.db.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if idle.len() < MAX_IDLE {
+                idle.push(conn.inner);
+            }
+        }
+    }
+}
+
+/// An open write transaction; derefs to [`Conn`]. It ends with [`WriteTx::commit`] or
+/// [`WriteTx::rollback`]; dropped on any other path, it rolls back, and the process's next writer begins
+/// only after that rollback.
+pub struct WriteTx<'c> {
+    tx: Option<Transaction>,
+    conn: Conn,
+    writer: Option<OwnedSemaphorePermit>,
+    _conn: std::marker::PhantomData<&'c ()>,
+}
+
+impl WriteTx<'_> {
+    /// Commits the transaction.
+    pub async fn commit(mut self) -> Result<(), libsql::Error> {
+        let tx = self.tx.take().expect("transaction present until it ends");
+        let result = tx.commit().await;
+        if result.is_err() && !self.conn.inner.is_autocommit() {
+            // A failed COMMIT leaves the transaction open on a local connection: end it here.
+            let _ = self.conn.inner.execute("ROLLBACK", ()).await;
+        }
+        result
+    }
+
+    /// Rolls the transaction back.
+    pub async fn rollback(mut self) -> Result<(), libsql::Error> {
+        let tx = self.tx.take().expect("transaction present until it ends");
+        tx.rollback().await
+    }
+}
+
+impl Deref for WriteTx<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.conn
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else { return };
+        let writer = self.writer.take();
+        match tokio::runtime::Handle::try_current() {
+            // Roll back, then let the next writer in (the permit moves into the task).
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if let Err(e) = tx.rollback().await {
+                        tracing::warn!(error = %e, "rollback of an abandoned transaction failed");
+                    }
+                    drop(writer);
+                });
+            }
+            // No runtime (process shutdown): libSQL's own drop rolls back as well as it can.
+            Err(_) => drop(tx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn file_db(dir: &tempfile::TempDir, budget: Duration) -> Db {
+        let url = format!("file:{}", dir.path().join("p.db").display());
+        let db = Db::open_with(&url, None, DbOptions { retry_budget: budget, ..DbOptions::default() }).await.unwrap();
+        db.conn().await.unwrap().execute("CREATE TABLE t (x INTEGER)", ()).await.unwrap();
+        db
+    }
+
+    async fn count(db: &Db) -> i64 {
+        let conn = db.conn().await.unwrap();
+        super::super::value::<i64>(conn.query("SELECT COUNT(*) FROM t", ()).await.unwrap()).await.unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_dropped_transaction_rolls_back_before_the_next_writer_begins() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = file_db(&dir, Duration::from_secs(2)).await;
+        for _ in 0..20 {
+            let conn = db.conn().await.unwrap();
+            let tx = conn.write_tx().await.unwrap();
+            tx.execute("INSERT INTO t VALUES (1)", ()).await.unwrap();
+            drop(tx); // an early return or `?` between the write and the commit
+        }
+        let conn = db.conn().await.unwrap();
+        let tx = conn.write_tx().await.unwrap();
+        tx.execute("INSERT INTO t VALUES (2)", ()).await.unwrap();
+        tx.commit().await.unwrap();
+        drop(conn);
+        assert_eq!(count(&db).await, 1, "only the committed row is there");
+    }
+
+    #[tokio::test]
+    async fn a_panic_inside_a_transaction_rolls_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(file_db(&dir, Duration::from_secs(2)).await);
+        let task = tokio::spawn({
+            let db = db.clone();
+            async move {
+                let conn = db.conn().await.unwrap();
+                let tx = conn.write_tx().await.unwrap();
+                tx.execute("INSERT INTO t VALUES (1)", ()).await.unwrap();
+                panic!("handler bug");
+            }
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        let conn = db.conn().await.unwrap();
+        let tx = conn.write_tx().await.expect("the lock was released");
+        tx.commit().await.unwrap();
+        drop(conn);
+        assert_eq!(count(&db).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_lock_held_past_the_budget_is_reported_as_overload_and_then_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = file_db(&dir, Duration::from_millis(300)).await;
+        // Another process holds the write lock.
+        let other = libsql::Builder::new_local(dir.path().join("p.db")).build().await.unwrap();
+        let holder = other.connect().unwrap();
+        holder.execute("BEGIN IMMEDIATE", ()).await.unwrap();
+
+        let conn = db.conn().await.unwrap();
+        let err = conn.execute("INSERT INTO t VALUES (1)", ()).await.unwrap_err();
+        assert!(is_overloaded(&err), "{err}");
+        let Err(err) = conn.write_tx().await else { panic!("BEGIN IMMEDIATE must fail while the lock is held") };
+        assert!(is_overloaded(&err), "{err}");
+        assert!(chain_is_overloaded(&anyhow::Error::new(err).context("send message")));
+
+        holder.execute("COMMIT", ()).await.unwrap();
+        conn.execute("INSERT INTO t VALUES (1)", ()).await.unwrap();
+        drop(conn);
+        assert_eq!(count(&db).await, 1);
+    }
+
+    #[tokio::test]
+    async fn writers_of_one_process_queue_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(file_db(&dir, Duration::from_secs(5)).await);
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                let conn = db.conn().await.unwrap();
+                let tx = conn.write_tx().await.unwrap();
+                let n = super::super::value::<i64>(tx.query("SELECT COUNT(*) FROM t", ()).await.unwrap()).await;
+                tokio::task::yield_now().await;
+                tx.execute("INSERT INTO t VALUES (?1)", [n.unwrap().unwrap() + i]).await.unwrap();
+                tx.commit().await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(count(&db).await, 50);
+    }
+
+    #[test]
+    fn overload_is_told_apart_from_other_failures() {
+        assert!(is_overloaded(&libsql::Error::SqliteFailure(5, "database is locked".into())));
+        assert!(is_overloaded(&libsql::Error::SqliteFailure(517, "busy snapshot".into())));
+        assert!(is_overloaded(&libsql::Error::SqliteFailure(6, "locked".into())));
+        assert!(!is_overloaded(&libsql::Error::SqliteFailure(2067, "UNIQUE constraint failed".into())));
+        assert!(is_overloaded(&overloaded("test")));
+        assert!(!is_overloaded(&libsql::Error::Misuse("no such column".into())));
+        assert!(jitter(Duration::from_millis(100)) >= Duration::from_millis(50));
+        assert!(jitter(Duration::from_millis(100)) <= Duration::from_millis(100));
+    }
+}

@@ -144,8 +144,11 @@ pub fn unique_phone() -> String {
     format!("1555{:08}", random_u32() % 100_000_000)
 }
 
-/// Creates a fresh namespace on a libSQL server through its admin API; returns its name.
+/// Creates a fresh namespace on a libSQL server through its admin API; returns its name. Creations are
+/// serialised: sqld sometimes loses a namespace created concurrently with others.
 pub async fn create_namespace(admin_url: &str) -> String {
+    static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = CREATING.lock().await;
     let name = format!("t{:08x}{:08x}", random_u32(), random_u32());
     let resp = reqwest::Client::new()
         .post(format!("{admin_url}/v1/namespaces/{name}/create"))
@@ -154,7 +157,21 @@ pub async fn create_namespace(admin_url: &str) -> String {
         .await
         .expect("sqld admin API reachable");
     assert!(resp.status().is_success(), "namespace {name} not created: {}", resp.text().await.unwrap_or_default());
-    name
+    // sqld records a new namespace asynchronously: wait until the user API knows it.
+    let user_url = std::env::var("TEST_DATABASE_URL").unwrap_or_default();
+    for _ in 0..100 {
+        let probe = reqwest::Client::new()
+            .post(format!("{user_url}/v2/pipeline"))
+            .header("x-namespace", &name)
+            .json(&json!({"requests": [{"type": "execute", "stmt": {"sql": "SELECT 1"}}, {"type": "close"}]}))
+            .send()
+            .await;
+        if probe.is_ok_and(|r| r.status().is_success()) {
+            return name;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("namespace {name} never became usable")
 }
 
 impl TestApp {
@@ -175,10 +192,12 @@ impl TestApp {
         Self::start(dir, data_dir, Some(template_path()), overrides, ws_limits).await
     }
 
-    /// Starts a fresh stack on `data_dir` (which the caller cleans up).
-    /// Uses the template built into the binary, as `messenger-local` does by default.
+    /// Starts a fresh stack on `data_dir` (which the caller cleans up), exactly as `messenger-local` runs:
+    /// the template built into the binary and a database file of its own in `data_dir`, whatever
+    /// `TEST_DATABASE_URL` says.
     pub async fn spawn_in(data_dir: &std::path::Path) -> Self {
-        Self::start(tempfile::tempdir().unwrap(), data_dir.to_owned(), None, &[], None).await
+        let file = format!("file:{}", data_dir.join("messenger.db").display());
+        Self::start(tempfile::tempdir().unwrap(), data_dir.to_owned(), None, &[("DATABASE_URL", &file)], None).await
     }
 
     async fn start(
@@ -191,28 +210,42 @@ impl TestApp {
         if std::env::var_os("TEST_LOG").is_some() {
             shared::lambda::init_tracing();
         }
-        let mut all = vec![("BCRYPT_COST".to_owned(), "4".to_owned())];
-        // TEST_DATABASE_URL points every stack at a libSQL server (e.g. sqld) instead of a file of its own;
-        // with TEST_SQLD_ADMIN_URL (sqld's admin API, namespaces enabled) each stack gets a namespace of its own.
-        if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-            all.push(("DATABASE_URL".to_owned(), url));
-            if let Ok(admin) = std::env::var("TEST_SQLD_ADMIN_URL") {
-                all.push(("DATABASE_NAMESPACE".to_owned(), create_namespace(&admin).await));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut all = vec![("BCRYPT_COST".to_owned(), "4".to_owned())];
+            // TEST_DATABASE_URL points every stack at a libSQL server (e.g. sqld) instead of a file of its
+            // own; with TEST_SQLD_ADMIN_URL (sqld's admin API, namespaces enabled) each stack gets a
+            // namespace of its own.
+            if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+                all.push(("DATABASE_URL".to_owned(), url));
+                if let Ok(admin) = std::env::var("TEST_SQLD_ADMIN_URL") {
+                    all.push(("DATABASE_NAMESPACE".to_owned(), create_namespace(&admin).await));
+                }
+            }
+            // A test's own settings win over the ones above.
+            all.retain(|(name, _)| !overrides.iter().any(|(k, _)| k == name));
+            all.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            let options = Options {
+                http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                s3_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                data_dir: data_dir.clone(),
+                template: template.clone(),
+                overrides: all,
+                use_env: false,
+                ws_limits: ws_limits.unwrap_or_default(),
+            };
+            match Stack::start(options).await {
+                Ok(stack) => {
+                    let base = format!("http://{}", stack.http_addr);
+                    return Self { stack, base, dir };
+                }
+                // sqld now and then forgets a namespace it has just created (a server quirk, not ours):
+                // start over on a new one.
+                Err(e) if attempt < 3 && format!("{e:#}").contains("doesn't exist") => {}
+                Err(e) => panic!("stack starts: {e:?}"),
             }
         }
-        all.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let options = Options {
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            s3_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir,
-            template,
-            overrides: all,
-            use_env: false,
-            ws_limits: ws_limits.unwrap_or_default(),
-        };
-        let stack = Stack::start(options).await.expect("stack starts");
-        let base = format!("http://{}", stack.http_addr);
-        Self { stack, base, dir }
     }
 
     /// A new client with its own source address.

@@ -15,10 +15,10 @@ pub mod rate_limits;
 pub mod themes;
 pub mod users;
 
-pub use pool::{Conn, Db, DbOptions, Overloaded, PooledConn, WriteTx, chain_is_overloaded, is_overloaded};
+pub use pool::{Conn, Db, DbOptions, Overloaded, PooledConn, Rows, WriteTx, chain_is_overloaded, is_overloaded};
 
 use anyhow::Context as _;
-use libsql::{Row, Rows};
+use libsql::Row;
 use serde::de::DeserializeOwned;
 
 /// The migrations of `migrations/`, embedded at compile time, in order.
@@ -36,7 +36,13 @@ pub fn latest_version() -> i64 {
 /// Maps a row to `T` by column name (`libsql::de`); extra columns are ignored.
 pub(crate) fn from_row<T: DeserializeOwned>(row: &Row) -> Result<T, libsql::Error> {
     libsql::de::from_row::<T>(row).map_err(|e| {
-        libsql::Error::Misuse(format!("row does not map to {}: {}", std::any::type_name::<T>(), redact(&e.to_string())))
+        let columns: Vec<&str> = (0..row.column_count()).map(|i| row.column_name(i).unwrap_or("?")).collect();
+        libsql::Error::Misuse(format!(
+            "row ({}) does not map to {}: {}",
+            columns.join(", "),
+            std::any::type_name::<T>(),
+            redact(&e.to_string())
+        ))
     })
 }
 

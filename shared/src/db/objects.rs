@@ -7,7 +7,9 @@ use serde::Deserialize;
 /// An object the clean-up looks at.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ObjectKind {
-    /// S3 key.
+    /// S3 key (selected under another name: libSQL's client rewrites the keyword `key` to `KEY`, and a
+    /// remote server then names the column so).
+    #[serde(rename = "s3_key")]
     pub key: String,
     /// Its kind.
     pub kind: String,
@@ -97,7 +99,7 @@ pub async fn delete(conn: &Conn, key: &str) -> Result<(), libsql::Error> {
 pub async fn cleanup_candidates(conn: &Conn, cutoff_ms: i64) -> Result<Vec<ObjectKind>, libsql::Error> {
     let rows = conn
         .query(
-            "SELECT key, kind FROM object WHERE created_at < ?1 OR kind = 'deleted' ORDER BY created_at LIMIT 10000",
+            "SELECT key AS s3_key, kind FROM object WHERE created_at < ?1 OR kind = 'deleted' ORDER BY created_at LIMIT 10000",
             [cutoff_ms],
         )
         .await?;

@@ -2,10 +2,13 @@
 //! the retry policy for an overloaded database.
 //!
 //! - **Streams.** Against a remote libSQL server every connection is a Hrana stream that holds one of the
-//!   server's connections until it is closed, so remote connections are never pooled (dropping one closes
-//!   its stream) and at most [`DbOptions::max_concurrency`] are checked out at once per process.
+//!   server's connections until it is closed. A statement outside a transaction therefore runs on a stream
+//!   of its own, closed as soon as its rows are dropped, and at most [`DbOptions::max_concurrency`] such
+//!   statements run at once per process. A task never holds one slot while waiting for another, so
+//!   nested use (a rate-limit check while a connection is checked out) cannot deadlock.
 //! - **Writers.** SQLite has one writer, so a process runs one write transaction at a time ([`WriteTx`]);
-//!   the others queue in the process instead of holding server connections while they wait for the lock.
+//!   the others queue in the process (up to API Gateway's 29 s) instead of holding server connections while
+//!   they wait for the lock.
 //!   A [`WriteTx`] that is dropped without `commit` rolls back before the next writer may begin, on every
 //!   path: an error, an early return, a panic.
 //! - **Overload.** A busy or locked database, a server that refuses connections (Hrana 429) or cannot be
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use libsql::params::IntoParams;
-use libsql::{Connection, Database, Rows, Transaction, TransactionBehavior};
+use libsql::{Connection, Database, Row, Transaction, TransactionBehavior};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Secret;
@@ -30,6 +33,10 @@ const MAX_IDLE: usize = 32;
 /// First back-off delay; it doubles up to [`MAX_DELAY`], each sleep a random part of it.
 const FIRST_DELAY: Duration = Duration::from_millis(10);
 const MAX_DELAY: Duration = Duration::from_millis(200);
+
+/// How long a request may queue in the process for a connection or the writer slot: API Gateway's
+/// integration timeout. On AWS an instance serves one request at a time, so only the local stack queues.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(29);
 
 /// How the database layer shares the database with the rest of the world.
 #[derive(Debug, Clone)]
@@ -89,10 +96,9 @@ fn overloaded(what: &'static str) -> libsql::Error {
 }
 
 /// The per-process limits every connection shares.
-#[derive(Debug)]
 struct Limits {
-    /// Remote only: connections checked out at once.
-    streams: Option<Arc<Semaphore>>,
+    /// Remote only: the server, to open a stream per statement, and how many may run at once.
+    remote: Option<(Arc<Database>, Arc<Semaphore>)>,
     /// One write transaction at a time.
     writer: Arc<Semaphore>,
     retry_budget: Duration,
@@ -104,7 +110,7 @@ impl Limits {
         semaphore: &Arc<Semaphore>,
         what: &'static str,
     ) -> Result<OwnedSemaphorePermit, libsql::Error> {
-        match tokio::time::timeout(self.retry_budget, semaphore.clone().acquire_owned()).await {
+        match tokio::time::timeout(QUEUE_TIMEOUT, semaphore.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) | Err(_) => Err(overloaded(what)),
         }
@@ -145,7 +151,7 @@ fn jitter(delay: Duration) -> Duration {
 
 /// The database of the process: embedded file or remote libSQL server.
 pub struct Db {
-    database: Database,
+    database: Arc<Database>,
     local: bool,
     idle: Mutex<Vec<Connection>>,
     limits: Arc<Limits>,
@@ -167,7 +173,7 @@ impl Db {
     /// Opens `url` (see [`Db::open`]) with `options`.
     pub async fn open_with(url: &str, auth_token: Option<&Secret>, options: DbOptions) -> anyhow::Result<Self> {
         let remote = ["libsql://", "https://", "http://", "wss://", "ws://"].iter().any(|p| url.starts_with(p));
-        let database = if remote {
+        let database = Arc::new(if remote {
             let token = auth_token.map(|t| t.expose().to_owned()).unwrap_or_default();
             let mut builder = libsql::Builder::new_remote(url.to_owned(), token);
             if let Some(namespace) = &options.namespace {
@@ -181,9 +187,11 @@ impl Db {
             }
             owner_only_file(std::path::Path::new(path))?;
             libsql::Builder::new_local(path).build().await.context("open database file")?
-        };
+        });
+        let per_statement =
+            remote.then(|| (database.clone(), Arc::new(Semaphore::new(options.max_concurrency.max(1)))));
         let limits = Arc::new(Limits {
-            streams: remote.then(|| Arc::new(Semaphore::new(options.max_concurrency.max(1)))),
+            remote: per_statement,
             writer: Arc::new(Semaphore::new(1)),
             retry_budget: options.retry_budget,
         });
@@ -202,13 +210,8 @@ impl Db {
         self.local
     }
 
-    /// A connection for this task; it goes back to the pool (local) or closes its stream (remote) when
-    /// dropped.
+    /// A connection for this task; a local one goes back to the pool when dropped.
     pub async fn conn(&self) -> Result<PooledConn<'_>, libsql::Error> {
-        let permit = match &self.limits.streams {
-            Some(streams) => Some(self.limits.acquire(streams, "no free connection").await?),
-            None => None,
-        };
         let reused =
             if self.local { self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop() } else { None };
         let inner = match reused {
@@ -224,11 +227,7 @@ impl Db {
                 c
             }
         };
-        Ok(PooledConn {
-            conn: Some(Conn { inner, in_tx: false, limits: self.limits.clone() }),
-            db: self,
-            _permit: permit,
-        })
+        Ok(PooledConn { conn: Some(Conn { inner, in_tx: false, limits: self.limits.clone() }), db: self })
     }
 }
 
@@ -269,9 +268,21 @@ impl Conn {
     pub async fn query(&self, sql: &str, params: impl IntoParams) -> Result<Rows, libsql::Error> {
         let params = params.into_params()?;
         if self.in_tx {
-            return self.inner.query(sql, params).await;
+            return Ok(Rows { inner: self.inner.query(sql, params).await?, _slot: None });
         }
-        self.limits.retry(|| self.inner.query(sql, params.clone())).await
+        self.limits
+            .retry(|| async {
+                match &self.limits.remote {
+                    None => Ok(Rows { inner: self.inner.query(sql, params.clone()).await?, _slot: None }),
+                    Some((database, slots)) => {
+                        let slot = self.limits.acquire(slots, "no free connection").await?;
+                        // The rows keep the statement's stream; dropping them closes it on the server.
+                        let inner = database.connect()?.query(sql, params.clone()).await?;
+                        Ok(Rows { inner, _slot: Some(slot) })
+                    }
+                }
+            })
+            .await
     }
 
     /// Runs a statement and returns the number of rows it changed.
@@ -280,7 +291,18 @@ impl Conn {
         if self.in_tx {
             return self.inner.execute(sql, params).await;
         }
-        self.limits.retry(|| self.inner.execute(sql, params.clone())).await
+        self.limits
+            .retry(|| async {
+                match &self.limits.remote {
+                    None => self.inner.execute(sql, params.clone()).await,
+                    Some((database, slots)) => {
+                        let _slot = self.limits.acquire(slots, "no free connection").await?;
+                        // Outside a transaction the request that executes the statement also closes its stream.
+                        database.connect()?.execute(sql, params.clone()).await
+                    }
+                }
+            })
+            .await
     }
 
     /// Runs several `;`-separated statements without parameters (migrations).
@@ -300,11 +322,24 @@ impl Conn {
     }
 }
 
+/// The rows of a query. Against a remote server they hold the statement's stream (and its slot) until
+/// dropped, so read them out and let them go.
+pub struct Rows {
+    inner: libsql::Rows,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Rows {
+    /// The next row, `None` after the last.
+    pub async fn next(&mut self) -> Result<Option<Row>, libsql::Error> {
+        self.inner.next().await
+    }
+}
+
 /// A checked-out connection; derefs to [`Conn`].
 pub struct PooledConn<'a> {
     conn: Option<Conn>,
     db: &'a Db,
-    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl PooledConn<'_> {
@@ -329,8 +364,7 @@ impl Deref for PooledConn<'_> {
 impl Drop for PooledConn<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
-        // A remote connection is dropped, which closes its stream on the server. A local connection left
-        // inside a transaction is not reused.
+        // A local connection left inside a transaction is not reused.
         if self.db.local && conn.inner.is_autocommit() {
             let mut idle = self.db.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if idle.len() < MAX_IDLE {

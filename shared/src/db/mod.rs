@@ -153,24 +153,44 @@ pub async fn migrate(db: &Db) -> anyhow::Result<Vec<&'static str>> {
     .context("create schema_migration")?;
     let mut applied = Vec::new();
     for &(version, name, sql) in MIGRATIONS {
-        let tx = conn.write_tx().await?;
-        let mut rows = tx.query("SELECT 1 FROM schema_migration WHERE version = ?1", [version]).await?;
-        if rows.next().await?.is_some() {
-            drop(rows);
-            tx.rollback().await?;
-            continue;
+        // A transaction the server interrupted (it held the lock too long under load) was rolled back
+        // whole, so the migration is simply tried again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match apply(&conn, version, name, sql).await {
+                Ok(done) => {
+                    if done {
+                        applied.push(name);
+                    }
+                    break;
+                }
+                Err(e) if attempt < 5 && chain_is_overloaded(&e) => {
+                    tracing::warn!(migration = name, error = %e, "migration interrupted; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        drop(rows);
-        tx.execute_batch(sql).await.with_context(|| format!("apply migration {name}"))?;
-        tx.execute(
-            "INSERT INTO schema_migration (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            (version, name, crate::time::now_ms()),
-        )
-        .await?;
-        tx.commit().await.with_context(|| format!("commit migration {name}"))?;
-        applied.push(name);
     }
     Ok(applied)
+}
+
+/// Applies one migration unless it is recorded; whether it was applied now.
+async fn apply(conn: &PooledConn<'_>, version: i64, name: &str, sql: &str) -> anyhow::Result<bool> {
+    let tx = conn.write_tx().await?;
+    if exists(tx.query("SELECT 1 FROM schema_migration WHERE version = ?1", [version]).await?).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.execute_batch(sql).await.with_context(|| format!("apply migration {name}"))?;
+    tx.execute(
+        "INSERT INTO schema_migration (version, name, applied_at) VALUES (?1, ?2, ?3)",
+        (version, name, crate::time::now_ms()),
+    )
+    .await?;
+    tx.commit().await.with_context(|| format!("commit migration {name}"))?;
+    Ok(true)
 }
 
 /// Fails unless the database is at exactly the schema version of this build (checked once per cold start).

@@ -65,6 +65,7 @@ pub fn is_overloaded(err: &libsql::Error) -> bool {
     match err {
         // SQLITE_BUSY = 5, SQLITE_LOCKED = 6, extended codes keep the primary code in the low byte.
         libsql::Error::SqliteFailure(code, _) => matches!(code & 0xff, 5 | 6),
+        libsql::Error::RemoteSqliteFailure(code, _, _) => matches!(code & 0xff, 5 | 6 | 9),
         libsql::Error::Hrana(inner) if inner.downcast_ref::<Overloaded>().is_some() => true,
         other => {
             let text = other.to_string();
@@ -77,6 +78,10 @@ pub fn is_overloaded(err: &libsql::Error) -> bool {
                 "database is locked",
                 "error trying to connect",
                 "Connection refused",
+                // sqld interrupts a transaction that held the write lock too long and rolls it back.
+                "SQLite error: interrupted",
+                "SQLITE_INTERRUPT",
+                "no transaction is active",
             ]
             .iter()
             .any(|needle| text.contains(needle))
@@ -289,7 +294,13 @@ impl Conn {
     pub async fn execute(&self, sql: &str, params: impl IntoParams) -> Result<u64, libsql::Error> {
         let params = params.into_params()?;
         if self.in_tx {
-            return self.inner.execute(sql, params).await;
+            let changed = self.inner.execute(sql, params).await?;
+            if self.inner.is_autocommit() {
+                // The server ended the transaction under us (sqld rolls back one that held the lock past
+                // its timeout while others waited): stop here instead of going on outside a transaction.
+                return Err(overloaded("the server ended the transaction"));
+            }
+            return Ok(changed);
         }
         self.limits
             .retry(|| async {

@@ -157,6 +157,16 @@ pub async fn create_namespace(admin_url: &str) -> String {
         .await
         .expect("sqld admin API reachable");
     assert!(resp.status().is_success(), "namespace {name} not created: {}", resp.text().await.unwrap_or_default());
+    // sqld rolls back a transaction that has held the write lock for 5 s once another writer waits. On a
+    // 2-core machine running many stacks at once a test's task can be starved that long between two
+    // statements; no test exercises that takeover, so the test namespaces allow 30 s.
+    let config = reqwest::Client::new()
+        .post(format!("{admin_url}/v1/namespaces/{name}/config"))
+        .json(&json!({"block_reads": false, "block_writes": false, "txn_timeout_s": 30}))
+        .send()
+        .await
+        .expect("sqld admin API reachable");
+    assert!(config.status().is_success(), "namespace {name} not configured");
     // sqld records a new namespace asynchronously: wait until the user API knows it.
     let user_url = std::env::var("TEST_DATABASE_URL").unwrap_or_default();
     for _ in 0..100 {

@@ -79,7 +79,18 @@ pub(crate) async fn all<T: DeserializeOwned>(mut rows: Rows) -> Result<Vec<T>, l
 
 /// The first row of `rows`, mapped by column name.
 pub(crate) async fn first<T: DeserializeOwned>(mut rows: Rows) -> Result<Option<T>, libsql::Error> {
-    rows.next().await?.map(|r| from_row(&r)).transpose()
+    let row = rows.next().await?.map(|r| from_row(&r)).transpose()?;
+    drain(rows).await?;
+    Ok(row)
+}
+
+/// Reads `rows` to their end. On a remote server the statement's cursor ends only when it has finished,
+/// while its stream's next request may already be sent: a transaction's next statement must not start
+/// before this one is done (an `INSERT … RETURNING` read for its first row only once raced the insert
+/// that referenced it).
+async fn drain(mut rows: Rows) -> Result<(), libsql::Error> {
+    while rows.next().await?.is_some() {}
+    Ok(())
 }
 
 /// Maps the only column of a one-column row (a one-column result has no order to get wrong).
@@ -108,12 +119,16 @@ pub(crate) async fn column<T: DeserializeOwned>(mut rows: Rows) -> Result<Vec<T>
 
 /// The single column of the first row (`SELECT COUNT(*) ...`, `... RETURNING id`).
 pub(crate) async fn value<T: DeserializeOwned>(mut rows: Rows) -> Result<Option<T>, libsql::Error> {
-    rows.next().await?.map(|r| only_column(&r)).transpose()
+    let value = rows.next().await?.map(|r| only_column(&r)).transpose()?;
+    drain(rows).await?;
+    Ok(value)
 }
 
 /// Whether `rows` has a row (`SELECT 1 ... LIMIT 1`).
 pub(crate) async fn exists(mut rows: Rows) -> Result<bool, libsql::Error> {
-    Ok(rows.next().await?.is_some())
+    let found = rows.next().await?.is_some();
+    drain(rows).await?;
+    Ok(found)
 }
 
 /// A JSON array of ids, bound as one parameter and expanded with `json_each` (keeps statements fixed).

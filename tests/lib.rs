@@ -150,7 +150,8 @@ pub async fn create_namespace(admin_url: &str) -> String {
     static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one_at_a_time = CREATING.lock().await;
     let name = format!("t{:08x}{:08x}", random_u32(), random_u32());
-    let resp = reqwest::Client::new()
+    let http = reqwest::Client::new();
+    let resp = http
         .post(format!("{admin_url}/v1/namespaces/{name}/create"))
         .json(&json!({}))
         .send()
@@ -160,7 +161,7 @@ pub async fn create_namespace(admin_url: &str) -> String {
     // sqld rolls back a transaction that has held the write lock for 5 s once another writer waits. On a
     // 2-core machine running many stacks at once a test's task can be starved that long between two
     // statements; no test exercises that takeover, so the test namespaces allow 30 s.
-    let config = reqwest::Client::new()
+    let config = http
         .post(format!("{admin_url}/v1/namespaces/{name}/config"))
         .json(&json!({"block_reads": false, "block_writes": false, "txn_timeout_s": 30}))
         .send()
@@ -170,7 +171,7 @@ pub async fn create_namespace(admin_url: &str) -> String {
     // sqld records a new namespace asynchronously: wait until the user API knows it.
     let user_url = std::env::var("TEST_DATABASE_URL").unwrap_or_default();
     for _ in 0..100 {
-        let probe = reqwest::Client::new()
+        let probe = http
             .post(format!("{user_url}/v2/pipeline"))
             .header("x-namespace", &name)
             .json(&json!({"requests": [{"type": "execute", "stmt": {"sql": "SELECT 1"}}, {"type": "close"}]}))

@@ -210,11 +210,6 @@ impl Db {
         Ok(db)
     }
 
-    /// Whether this is an embedded file (not a remote server).
-    pub fn is_local(&self) -> bool {
-        self.local
-    }
-
     /// A connection for this task; a local one goes back to the pool when dropped.
     pub async fn conn(&self) -> Result<PooledConn<'_>, libsql::Error> {
         let reused =
@@ -275,19 +270,14 @@ impl Conn {
         if self.in_tx {
             return Ok(Rows { inner: self.inner.query(sql, params).await?, _slot: None });
         }
-        self.limits
-            .retry(|| async {
-                match &self.limits.remote {
-                    None => Ok(Rows { inner: self.inner.query(sql, params.clone()).await?, _slot: None }),
-                    Some((database, slots)) => {
-                        let slot = self.limits.acquire(slots, "no free connection").await?;
-                        // The rows keep the statement's stream; dropping them closes it on the server.
-                        let inner = database.connect()?.query(sql, params.clone()).await?;
-                        Ok(Rows { inner, _slot: Some(slot) })
-                    }
-                }
+        // The rows keep a remote statement's stream (and its slot); dropping them closes it on the server.
+        let (inner, slot) = self
+            .autocommit(|c| {
+                let params = params.clone();
+                async move { c.query(sql, params).await }
             })
-            .await
+            .await?;
+        Ok(Rows { inner, _slot: slot })
     }
 
     /// Runs a statement and returns the number of rows it changed.
@@ -302,14 +292,32 @@ impl Conn {
             }
             return Ok(changed);
         }
+        // Outside a transaction the request that executes a remote statement also closes its stream.
+        Ok(self
+            .autocommit(|c| {
+                let params = params.clone();
+                async move { c.execute(sql, params).await }
+            })
+            .await?
+            .0)
+    }
+
+    /// Runs `run` outside a transaction, retried while the database is overloaded: locally on this
+    /// connection, remotely on a fresh stream under one of the process's slots (returned with the result).
+    async fn autocommit<T, Fut>(
+        &self,
+        run: impl Fn(Connection) -> Fut,
+    ) -> Result<(T, Option<OwnedSemaphorePermit>), libsql::Error>
+    where
+        Fut: Future<Output = Result<T, libsql::Error>>,
+    {
         self.limits
             .retry(|| async {
                 match &self.limits.remote {
-                    None => self.inner.execute(sql, params.clone()).await,
+                    None => Ok((run(self.inner.clone()).await?, None)),
                     Some((database, slots)) => {
-                        let _slot = self.limits.acquire(slots, "no free connection").await?;
-                        // Outside a transaction the request that executes the statement also closes its stream.
-                        database.connect()?.execute(sql, params.clone()).await
+                        let slot = self.limits.acquire(slots, "no free connection").await?;
+                        Ok((run(database.connect()?).await?, Some(slot)))
                     }
                 }
             })

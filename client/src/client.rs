@@ -1,7 +1,6 @@
 //! The high-level client: register/login with key publishing, encrypted send, decrypting receive, history.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -14,20 +13,31 @@ use wire::Empty;
 use wire::auth::{Login as LoginEndpoint, LoginRequest, Register, RegisterRequest};
 use wire::chats::{ListMessages, ListMessagesRequest};
 use wire::files::{PresignRequest, PresignUpload};
-use wire::keys::{ClaimKeys, ClaimKeysRequest, CountKeys, Device, ListDevices, ListDevicesRequest, UploadKeys};
+use wire::keys::{
+    ClaimKeys, ClaimKeysRequest, ClaimedDevice, CountKeys, Device, ListDevices, ListDevicesRequest, UploadKeys,
+};
 use wire::ws::{ClientAction, Envelope, LooseId, SendMessage, ServerEvent};
 use wire::{MessageType, TokenResponse};
 
 use crate::api::Api;
 use crate::crypto::{Crypto, DeviceKeys, b64, open_file, seal_file, unb64};
-use crate::store::{self, Saved};
+use crate::store::{self, Home, Saved};
 
 /// Marker put in `encrypted_content` of end-to-end encrypted messages (the real content is in envelopes).
 pub const MARKER: &str = "e2ee:v1";
+/// Marker of a session-reset request: a message whose only envelope starts a fresh Olm session with the
+/// device that sent something this device could not decrypt. Clients do not show these messages.
+pub const RESET_MARKER: &str = "e2ee:v1:session-reset";
 /// One-time keys published at a time.
 const BATCH: usize = 50;
 /// Top up when fewer than this many remain on the server.
 const LOW_WATER: i64 = 20;
+/// Pages of 200 messages a catch-up reads at most before a send.
+const CATCH_UP_PAGES: usize = 10;
+
+fn reset_payload() -> Value {
+    json!({"v": 1, "control": "session-reset"})
+}
 
 /// An encrypted attachment as referenced inside a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +62,8 @@ pub struct Received {
     pub file: Option<FileRef>,
     /// True when no envelope for this device existed or decryption failed.
     pub undecryptable: bool,
+    /// True when decryption failed and this device asked the sender's device for a fresh session.
+    pub session_reset: bool,
 }
 
 /// What a server event means to the user.
@@ -61,6 +73,9 @@ pub enum Event {
     Message(Received),
     /// A device of a user was added, changed its identity or was removed.
     KeyChange { user_id: i64, device_id: String, change: String },
+    /// A device that could not decrypt one of this device's messages started a fresh session with it; the
+    /// next messages use that session.
+    SessionRenewed { user_id: i64, device_id: String },
     /// Any other event, as sent.
     Other(ServerEvent),
 }
@@ -119,7 +134,9 @@ pub struct Client {
     crypto: Crypto,
     identities: HashMap<String, String>,
     plaintexts: BTreeMap<i64, Value>,
-    dir: Option<PathBuf>,
+    resets: HashMap<String, i64>,
+    synced: HashMap<i64, i64>,
+    home: Option<Home>,
     key: [u8; 32],
 }
 
@@ -127,12 +144,21 @@ fn peer_key(user: i64, device: &str) -> String {
     format!("{user}:{device}")
 }
 
+fn refuse_occupied(home: Option<&Home>) -> anyhow::Result<()> {
+    match home {
+        Some(h) if h.has_device() => {
+            bail!("{} already holds a device; use another home for another account or device", h.dir().display())
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Client {
-    async fn create(server: &str, dir: Option<&Path>, login: TokenResponse) -> anyhow::Result<Self> {
+    async fn create(server: &str, home: Option<Home>, login: TokenResponse) -> anyhow::Result<Self> {
         let mut api = Api::new(server);
         api.token = Some(login.access_token);
-        let key = match dir {
-            Some(d) => store::key(d)?,
+        let key = match &home {
+            Some(h) => h.key()?,
             None => crate::crypto::random(),
         };
         let mut client = Self {
@@ -142,7 +168,9 @@ impl Client {
             crypto: Crypto::new(),
             identities: HashMap::new(),
             plaintexts: BTreeMap::new(),
-            dir: dir.map(Path::to_owned),
+            resets: HashMap::new(),
+            synced: HashMap::new(),
+            home,
             key,
         };
         let body = client.crypto.initial_keys(BATCH);
@@ -151,10 +179,10 @@ impl Client {
         Ok(client)
     }
 
-    /// Registers an account; this device's keys are generated and published. State goes to `dir` if given.
+    /// Registers an account; this device's keys are generated and published. State goes to `home` if given.
     pub async fn register(
         server: &str,
-        dir: Option<&Path>,
+        home: Option<Home>,
         (first, last, phone): (&str, &str, &str),
         password: &str,
         device_name: &str,
@@ -167,14 +195,15 @@ impl Client {
             public_key: None,
             device_name: Some(device_name.to_owned()),
         };
+        refuse_occupied(home.as_ref())?;
         let login = Api::new(server).call(Register, &request).await?;
-        Self::create(server, dir, login).await
+        Self::create(server, home, login).await
     }
 
     /// Logs in as a new device (`login` names the phone or the username) and publishes its keys.
     pub async fn login(
         server: &str,
-        dir: Option<&Path>,
+        home: Option<Home>,
         login: LoginAs,
         password: &str,
         device_name: &str,
@@ -190,13 +219,14 @@ impl Client {
             device_name: Some(device_name.to_owned()),
             device_id: None,
         };
+        refuse_occupied(home.as_ref())?;
         let session = Api::new(server).call(LoginEndpoint, &request).await?;
-        Self::create(server, dir, session).await
+        Self::create(server, home, session).await
     }
 
-    /// Opens the device stored in `dir`.
-    pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        let (saved, key) = store::load(dir)?;
+    /// Opens the device stored in a (locked) home.
+    pub fn open(home: Home) -> anyhow::Result<Self> {
+        let (saved, key) = store::load(&home)?;
         let mut api = Api::new(&saved.server);
         api.token = Some(saved.token);
         let sessions =
@@ -208,14 +238,21 @@ impl Client {
             crypto: Crypto { account: Account::from_pickle(saved.account), sessions, next_key_id: saved.next_key_id },
             identities: saved.identities,
             plaintexts: saved.plaintexts,
-            dir: Some(dir.to_owned()),
+            resets: saved.resets,
+            synced: saved.synced,
+            home: Some(home),
             key,
         })
     }
 
-    /// Persists the state (a no-op for clients without a directory).
+    /// The home this device lives in, if it has one.
+    pub fn home(&self) -> Option<&Home> {
+        self.home.as_ref()
+    }
+
+    /// Persists the state (a no-op for clients without a home).
     pub fn save(&self) -> anyhow::Result<()> {
-        let Some(dir) = &self.dir else { return Ok(()) };
+        let Some(home) = &self.home else { return Ok(()) };
         let saved = Saved {
             server: self.api.base.clone(),
             user_id: self.user_id,
@@ -231,8 +268,10 @@ impl Client {
             next_key_id: self.crypto.next_key_id,
             identities: self.identities.clone(),
             plaintexts: self.plaintexts.clone(),
+            resets: self.resets.clone(),
+            synced: self.synced.clone(),
         };
-        store::save(dir, &self.key, &saved)
+        store::save(home, &self.key, &saved)
     }
 
     /// Opens a WebSocket connection.
@@ -284,6 +323,8 @@ impl Client {
         message_type: MessageType,
         media: Option<&str>,
     ) -> anyhow::Result<i64> {
+        // A session-reset request from `to` must be taken in before encrypting with the session it replaces.
+        self.catch_up(socket, to).await?;
         let mut envelopes = Vec::new();
         let plain = payload.to_string();
         for user in [to, self.user_id] {
@@ -299,12 +340,7 @@ impl Client {
                 let request = ClaimKeysRequest { user_id: user, device_ids: Some(missing) };
                 let claimed = self.api.call(ClaimKeys, &request).await?;
                 for entry in &claimed.devices {
-                    let device = entry.device_id.clone();
-                    let peer = peer_key(user, &device);
-                    let keys = self.crypto.start_session(&peer, entry)?;
-                    if self.identities.get(&peer).is_some_and(|p| p != &b64(&keys.identity_key.to_bytes())) {
-                        bail!("identity of device {device} changed between listing and claiming");
-                    }
+                    self.start_session(user, entry)?;
                 }
             }
             for d in targets {
@@ -315,19 +351,46 @@ impl Client {
                 }
             }
         }
+        let id = self.send_frame(socket, to, MARKER, message_type, media, envelopes).await?;
+        self.plaintexts.insert(id, payload.clone());
+        self.save()?;
+        Ok(id)
+    }
+
+    /// Starts an outbound session from a claimed key, refusing an identity other than the pinned one.
+    fn start_session(&mut self, user: i64, entry: &ClaimedDevice) -> anyhow::Result<()> {
+        let peer = peer_key(user, &entry.device_id);
+        let keys = self.crypto.start_session(&peer, entry)?;
+        if self.identities.get(&peer).is_some_and(|p| p != &b64(&keys.identity_key.to_bytes())) {
+            self.crypto.sessions.get_mut(&peer).map(|s| s.remove(0));
+            bail!("identity of device {} changed between listing and claiming", entry.device_id);
+        }
+        Ok(())
+    }
+
+    /// Sends one `send_message` frame and waits for its acknowledgement; other events are kept for later.
+    async fn send_frame(
+        &mut self,
+        socket: &mut Socket,
+        to: i64,
+        marker: &str,
+        message_type: MessageType,
+        media: Option<&str>,
+        envelopes: Vec<Envelope>,
+    ) -> anyhow::Result<i64> {
         let client_msg_id = uuid::Uuid::new_v4().to_string();
         let frame = ClientAction::SendMessage(SendMessage {
             receiver_id: Some(LooseId::Int(to)),
-            encrypted_content: Some(MARKER.to_owned()),
+            encrypted_content: Some(marker.to_owned()),
             message_type: Some(message_type),
             media_url: media.map(str::to_owned),
             reply_to_message_id: None,
             client_msg_id: Some(client_msg_id.clone()),
             envelopes: Some(envelopes),
         });
-        socket.send(&frame).await?;
-        // Session state advanced: persist before waiting.
+        // Session state advanced: persist before the frame leaves, so a crash cannot reuse a ratchet step.
         self.save()?;
+        socket.send(&frame).await?;
         loop {
             let event = tokio::time::timeout(Duration::from_secs(30), socket.read())
                 .await
@@ -335,8 +398,6 @@ impl Client {
                 .ok_or_else(|| anyhow!("connection closed before the acknowledgement"))?;
             match event {
                 ServerEvent::MessageSent(sent) if sent.client_msg_id.as_deref() == Some(client_msg_id.as_str()) => {
-                    self.plaintexts.insert(sent.message_id, payload.clone());
-                    self.save()?;
                     return Ok(sent.message_id);
                 }
                 ServerEvent::Error(e) if e.client_msg_id.as_deref() == Some(client_msg_id.as_str()) => {
@@ -418,13 +479,91 @@ impl Client {
             text: payload.as_ref().and_then(|p| p["text"].as_str()).map(str::to_owned),
             file,
             undecryptable: payload.is_none(),
+            session_reset: false,
         })
     }
 
-    /// Interprets one server event: decrypts messages, tracks key changes.
-    pub async fn handle(&mut self, event: ServerEvent) -> anyhow::Result<Event> {
+    /// Takes in a session-reset request addressed to this device: decrypting its pre-key message creates
+    /// the new session, which becomes the newest one with that device. True if this call took it in.
+    async fn accept_reset(&mut self, m: &wire::Message) -> anyhow::Result<bool> {
+        let (Some(envelope), Some(device)) = (m.envelope.as_deref(), m.sender_device_id.as_deref()) else {
+            return Ok(false);
+        };
+        if self.plaintexts.contains_key(&m.id) {
+            return Ok(false);
+        }
+        let identity = self.identity_of(m.sender_id, device).await?;
+        if self.crypto.decrypt(&peer_key(m.sender_id, device), identity, envelope).is_err() {
+            return Ok(false);
+        }
+        self.plaintexts.insert(m.id, reset_payload());
+        self.save()?;
+        Ok(true)
+    }
+
+    /// After a message from a peer device could not be decrypted: starts a fresh session with that device
+    /// from a newly claimed key and sends it a session-reset request, unless one was sent after the message.
+    async fn request_reset(&mut self, socket: &mut Socket, m: &wire::Message) -> anyhow::Result<bool> {
+        let Some(device) = m.sender_device_id.clone() else { return Ok(false) };
+        let peer = peer_key(m.sender_id, &device);
+        if self.resets.get(&peer).is_some_and(|&last| last > m.id) {
+            return Ok(false);
+        }
+        let request = ClaimKeysRequest { user_id: m.sender_id, device_ids: Some(vec![device.clone()]) };
+        let claimed = self.api.call(ClaimKeys, &request).await?;
+        let Some(entry) = claimed.devices.iter().find(|d| d.device_id == device) else { return Ok(false) };
+        self.start_session(m.sender_id, entry)?;
+        let ciphertext = self.crypto.encrypt(&peer, reset_payload().to_string().as_bytes())?;
+        let envelopes = vec![Envelope { user_id: m.sender_id, device_id: device, ciphertext }];
+        let conversation = if m.sender_id == self.user_id { m.receiver_id } else { m.sender_id };
+        let id = self.send_frame(socket, conversation, RESET_MARKER, MessageType::Text, None, envelopes).await?;
+        self.resets.insert(peer, id);
+        self.plaintexts.insert(id, reset_payload());
+        self.save()?;
+        Ok(true)
+    }
+
+    /// Takes in every message of the conversation with `peer` this device has not seen yet (session-reset
+    /// requests included), as if they had arrived live.
+    async fn catch_up(&mut self, socket: &mut Socket, peer: i64) -> anyhow::Result<()> {
+        for _ in 0..CATCH_UP_PAGES {
+            let after_id = self.synced.get(&peer).copied();
+            let request = ListMessagesRequest { target_user_id: peer, limit: Some(200), before_id: None, after_id };
+            let page = self.api.call(ListMessages, &request).await?;
+            let Some(last) = page.last().map(|m| m.id) else { break };
+            let full = page.len() == 200;
+            for m in page {
+                self.handle(socket, ServerEvent::NewMessage(m)).await?;
+            }
+            self.synced.insert(peer, last);
+            self.save()?;
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Interprets one server event: decrypts messages (asking the sender's device for a fresh session
+    /// when that fails), takes in session resets, tracks key changes.
+    pub async fn handle(&mut self, socket: &mut Socket, event: ServerEvent) -> anyhow::Result<Event> {
         match event {
-            ServerEvent::NewMessage(m) => Ok(Event::Message(self.receive(&m).await?)),
+            ServerEvent::NewMessage(m) if m.encrypted_content == RESET_MARKER => {
+                if self.accept_reset(&m).await? {
+                    let device_id = m.sender_device_id.clone().unwrap_or_default();
+                    return Ok(Event::SessionRenewed { user_id: m.sender_id, device_id });
+                }
+                Ok(Event::Other(ServerEvent::NewMessage(m)))
+            }
+            ServerEvent::NewMessage(m) => {
+                let mut received = self.receive(&m).await?;
+                if received.undecryptable && m.envelope.is_some() {
+                    // Best effort: a refused request (a peer's privacy settings, a removed device) must not
+                    // stop the caller from reading the next messages.
+                    received.session_reset = self.request_reset(socket, &m).await.unwrap_or(false);
+                }
+                Ok(Event::Message(received))
+            }
             ServerEvent::KeyChange(k) => {
                 let (user_id, device_id) = (k.user_id, k.device_id);
                 let change = k.change.as_str().to_owned();
@@ -445,7 +584,7 @@ impl Client {
         let request = ListMessagesRequest { target_user_id: peer, limit: Some(200), before_id: None, after_id: None };
         let page = self.api.call(ListMessages, &request).await?;
         let mut out = Vec::new();
-        for m in &page {
+        for m in page.iter().filter(|m| m.encrypted_content != RESET_MARKER) {
             out.push(self.receive(m).await?);
         }
         Ok(out)

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use messenger_client::store::Home;
 use messenger_client::{Client, Event, Received, Socket};
 use messenger_tests::{TestApp, unique_phone};
 use serde_json::json;
@@ -24,10 +25,92 @@ async fn next_message(client: &mut Client, socket: &mut Socket) -> Received {
             .expect("a message")
             .unwrap()
             .expect("open");
-        if let Event::Message(m) = client.handle(event).await.unwrap() {
+        if let Event::Message(m) = client.handle(socket, event).await.unwrap() {
             return m;
         }
     }
+}
+
+/// Reads events until a session-reset request has been taken in; returns who sent it.
+async fn next_renewal(client: &mut Client, socket: &mut Socket) -> (i64, String) {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), socket.next_event())
+            .await
+            .expect("a session reset")
+            .unwrap()
+            .expect("open");
+        match client.handle(socket, event).await.unwrap() {
+            Event::SessionRenewed { user_id, device_id } => return (user_id, device_id),
+            Event::Message(m) => panic!("unexpected message {m:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Sends one message each way and checks both arrive decrypted.
+async fn exchange(a: &mut Client, sa: &mut Socket, b: &mut Client, sb: &mut Socket, text: &str) {
+    let there = format!("{text} (there)");
+    let id = a.send_text(sa, b.user_id, &there).await.unwrap();
+    let m = next_message(b, sb).await;
+    assert_eq!((m.message_id, m.text.as_deref()), (id, Some(there.as_str())));
+    let back = format!("{text} (back)");
+    let id = b.send_text(sb, a.user_id, &back).await.unwrap();
+    let m = next_message(a, sa).await;
+    assert_eq!((m.message_id, m.text.as_deref()), (id, Some(back.as_str())));
+}
+
+#[tokio::test]
+async fn a_device_whose_sessions_fell_out_of_step_asks_for_a_fresh_one_and_reads_the_next_message() {
+    let app = TestApp::spawn().await;
+    let homes = tempfile::tempdir().unwrap();
+    let bob_home = homes.path().join("bob");
+    let (mut alice, _) = register(&app, "alice").await;
+    let home = Home::lock(&bob_home).unwrap();
+    let mut bob =
+        Client::register(&app.base, Some(home), ("bob", "E2EE", &unique_phone()), PASSWORD, "bob").await.unwrap();
+    let mut sa = alice.connect().await.unwrap();
+    let mut sb = bob.connect().await.unwrap();
+    exchange(&mut alice, &mut sa, &mut bob, &mut sb, "first").await;
+    let mut resets = Vec::new();
+
+    for round in ["live", "catch-up"] {
+        // Bob's device goes back to an older copy of its state (a restore from backup, or two processes
+        // that overwrote each other's state), while both ratchets moved on in between.
+        let snapshot = std::fs::read(bob_home.join("state.bin")).unwrap();
+        exchange(&mut alice, &mut sa, &mut bob, &mut sb, &format!("{round}: moves the ratchets")).await;
+        drop((sb, bob));
+        std::fs::write(bob_home.join("state.bin"), snapshot).unwrap();
+        bob = Client::open(Home::lock(&bob_home).unwrap()).unwrap();
+        sb = bob.connect().await.unwrap();
+
+        // Alice's next message cannot be decrypted any more: bob's device asks hers for a fresh session.
+        let lost = alice.send_text(&mut sa, bob.user_id, &format!("{round}: lost")).await.unwrap();
+        let m = next_message(&mut bob, &mut sb).await;
+        assert_eq!(m.message_id, lost);
+        assert!(m.undecryptable && m.session_reset, "{round}: {m:?}");
+        if round == "live" {
+            // A listening device takes the request in as it arrives...
+            assert_eq!(next_renewal(&mut alice, &mut sa).await, (bob.user_id, bob.device_id.clone()));
+        }
+        // ...and one that was not listening takes it in before its next send. Either way the next messages,
+        // both ways, are readable again.
+        let next = alice.send_text(&mut sa, bob.user_id, &format!("{round}: readable again")).await.unwrap();
+        let m = next_message(&mut bob, &mut sb).await;
+        assert_eq!((m.message_id, m.text), (next, Some(format!("{round}: readable again"))));
+        exchange(&mut alice, &mut sa, &mut bob, &mut sb, &format!("{round}: after the reset")).await;
+        resets.push(lost);
+    }
+
+    // The requests are control messages: neither history shows them.
+    let (alice_id, bob_id) = (alice.user_id, bob.user_id);
+    for (client, peer) in [(&mut alice, bob_id), (&mut bob, alice_id)] {
+        let history = client.history(peer).await.unwrap();
+        assert_eq!(history.len(), 14, "{:?}", history.iter().map(|m| &m.text).collect::<Vec<_>>());
+    }
+    let requests = app.count("SELECT COUNT(*) FROM message WHERE encrypted_content = 'e2ee:v1:session-reset'").await;
+    assert_eq!(requests, 2, "one request per lost message, not one per undecryptable message");
+    let history = bob.history(alice.user_id).await.unwrap();
+    assert!(resets.iter().all(|id| history.iter().any(|m| m.message_id == *id && m.undecryptable)));
 }
 
 #[tokio::test]

@@ -302,7 +302,7 @@ async fn client_device_state_is_encrypted_and_owner_only() {
     let phone = messenger_tests::unique_phone();
     let mut alice = messenger_client::Client::register(
         &app.base,
-        Some(&dir),
+        Some(messenger_client::store::Home::lock(&dir).unwrap()),
         ("Al", "Ice", &phone),
         "correct horse battery",
         "cli",
@@ -319,9 +319,14 @@ async fn client_device_state_is_encrypted_and_owner_only() {
         let bytes = std::fs::read(&path).unwrap();
         assert!(!bytes.windows(12).any(|w| w == b"STATE-CANARY"), "plaintext on disk in {}", path.display());
     }
+    // One home is one device: a second opener is refused while the first holds it.
+    let refused = messenger_client::store::Home::lock(&dir).unwrap_err().to_string();
+    assert!(refused.contains("in use by another messenger process"), "{refused}");
+    let alice_device = alice.device_id.clone();
+    drop(alice);
     // Reopened from disk, the device still decrypts its own history and keeps its identity.
-    let mut reopened = messenger_client::Client::open(&dir).unwrap();
-    assert_eq!(reopened.device_id, alice.device_id);
+    let mut reopened = messenger_client::Client::open(messenger_client::store::Home::lock(&dir).unwrap()).unwrap();
+    assert_eq!(reopened.device_id, alice_device);
     let history = reopened.history(bob.id).await.unwrap();
     assert_eq!(history[0].text.as_deref(), Some("STATE-CANARY sent from disk"));
 }

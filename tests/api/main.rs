@@ -4,6 +4,7 @@ mod account;
 mod auth;
 mod avatar;
 mod chats;
+mod cli;
 mod contacts;
 mod e2ee;
 mod events;

@@ -37,6 +37,9 @@ struct Args {
     ws_max_duration: u64,
 }
 
+/// Settings whose deployed default does not suit a laptop.
+const LOCAL_DEFAULTS: [(&str, &str); 1] = [("RATE_LIMIT_REGISTER_IP", "100/3600")];
+
 impl Args {
     fn options(self) -> Options {
         let mut options = Options {
@@ -48,6 +51,13 @@ impl Args {
         };
         options.ws_limits.idle_timeout = Duration::from_secs(self.ws_idle_timeout);
         options.ws_limits.max_duration = Duration::from_secs(self.ws_max_duration);
+        // One laptop registers more accounts from one address than a public deployment should accept from
+        // one client (5 per hour, kept across restarts): a local default unless the variable is set.
+        for (name, value) in LOCAL_DEFAULTS {
+            if std::env::var_os(name).is_none_or(|v| v.is_empty()) {
+                options.overrides.push((name.to_owned(), value.to_owned()));
+            }
+        }
         options
     }
 }

@@ -1,64 +1,145 @@
 //! Fixed-window rate limits kept in the database, since functions are stateless (API.md §1.2).
+//!
+//! Keys never hold a phone number, username or address: each is `scope:` plus an HMAC-SHA256 of the subject
+//! under a key derived from the JWT secret, so the table cannot be reversed by brute force without it and
+//! keys are stable across builds. A window that is full is refused without writing: the counting statement
+//! changes nothing then, and this process remembers the refusal until the window ends, so a flood of
+//! refused requests costs no database work at all.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
 
 use crate::config::Limit;
 use crate::db::{Db, rate_limits};
 use crate::error::ApiError;
 
-/// Keys are hashed so the table never holds phone numbers or usernames.
-fn hashed(scope: &str, subject: &str) -> String {
-    let mut h = DefaultHasher::new();
-    subject.hash(&mut h);
-    format!("{scope}:{:016x}", h.finish())
-}
+/// Refusals remembered per process at most (beyond that the memory is dropped and rebuilt).
+const REMEMBERED: usize = 10_000;
 
 fn window_ms(limit: Limit) -> i64 {
     i64::try_from(limit.window.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn retry_after(window_start: i64, limit: Limit, now: i64) -> u64 {
-    u64::try_from((window_start + window_ms(limit) - now + 999) / 1000).unwrap_or(1).max(1)
+fn retry_after(window_end: i64, now: i64) -> u64 {
+    u64::try_from((window_end - now + 999) / 1000).unwrap_or(1).max(1)
 }
 
-/// Counts one event for (`scope`, `subject`); fails with 429 once the window holds more than `limit.max`.
-pub async fn hit(db: &Db, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
-    let now = crate::time::now_ms();
-    let conn = db.conn().await?;
-    let window = rate_limits::hit(&conn, &hashed(scope, subject), now, window_ms(limit)).await?;
-    if now % 64 == 0 {
-        // Occasional clean-up of long-expired windows.
-        rate_limits::delete_expired(&conn, now - 86_400_000).await?;
-    }
-    if window.count > i64::from(limit.max) {
-        return Err(ApiError::RateLimited { retry_after: retry_after(window.window_start, limit, now) });
-    }
-    Ok(())
+/// The rate limiter of one process: the HMAC key of its counters and the refusals it remembers.
+pub struct Limiter {
+    key: Hmac<Sha256>,
+    /// Counter key → end of a window known to be full (epoch ms).
+    full: Mutex<HashMap<String, i64>>,
 }
 
-/// Fails with 429 if (`scope`, `subject`) has already used up its window, without counting an event.
-pub async fn check(db: &Db, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
-    let now = crate::time::now_ms();
-    let conn = db.conn().await?;
-    if let Some(window) = rate_limits::current(&conn, &hashed(scope, subject), now, window_ms(limit)).await?
-        && window.count >= i64::from(limit.max)
-    {
-        return Err(ApiError::RateLimited { retry_after: retry_after(window.window_start, limit, now) });
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter").finish_non_exhaustive()
     }
-    Ok(())
 }
 
-/// Forgets the counter of (`scope`, `subject`), e.g. after a successful login.
-pub async fn clear(db: &Db, scope: &str, subject: &str) -> Result<(), ApiError> {
-    let conn = db.conn().await?;
-    rate_limits::clear(&conn, &hashed(scope, subject)).await?;
-    Ok(())
+impl Limiter {
+    /// A limiter whose counter keys are derived from `secret` (the JWT secret).
+    pub fn new(secret: &[u8]) -> Self {
+        let mut derive = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+        derive.update(b"messenger rate-limit keys v1");
+        let key = Hmac::<Sha256>::new_from_slice(&derive.finalize().into_bytes()).expect("32-byte key");
+        Self { key, full: Mutex::new(HashMap::new()) }
+    }
+
+    /// The counter key of (`scope`, `subject`).
+    fn counter(&self, scope: &str, subject: &str) -> String {
+        let mut mac = self.key.clone();
+        mac.update(scope.as_bytes());
+        mac.update(&[0]);
+        mac.update(subject.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{scope}:{hex}")
+    }
+
+    fn remembered(&self, counter: &str, now: i64) -> Option<i64> {
+        let full = self.full.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        full.get(counter).copied().filter(|&end| end > now)
+    }
+
+    fn remember(&self, counter: String, window_end: i64, now: i64) {
+        let mut full = self.full.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if full.len() >= REMEMBERED {
+            full.retain(|_, end| *end > now);
+            if full.len() >= REMEMBERED {
+                full.clear();
+            }
+        }
+        full.insert(counter, window_end);
+    }
+
+    fn forget(&self, counter: &str) {
+        self.full.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(counter);
+    }
+
+    /// Counts one event for (`scope`, `subject`); fails with 429 once the window already holds `limit.max`.
+    pub async fn hit(&self, db: &Db, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
+        let now = crate::time::now_ms();
+        let counter = self.counter(scope, subject);
+        if let Some(end) = self.remembered(&counter, now) {
+            return Err(ApiError::RateLimited { retry_after: retry_after(end, now) });
+        }
+        let conn = db.conn().await?;
+        let max = i64::from(limit.max);
+        if rate_limits::hit_below(&conn, &counter, now, window_ms(limit), max).await?.is_some() {
+            if now % 64 == 0 {
+                // Occasional clean-up of long-expired windows.
+                rate_limits::delete_expired(&conn, now - 86_400_000).await?;
+            }
+            return Ok(());
+        }
+        // Full: nothing was written. Remember until the window ends.
+        let end = match rate_limits::current(&conn, &counter, now, window_ms(limit)).await? {
+            Some(window) => window.window_start.saturating_add(window_ms(limit)),
+            None => now.saturating_add(1000),
+        };
+        self.remember(counter, end, now);
+        Err(ApiError::RateLimited { retry_after: retry_after(end, now) })
+    }
+
+    /// Fails with 429 if (`scope`, `subject`) has already used up its window, without counting an event.
+    pub async fn check(&self, db: &Db, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
+        let now = crate::time::now_ms();
+        let counter = self.counter(scope, subject);
+        if let Some(end) = self.remembered(&counter, now) {
+            return Err(ApiError::RateLimited { retry_after: retry_after(end, now) });
+        }
+        let conn = db.conn().await?;
+        if let Some(window) = rate_limits::current(&conn, &counter, now, window_ms(limit)).await?
+            && window.count >= i64::from(limit.max)
+        {
+            let end = window.window_start.saturating_add(window_ms(limit));
+            return Err(ApiError::RateLimited { retry_after: retry_after(end, now) });
+        }
+        Ok(())
+    }
+
+    /// Forgets the counter of (`scope`, `subject`), e.g. after a successful login.
+    pub async fn clear(&self, db: &Db, scope: &str, subject: &str) -> Result<(), ApiError> {
+        let counter = self.counter(scope, subject);
+        self.forget(&counter);
+        let conn = db.conn().await?;
+        rate_limits::clear(&conn, &counter).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn limiter() -> Limiter {
+        Limiter::new(b"a test secret of at least thirty-two bytes")
+    }
 
     async fn db() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
@@ -70,27 +151,79 @@ mod tests {
     #[tokio::test]
     async fn the_event_after_the_limit_is_refused_with_retry_after() {
         let (_dir, db) = db().await;
+        let l = limiter();
         let limit = Limit { max: 3, window: Duration::from_secs(60) };
         for _ in 0..3 {
-            hit(&db, "t", "alice", limit).await.unwrap();
+            l.hit(&db, "t", "alice", limit).await.unwrap();
         }
-        match hit(&db, "t", "alice", limit).await {
+        match l.hit(&db, "t", "alice", limit).await {
             Err(ApiError::RateLimited { retry_after }) => assert!((1..=60).contains(&retry_after)),
             other => panic!("expected 429, got {other:?}"),
         }
-        hit(&db, "t", "bob", limit).await.expect("other subjects have their own window");
-        assert!(check(&db, "t", "alice", limit).await.is_err());
-        clear(&db, "t", "alice").await.unwrap();
-        check(&db, "t", "alice", limit).await.unwrap();
+        l.hit(&db, "t", "bob", limit).await.expect("other subjects have their own window");
+        assert!(l.check(&db, "t", "alice", limit).await.is_err());
+        l.clear(&db, "t", "alice").await.unwrap();
+        l.check(&db, "t", "alice", limit).await.unwrap();
+        l.hit(&db, "t", "alice", limit).await.expect("a cleared counter starts over");
+    }
+
+    /// `PRAGMA data_version` of another connection changes whenever a write is committed.
+    async fn data_version(db: &Db) -> i64 {
+        let conn = db.conn().await.unwrap();
+        crate::db::value(conn.query("PRAGMA data_version", ()).await.unwrap()).await.unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusals_write_nothing_neither_in_the_database_nor_through_a_fresh_process() {
+        let (dir, db) = db().await;
+        let limit = Limit { max: 2, window: Duration::from_secs(60) };
+        let l = limiter();
+        l.hit(&db, "t", "x", limit).await.unwrap();
+        l.hit(&db, "t", "x", limit).await.unwrap();
+        let watcher = Db::open(&format!("file:{}", dir.path().join("r.db").display()), None).await.unwrap();
+        let before = data_version(&watcher).await;
+        // This process remembers the refusal; another one (a second limiter) asks the database, whose
+        // counting statement changes nothing once the window is full.
+        for l in [&l, &limiter()] {
+            for _ in 0..20 {
+                assert!(matches!(l.hit(&db, "t", "x", limit).await, Err(ApiError::RateLimited { .. })));
+            }
+        }
+        assert_eq!(data_version(&watcher).await, before, "a refused hit wrote to the database");
+        let conn = db.conn().await.unwrap();
+        let count: i64 =
+            crate::db::value(conn.query("SELECT count FROM rate_limit", ()).await.unwrap()).await.unwrap().unwrap();
+        assert_eq!(count, 2);
+    }
+
+    #[tokio::test]
+    async fn keys_are_keyed_hashes_that_hold_no_subject() {
+        let (_dir, db) = db().await;
+        let limit = Limit { max: 5, window: Duration::from_secs(60) };
+        limiter().hit(&db, "login_account", "15550100001", limit).await.unwrap();
+        Limiter::new(b"another secret of at least thirty-two bytes")
+            .hit(&db, "login_account", "15550100001", limit)
+            .await
+            .unwrap();
+        let conn = db.conn().await.unwrap();
+        let mut rows = conn.query("SELECT key FROM rate_limit ORDER BY key", ()).await.unwrap();
+        let mut keys = Vec::new();
+        while let Some(row) = rows.next().await.unwrap() {
+            keys.push(row.get::<String>(0).unwrap());
+        }
+        assert_eq!(keys.len(), 2, "another secret gives another key: {keys:?}");
+        assert!(keys.iter().all(|k| k.starts_with("login_account:") && !k.contains("5550100001")), "{keys:?}");
+        assert_eq!(limiter().counter("s", "a"), limiter().counter("s", "a"), "stable for one secret");
     }
 
     #[tokio::test]
     async fn a_new_window_starts_after_the_old_one_passed() {
         let (_dir, db) = db().await;
+        let l = limiter();
         let limit = Limit { max: 1, window: Duration::from_millis(50) };
-        hit(&db, "t", "x", limit).await.unwrap();
-        assert!(hit(&db, "t", "x", limit).await.is_err());
+        l.hit(&db, "t", "x", limit).await.unwrap();
+        assert!(l.hit(&db, "t", "x", limit).await.is_err());
         tokio::time::sleep(Duration::from_millis(80)).await;
-        hit(&db, "t", "x", limit).await.unwrap();
+        l.hit(&db, "t", "x", limit).await.unwrap();
     }
 }

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use crate::config::Config;
 use crate::db::Db;
 use crate::jwt::JwtKeys;
+use crate::ratelimit::Limiter;
 use crate::realtime::transport::{ApiGatewayPush, PushToConnection};
 use crate::storage::{ObjectStore, S3Storage, StaticCredentials};
 
@@ -23,6 +24,8 @@ pub struct AppState {
     pub storage: Arc<dyn ObjectStore>,
     /// WebSocket push client (`None` without `WS_ENDPOINT`).
     pub push: Option<Arc<dyn PushToConnection>>,
+    /// Rate limits.
+    pub limiter: Limiter,
 }
 
 impl AppState {
@@ -38,7 +41,8 @@ impl AppState {
             }
             None => None,
         };
-        Ok(Self { jwt: JwtKeys::new(&config), db, storage, push, config })
+        let limiter = Limiter::new(config.jwt_secret.expose().as_bytes());
+        Ok(Self { jwt: JwtKeys::new(&config), db, storage, push, limiter, config })
     }
 
     /// URL of preset avatar `id`.

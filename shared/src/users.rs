@@ -20,6 +20,32 @@ pub fn search_text(username: Option<&str>, first_name: Option<&str>, last_name: 
     format!("{}\n{first}\n{last}\n{first} {last}", username.unwrap_or_default()).to_lowercase()
 }
 
+/// Whether `text` can be shown as a name: no control characters, no bidirectional overrides, embeddings,
+/// isolates or marks (which let `gpj.exe` read as `exe.jpg`), and no invisible characters (zero-width
+/// spaces, joiners outside emoji, word joiners, the BOM, soft hyphens, invisible operators).
+pub fn is_display_safe(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    let emoji = |c: Option<&char>| {
+        c.is_some_and(|&c| c as u32 >= 0x1F000 || ('\u{2600}'..='\u{27BF}').contains(&c) || c == '\u{FE0F}')
+    };
+    chars.iter().enumerate().all(|(i, &c)| match c {
+        // The zero-width joiner builds emoji sequences (family, profession): allowed only between emoji.
+        '\u{200D}' => i > 0 && emoji(chars.get(i - 1)) && emoji(chars.get(i + 1)),
+        c if c.is_control() => false,
+        '\u{00AD}'
+        | '\u{061C}'
+        | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{206A}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}' => false,
+        _ => true,
+    })
+}
+
 /// Username rules of API.md §4.1: 5–32 of `[A-Za-z0-9_]`, starting with a letter.
 pub fn valid_username(name: &str) -> bool {
     let mut chars = name.chars();
@@ -37,6 +63,25 @@ pub fn normalize_phone(phone: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_with_bidi_controls_or_invisible_characters_are_not_display_safe() {
+        for bad in [
+            "evil\u{202E}gpj.exe",
+            "a\u{200B}b",
+            "\u{2066}x\u{2069}",
+            "x\u{FEFF}",
+            "a\u{200D}b",
+            "tab\there",
+            "\u{200F}",
+        ] {
+            assert!(!is_display_safe(bad), "{bad:?}");
+        }
+        for good in ["Ada Lovelace", "Анна", "李雷", "Zoë", "👨\u{200D}👩\u{200D}👧", "❤\u{FE0F}", "O'Brien-Smith"]
+        {
+            assert!(is_display_safe(good), "{good:?}");
+        }
+    }
 
     #[test]
     fn usernames_follow_the_rules() {

@@ -129,23 +129,98 @@ async fn login_by_phone_or_username_and_the_same_401_for_every_failure() {
     }
 }
 
+async fn login(c: &messenger_tests::Client, by: (&str, &str), password: &str) -> messenger_tests::Resp {
+    c.call("POST", "/auth/login", None, Some(&json!({by.0: by.1, "password": password}))).await
+}
+
 #[tokio::test]
-async fn repeated_login_failures_are_rate_limited_per_account() {
+async fn failures_from_one_address_lock_only_that_address_out_of_the_account() {
     let app = TestApp::spawn().await;
     let user = app.user().await;
-    let c = app.client();
-    for _ in 0..5 {
-        c.call("POST", "/auth/login", None, Some(&json!({"phone": user.phone, "password": "wrong password"})))
-            .await
-            .expect_error(401, "invalid_credentials");
+    app.client().call("PUT", "/users/me/username?new_username=lock_target", Some(&user.token), None).await.expect(200);
+    let attacker = app.client();
+    // Phone and username name one account: failures through both count together.
+    for i in 0..5 {
+        let by = if i % 2 == 0 { ("phone", user.phone.as_str()) } else { ("username", "LOCK_target") };
+        login(&attacker, by, "wrong password").await.expect_error(401, "invalid_credentials");
     }
-    // Even the right password waits now, and from another address too.
-    let other = app.client();
-    let resp =
-        other.call("POST", "/auth/login", None, Some(&json!({"phone": user.phone, "password": user.password}))).await;
+    let resp = login(&attacker, ("username", "lock_target"), &user.password).await;
     let retry: u64 = resp.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 900);
     resp.expect_error(429, "rate_limited");
+    login(&attacker, ("phone", &user.phone), &user.password).await.expect_error(429, "rate_limited");
+    // The owner, from another address, is not locked out.
+    login(&app.client(), ("phone", &user.phone), &user.password).await.expect(200);
+}
+
+#[tokio::test]
+async fn failures_from_many_addresses_reach_the_per_account_limit() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_LOGIN_ACCOUNT", "3/900")]).await;
+    let user = app.user().await;
+    for _ in 0..3 {
+        login(&app.client(), ("phone", &user.phone), "wrong password").await.expect_error(401, "invalid_credentials");
+    }
+    login(&app.client(), ("phone", &user.phone), &user.password).await.expect_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn a_success_clears_the_failures_of_its_address() {
+    let app = TestApp::spawn().await;
+    let user = app.user().await;
+    let c = app.client();
+    for _ in 0..4 {
+        login(&c, ("phone", &user.phone), "wrong password").await.expect_error(401, "invalid_credentials");
+    }
+    login(&c, ("phone", &user.phone), &user.password).await.expect(200);
+    for _ in 0..4 {
+        login(&c, ("phone", &user.phone), "wrong password").await.expect_error(401, "invalid_credentials");
+    }
+    login(&c, ("phone", &user.phone), &user.password).await.expect(200);
+}
+
+#[tokio::test]
+async fn password_changes_are_rate_limited_per_user() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_PASSWORD_CHANGE", "2/900")]).await;
+    let user = app.user().await;
+    let body = json!({"current_password": "not it at all", "new_password": "another long one"});
+    for _ in 0..2 {
+        user.client
+            .call("PUT", "/users/me/password", Some(&user.token), Some(&body))
+            .await
+            .expect_error(403, "wrong_password");
+    }
+    let right = json!({"current_password": user.password, "new_password": "another long one"});
+    user.client
+        .call("PUT", "/users/me/password", Some(&user.token), Some(&right))
+        .await
+        .expect_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn names_with_bidirectional_or_invisible_characters_are_refused() {
+    let app = TestApp::spawn().await;
+    let c = app.client();
+    for (field, value) in
+        [("first_name", "evil\u{202E}gpj.exe"), ("last_name", "a\u{200B}b"), ("device_name", "\u{2066}x")]
+    {
+        let mut body = json!({"first_name": "A", "last_name": "B", "phone": unique_phone(), "password": "long enough"});
+        body[field] = json!(value);
+        let err = c.call("POST", "/auth/register", None, Some(&body)).await.expect_error(422, "validation_error");
+        assert_eq!(err["errors"][0]["field"], field, "{err}");
+    }
+    let user = app.user().await;
+    let peer = app.user().await;
+    user.client
+        .call(
+            "PUT",
+            &format!("/contacts/{}/local-name", peer.id),
+            Some(&user.token),
+            Some(&json!({"local_name": "x\u{202E}y"})),
+        )
+        .await
+        .expect_error(422, "validation_error");
+    let body = json!({"first_name": "Emoji", "last_name": "👨\u{200D}👩\u{200D}👧", "phone": unique_phone(), "password": "long enough"});
+    app.client().call("POST", "/auth/register", None, Some(&body)).await.expect(201);
 }
 
 #[tokio::test]
@@ -278,7 +353,7 @@ async fn a_banned_account_cannot_log_in_or_use_its_tokens() {
 
 #[tokio::test]
 async fn parallel_guesses_cannot_slip_past_the_account_limit() {
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_LOGIN_IP", "1000/900")]).await;
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_LOGIN_IP", "1000/900"), ("RATE_LIMIT_LOGIN_ACCOUNT", "5/900")]).await;
     let user = app.user().await;
     let mut tasks = Vec::new();
     for _ in 0..20 {

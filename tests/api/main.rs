@@ -10,6 +10,7 @@ mod e2ee;
 mod events;
 mod files;
 mod keys;
+mod limits;
 mod load;
 mod privacy;
 mod realtime;

@@ -5,7 +5,7 @@ use shared::auth::{AuthUser, hash_password, verify_password};
 use shared::error::{FieldError, OnConstraint as _};
 use shared::time::now_ms;
 use shared::users::{normalize_phone, search_text};
-use shared::{ApiError, AppState, db, ratelimit};
+use shared::{ApiError, AppState, db};
 use wire::ErrorCode;
 use wire::auth::{ChangePassword, ChangePasswordRequest, Login, LoginRequest, Register, RegisterRequest};
 use wire::objects::TokenResponse;
@@ -46,8 +46,8 @@ impl Checks {
     /// A trimmed name of 1–64 characters without control characters.
     fn name(&mut self, field: &str, value: &str) -> String {
         let value = value.trim().to_owned();
-        if value.is_empty() || value.chars().count() > 64 || value.chars().any(char::is_control) {
-            self.fail(field, "must be 1-64 characters without control characters");
+        if value.is_empty() || value.chars().count() > 64 || !shared::users::is_display_safe(&value) {
+            self.fail(field, "must be 1-64 characters without control, bidirectional or invisible characters");
         }
         value
     }
@@ -65,8 +65,13 @@ impl Checks {
     /// An optional text, trimmed (blank is none), at most `max_chars` characters without control characters.
     fn optional(&mut self, field: &str, value: Option<&str>, max_chars: usize) -> Option<String> {
         let value = value.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-        if value.as_ref().is_some_and(|s| s.chars().count() > max_chars || s.chars().any(char::is_control)) {
-            self.fail(field, &format!("must be at most {max_chars} characters without control characters"));
+        if value.as_ref().is_some_and(|s| s.chars().count() > max_chars || !shared::users::is_display_safe(s)) {
+            self.fail(
+                field,
+                &format!(
+                    "must be at most {max_chars} characters without control, bidirectional or invisible characters"
+                ),
+            );
         }
         value
     }
@@ -100,7 +105,7 @@ async fn register(state: &AppState, caller: Caller, input: RegisterRequest) -> R
     checks.finish()?;
     let password = password.unwrap_or_default();
 
-    ratelimit::hit(&state.db, "register_ip", &caller.source_ip, state.config.rate_limits.register_ip).await?;
+    state.limiter.hit(&state.db, "register_ip", &caller.source_ip, state.config.rate_limits.register_ip).await?;
     {
         let conn = state.db.conn().await?;
         if db::users::phone_exists(&conn, &phone).await? {
@@ -132,7 +137,8 @@ async fn register(state: &AppState, caller: Caller, input: RegisterRequest) -> R
 /// `POST /auth/login`
 /// - `password` plus exactly one of `phone` (digits, phones only) or `username` (case-insensitive)
 /// - the same 401 for unknown, deleted and wrong password, with a dummy bcrypt check for equal timing
-/// - 5 failures per account and 30 attempts per source IP in 15 minutes
+/// - 5 attempts per (account, source IP) (a success clears them), 100 per account from all addresses, and
+///   30 per source IP, each in 15 minutes; phone and username count as one account
 async fn login(state: &AppState, caller: Caller, input: LoginRequest) -> Result<TokenResponse, ApiError> {
     let mut checks = Checks::default();
     let password = checks.password("password", &input.password, 1).map(str::to_owned);
@@ -145,16 +151,11 @@ async fn login(state: &AppState, caller: Caller, input: LoginRequest) -> Result<
     let password = password.unwrap_or_default();
 
     let limits = &state.config.rate_limits;
-    ratelimit::hit(&state.db, "login_ip", &caller.source_ip, limits.login_ip).await?;
+    state.limiter.hit(&state.db, "login_ip", &caller.source_ip, limits.login_ip).await?;
     let (by_phone, subject) = match input.phone {
         Some(p) => (true, p.chars().filter(char::is_ascii_digit).collect::<String>()),
         None => (false, input.username.unwrap_or_default().trim().to_lowercase()),
     };
-    let account_key = format!("{}:{subject}", if by_phone { "phone" } else { "username_lower" });
-    // Counted before the (slow) password check, so parallel guesses cannot slip past the limit; a success
-    // clears the counter, so only failures accumulate.
-    ratelimit::hit(&state.db, "login_account", &account_key, limits.login_account).await?;
-
     let found = {
         let conn = state.db.conn().await?;
         if by_phone {
@@ -163,15 +164,28 @@ async fn login(state: &AppState, caller: Caller, input: LoginRequest) -> Result<
             db::users::find_login_by_username(&conn, &subject).await?
         }
     };
+    // One counter per account, whichever identifier names it; an unknown one counts by what was typed.
+    let account = match &found {
+        Some(f) => format!("user:{}", f.id),
+        None => format!("{}:{subject}", if by_phone { "phone" } else { "username" }),
+    };
+    let from_here = format!("{account}|{}", caller.source_ip);
+    // Both counted before the slow password check, so parallel guesses cannot slip past. Per (account,
+    // address) the limit is low and a success clears it; per account it is much higher, so shutting the
+    // owner out takes attempts from many addresses.
+    state.limiter.hit(&state.db, "login_account_ip", &from_here, limits.login_account_ip).await?;
+    state.limiter.hit(&state.db, "login_account", &account, limits.login_account).await?;
+
     let hash = found.as_ref().and_then(|f| f.password_hash.clone());
     let valid = verify_password(state.config.bcrypt_cost, password, hash).await?;
-    let Some(account) = found.filter(|_| valid) else {
+    let Some(account_row) = found.filter(|_| valid) else {
         return Err(ErrorCode::InvalidCredentials.into());
     };
-    if account.is_banned {
+    if account_row.is_banned {
         return Err(ErrorCode::AccountBanned.into());
     }
-    ratelimit::clear(&state.db, "login_account", &account_key).await?;
+    state.limiter.clear(&state.db, "login_account_ip", &from_here).await?;
+    let account = account_row;
 
     let now = now_ms();
     let conn = state.db.conn().await?;
@@ -206,6 +220,9 @@ async fn change_password(
     }
     checks.finish()?;
     let (current, new) = (input.current_password, input.new_password);
+    // Every attempt counts: with a stolen token this endpoint is an oracle for the current password.
+    let limit = state.config.rate_limits.password_change;
+    state.limiter.hit(&state.db, "password_change", &user.id.to_string(), limit).await?;
 
     let hash = {
         let conn = state.db.conn().await?;

@@ -22,7 +22,7 @@ shared::http_function!(router);
 async fn set_local_name(state: &AppState, user: AuthUser, input: SetLocalNameRequest) -> Result<LocalName, ApiError> {
     let contact = input.contact_id;
     let name = input.local_name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-    if name.as_ref().is_some_and(|n| n.chars().count() > 64 || n.chars().any(char::is_control)) {
+    if name.as_ref().is_some_and(|n| n.chars().count() > 64 || !shared::users::is_display_safe(n)) {
         return Err(ApiError::field("local_name", "must be at most 64 characters"));
     }
     let conn = state.db.conn().await?;

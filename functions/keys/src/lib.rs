@@ -5,7 +5,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use shared::api::Router;
 use shared::auth::AuthUser;
 use shared::keys::{broadcast_key_change, decode, delete_device_rows, encode};
-use shared::{ApiError, AppState, db, ratelimit, realtime};
+use shared::{ApiError, AppState, db, realtime};
 use wire::keys::{
     ClaimKeys, ClaimKeysRequest, ClaimedDevice, ClaimedKeys, CountKeys, DeleteDevice, DeleteDeviceRequest, Device,
     ExchangeKey, ExchangeKeyRequest, KeyCount, LegacyKey, ListDevices, ListDevicesRequest, OneTimeKey, SignedPrekey,
@@ -98,6 +98,9 @@ fn key_count(device_id: &str, counts: db::keys::KeyCounts) -> KeyCount {
 /// - at most 100 one-time keys per request and unclaimed per device; `key_change` to devices and peers
 async fn upload_keys(state: &AppState, user: AuthUser, input: UploadKeysRequest) -> Result<KeyCount, ApiError> {
     let identity = identity_part(&input)?;
+    // An identity change is announced to every peer.
+    let device = format!("{}:{}", user.id, user.device_id);
+    state.limiter.hit(&state.db, "key_upload", &device, state.config.rate_limits.key_upload).await?;
     let spk = match &input.signed_prekey {
         None => None,
         Some(spk) => Some((
@@ -211,7 +214,7 @@ async fn claim_keys(state: &AppState, user: AuthUser, input: ClaimKeysRequest) -
         return Err(ApiError::field("device_ids", "must be a list of at most 100 device ids"));
     }
     let limits = &state.config.rate_limits;
-    ratelimit::hit(&state.db, "claim", &user.id.to_string(), limits.claim).await?;
+    state.limiter.hit(&state.db, "claim", &user.id.to_string(), limits.claim).await?;
     let conn = state.db.conn().await?;
     if !db::users::is_live(&conn, target).await? {
         return Err(ErrorCode::UserNotFound.into());
@@ -221,7 +224,7 @@ async fn claim_keys(state: &AppState, user: AuthUser, input: ClaimKeysRequest) -
     // Every per-device limit is counted before any key is taken, so a refused request consumes none.
     for device in &devices {
         let subject = format!("{}:{}", user.id, device.device_id);
-        ratelimit::hit(&state.db, "claim_device", &subject, limits.claim_device).await?;
+        state.limiter.hit(&state.db, "claim_device", &subject, limits.claim_device).await?;
     }
     let mut out = Vec::with_capacity(devices.len());
     for d in devices {

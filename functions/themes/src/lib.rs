@@ -78,7 +78,7 @@ async fn validate(state: &AppState, user: &AuthUser, input: ThemeFields) -> Resu
     let mut fail =
         |field: &str, message: &str| errors.push(FieldError { field: field.into(), message: message.into() });
     let name = input.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > 64 || !shared::users::is_display_safe(&name) {
         fail("name", "must be 1-64 characters");
     }
     let mut color = |field: &str, value: &str| {

@@ -8,7 +8,7 @@ use shared::error::OnConstraint as _;
 use shared::privacy::{public_view, public_views, self_view};
 use shared::storage::{ImageType, new_key};
 use shared::users::{AVATAR_FRAMES, PRESET_AVATAR_IDS, UserRow, find, search_text, valid_username};
-use shared::{ApiError, AppState, db, ratelimit};
+use shared::{ApiError, AppState, db};
 use wire::endpoint::Empty;
 use wire::users::{
     Availability, AvatarFrame, AvatarUrl, CheckAvailability, CheckAvailabilityRequest, DeleteAccount, GetMe,
@@ -69,6 +69,8 @@ async fn set_username(state: &AppState, user: AuthUser, input: SetUsernameReques
     }
     let row = load_self(state, &user).await?;
     if row.username.as_deref() != Some(name.as_str()) {
+        let limit = state.config.rate_limits.username_change;
+        state.limiter.hit(&state.db, "username_change", &user.id.to_string(), limit).await?;
         let conn = state.db.conn().await?;
         let text = search_text(Some(&name), row.first_name.as_deref(), row.last_name.as_deref());
         db::users::set_username(&conn, user.id, &name, &text).await.on_unique(ErrorCode::UsernameTaken.into())?;
@@ -83,7 +85,7 @@ async fn check_availability(
     input: CheckAvailabilityRequest,
 ) -> Result<Availability, ApiError> {
     let name = input.username.trim().to_owned();
-    ratelimit::hit(&state.db, "search", &user.id.to_string(), state.config.rate_limits.search).await?;
+    state.limiter.hit(&state.db, "search", &user.id.to_string(), state.config.rate_limits.search).await?;
     if !valid_username(&name) {
         return Ok(Availability { available: false, reason: Some(UnavailableReason::Invalid) });
     }
@@ -161,6 +163,7 @@ async fn list_users(state: &AppState, user: AuthUser, input: ListUsersRequest) -
         Some(l) => l.min(500),
     };
     let after = input.after_id.unwrap_or(0);
+    state.limiter.hit(&state.db, "directory", &user.id.to_string(), state.config.rate_limits.directory).await?;
     let conn = state.db.conn().await?;
     let rows = db::users::list_page(&conn, after, user.id, limit).await?;
     public_views(state, &conn, user.id, &rows).await
@@ -172,7 +175,7 @@ async fn search_users(state: &AppState, user: AuthUser, input: SearchUsersReques
     if query.chars().count() > 64 {
         return Err(ApiError::field("query", "must be at most 64 characters"));
     }
-    ratelimit::hit(&state.db, "search", &user.id.to_string(), state.config.rate_limits.search).await?;
+    state.limiter.hit(&state.db, "search", &user.id.to_string(), state.config.rate_limits.search).await?;
     if query.chars().count() < 2 {
         return Ok(Vec::new());
     }
@@ -186,6 +189,10 @@ async fn search_users(state: &AppState, user: AuthUser, input: SearchUsersReques
 ///   messages with it and 404 for everyone else
 async fn get_profile(state: &AppState, user: AuthUser, input: GetProfileRequest) -> Result<User, ApiError> {
     let id = input.user_id;
+    if id != user.id {
+        // Ids are sequential: without a limit this is a scrape of every profile.
+        state.limiter.hit(&state.db, "directory", &user.id.to_string(), state.config.rate_limits.directory).await?;
+    }
     let conn = state.db.conn().await?;
     let target = find(&conn, id).await?.ok_or(ErrorCode::UserNotFound)?;
     if target.id == user.id {
@@ -339,7 +346,7 @@ async fn upload_avatar(state: &AppState, user: AuthUser, input: FileUpload) -> R
         return Err(ApiError::PayloadTooLarge);
     }
     let kind = ImageType::detect(&data).ok_or(ErrorCode::InvalidImage)?;
-    ratelimit::hit(&state.db, "upload", &user.id.to_string(), state.config.rate_limits.upload).await?;
+    state.limiter.hit(&state.db, "upload", &user.id.to_string(), state.config.rate_limits.upload).await?;
     let key = new_key();
     let size = i64::try_from(data.len()).unwrap_or(i64::MAX);
     state.storage.put(&key, data, kind.mime()).await?;

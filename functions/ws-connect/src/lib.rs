@@ -47,6 +47,8 @@ async fn connect(state: &AppState, req: &Request) -> Result<Response<Body>, ApiE
         ctx.connection_id.clone().ok_or(ApiError::with_detail(ErrorCode::NotWebsocket, "No connection id"))?;
     let (token, by_subprotocol) = token_of(req)?;
     let user = authenticate_token(state, &token).await?;
+    // Each connection (and its disconnect) is announced to every peer.
+    state.limiter.hit(&state.db, "connect", &user.id.to_string(), state.config.rate_limits.connect).await?;
 
     let (conns, first) = {
         let conn = state.db.conn().await?;

@@ -14,7 +14,7 @@ use shared::auth::AuthUser;
 use shared::db::messages::NewMessage;
 use shared::messages::{self, MessageRow};
 use shared::time::{format_ms, now_ms};
-use shared::{ApiError, AppState, db, ratelimit, realtime};
+use shared::{ApiError, AppState, db, realtime};
 use wire::ErrorCode;
 use wire::objects::MessageType;
 use wire::ws::{
@@ -111,6 +111,9 @@ struct Failed(WsErrorCode);
 
 impl From<ApiError> for Failed {
     fn from(e: ApiError) -> Self {
+        if let ApiError::RateLimited { .. } = e {
+            return Self(WsErrorCode::RateLimited);
+        }
         if e.error_code() == ErrorCode::ServiceUnavailable {
             tracing::warn!(error = ?e, "action refused: database overloaded");
             return Self(WsErrorCode::ServiceUnavailable);
@@ -172,6 +175,11 @@ pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
 
 /// Performs one action of the WebSocket API.
 async fn perform(state: &AppState, user: &AuthUser, connection_id: &str, action: ClientAction) -> Result<(), Failed> {
+    if !matches!(action, ClientAction::SendMessage(_)) {
+        // One socket must not spend the stage's whole throttle on cheap frames (send_message has its own).
+        let limit = state.config.rate_limits.ws_frames;
+        state.limiter.hit(&state.db, "ws_frames", connection_id, limit).await?;
+    }
     match action {
         ClientAction::SendMessage(input) => send_message(state, user, connection_id, input).await,
         ClientAction::Typing(input) => typing(state, user, input).await,
@@ -255,7 +263,11 @@ async fn send_message(
     }
     let listed_envelopes = input.envelopes.take();
     let Checked { receiver_id, content, message_type, reply_to } = check_fields(&input, user.id)?;
-    match ratelimit::hit(&state.db, "send_message", &user.id.to_string(), state.config.rate_limits.send_message).await {
+    match state
+        .limiter
+        .hit(&state.db, "send_message", &user.id.to_string(), state.config.rate_limits.send_message)
+        .await
+    {
         Ok(()) => {}
         Err(ApiError::RateLimited { .. }) => return Err(Failed(WsErrorCode::RateLimited)),
         // A limiter that could not count is no reason to tell the client it sent too much.
@@ -400,7 +412,7 @@ async fn typing(state: &AppState, user: &AuthUser, input: Typing) -> Result<(), 
         return Ok(());
     }
     let pair = format!("{}:{receiver_id}", user.id);
-    if ratelimit::hit(&state.db, "typing", &pair, state.config.rate_limits.typing).await.is_err() {
+    if state.limiter.hit(&state.db, "typing", &pair, state.config.rate_limits.typing).await.is_err() {
         return Ok(());
     }
     let event = ServerEvent::Typing(TypingEvent { sender_id: user.id, is_typing: input.is_typing });

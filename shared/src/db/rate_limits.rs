@@ -14,21 +14,29 @@ pub struct Window {
     pub window_start: i64,
 }
 
-/// Counts one event for `key` in one atomic statement: a new window starts at `now` when the old one
-/// (`window_ms` long) has passed. Returns the window after counting.
-pub async fn hit(conn: &Conn, key: &str, now: i64, window_ms: i64) -> Result<Window, libsql::Error> {
-    // SET sees the old row values, so both CASEs test the old window.
+/// Counts one event for `key` in one atomic statement if its window (`window_ms` long; a new one starts at
+/// `now` when the old one has passed) holds fewer than `max` events. Returns the window after counting, or
+/// `None` when it was full: then nothing was changed.
+pub async fn hit_below(
+    conn: &Conn,
+    key: &str,
+    now: i64,
+    window_ms: i64,
+    max: i64,
+) -> Result<Option<Window>, libsql::Error> {
+    // SET and WHERE see the old row values, so every CASE tests the old window.
     let rows = conn
         .query(
             "INSERT INTO rate_limit (key, window_start, count) VALUES (?1, ?2, 1) \
              ON CONFLICT (key) DO UPDATE SET \
                count = CASE WHEN window_start <= ?2 - ?3 THEN 1 ELSE count + 1 END, \
                window_start = CASE WHEN window_start <= ?2 - ?3 THEN ?2 ELSE window_start END \
+             WHERE window_start <= ?2 - ?3 OR count < ?4 \
              RETURNING count, window_start",
-            (key, now, window_ms),
+            (key, now, window_ms, max),
         )
         .await?;
-    first(rows).await?.ok_or(libsql::Error::QueryReturnedNoRows)
+    first(rows).await
 }
 
 /// The window of `key` if it is still running at `now`.

@@ -154,6 +154,8 @@ pub struct Config {
     pub presigned_put_ttl: Duration,
     /// Largest avatar upload (`MAX_AVATAR_BYTES`, default 5 MiB).
     pub max_avatar_bytes: usize,
+    /// Devices one account may have (`MAX_DEVICES_PER_USER`, default 20).
+    pub max_devices_per_user: i64,
     /// Largest `/upload` file (`MAX_UPLOAD_BYTES`, default 10 MiB).
     pub max_upload_bytes: usize,
     /// Largest presigned upload (`MAX_PRESIGNED_UPLOAD_BYTES`, default 100 MiB).
@@ -250,6 +252,7 @@ impl Config {
             presigned_get_ttl: Duration::from_secs(number("PRESIGNED_GET_TTL_SECONDS", 3600)?.max(60)),
             presigned_put_ttl: Duration::from_secs(number("PRESIGNED_PUT_TTL_SECONDS", 900)?.max(60)),
             max_avatar_bytes: usize::try_from(number("MAX_AVATAR_BYTES", 5 << 20)?).unwrap_or(usize::MAX),
+            max_devices_per_user: i64::try_from(number("MAX_DEVICES_PER_USER", 20)?.max(1)).unwrap_or(i64::MAX),
             max_upload_bytes: usize::try_from(number("MAX_UPLOAD_BYTES", 10 << 20)?).unwrap_or(usize::MAX),
             max_presigned_upload_bytes: number("MAX_PRESIGNED_UPLOAD_BYTES", 100 << 20)?,
             cors_allowed_origins: get("CORS_ALLOWED_ORIGINS")

@@ -111,19 +111,37 @@ pub async fn purge(state: &AppState, key: &str) {
     }
 }
 
+/// Candidates read per batch by the clean-up.
+pub const CLEANUP_BATCH: i64 = 1000;
+
 /// The scheduled clean-up: deletes objects created before `cutoff_ms` that nothing references (uploads
 /// never used within 24 h), and retries pending deletions. Returns how many objects were removed.
 pub async fn cleanup(state: &AppState, cutoff_ms: i64) -> Result<usize, ApiError> {
-    let candidates = {
-        let conn = state.db.conn().await?;
-        objects::cleanup_candidates(&conn, cutoff_ms).await?
-    };
+    cleanup_in_batches(state, cutoff_ms, CLEANUP_BATCH).await
+}
+
+/// [`cleanup`] reading `batch` candidates at a time, in key order, until none is left.
+pub async fn cleanup_in_batches(state: &AppState, cutoff_ms: i64, batch: i64) -> Result<usize, ApiError> {
     let mut removed = 0;
-    for objects::ObjectKind { key, kind } in candidates {
-        if mark_if_orphaned(state, &key, kind == kind::DELETED).await? {
-            purge(state, &key).await;
-            removed += 1;
+    let mut after = String::new();
+    loop {
+        let candidates = {
+            let conn = state.db.conn().await?;
+            objects::cleanup_candidates(&conn, cutoff_ms, &after, batch).await?
+        };
+        let Some(last) = candidates.last().map(|c| c.key.clone()) else { break };
+        let full = i64::try_from(candidates.len()).unwrap_or(i64::MAX) >= batch;
+        for objects::ObjectKind { key, kind } in candidates {
+            // Re-checked in a write transaction: a reference may have appeared since the batch was read.
+            if mark_if_orphaned(state, &key, kind == kind::DELETED).await? {
+                purge(state, &key).await;
+                removed += 1;
+            }
         }
+        if !full {
+            break;
+        }
+        after = last;
     }
     Ok(removed)
 }

@@ -137,3 +137,35 @@ async fn the_cleanup_deletes_only_unreferenced_old_uploads() {
     expected.sort();
     assert_eq!(keys, expected);
 }
+
+#[tokio::test]
+async fn the_cleanup_reaches_orphans_behind_more_referenced_objects_than_one_batch() {
+    let app = TestApp::spawn().await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let mut a = app.ws(&alice.token).await;
+    let mut referenced = Vec::new();
+    for i in 0..7 {
+        let up = alice.client.upload("/upload", &alice.token, "file", &format!("{i}.png"), PNG).await.expect(200);
+        a.send(&json!({"action": "send_message", "receiver_id": bob.id, "encrypted_content": "x", "message_type": "image", "media_url": up["key"]})).await;
+        a.expect("message_sent").await;
+        referenced.push(up["key"].as_str().unwrap().to_owned());
+    }
+    let orphan = alice.client.upload("/upload", &alice.token, "file", "o.png", PNG).await.expect(200);
+    let conn = app.db().await;
+    conn.execute("UPDATE object SET created_at = 0", ()).await.unwrap();
+    // A deletion that failed earlier stays marked until the clean-up retries it.
+    let failed = alice.client.upload("/upload", &alice.token, "file", "f.png", PNG).await.expect(200);
+    conn.execute("UPDATE object SET kind = 'deleted' WHERE key = ?1", [failed["key"].as_str().unwrap()]).await.unwrap();
+    let cutoff = shared::time::now_ms() - 24 * 3600 * 1000;
+    // Batches of 3: seven referenced objects would have filled every batch of the old oldest-first scan.
+    let removed = shared::files::cleanup_in_batches(&app.stack.state, cutoff, 3).await.unwrap();
+    assert_eq!(removed, 2);
+    let mut keys = app.bucket_keys().await;
+    keys.sort();
+    referenced.sort();
+    assert_eq!(keys, referenced);
+    let rows = app.count("SELECT COUNT(*) FROM object").await;
+    assert_eq!(rows, 7);
+    assert!(orphan["key"].is_string());
+}

@@ -352,3 +352,41 @@ async fn a_claim_refused_by_a_device_limit_takes_no_key() {
     claimer.post("/keys/claim", Some(&json!({"user_id": owner.id}))).await.expect_error(429, "rate_limited");
     assert_eq!(owner.get("/keys/count").await.expect(200)["one_time_key_count"], 5, "the first device lost nothing");
 }
+
+async fn login_as(app: &TestApp, user: &TestUser) -> messenger_tests::Resp {
+    app.client().call("POST", "/auth/login", None, Some(&json!({"phone": user.phone, "password": user.password}))).await
+}
+
+#[tokio::test]
+async fn logins_at_the_device_cap_remove_the_least_recently_used_keyless_devices() {
+    let app = TestApp::spawn_with(&[("MAX_DEVICES_PER_USER", "3")]).await;
+    let (owner, _, _) = with_keys(&app).await; // device 1, with keys
+    let second = login_as(&app, &owner).await.expect(200); // device 2, keyless
+    let third = login_as(&app, &owner).await.expect(200); // device 3, keyless
+    let fourth = login_as(&app, &owner).await.expect(200); // at the cap: device 2 goes
+    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM device WHERE user_id = {}", owner.id)).await, 3);
+    let token = |r: &Value| r["access_token"].as_str().unwrap().to_owned();
+    app.client().get("/me", Some(&token(&second))).await.expect_error(401, "invalid_token");
+    for alive in [&owner.token, &token(&third), &token(&fourth)] {
+        app.client().get("/me", Some(alive)).await.expect(200);
+    }
+    // Devices with keys are never removed behind the owner's back: with every device keyed, a login is refused.
+    for r in [&third, &fourth] {
+        let body = serde_json::to_value(Crypto::new().initial_keys(1)).unwrap();
+        app.client().call("PUT", "/keys", Some(&token(r)), Some(&body)).await.expect(200);
+    }
+    login_as(&app, &owner).await.expect_error(409, "too_many_devices");
+}
+
+#[tokio::test]
+async fn peers_see_only_what_end_to_end_encryption_needs_of_a_device() {
+    let app = TestApp::spawn().await;
+    let (owner, _, _) = with_keys(&app).await;
+    let peer = app.user().await;
+    let theirs = peer.get(&format!("/users/{}/devices", owner.id)).await.expect(200);
+    assert_eq!(theirs[0]["device_name"], Value::Null);
+    assert_eq!(theirs[0]["created_at"], Value::Null);
+    assert!(theirs[0]["identity_key"].is_string());
+    let mine = owner.get(&format!("/users/{}/devices", owner.id)).await.expect(200);
+    assert!(mine[0]["created_at"].is_string());
+}

@@ -69,7 +69,7 @@ endpoint! {
     Login: Post "/auth/login" in "auth" {
         op: "login", summary: "Log in with phone or username and password", auth: false, status: 200,
         input: Json, output: Json, request: LoginRequest, response: TokenResponse,
-        errors: [InvalidCredentials, AccountBanned],
+        errors: [InvalidCredentials, AccountBanned, TooManyDevices],
     }
 }
 

@@ -124,6 +124,8 @@ error_codes! {
     KeyIdConflict = 409 "key_id_conflict" "One-time key id already used",
     /// No such device of the caller.
     DeviceNotFound = 404 "device_not_found" "Device not found",
+    /// Every device of the account has keys and the cap is reached.
+    TooManyDevices = 409 "too_many_devices" "Too many devices: remove one with DELETE /devices/{device_id}",
     /// A plain HTTP request to the WebSocket endpoint.
     UpgradeRequired = 426 "upgrade_required" "WebSocket upgrade required: connect with a WebSocket client",
     /// A WebSocket function called with an event that is not a WebSocket event.

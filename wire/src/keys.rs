@@ -79,8 +79,8 @@ pub struct Device {
     pub signing_key: String,
     /// Identity signature, base64.
     pub identity_signature: String,
-    /// RFC 3339 UTC.
-    pub created_at: String,
+    /// RFC 3339 UTC; null unless the device is the caller's (peers get only what E2EE needs).
+    pub created_at: Option<String>,
 }
 
 /// `POST /keys/claim` body.

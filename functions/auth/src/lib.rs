@@ -77,6 +77,38 @@ impl Checks {
     }
 }
 
+/// Creates a device for a login. At the cap (`MAX_DEVICES_PER_USER`), the least recently used devices
+/// that never published keys are removed first (their tokens stop working); devices with keys are never
+/// removed behind the owner's back, so an account whose every device has keys gets 409 `too_many_devices`.
+async fn new_device(state: &AppState, user_id: i64, name: Option<&str>, now: i64) -> Result<String, ApiError> {
+    let conn = state.db.conn().await?;
+    let tx = conn.write_tx().await?;
+    let excess = db::devices::count_of_user(&tx, user_id).await? - state.config.max_devices_per_user + 1;
+    let mut evicted = Vec::new();
+    if excess > 0 {
+        evicted = db::devices::oldest_keyless(&tx, user_id, excess).await?;
+        if i64::try_from(evicted.len()).unwrap_or(0) < excess {
+            return Err(ErrorCode::TooManyDevices.into());
+        }
+        for id in &evicted {
+            db::devices::delete_with_keys(&tx, id).await?;
+        }
+    }
+    let id = new_device_id();
+    db::devices::insert(&tx, &id, user_id, name, now).await?;
+    tx.commit().await?;
+    if !evicted.is_empty() {
+        tracing::info!(user_id, evicted = evicted.len(), "keyless devices removed at the device cap");
+        let conns = {
+            let conn = state.db.conn().await?;
+            shared::realtime::connections_of(&conn, &[user_id]).await?
+        };
+        let gone: Vec<String> = conns.into_iter().filter(|c| evicted.contains(&c.device_id)).map(|c| c.id).collect();
+        shared::realtime::close(state, &gone).await;
+    }
+    Ok(id)
+}
+
 fn new_device_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -193,13 +225,10 @@ async fn login(state: &AppState, caller: Caller, input: LoginRequest) -> Result<
     if let Some(id) = device_id {
         reused = db::devices::touch(&conn, &id, account.id, device_name.as_deref(), now).await?.then_some(id);
     }
+    drop(conn);
     let device_id = match reused {
         Some(id) => id,
-        None => {
-            let id = new_device_id();
-            db::devices::insert(&conn, &id, account.id, device_name.as_deref(), now).await?;
-            id
-        }
+        None => new_device(state, account.id, device_name.as_deref(), now).await?,
     };
     token_response(state, account.id, account.token_version, device_id)
 }

@@ -199,7 +199,7 @@ async fn list_devices(state: &AppState, user: AuthUser, input: ListDevicesReques
             identity_key: d.identity_key,
             signing_key: d.signing_key,
             identity_signature: d.identity_signature,
-            created_at: shared::time::format_ms(d.created_at),
+            created_at: (id == user.id).then(|| shared::time::format_ms(d.created_at)),
         })
         .collect())
 }

@@ -14,6 +14,25 @@ pub async fn insert(conn: &Conn, id: &str, user_id: i64, name: Option<&str>, now
     Ok(())
 }
 
+/// How many devices `user_id` has.
+pub async fn count_of_user(conn: &Conn, user_id: i64) -> Result<i64, libsql::Error> {
+    let rows = conn.query("SELECT COUNT(*) FROM device WHERE user_id = ?1", [user_id]).await?;
+    Ok(crate::db::value(rows).await?.unwrap_or(0))
+}
+
+/// The `limit` least recently used devices of `user_id` that never published keys (E2EE needs none of them).
+pub async fn oldest_keyless(conn: &Conn, user_id: i64, limit: i64) -> Result<Vec<String>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id FROM device d WHERE user_id = ?1 \
+               AND NOT EXISTS (SELECT 1 FROM device_key k WHERE k.device_id = d.id) \
+             ORDER BY last_used_at, created_at LIMIT ?2",
+            (user_id, limit),
+        )
+        .await?;
+    crate::db::column(rows).await
+}
+
 /// Marks a device of `user_id` used now, renaming it when `name` is given; false if there is no such device.
 pub async fn touch(
     conn: &Conn,

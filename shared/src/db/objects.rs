@@ -95,12 +95,24 @@ pub async fn delete(conn: &Conn, key: &str) -> Result<(), libsql::Error> {
     Ok(())
 }
 
-/// Clean-up candidates: up to 10 000 objects created before `cutoff_ms` or pending deletion, oldest first.
-pub async fn cleanup_candidates(conn: &Conn, cutoff_ms: i64) -> Result<Vec<ObjectKind>, libsql::Error> {
+/// One batch of clean-up candidates after `after_key` (key order): objects pending deletion, and objects
+/// created before `cutoff_ms` that nothing references. Referenced objects are never selected, so however
+/// many exist, orphans and failed deletions are always reached.
+pub async fn cleanup_candidates(
+    conn: &Conn,
+    cutoff_ms: i64,
+    after_key: &str,
+    batch: i64,
+) -> Result<Vec<ObjectKind>, libsql::Error> {
     let rows = conn
         .query(
-            "SELECT key AS s3_key, kind FROM object WHERE created_at < ?1 OR kind = 'deleted' ORDER BY created_at LIMIT 10000",
-            [cutoff_ms],
+            "SELECT o.key AS s3_key, o.kind FROM object o \
+             WHERE o.key > ?2 AND (o.kind = 'deleted' OR (o.created_at < ?1 \
+               AND NOT EXISTS (SELECT 1 FROM message WHERE media_key = o.key) \
+               AND NOT EXISTS (SELECT 1 FROM user WHERE avatar_key = o.key) \
+               AND NOT EXISTS (SELECT 1 FROM theme WHERE wallpaper_key = o.key))) \
+             ORDER BY o.key LIMIT ?3",
+            (cutoff_ms, after_key, batch),
         )
         .await?;
     all(rows).await

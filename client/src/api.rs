@@ -101,6 +101,7 @@ impl Api {
             .put(url)
             .header("Content-Type", &headers.content_type)
             .header("Content-Length", &headers.content_length)
+            .header("If-None-Match", &headers.if_none_match)
             .body(bytes)
             .send()
             .await?;

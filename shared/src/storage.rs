@@ -213,6 +213,9 @@ impl ObjectStore for S3Storage {
                 .key(key)
                 .content_type(content_type)
                 .content_length(i64::try_from(size)?)
+                // Signed, so every PUT through this URL must send it: once the object exists (and a message
+                // may reference it), the URL cannot overwrite it.
+                .if_none_match("*")
                 .presigned(presigning)
                 .await
                 .context("presign put_object")?;

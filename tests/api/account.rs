@@ -38,6 +38,7 @@ async fn setup_rich_account(app: &TestApp, user: &TestUser, peer: &TestUser) -> 
     reqwest::Client::new()
         .put(presigned["upload_url"].as_str().unwrap())
         .header("content-type", "application/octet-stream")
+        .header("if-none-match", "*")
         .body(vec![1, 2, 3])
         .send()
         .await

@@ -45,17 +45,26 @@ async fn a_presigned_put_accepts_exactly_the_signed_size_and_type() {
     let app = TestApp::spawn().await;
     let u = app.user().await;
     let r = u.post("/uploads/presign", Some(&json!({"size": 16}))).await.expect(200);
-    assert_eq!(r["headers"], json!({"Content-Type": "application/octet-stream", "Content-Length": "16"}));
+    assert_eq!(
+        r["headers"],
+        json!({"Content-Type": "application/octet-stream", "Content-Length": "16", "If-None-Match": "*"})
+    );
     assert_eq!(r["expires_in"], 900);
     let url = r["upload_url"].as_str().unwrap();
     let http = reqwest::Client::new();
-    let put = |body: Vec<u8>, ct: &'static str| http.put(url).header("content-type", ct).body(body).send();
+    let put = |body: Vec<u8>, ct: &'static str| {
+        http.put(url).header("content-type", ct).header("if-none-match", "*").body(body).send()
+    };
     assert_eq!(put(vec![1; 17], "application/octet-stream").await.unwrap().status(), 403, "another size");
     assert_eq!(put(vec![1; 16], "text/html").await.unwrap().status(), 403, "another type");
+    let unconditional = http.put(url).header("content-type", "application/octet-stream").body(vec![1; 16]);
+    assert_eq!(unconditional.send().await.unwrap().status(), 403, "the condition is signed");
     assert!(app.bucket_keys().await.is_empty());
     assert_eq!(put(vec![7; 16], "application/octet-stream").await.unwrap().status(), 200);
     let key = r["key"].as_str().unwrap();
     assert_eq!(app.bucket_keys().await, vec![key.to_owned()]);
+    // The URL is still within its lifetime, but it cannot swap the attachment once it exists.
+    assert_eq!(put(vec![9; 16], "application/octet-stream").await.unwrap().status(), 412, "no overwrite");
 
     // Referenced as a file message; both sides get an attachment URL, nobody else.
     let bob = app.user().await;

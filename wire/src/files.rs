@@ -37,6 +37,9 @@ pub struct PresignedHeaders {
     /// The signed size, as decimal text.
     #[serde(rename = "Content-Length")]
     pub content_length: String,
+    /// Always `*`: the PUT only creates the object, it never overwrites it (S3 answers 412 then).
+    #[serde(rename = "If-None-Match")]
+    pub if_none_match: String,
 }
 
 /// `POST /uploads/presign` answer.

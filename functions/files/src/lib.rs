@@ -92,7 +92,7 @@ async fn presign_upload(state: &AppState, user: AuthUser, input: PresignRequest)
         upload_url: put.url,
         key,
         expires_in: state.storage.put_ttl().as_secs(),
-        headers: PresignedHeaders { content_type, content_length: size.to_string() },
+        headers: PresignedHeaders { content_type, content_length: size.to_string(), if_none_match: "*".into() },
     })
 }
 

@@ -6,6 +6,7 @@ mod avatar;
 mod chats;
 mod cli;
 mod contacts;
+mod durability;
 mod e2ee;
 mod events;
 mod files;

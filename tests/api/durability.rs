@@ -1,0 +1,200 @@
+//! Durability: the local stack as a child process, killed with SIGKILL mid-load and started again on the
+//! same data directory. Every message acknowledged with `message_sent` must be in history exactly once, and
+//! retries with the same `client_msg_id` after the restart must not duplicate anything.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The `messenger-local` binary, built from `local/src/main.rs` for this package (see `Cargo.toml`).
+const STACK: &str = env!("CARGO_BIN_EXE_messenger-local-under-test");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Stack {
+    child: Child,
+    base: String,
+}
+
+impl Stack {
+    async fn start(data: &Path, port: u16, s3_port: u16) -> Self {
+        let child = Command::new(STACK)
+            .args(["--port", &port.to_string(), "--s3-port", &s3_port.to_string(), "--data-dir"])
+            .arg(data)
+            .env("BCRYPT_COST", "4")
+            .env("RUST_LOG", "warn")
+            // The load, not the per-user message limit, is what this test is about.
+            .env("RATE_LIMIT_SEND_MESSAGE", "1000000/10")
+            .env("RATE_LIMIT_CONNECT", "1000/60")
+            .env_remove("DATABASE_URL")
+            .env_remove("JWT_SECRET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Owned at once, so that a failed start below still kills and reaps the child (Drop).
+        let stack = Self { child, base: format!("http://127.0.0.1:{port}") };
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if http.get(format!("{}/health", stack.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+                return stack;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the stack did not come up");
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL: no shutdown, no flush
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn register(base: &str, n: usize) -> (i64, String) {
+    let phone = messenger_tests::unique_phone();
+    let body = json!({"first_name": "D", "last_name": format!("{n}"), "phone": phone, "password": "long enough"});
+    let r: Value = reqwest::Client::new()
+        .post(format!("{base}/auth/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (r["user_id"].as_i64().unwrap(), r["access_token"].as_str().unwrap().to_owned())
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn socket(base: &str, token: &str) -> Socket {
+    let url = format!("{}/ws?token={token}", base.replace("http", "ws"));
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+fn frame(to: i64, id: &str) -> Message {
+    let f = json!({"action": "send_message", "receiver_id": to, "encrypted_content": format!("m {id}"), "client_msg_id": id});
+    Message::Text(f.to_string().into())
+}
+
+/// Sends `ids` one after the other; returns the acknowledged ones (client_msg_id → message id) until the
+/// connection drops.
+async fn send_all(mut ws: Socket, to: i64, ids: Vec<String>) -> HashMap<String, i64> {
+    let mut acked = HashMap::new();
+    for id in ids {
+        if ws.send(frame(to, &id)).await.is_err() {
+            break;
+        }
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["event"] == "message_sent" && v["data"]["client_msg_id"] == id.as_str() {
+                        acked.insert(id.clone(), v["data"]["message_id"].as_i64().unwrap());
+                        break;
+                    }
+                    assert_ne!(v["event"], "error", "{v}");
+                }
+                Some(Ok(_)) => {}
+                _ => return acked,
+            }
+        }
+    }
+    acked
+}
+
+/// Every message of the conversation, oldest first.
+async fn history(base: &str, token: &str, peer: i64) -> Vec<Value> {
+    let http = reqwest::Client::new();
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: Vec<Value> = http
+            .get(format!("{base}/chats/{peer}/messages?limit=200&after_id={after}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { return all };
+        after = last["id"].as_i64().unwrap();
+        all.extend(page);
+    }
+}
+
+#[tokio::test]
+async fn every_acknowledged_message_survives_a_kill_9_exactly_once() {
+    let data = tempfile::tempdir().unwrap();
+    let (port, s3_port) = (free_port(), free_port());
+    let mut stack = Stack::start(data.path(), port, s3_port).await;
+    let (receiver, _) = register(&stack.base, 0).await;
+    let mut senders = Vec::new();
+    for n in 1..=4 {
+        senders.push(register(&stack.base, n).await);
+    }
+
+    // Eight sockets send as fast as they are acknowledged; the stack is killed in the middle.
+    let mut tasks = Vec::new();
+    let mut planned: HashMap<usize, Vec<String>> = HashMap::new();
+    for (s, (_, token)) in senders.iter().enumerate() {
+        for c in 0..2 {
+            let ids: Vec<String> = (0..10_000).map(|i| format!("s{s}-c{c}-{i}")).collect();
+            planned.entry(s).or_default().extend(ids.iter().cloned());
+            let ws = socket(&stack.base, token).await;
+            tasks.push((s, tokio::spawn(send_all(ws, receiver, ids))));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stack.kill();
+    let mut acked: HashMap<usize, HashMap<String, i64>> = HashMap::new();
+    for (s, task) in tasks {
+        acked.entry(s).or_default().extend(task.await.unwrap());
+    }
+    let total: usize = acked.values().map(HashMap::len).sum();
+    assert!(total >= 20, "the load ran before the kill ({total} acknowledged)");
+
+    let stack = Stack::start(data.path(), port, s3_port).await;
+    for (s, (_, token)) in senders.iter().enumerate() {
+        let stored = history(&stack.base, token, receiver).await;
+        let mut seen: HashMap<String, Vec<i64>> = HashMap::new();
+        for m in &stored {
+            seen.entry(m["client_msg_id"].as_str().unwrap().to_owned()).or_default().push(m["id"].as_i64().unwrap());
+        }
+        for (id, message_id) in &acked[&s] {
+            assert_eq!(seen.get(id), Some(&vec![*message_id]), "{id} acknowledged as #{message_id}");
+        }
+        // Retrying everything that was acknowledged, and the first unacknowledged one of each socket (it may
+        // have been stored just before the kill), answers the stored id and stores nothing new.
+        let ws = socket(&stack.base, token).await;
+        let mut retry: Vec<String> = acked[&s].keys().cloned().collect();
+        retry.extend(planned[&s].iter().filter(|id| !acked[&s].contains_key(*id)).take(40).cloned());
+        let again = send_all(ws, receiver, retry.clone()).await;
+        assert_eq!(again.len(), retry.len(), "every retry is acknowledged");
+        for (id, message_id) in &acked[&s] {
+            assert_eq!(again[id], *message_id, "a retry of {id} answers the stored message");
+        }
+        let after = history(&stack.base, token, receiver).await;
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for m in &after {
+            *counts.entry(m["client_msg_id"].as_str().unwrap()).or_default() += 1;
+        }
+        assert!(counts.values().all(|&n| n == 1), "a client_msg_id stored twice");
+        assert_eq!(after.len(), stored.len() + retry.iter().filter(|id| !seen.contains_key(*id)).count());
+    }
+}

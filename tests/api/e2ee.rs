@@ -17,15 +17,20 @@ async fn login(app: &TestApp, phone: &str, device: &str) -> Client {
     Client::login(&app.base, None, messenger_client::LoginAs::Phone(phone.to_owned()), PASSWORD, device).await.unwrap()
 }
 
+/// The next event, as the client interprets it.
+async fn next_event(client: &mut Client, socket: &mut Socket) -> Event {
+    let event = tokio::time::timeout(Duration::from_secs(10), socket.next_event())
+        .await
+        .expect("an event")
+        .unwrap()
+        .expect("open");
+    client.handle(socket, event).await.unwrap()
+}
+
 /// Reads events until a decrypted message arrives.
 async fn next_message(client: &mut Client, socket: &mut Socket) -> Received {
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), socket.next_event())
-            .await
-            .expect("a message")
-            .unwrap()
-            .expect("open");
-        if let Event::Message(m) = client.handle(socket, event).await.unwrap() {
+        if let Event::Message(m) = next_event(client, socket).await {
             return m;
         }
     }
@@ -34,12 +39,7 @@ async fn next_message(client: &mut Client, socket: &mut Socket) -> Received {
 /// Reads events until a session-reset request has been taken in; returns who sent it.
 async fn next_renewal(client: &mut Client, socket: &mut Socket) -> (i64, String) {
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), socket.next_event())
-            .await
-            .expect("a session reset")
-            .unwrap()
-            .expect("open");
-        match client.handle(socket, event).await.unwrap() {
+        match next_event(client, socket).await {
             Event::SessionRenewed { user_id, device_id } => return (user_id, device_id),
             Event::Message(m) => panic!("unexpected message {m:?}"),
             _ => {}

@@ -96,12 +96,7 @@ enum Command {
     Devices,
 }
 
-/// A command handed to the listening process, and its answer.
-#[derive(Debug, Serialize, Deserialize)]
-struct Request {
-    command: Command,
-}
-
+/// A command handed to the listening process is one JSON line of [`Command`]; this is its answer.
 #[derive(Debug, Serialize, Deserialize)]
 struct Reply {
     output: String,
@@ -189,16 +184,12 @@ async fn take_home(home: &Path, command: Option<&Command>) -> anyhow::Result<Tak
 
 async fn hand_off(stream: UnixStream, command: &Command) -> anyhow::Result<Reply> {
     let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_string(&Request { command: clone_command(command)? })?;
+    let mut line = serde_json::to_string(command)?;
     line.push('\n');
     write.write_all(line.as_bytes()).await?;
     let mut answer = String::new();
     BufReader::new(read).read_line(&mut answer).await?;
     serde_json::from_str(&answer).context("the listening process stopped before answering")
-}
-
-fn clone_command(command: &Command) -> anyhow::Result<Command> {
-    Ok(serde_json::from_value(serde_json::to_value(command)?)?)
 }
 
 /// The listener's connection, or a new one.
@@ -264,8 +255,8 @@ async fn serve(c: &mut Client, socket: &mut Socket, stream: UnixStream) -> anyho
     tokio::time::timeout(Duration::from_secs(10), BufReader::new(read).read_line(&mut line))
         .await
         .map_err(|_| anyhow!("no command"))??;
-    let reply = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => match execute(c, Some(socket), request.command).await {
+    let reply = match serde_json::from_str::<Command>(&line) {
+        Ok(command) => match execute(c, Some(socket), command).await {
             Ok(output) => Reply { output, error: None },
             Err(e) => Reply { output: String::new(), error: Some(format!("{e:#}")) },
         },

@@ -43,7 +43,7 @@ impl Checks {
         if self.0.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.0)) }
     }
 
-    /// A trimmed name of 1–64 characters without control characters.
+    /// A trimmed name of 1–64 characters that is safe to display (`shared::users::is_display_safe`).
     fn name(&mut self, field: &str, value: &str) -> String {
         let value = value.trim().to_owned();
         if value.is_empty() || value.chars().count() > 64 || !shared::users::is_display_safe(&value) {
@@ -62,7 +62,7 @@ impl Checks {
         }
     }
 
-    /// An optional text, trimmed (blank is none), at most `max_chars` characters without control characters.
+    /// An optional text, trimmed (blank is none), at most `max_chars` characters, safe to display.
     fn optional(&mut self, field: &str, value: Option<&str>, max_chars: usize) -> Option<String> {
         let value = value.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
         if value.as_ref().is_some_and(|s| s.chars().count() > max_chars || !shared::users::is_display_safe(s)) {
@@ -84,28 +84,22 @@ async fn new_device(state: &AppState, user_id: i64, name: Option<&str>, now: i64
     let conn = state.db.conn().await?;
     let tx = conn.write_tx().await?;
     let excess = db::devices::count_of_user(&tx, user_id).await? - state.config.max_devices_per_user + 1;
-    let mut evicted = Vec::new();
+    let mut gone = Vec::new();
     if excess > 0 {
-        evicted = db::devices::oldest_keyless(&tx, user_id, excess).await?;
+        let evicted = db::devices::oldest_keyless(&tx, user_id, excess).await?;
         if i64::try_from(evicted.len()).unwrap_or(0) < excess {
             return Err(ErrorCode::TooManyDevices.into());
         }
         for id in &evicted {
+            gone.extend(db::connections::ids_of_device(&tx, user_id, id).await?);
             db::devices::delete_with_keys(&tx, id).await?;
         }
+        tracing::info!(user_id, evicted = evicted.len(), "keyless devices removed at the device cap");
     }
     let id = new_device_id();
     db::devices::insert(&tx, &id, user_id, name, now).await?;
     tx.commit().await?;
-    if !evicted.is_empty() {
-        tracing::info!(user_id, evicted = evicted.len(), "keyless devices removed at the device cap");
-        let conns = {
-            let conn = state.db.conn().await?;
-            shared::realtime::connections_of(&conn, &[user_id]).await?
-        };
-        let gone: Vec<String> = conns.into_iter().filter(|c| evicted.contains(&c.device_id)).map(|c| c.id).collect();
-        shared::realtime::close(state, &gone).await;
-    }
+    shared::realtime::close(state, &gone).await;
     Ok(id)
 }
 
@@ -197,27 +191,26 @@ async fn login(state: &AppState, caller: Caller, input: LoginRequest) -> Result<
         }
     };
     // One counter per account, whichever identifier names it; an unknown one counts by what was typed.
-    let account = match &found {
+    let counter = match &found {
         Some(f) => format!("user:{}", f.id),
         None => format!("{}:{subject}", if by_phone { "phone" } else { "username" }),
     };
-    let from_here = format!("{account}|{}", caller.source_ip);
+    let from_here = format!("{counter}|{}", caller.source_ip);
     // Both counted before the slow password check, so parallel guesses cannot slip past. Per (account,
     // address) the limit is low and a success clears it; per account it is much higher, so shutting the
     // owner out takes attempts from many addresses.
     state.limiter.hit(&state.db, "login_account_ip", &from_here, limits.login_account_ip).await?;
-    state.limiter.hit(&state.db, "login_account", &account, limits.login_account).await?;
+    state.limiter.hit(&state.db, "login_account", &counter, limits.login_account).await?;
 
     let hash = found.as_ref().and_then(|f| f.password_hash.clone());
     let valid = verify_password(state.config.bcrypt_cost, password, hash).await?;
-    let Some(account_row) = found.filter(|_| valid) else {
+    let Some(account) = found.filter(|_| valid) else {
         return Err(ErrorCode::InvalidCredentials.into());
     };
-    if account_row.is_banned {
+    if account.is_banned {
         return Err(ErrorCode::AccountBanned.into());
     }
     state.limiter.clear(&state.db, "login_account_ip", &from_here).await?;
-    let account = account_row;
 
     let now = now_ms();
     let conn = state.db.conn().await?;

@@ -263,16 +263,8 @@ async fn send_message(
     }
     let listed_envelopes = input.envelopes.take();
     let Checked { receiver_id, content, message_type, reply_to } = check_fields(&input, user.id)?;
-    match state
-        .limiter
-        .hit(&state.db, "send_message", &user.id.to_string(), state.config.rate_limits.send_message)
-        .await
-    {
-        Ok(()) => {}
-        Err(ApiError::RateLimited { .. }) => return Err(Failed(WsErrorCode::RateLimited)),
-        // A limiter that could not count is no reason to tell the client it sent too much.
-        Err(other) => return Err(other.into()),
-    }
+    // A refusal is `rate_limited`; a limiter that could not count is not (see `From<ApiError> for Failed`).
+    state.limiter.hit(&state.db, "send_message", &user.id.to_string(), state.config.rate_limits.send_message).await?;
     {
         let conn = state.db.conn().await?;
         if !db::users::is_live(&conn, receiver_id).await? {

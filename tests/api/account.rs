@@ -17,7 +17,7 @@ async fn rows_mentioning(app: &TestApp, id: i64) -> Vec<String> {
         let mut cols = conn.query(&format!("SELECT name FROM pragma_table_info('{table}')"), ()).await.unwrap();
         while let Some(c) = cols.next().await.unwrap() {
             let col: String = c.get(0).unwrap();
-            if ["user_id", "owner_id", "contact_id", "sender_id", "receiver_id"].contains(&col.as_str()) {
+            if ["user_id", "owner_id", "contact_id", "sender_id", "receiver_id", "peer_id"].contains(&col.as_str()) {
                 let mut n = conn.query(&format!("SELECT COUNT(*) FROM {table} WHERE {col} = ?1"), [id]).await.unwrap();
                 let count: i64 = n.next().await.unwrap().unwrap().get(0).unwrap();
                 if count > 0 {
@@ -78,10 +78,17 @@ async fn deleting_an_account_leaves_nothing_behind_but_the_peers_copies() {
     assert!(open.closed().await.is_some(), "open connections are closed");
     assert!(app.bucket_keys().await.is_empty(), "every object of the user is gone");
     user.get("/me").await.expect_error(401, "invalid_token");
-    // Only the stub row and the messages the peer still sees remain.
+    // Only the stub row, the messages the peer still sees and the peer's summary of that chat remain.
     let mut left = rows_mentioning(&app, user.id).await;
     left.sort();
-    assert_eq!(left, vec!["message.receiver_id: 1".to_owned(), "message.sender_id: 1".to_owned()]);
+    assert_eq!(
+        left,
+        vec![
+            "chat_summary.peer_id: 1".to_owned(),
+            "message.receiver_id: 1".to_owned(),
+            "message.sender_id: 1".to_owned()
+        ]
+    );
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM user WHERE id = {} AND phone IS NULL AND password_hash IS NULL AND first_name IS NULL AND is_deleted = 1", user.id)).await, 1);
 
     let history = peer.get(&format!("/chats/{}/messages", user.id)).await.expect(200);

@@ -101,6 +101,153 @@ async fn active_chats_list_peers_by_latest_visible_message() {
     assert_eq!(ids(&carol.get("/chats/active").await.expect(200)), vec![me.id], "the peer keeps it");
 }
 
+/// Inserts `count` users straight into the database (for arranging many conversations) and returns their ids.
+async fn insert_users(app: &TestApp, count: usize) -> Vec<i64> {
+    let conn = app.db().await;
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let mut rows = conn
+            .query("INSERT INTO user (first_name, created_at) VALUES (?1, 0) RETURNING id", [format!("Peer {i}")])
+            .await
+            .unwrap();
+        ids.push(rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap());
+    }
+    ids
+}
+
+/// Walks `/chats/active` page by page with the documented cursor; returns the pages' peer ids.
+async fn walk_active(user: &messenger_tests::TestUser, limit: usize) -> Vec<Vec<i64>> {
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = user.get(&format!("/chats/active?limit={limit}{cursor}")).await.expect(200);
+        let rows = page.as_array().unwrap();
+        let Some(last) = rows.last() else { break };
+        let time = last["last_message_time"].as_str().unwrap();
+        cursor = format!("&before={}&before_peer_id={}", urlencoding(time), last["id"]);
+        pages.push(ids(&page));
+    }
+    pages
+}
+
+/// Percent-encodes the characters of an RFC 3339 timestamp that a query string cannot carry as they are.
+fn urlencoding(text: &str) -> String {
+    text.replace('+', "%2B").replace(':', "%3A")
+}
+
+#[tokio::test]
+async fn active_chats_page_by_time_then_peer_without_gaps_or_repeats() {
+    let app = TestApp::spawn().await;
+    let me = app.user().await;
+    let peers = insert_users(&app, 230).await;
+    // Many conversations end in the same millisecond: the peer id must break the tie.
+    let conn = app.db().await;
+    for (i, peer) in peers.iter().enumerate() {
+        let (from, to) = if i % 3 == 0 { (me.id, *peer) } else { (*peer, me.id) };
+        let time = 1_700_000_000_000 + i64::try_from(i / 7).unwrap();
+        conn.execute(
+            "INSERT INTO message (sender_id, receiver_id, encrypted_content, created_at) VALUES (?1, ?2, ?3, ?4)",
+            (from, to, format!("last-{i}"), time),
+        )
+        .await
+        .unwrap();
+    }
+    // Newest time first, then higher peer id first.
+    let mut expected: Vec<(i64, i64)> =
+        peers.iter().enumerate().map(|(i, p)| (i64::try_from(i / 7).unwrap(), *p)).collect();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    let expected: Vec<i64> = expected.into_iter().map(|(_, p)| p).collect();
+
+    let first = me.get("/chats/active").await.expect(200);
+    assert_eq!(ids(&first), expected[..50].to_vec(), "no parameters: the first 50");
+    assert_eq!(first[0]["last_message"], "last-229");
+    assert_eq!(ids(&me.get("/chats/active?limit=1000").await.expect(200)), expected[..200].to_vec(), "capped");
+
+    for limit in [1, 7, 50, 200] {
+        let pages = walk_active(&me, limit).await;
+        assert!(pages.iter().all(|p| p.len() <= limit), "pages of at most {limit}");
+        assert_eq!(pages.concat(), expected, "walking with limit {limit} visits every peer once, in order");
+    }
+
+    // `before` alone: strictly older than that time.
+    let boundary = first[6]["last_message_time"].as_str().unwrap().to_owned();
+    let older = me.get(&format!("/chats/active?limit=200&before={}", urlencoding(&boundary))).await.expect(200);
+    let older_times: Vec<&str> =
+        older.as_array().unwrap().iter().map(|u| u["last_message_time"].as_str().unwrap()).collect();
+    assert!(!older_times.is_empty() && older_times.iter().all(|t| *t < boundary.as_str()), "{older_times:?}");
+
+    for bad in ["limit=0", "limit=x", "before=yesterday", "before=2024-01-01", "before_peer_id=x"] {
+        me.get(&format!("/chats/active?{bad}")).await.expect_error(422, "validation_error");
+    }
+}
+
+#[tokio::test]
+async fn active_chats_stay_under_the_response_budget_with_large_last_messages() {
+    let app = TestApp::spawn().await;
+    let me = app.user().await;
+    let peers = insert_users(&app, 120).await;
+    let conn = app.db().await;
+    // 120 throwaway accounts each leaving a 64 KiB message: 7.5 MiB in one list.
+    let big = "x".repeat(64 * 1024);
+    for peer in &peers {
+        conn.execute(
+            "INSERT INTO message (sender_id, receiver_id, encrypted_content, created_at) VALUES (?1, ?2, ?3, ?4)",
+            (*peer, me.id, big.as_str(), shared::time::now_ms()),
+        )
+        .await
+        .unwrap();
+    }
+    let res = me.client.call("GET", "/chats/active?limit=200", Some(&me.token), None).await;
+    let body = res.expect(200);
+    let rows = body.as_array().unwrap();
+    let size = serde_json::to_vec(&body).unwrap().len();
+    assert!(size <= 5 * 1024 * 1024, "a page stays under 5 MiB, got {size} bytes");
+    assert!(rows.len() >= 70 && rows.len() < 120, "the page stops early, got {} rows", rows.len());
+    // The rest is reachable through the cursor.
+    let pages = walk_active(&me, 200).await;
+    let mut seen = pages.concat();
+    seen.sort_unstable();
+    assert_eq!(seen, peers, "every conversation is on some page");
+}
+
+#[tokio::test]
+async fn active_chats_follow_clearing_and_deletion() {
+    let app = TestApp::spawn().await;
+    let me = app.user().await;
+    let bob = app.user().await;
+    let carol = app.user().await;
+    app.insert_messages(me.id, bob.id, 3).await;
+    let from_carol = app.insert_messages(carol.id, me.id, 2).await;
+    assert_eq!(ids(&me.get("/chats/active").await.expect(200)), vec![carol.id, bob.id]);
+
+    // Deleting the newest message for everyone moves the summary to the one before it.
+    carol.delete(&format!("/messages/{}", from_carol[1])).await.expect(200);
+    let active = me.get("/chats/active").await.expect(200);
+    assert_eq!(active[0]["id"], carol.id);
+    assert_eq!(active[0]["last_message"], "ct-0");
+
+    // Clearing for me removes the chat from my list only.
+    me.delete(&format!("/chats/{}/messages", bob.id)).await.expect(200);
+    assert_eq!(ids(&me.get("/chats/active").await.expect(200)), vec![carol.id]);
+    let theirs = bob.get("/chats/active").await.expect(200);
+    assert_eq!(ids(&theirs), vec![me.id], "bob keeps the conversation");
+    assert_eq!(theirs[0]["last_message"], "ct-2");
+
+    // A new message brings it back; clearing for everyone removes it on both sides.
+    app.insert_messages(bob.id, me.id, 1).await;
+    assert_eq!(ids(&me.get("/chats/active").await.expect(200)), vec![bob.id, carol.id]);
+    me.delete(&format!("/chats/{}/messages?for_everyone=true", bob.id)).await.expect(200);
+    assert_eq!(ids(&me.get("/chats/active").await.expect(200)), vec![carol.id]);
+    assert!(ids(&bob.get("/chats/active").await.expect(200)).is_empty());
+
+    // A deleted account leaves a stub in the peer's list and nothing in the summary.
+    assert_eq!(carol.delete("/users/me").await.status.as_u16(), 204);
+    let active = me.get("/chats/active").await.expect(200);
+    assert_eq!(ids(&active), vec![carol.id]);
+    assert_eq!(active[0]["is_deleted"], true);
+    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM chat_summary WHERE user_id = {}", carol.id)).await, 0);
+}
+
 #[tokio::test]
 async fn deleting_a_message_for_everyone_or_for_me() {
     let app = TestApp::spawn().await;

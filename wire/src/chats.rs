@@ -4,8 +4,23 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::endpoint;
-use crate::endpoint::Empty;
 use crate::objects::{Message, MessageText, User};
+
+/// `GET /chats/active` input: a page of the list, newest first. No parameters gives the first page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListActiveChatsRequest {
+    /// Page size: default 50, capped at 200, at least 1.
+    #[serde(default)]
+    pub limit: Option<i64>,
+    /// Cursor: the `last_message_time` of the last row of the previous page (RFC 3339); the page holds the
+    /// conversations whose last message is older, or as old with a smaller peer id than `before_peer_id`.
+    #[serde(default)]
+    pub before: Option<String>,
+    /// Cursor tie-breaker: the `id` of the last row of the previous page. Without it, `before` alone gives
+    /// the conversations strictly older than `before`.
+    #[serde(default)]
+    pub before_peer_id: Option<i64>,
+}
 
 /// `GET /chats/{target_user_id}/messages` input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -101,7 +116,7 @@ endpoint! {
     /// Peers with visible messages, newest first.
     ListActiveChats: Get "/chats/active" in "chats" {
         op: "list_active_chats", summary: "Peers with visible messages, newest first", auth: true, status: 200,
-        input: None, output: Json, request: Empty, response: Vec<User>, errors: [],
+        input: QueryOrJson, output: Json, request: ListActiveChatsRequest, response: Vec<User>, errors: [],
     }
 }
 

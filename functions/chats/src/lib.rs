@@ -7,13 +7,14 @@ use shared::auth::AuthUser;
 use shared::messages::{self, MessageRow};
 use shared::privacy::public_views;
 use shared::{ApiError, AppState, db, realtime};
+use wire::ErrorCode;
 use wire::chats::{
-    ChatCleared, ClearChat, ClearChatRequest, DeleteMessage, DeleteMessageRequest, ListActiveChats, ListMedia,
-    ListMediaRequest, ListMessages, ListMessagesRequest, MarkRead, MarkReadRequest, MarkedRead, MediaItem,
+    ChatCleared, ClearChat, ClearChatRequest, DeleteMessage, DeleteMessageRequest, ListActiveChats,
+    ListActiveChatsRequest, ListMedia, ListMediaRequest, ListMessages, ListMessagesRequest, MarkRead, MarkReadRequest,
+    MarkedRead, MediaItem,
 };
 use wire::objects::{Message, MessageText, User};
 use wire::ws::{self, ServerEvent};
-use wire::{Empty, ErrorCode};
 
 /// Name of this function in `template.yaml`.
 pub const FUNCTION: &str = "chats";
@@ -35,22 +36,43 @@ pub fn router() -> Router {
 shared::http_function!(router);
 
 /// `GET /chats/active`
-/// - every peer with a message visible to the caller, newest `last_message_time` first, privacy applied
-async fn list_active_chats(state: &AppState, user: AuthUser, _input: Empty) -> Result<Vec<User>, ApiError> {
+/// - every peer with a message visible to the caller, newest `last_message_time` first (ties: higher peer id
+///   first), privacy applied; read from `chat_summary`, so the cost does not grow with history
+/// - paged: `limit` (default 50, max 200); cursor `before` = last row's `last_message_time` and
+///   `before_peer_id` = its `id`; a page stops early to stay under 5 MiB, never empty
+async fn list_active_chats(
+    state: &AppState,
+    user: AuthUser,
+    input: ListActiveChatsRequest,
+) -> Result<Vec<User>, ApiError> {
+    let limit = page_limit(input.limit, 50, 200)?;
+    let cursor = match &input.before {
+        None => (i64::MAX, i64::MAX),
+        Some(text) => {
+            let time = shared::time::parse_ms(text)
+                .ok_or_else(|| ApiError::field("before", "must be an RFC 3339 timestamp (a last_message_time)"))?;
+            (time, input.before_peer_id.unwrap_or(i64::MIN))
+        }
+    };
     let conn = state.db.conn().await?;
-    let latest = db::messages::latest_per_peer(&conn, user.id).await?;
+    let latest = db::messages::active_page(&conn, user.id, cursor, limit).await?;
     let peers: Vec<i64> = latest.iter().map(|m| m.peer_of(user.id)).collect();
     let users = db::users::by_ids(&conn, &peers).await?;
     let ordered: Vec<_> = peers.iter().filter_map(|id| users.iter().find(|u| u.id == *id).cloned()).collect();
     let views = public_views(state, &conn, user.id, &ordered).await?;
+    drop(conn);
     let mut out = Vec::with_capacity(views.len());
-    for view in views {
-        let mut peer = view;
+    let mut total = 0;
+    for mut peer in views {
         if let Some(m) = latest.iter().find(|m| m.peer_of(user.id) == peer.id) {
             peer.last_message = Some(m.encrypted_content.clone());
             peer.last_message_time = Some(shared::time::format_ms(m.created_at));
             peer.last_message_sender_id = Some(m.sender_id);
             peer.last_message_type = Some(messages::message_type(&m.message_type));
+        }
+        total += serde_json::to_vec(&peer).map_or(0, |b| b.len()) + 1;
+        if total > MAX_PAGE_BYTES && !out.is_empty() {
+            break;
         }
         out.push(peer);
     }

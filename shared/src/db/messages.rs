@@ -137,17 +137,23 @@ pub async fn mark_read(conn: &Conn, reader: i64, peer: i64, up_to_id: Option<i64
     Ok(ids)
 }
 
-/// `GET /chats/active`: the newest message visible to `user_id` of each conversation, newest first.
-pub async fn latest_per_peer(conn: &Conn, user_id: i64) -> Result<Vec<MessageRow>, libsql::Error> {
+/// `GET /chats/active`: from the `chat_summary` rows of `user_id` (kept by triggers, migration 0004), the
+/// newest message visible to it of each conversation, ordered by (`created_at`, peer id) descending, strictly
+/// below the cursor `before` = (`created_at`, peer id), at most `limit`.
+pub async fn active_page(
+    conn: &Conn,
+    user_id: i64,
+    before: (i64, i64),
+    limit: i64,
+) -> Result<Vec<MessageRow>, libsql::Error> {
     let rows = conn
         .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message WHERE id IN (\
-               SELECT MAX(id) FROM message WHERE deleted_for_everyone = 0 \
-               AND NOT (sender_id = ?1 AND hidden_for_sender = 1) AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
-               AND (sender_id = ?1 OR receiver_id = ?1) \
-               GROUP BY CASE WHEN sender_id = ?1 THEN receiver_id ELSE sender_id END) ORDER BY id DESC",
-            [user_id],
+            "SELECT m.id, m.sender_id, m.receiver_id, m.encrypted_content, m.message_type, m.media_key, \
+             m.reply_to_message_id, m.client_msg_id, m.sender_device_id, m.is_read, m.created_at \
+             FROM chat_summary s JOIN message m ON m.id = s.last_message_id \
+             WHERE s.user_id = ?1 AND (s.last_time, s.peer_id) < (?2, ?3) \
+             ORDER BY s.last_time DESC, s.peer_id DESC LIMIT ?4",
+            (user_id, before.0, before.1, limit),
         )
         .await?;
     all(rows).await
@@ -451,6 +457,8 @@ pub async fn delete_envelopes_of_device(conn: &Conn, device_id: &str) -> Result<
 /// (the envelopes addressed to it go with [`delete_envelopes_of_user`]). Run inside the account-deletion
 /// transaction.
 pub async fn delete_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Error> {
+    // First, so the triggers below do not recompute summaries nobody will read.
+    conn.execute("DELETE FROM chat_summary WHERE user_id = ?1", [user_id]).await?;
     conn.execute(
         "DELETE FROM message WHERE sender_id = ?1 AND (hidden_for_receiver = 1 OR deleted_for_everyone = 1)",
         [user_id],
@@ -516,6 +524,23 @@ pub async fn delete_for_everyone(conn: &Conn, id: i64) -> Result<Wiped, libsql::
 mod tests {
     use super::*;
     use crate::db::{Db, migrate};
+
+    /// What `chat_summary` must hold: the newest message visible to `user_id` of each conversation, grouped
+    /// over the whole history (the query `GET /chats/active` ran before the summary existed).
+    async fn latest_per_peer(conn: &Conn, user_id: i64) -> Result<Vec<MessageRow>, libsql::Error> {
+        let rows = conn
+            .query(
+                "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+                 client_msg_id, sender_device_id, is_read, created_at FROM message WHERE id IN (\
+                   SELECT MAX(id) FROM message WHERE deleted_for_everyone = 0 \
+                   AND NOT (sender_id = ?1 AND hidden_for_sender = 1) AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
+                   AND (sender_id = ?1 OR receiver_id = ?1) \
+                   GROUP BY CASE WHEN sender_id = ?1 THEN receiver_id ELSE sender_id END) ORDER BY id DESC",
+                [user_id],
+            )
+            .await?;
+        all(rows).await
+    }
 
     #[tokio::test]
     async fn message_rows_map_by_column_name_and_pages_respect_visibility() {
@@ -664,5 +689,202 @@ mod tests {
                 crate::db::devices::EnvelopeDevice { user_id: 2, id: "d2".into() }
             ]
         );
+    }
+
+    /// Every `chat_summary` row of `user_id` as (peer, message id, time), against the grouped oracle.
+    async fn assert_summary_matches(conn: &Conn, user_id: i64, context: &str) {
+        #[derive(Deserialize)]
+        struct Row {
+            peer_id: i64,
+            last_message_id: i64,
+            last_time: i64,
+        }
+        let rows = conn
+            .query("SELECT peer_id, last_message_id, last_time FROM chat_summary WHERE user_id = ?1", [user_id])
+            .await
+            .unwrap();
+        let mut stored: Vec<(i64, i64, i64)> =
+            all::<Row>(rows).await.unwrap().into_iter().map(|r| (r.peer_id, r.last_message_id, r.last_time)).collect();
+        stored.sort_unstable();
+        let mut expected: Vec<(i64, i64, i64)> = latest_per_peer(conn, user_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.peer_of(user_id), m.id, m.created_at))
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(stored, expected, "summary of user {user_id} after {context}");
+    }
+
+    #[tokio::test]
+    async fn the_summary_follows_every_change_to_messages() {
+        let (_dir, db) = db().await;
+        let conn = db.conn().await.unwrap();
+        for id in [4, 5] {
+            conn.execute("INSERT INTO user (id, first_name, created_at) VALUES (?1, 'U', 0)", [id]).await.unwrap();
+        }
+        // A fixed xorshift sequence: the same operations on every run, many interleavings.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            i64::try_from(seed % n).unwrap()
+        };
+        let mut sent: Vec<i64> = Vec::new();
+        // Five live accounts; a deleted one is replaced by a new account, so the conversations go on.
+        let mut live: Vec<i64> = vec![1, 2, 3, 4, 5];
+        let mut gone: Vec<i64> = Vec::new();
+        for step in 0..600 {
+            let (slot, a, b) = {
+                let (i, j) = (usize::try_from(next(5)).unwrap(), usize::try_from(next(5)).unwrap());
+                (i, live[i], live[j])
+            };
+            let op = next(100);
+            let context = match op {
+                _ if a == b || sent.is_empty() || op < 55 => {
+                    if a != b {
+                        let new = NewMessage {
+                            sender_id: a,
+                            receiver_id: b,
+                            encrypted_content: "c",
+                            message_type: "text",
+                            media_key: None,
+                            reply_to_message_id: None,
+                            client_msg_id: None,
+                            sender_device_id: "d",
+                            // Equal times are common on a busy server; the order must not depend on them.
+                            created_at: 1000 + next(4),
+                        };
+                        sent.push(insert(&conn, new).await.unwrap().id);
+                    }
+                    "a send"
+                }
+                55..70 => {
+                    let id = sent[usize::try_from(next(sent.len() as u64)).unwrap()];
+                    if next(2) == 0 { hide_for_sender(&conn, id).await } else { hide_for_receiver(&conn, id).await }
+                        .unwrap();
+                    "hiding one message"
+                }
+                70..82 => {
+                    let id = sent[usize::try_from(next(sent.len() as u64)).unwrap()];
+                    delete_for_everyone(&conn, id).await.unwrap();
+                    "deleting one message for everyone"
+                }
+                82..90 => {
+                    let up_to = last_visible_id(&conn, a, b).await.unwrap();
+                    hide_conversation(&conn, a, b, up_to).await.unwrap();
+                    "clearing a chat for one side"
+                }
+                90..95 => {
+                    let up_to = last_live_id(&conn, a, b).await.unwrap();
+                    delete_chat_for_everyone(&conn, a, b, up_to).await.unwrap();
+                    "clearing a chat for everyone"
+                }
+                95..98 => {
+                    let id = sent[usize::try_from(next(sent.len() as u64)).unwrap()];
+                    conn.execute("DELETE FROM message WHERE id = ?1", [id]).await.unwrap();
+                    "deleting a row"
+                }
+                _ => {
+                    delete_of_user(&conn, a).await.unwrap();
+                    let fresh = 100 + i64::try_from(gone.len()).unwrap();
+                    conn.execute("INSERT INTO user (id, first_name, created_at) VALUES (?1, 'U', 0)", [fresh])
+                        .await
+                        .unwrap();
+                    gone.push(a);
+                    live[slot] = fresh;
+                    "an account deletion"
+                }
+            };
+            for user in &live {
+                assert_summary_matches(&conn, *user, &format!("step {step}: {context}")).await;
+            }
+            for user in &gone {
+                let sql = format!("SELECT COUNT(*) FROM chat_summary WHERE user_id = {user}");
+                let rows: i64 = value(conn.query(&sql, ()).await.unwrap()).await.unwrap().unwrap();
+                assert_eq!(rows, 0, "a deleted account lists nothing, step {step}: {context}");
+            }
+        }
+        let rows: i64 =
+            value(conn.query("SELECT COUNT(*) FROM chat_summary", ()).await.unwrap()).await.unwrap().unwrap();
+        assert!(rows > 0, "the sequence ends with live conversations");
+        assert!(!gone.is_empty(), "the sequence deletes accounts");
+    }
+
+    #[tokio::test]
+    async fn the_migration_summarises_existing_conversations() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("file:{}", dir.path().join("t.db").display()), None).await.unwrap();
+        let conn = db.conn().await.unwrap();
+        // A database as the previous release left it: migrations up to 0003 and a history.
+        conn.execute(
+            "CREATE TABLE schema_migration (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+            (),
+        )
+        .await
+        .unwrap();
+        for (version, name, sql) in &crate::db::MIGRATIONS[..3] {
+            conn.execute_batch(sql).await.unwrap();
+            conn.execute("INSERT INTO schema_migration VALUES (?1, ?2, 0)", (*version, *name)).await.unwrap();
+        }
+        let insert_raw = async |from: i64, to: i64, flags: &str| -> i64 {
+            let sql = format!(
+                "INSERT INTO message (sender_id, receiver_id, encrypted_content, created_at, {flags}) \
+                 VALUES (?1, ?2, 'c', 7, 1) RETURNING id"
+            );
+            value(conn.query(&sql, (from, to)).await.unwrap()).await.unwrap().unwrap()
+        };
+        let kept = insert_raw(1, 2, "is_read").await;
+        insert_raw(2, 1, "hidden_for_receiver").await;
+        let to_three = insert_raw(1, 3, "is_read").await;
+        insert_raw(3, 1, "deleted_for_everyone").await;
+        drop(conn);
+        assert_eq!(migrate(&db).await.unwrap(), vec!["0004_chat_summary"]);
+        let conn = db.conn().await.unwrap();
+        for user in 1..=3 {
+            assert_summary_matches(&conn, user, "the migration").await;
+        }
+        let page = ids(&active_page(&conn, 1, (i64::MAX, i64::MAX), 10).await.unwrap());
+        assert_eq!(page, vec![to_three, kept], "same time: the higher peer id first");
+        assert_eq!(ids(&active_page(&conn, 2, (i64::MAX, i64::MAX), 10).await.unwrap()), vec![kept + 1]);
+    }
+
+    #[tokio::test]
+    async fn active_pages_walk_by_time_then_peer() {
+        let (_dir, db) = db().await;
+        let conn = db.conn().await.unwrap();
+        for id in 4..=9 {
+            conn.execute("INSERT INTO user (id, first_name, created_at) VALUES (?1, 'U', 0)", [id]).await.unwrap();
+        }
+        let mut expected = Vec::new();
+        // Peers 2..=9 write to user 1; peers 4 and 5 share a millisecond, and so do 6, 7 and 8.
+        for (peer, at) in [(2, 10), (3, 20), (4, 30), (5, 30), (6, 40), (7, 40), (8, 40), (9, 50)] {
+            let new = NewMessage {
+                sender_id: peer,
+                receiver_id: 1,
+                encrypted_content: "c",
+                message_type: "text",
+                media_key: None,
+                reply_to_message_id: None,
+                client_msg_id: None,
+                sender_device_id: "d",
+                created_at: at,
+            };
+            expected.push((at, peer, insert(&conn, new).await.unwrap().id));
+        }
+        expected.reverse();
+        let mut walked = Vec::new();
+        let mut cursor = (i64::MAX, i64::MAX);
+        loop {
+            let page = active_page(&conn, 1, cursor, 3).await.unwrap();
+            let Some(last) = page.last() else { break };
+            assert!(page.len() <= 3);
+            cursor = (last.created_at, last.peer_of(1));
+            walked.extend(page.iter().map(|m| (m.created_at, m.peer_of(1), m.id)));
+        }
+        assert_eq!(walked, expected, "every peer once, newest first, ties by descending peer id");
+        assert_eq!(ids(&active_page(&conn, 1, (40, i64::MIN), 10).await.unwrap()).len(), 4, "strictly before 40");
+        assert!(active_page(&conn, 2, (i64::MAX, i64::MAX), 10).await.unwrap().len() == 1);
     }
 }

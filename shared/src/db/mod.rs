@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "0001_init", include_str!("../../../migrations/0001_init.sql")),
     (2, "0002_themes_files", include_str!("../../../migrations/0002_themes_files.sql")),
     (3, "0003_keys", include_str!("../../../migrations/0003_keys.sql")),
+    (4, "0004_chat_summary", include_str!("../../../migrations/0004_chat_summary.sql")),
 ];
 
 /// The schema version this build expects.

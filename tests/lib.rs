@@ -11,6 +11,23 @@ pub use reqwest::StatusCode;
 #[path = "schema.rs"]
 pub mod schema;
 
+/// With `TEST_LOG_FILE` set, every log line of the process (the stacks and the test clients), filtered by
+/// `RUST_LOG`, goes to that file, for `tests/scripts/log-secrets.sh`.
+fn log_to_file() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let Some(path) = std::env::var_os("TEST_LOG_FILE") else { return };
+    ONCE.call_once(|| {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("TEST_LOG_FILE opens");
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    });
+}
+
 /// Path of the workspace's `template.yaml`.
 pub fn template_path() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml"))
@@ -88,6 +105,7 @@ impl Client {
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        secrets::record_json(&body);
         let is_json = headers.get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
         if is_json {
             schema::check_response(method, path, status.as_u16(), &body);
@@ -106,7 +124,9 @@ impl Client {
     pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Resp {
         let http_method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = Self::with_token(self.http.request(http_method, format!("{}{path}", self.base)), token);
+        secrets::record_query(path);
         if let Some(b) = body {
+            secrets::record_json(b);
             req = req.json(b);
         }
         self.send(method, path, req).await
@@ -115,6 +135,10 @@ impl Client {
     /// A raw body with a content type.
     pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Resp {
         let http_method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        secrets::record_query(path);
+        if content_type.starts_with("application/json") {
+            secrets::record_frame(&String::from_utf8_lossy(&body));
+        }
         let req = Self::with_token(self.http.request(http_method, format!("{}{path}", self.base)), token)
             .header("content-type", content_type)
             .body(body);
@@ -136,6 +160,108 @@ impl Client {
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
         self.call("GET", path, token, None).await
+    }
+}
+
+/// Records what the tests send and receive that must never reach a log (tokens, passwords, phone numbers,
+/// message contents and ciphertexts), one per line, into the file `TEST_SECRETS_FILE` names, for
+/// `tests/scripts/log-secrets.sh` to look for in the log of the whole suite. Nothing without the variable.
+pub mod secrets {
+    use std::io::Write as _;
+    use std::sync::Mutex;
+
+    use serde_json::Value;
+
+    /// JSON fields (request and response bodies, WebSocket frames) whose values are secret.
+    const FIELDS: &[&str] = &[
+        "password",
+        "current_password",
+        "new_password",
+        "old_password",
+        "phone",
+        "login",
+        "access_token",
+        "token",
+        "encrypted_content",
+        "ciphertext",
+        "last_message",
+    ];
+
+    /// Shorter values would match ordinary log text by chance ("one", a port number).
+    const MIN_LEN: usize = 8;
+
+    static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
+
+    fn enabled() -> bool {
+        std::env::var_os("TEST_SECRETS_FILE").is_some()
+    }
+
+    /// Records one secret value (and, for a token, its signature; for a phone, its digits).
+    pub fn record(value: &str) {
+        if !enabled() {
+            return;
+        }
+        let mut forms = vec![value.to_owned()];
+        if value.matches('.').count() == 2 && value.starts_with("eyJ") {
+            forms.extend(value.rsplit('.').next().map(str::to_owned));
+        }
+        let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+        if value.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c)) && digits != value {
+            forms.push(digits);
+        }
+        let mut guard = FILE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.is_none() {
+            let path = std::env::var_os("TEST_SECRETS_FILE").unwrap_or_default();
+            *guard = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
+        }
+        let Some(file) = guard.as_mut() else { return };
+        for form in forms {
+            // A prefix is enough to find a leak and keeps 64 KiB contents out of the pattern file.
+            let form: String = form.chars().filter(|c| *c != '\n' && *c != '\r').take(64).collect();
+            if form.len() >= MIN_LEN {
+                let _ = writeln!(file, "{form}");
+            }
+        }
+    }
+
+    /// Records the secret fields anywhere in a JSON value.
+    pub fn record_json(value: &Value) {
+        if !enabled() {
+            return;
+        }
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map {
+                    match v {
+                        Value::String(s) if FIELDS.contains(&key.as_str()) => record(s),
+                        other => record_json(other),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(record_json),
+            _ => {}
+        }
+    }
+
+    /// Records the secret fields of a query string (`/path?phone=...&password=...`).
+    pub fn record_query(path: &str) {
+        let Some((_, query)) = path.split_once('?') else { return };
+        for pair in query.split('&') {
+            if let Some((key, value)) = pair.split_once('=')
+                && FIELDS.contains(&key)
+            {
+                record(&value.replace("%2B", "+").replace("%20", " ").replace('+', " "));
+                record(value);
+            }
+        }
+    }
+
+    /// Records a WebSocket frame's secret fields (frames that are not JSON are recorded whole).
+    pub fn record_frame(text: &str) {
+        match serde_json::from_str::<Value>(text) {
+            Ok(v) => record_json(&v),
+            Err(_) => record(text),
+        }
     }
 }
 
@@ -221,6 +347,7 @@ impl TestApp {
         if std::env::var_os("TEST_LOG").is_some() {
             shared::lambda::init_tracing();
         }
+        log_to_file();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -323,6 +450,7 @@ impl Ws {
     /// Sends one JSON frame.
     pub async fn send(&mut self, value: &Value) {
         use futures_util::SinkExt as _;
+        secrets::record_json(value);
         self.stream.send(tokio_tungstenite::tungstenite::Message::Text(value.to_string().into())).await.unwrap();
     }
 
@@ -333,6 +461,7 @@ impl Ws {
             Frame,
             coding::{Data, OpCode},
         };
+        secrets::record_frame(text);
         let chunks: Vec<&[u8]> = text.as_bytes().chunks(16 * 1024).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let opcode = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
@@ -344,6 +473,7 @@ impl Ws {
     /// Sends raw text.
     pub async fn send_text(&mut self, text: &str) {
         use futures_util::SinkExt as _;
+        secrets::record_frame(text);
         self.stream.send(tokio_tungstenite::tungstenite::Message::Text(text.to_owned().into())).await.unwrap();
     }
 
@@ -363,7 +493,9 @@ impl Ws {
                 tokio::time::timeout(EVENT_TIMEOUT, self.stream.next()).await.expect("timed out waiting for an event");
             match msg {
                 Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
-                    return Some(serde_json::from_str(&t).unwrap());
+                    let event: Value = serde_json::from_str(&t).unwrap();
+                    secrets::record_json(&event);
+                    return Some(event);
                 }
                 Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None | Some(Err(_)) => return None,
                 Some(Ok(_)) => {}

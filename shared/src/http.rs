@@ -411,4 +411,85 @@ Content-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Typ
         let req = request("POST", "/upload", "application/json", b"{}".to_vec());
         assert!(multipart_file(req, "file").await.is_err());
     }
+
+    use proptest::prelude::*;
+
+    /// Percent-encodes every byte outside the unreserved set, as a client's query encoder does.
+    fn pct(text: &str) -> String {
+        text.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_queries_and_bodies_never_panic(query in "[a-z=&%0-9A-F+]{0,40}|\\PC{0,30}", body in "\\PC{0,60}") {
+            for input in [Input::Query, Input::QueryOrJson, Input::Json] {
+                let uri = format!("/x?{}", query.replace(' ', "+").replace('#', "%23"));
+                if let Ok(req) = http::Request::builder().method("PUT").uri(&uri).header("content-type", "application/json").body(Body::Text(body.clone())) {
+                    let _ = decode_input::<Probe>(input, &req, vec![("id", "7".into())]);
+                }
+            }
+        }
+
+        #[test]
+        fn query_values_decode_to_what_was_encoded(
+            n in any::<i64>(), bio in "\\PC{0,40}", pad in "[ ]{0,2}", flag in any::<bool>(), as_digit in any::<bool>(),
+        ) {
+            let flag_text = if as_digit { u8::from(flag).to_string() } else { flag.to_string() };
+            let uri = format!("/x?a={}&bio={}&flag={flag_text}", pct(&format!("{pad}{n}{pad}")), pct(&bio));
+            let p = decode(Input::Query, &uri, "").unwrap();
+            prop_assert_eq!(p, Probe { id: 7, bio: Some(bio.clone()), a: Some(n), flag: Some(flag) });
+            // The same values as a JSON body read the same.
+            let body = serde_json::json!({"a": n, "bio": bio, "flag": flag}).to_string();
+            prop_assert_eq!(decode(Input::QueryOrJson, "/x", &body).unwrap(), Probe { id: 7, bio: Some(bio), a: Some(n), flag: Some(flag) });
+        }
+
+        #[test]
+        fn path_parameters_decode_to_what_was_encoded(id in "\\PC{1,30}") {
+            prop_assert_eq!(match_path("/d/{id}", &format!("/d/{}", pct(&id))), Some(vec![("id", id)]));
+        }
+
+        #[test]
+        fn multipart_files_arrive_byte_for_byte(
+            data in proptest::collection::vec(any::<u8>(), 0..2000),
+            filename in "[A-Za-z0-9 ._-]{1,30}",
+            before in proptest::collection::vec(("[a-z]{1,8}", "\\PC{0,30}"), 0..3),
+        ) {
+            // A boundary that cannot occur in the data.
+            let boundary = format!("b{}", data.len() * 7919 + 1).repeat(3) + "Zq";
+            prop_assume!(!data.windows(boundary.len()).any(|w| w == boundary.as_bytes()));
+            let mut body = Vec::new();
+            for (name, value) in &before {
+                if name == "file" { continue; }
+                body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").bytes());
+            }
+            body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n").bytes());
+            body.extend(&data);
+            body.extend(format!("\r\n--{boundary}--\r\n").bytes());
+            let req = request("POST", "/upload", &format!("multipart/form-data; boundary={boundary}"), body);
+            let part = block_on(multipart_file(req, "file")).unwrap();
+            prop_assert_eq!(part.file, data);
+            prop_assert_eq!(part.filename, Some(filename));
+        }
+
+        #[test]
+        fn arbitrary_multipart_bodies_never_panic_or_invent_a_file(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let req = request("POST", "/upload", "multipart/form-data; boundary=XyZ", body.clone());
+            if let Ok(part) = block_on(multipart_file(req, "file")) {
+                prop_assert!(body.windows(b"name=\"file\"".len()).any(|w| w == b"name=\"file\""));
+                prop_assert!(part.file.len() <= body.len());
+            }
+        }
+    }
 }

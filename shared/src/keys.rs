@@ -19,7 +19,8 @@ const B64: GeneralPurpose = GeneralPurpose::new(
 
 /// Decodes standard base64 (padding optional).
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    B64.decode(text.trim()).ok()
+    // No trimming: what is stored verbatim (envelopes) must decode the same in every client.
+    B64.decode(text).ok()
 }
 
 /// Encodes standard base64 with padding.
@@ -64,5 +65,24 @@ mod tests {
         assert!(decode("AAF=").is_none(), "non-zero trailing bits");
         assert!(decode("A-E=").is_none(), "url-safe alphabet");
         assert_eq!(encode(&[0, 1]), "AAE=");
+        assert!(decode(" AAE=").is_none() && decode("AAE=\n").is_none(), "no surrounding whitespace");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn encodings_round_trip_with_or_without_padding(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let text = encode(&bytes);
+            proptest::prop_assert_eq!(decode(&text), Some(bytes.clone()));
+            proptest::prop_assert_eq!(decode(text.trim_end_matches('=')), Some(bytes));
+        }
+
+        #[test]
+        fn whatever_decodes_is_the_canonical_encoding(text in "[A-Za-z0-9+/= \\-_]{0,24}") {
+            if let Some(bytes) = decode(&text) {
+                // Accepted text is the canonical encoding, padding optional: no other spelling of the bytes.
+                let canonical = encode(&bytes);
+                proptest::prop_assert_eq!(canonical.trim_end_matches('='), text.trim_end_matches('='));
+            }
+        }
     }
 }

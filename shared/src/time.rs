@@ -24,10 +24,17 @@ pub fn format_ms(ms: i64) -> String {
     )
 }
 
-/// Parses an RFC 3339 timestamp into epoch milliseconds.
+/// The instants [`format_ms`] writes: years 0000 to 9999 in UTC.
+const MIN_MS: i64 = -62_167_219_200_000;
+const MAX_MS: i64 = 253_402_300_799_999;
+
+/// Parses an RFC 3339 timestamp into epoch milliseconds (sub-millisecond digits dropped, towards the past);
+/// `None` for text that is not one, or for an instant outside the years 0000–9999 UTC, which
+/// [`format_ms`] could not write back.
 pub fn parse_ms(text: &str) -> Option<i64> {
     let dt = OffsetDateTime::parse(text, &Rfc3339).ok()?;
-    i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).ok()
+    let ms = i64::try_from(dt.unix_timestamp_nanos().div_euclid(1_000_000)).ok()?;
+    (MIN_MS..=MAX_MS).contains(&ms).then_some(ms)
 }
 
 /// Today's date (UTC) as `YYYY-MM-DD`.
@@ -50,5 +57,33 @@ mod tests {
         let ms = 1_740_820_542_123;
         assert_eq!(parse_ms(&format_ms(ms)), Some(ms));
         assert_eq!(parse_ms("not a time"), None);
+        assert_eq!(parse_ms("0000-01-01T00:00:00+01:00"), None, "year -1 in UTC");
+        assert_eq!(parse_ms("0000-01-01T00:00:00Z"), Some(MIN_MS));
+        assert_eq!(parse_ms("9999-12-31T23:59:59.999Z"), Some(MAX_MS));
+        assert_eq!(parse_ms("1969-12-31T23:59:59.9995Z"), Some(-1), "towards the past");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_writable_instant_parses_back(ms in MIN_MS..=MAX_MS) {
+            proptest::prop_assert_eq!(parse_ms(&format_ms(ms)), Some(ms));
+        }
+
+        #[test]
+        fn whatever_parses_formats_and_parses_to_itself(
+            date in "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])",
+            time in "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?",
+            zone in "(Z|z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])",
+        ) {
+            // A cursor a client echoes back must name the same instant after our formatting.
+            if let Some(ms) = parse_ms(&format!("{date}T{time}{zone}")) {
+                proptest::prop_assert_eq!(parse_ms(&format_ms(ms)), Some(ms));
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,40}") {
+            let _ = parse_ms(&text);
+        }
     }
 }

@@ -241,6 +241,9 @@ async fn envelopes_must_address_devices_of_the_two_users() {
         json!([env(bob.id, "no-such-device")]),
         json!([env(bob.id, &bob.device_id), env(bob.id, &bob.device_id)]),
         json!([{"user_id": bob.id, "device_id": bob.device_id, "ciphertext": "not base64!"}]),
+        // Blank text decodes to nothing, and padded text would be stored as clients cannot read it.
+        json!([{"user_id": bob.id, "device_id": bob.device_id, "ciphertext": "   "}]),
+        json!([{"user_id": bob.id, "device_id": bob.device_id, "ciphertext": " AAEC"}]),
         json!("nope"),
         json!((0..51).map(|_| env(bob.id, &bob.device_id)).collect::<Vec<_>>()),
     ] {
@@ -389,4 +392,21 @@ async fn peers_see_only_what_end_to_end_encryption_needs_of_a_device() {
     assert!(theirs[0]["identity_key"].is_string());
     let mine = owner.get(&format!("/users/{}/devices", owner.id)).await.expect(200);
     assert!(mine[0]["created_at"].is_string());
+}
+
+proptest::proptest! {
+    /// Whatever the server accepts as base64 (keys, envelopes, stored verbatim) the reference client reads as
+    /// the same bytes.
+    #[test]
+    fn the_client_reads_every_encoding_the_server_accepts(
+        text in "[A-Za-z0-9+/= ]{0,16}",
+        bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+    ) {
+        if let Some(server) = shared::keys::decode(&text) {
+            proptest::prop_assert_eq!(messenger_client::crypto::unb64(&text).ok(), Some(server));
+        }
+        let encoded = shared::keys::encode(&bytes);
+        proptest::prop_assert_eq!(messenger_client::crypto::unb64(&encoded).ok(), Some(bytes.clone()));
+        proptest::prop_assert_eq!(shared::keys::decode(&messenger_client::crypto::b64(&bytes)), Some(bytes));
+    }
 }

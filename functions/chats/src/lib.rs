@@ -279,4 +279,24 @@ mod tests {
             other => panic!("expected a 422, got {other:?}"),
         }
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn page_limits_are_within_one_and_the_cap(limit in proptest::option::of(any::<i64>()), default in 1i64..100, extra in 0i64..500) {
+            let max = default + extra;
+            match page_limit(limit, default, max) {
+                Ok(n) => {
+                    prop_assert!((1..=max).contains(&n));
+                    prop_assert_eq!(n, limit.map_or(default, |l| l.min(max)));
+                }
+                Err(ApiError::Validation(errors)) => {
+                    prop_assert!(limit.is_some_and(|l| l < 1));
+                    prop_assert_eq!(&errors[0].field, "limit");
+                }
+                Err(other) => prop_assert!(false, "unexpected {:?}", other),
+            }
+        }
+    }
 }

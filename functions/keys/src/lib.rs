@@ -319,4 +319,53 @@ mod tests {
         assert_eq!(err.error_code(), ErrorCode::InvalidSignature);
         assert_eq!(verify(&[0; 31], b"m", &[0; 64]).unwrap_err().error_code(), ErrorCode::InvalidSignature);
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn key_fields_take_exactly_their_length_in_canonical_base64(
+            bytes in proptest::collection::vec(any::<u8>(), 0..70), len in proptest::sample::select(vec![32usize, 64]),
+        ) {
+            let text = encode(&bytes);
+            match key_field(Some(&text), "k", len) {
+                Ok(out) => prop_assert!(bytes.len() == len && out == bytes),
+                Err(ApiError::Validation(errors)) => {
+                    prop_assert!(bytes.len() != len);
+                    prop_assert_eq!(&errors[0].field, "k");
+                }
+                Err(other) => prop_assert!(false, "{:?}", other),
+            }
+            // Whitespace around a key is not the key.
+            let padded = format!(" {text}");
+            prop_assert!(key_field(Some(&padded), "k", len).is_err());
+        }
+
+        #[test]
+        fn signatures_verify_only_unchanged(
+            seed in any::<[u8; 32]>(), message in proptest::collection::vec(any::<u8>(), 0..64),
+            flip in any::<prop::sample::Index>(), bit in 0u8..8, part in 0u8..3,
+        ) {
+            use ed25519_dalek::Signer as _;
+            let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+            let key = signing.verifying_key().to_bytes().to_vec();
+            let signature = signing.sign(&message).to_bytes().to_vec();
+            prop_assert!(verify(&key, &message, &signature).is_ok());
+            let (mut key2, mut message2, mut signature2) = (key.clone(), message.clone(), signature.clone());
+            let target = match part { 0 => &mut key2, 1 => &mut message2, _ => &mut signature2 };
+            if !target.is_empty() {
+                let i = flip.index(target.len());
+                target[i] ^= 1 << bit;
+                prop_assert!(verify(&key2, &message2, &signature2).is_err());
+            }
+        }
+
+        #[test]
+        fn verification_never_panics_on_any_lengths(
+            key in proptest::collection::vec(any::<u8>(), 0..40),
+            signature in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let _ = verify(&key, b"m", &signature);
+        }
+    }
 }

@@ -55,9 +55,11 @@ async fn view(state: &AppState, row: db::themes::Theme) -> Result<Theme, ApiErro
 /// Parses an ARGB colour written as decimal (`"4286336511"`) or `0x` hex; stored as decimal text.
 fn parse_color(text: &str) -> Option<String> {
     let text = text.trim();
+    // Digits only: `u64` parsing alone would also take a sign (`+255`, `0x+FF`).
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse::<u64>().ok(),
+        Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => u64::from_str_radix(hex, 16).ok(),
+        None if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => text.parse::<u64>().ok(),
+        _ => None,
     }?;
     (parsed <= 0xFFFF_FFFF).then(|| parsed.to_string())
 }
@@ -65,7 +67,15 @@ fn parse_color(text: &str) -> Option<String> {
 /// Parses the blur: a decimal number 0–20, shown with at least one decimal (`"5.0"`); absent is `"0.0"`.
 fn parse_blur(text: Option<&str>) -> Option<String> {
     let Some(text) = text else { return Some("0.0".into()) };
-    let n = text.trim().parse::<f64>().ok()?;
+    // Plain decimal text only (a slider's value, up to 17 decimals): no sign, exponent, `inf` or `NaN`,
+    // so the stored text stays short and never reads `-0.0`.
+    let text = text.trim();
+    let (int, frac) = text.split_once('.').unwrap_or((text, "0"));
+    let digits = |t: &str, max: usize| (1..=max).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int, 2) || !digits(frac, 17) {
+        return None;
+    }
+    let n = text.parse::<f64>().ok()?;
     if !(0.0..=20.0).contains(&n) {
         return None;
     }
@@ -237,6 +247,45 @@ mod tests {
         assert_eq!(parse_blur(Some("-1")), None);
         assert_eq!(parse_blur(Some("NaN")), None);
         assert_eq!(parse_blur(Some("true")), None);
+        for odd in ["-0", "+5", "1e-300", "5e-324", "inf", ".5", "5.", "1_0"] {
+            assert_eq!(parse_blur(Some(odd)), None, "{odd}");
+        }
+        assert_eq!(parse_blur(Some("7.123456789012345")).as_deref(), Some("7.123456789012345"));
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_32_bit_colour_reads_the_same_in_each_spelling(n in any::<u32>(), pad in 0usize..4) {
+            let expected = Some(n.to_string());
+            prop_assert_eq!(parse_color(&n.to_string()), expected.clone());
+            prop_assert_eq!(parse_color(&format!("0x{n:X}")), expected.clone());
+            prop_assert_eq!(parse_color(&format!("0X{:0width$x}", n, width = 8 + pad)), expected.clone());
+            prop_assert_eq!(parse_color(&format!(" {n} ")), expected);
+        }
+
+        #[test]
+        fn accepted_colours_are_digits_and_fixed_points(text in "[ +\\-0-9a-fA-FxX]{0,12}|\\PC{0,12}") {
+            if let Some(out) = parse_color(&text) {
+                let t = text.trim();
+                let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X"));
+                prop_assert!(match hex {
+                    Some(h) => h.bytes().all(|b| b.is_ascii_hexdigit()),
+                    None => t.bytes().all(|b| b.is_ascii_digit()),
+                }, "{:?}", text);
+                prop_assert_eq!(parse_color(&out), Some(out.clone()));
+            }
+        }
+
+        #[test]
+        fn accepted_blurs_are_short_non_negative_fixed_points(text in "[0-9]{0,3}(\\.[0-9]{0,18})?|[-+eE.0-9a-z]{0,8}|\\PC{0,10}") {
+            if let Some(out) = parse_blur(Some(&text)) {
+                let n: f64 = out.parse().unwrap();
+                prop_assert!((0.0..=20.0).contains(&n) && !out.starts_with('-') && out.len() <= 20, "{:?} -> {:?}", text, out);
+                prop_assert_eq!(parse_blur(Some(&out)), Some(out.clone()), "a fixed point");
+            }
+        }
     }
 
     #[test]

@@ -113,6 +113,12 @@ fn check_bio(bio: Option<String>) -> Result<Option<String>, ApiError> {
 /// A birthdate (already trimmed): a real `YYYY-MM-DD` date between 1900-01-01 and today.
 fn check_birthdate(date: Option<String>) -> Result<Option<String>, ApiError> {
     if let Some(text) = &date {
+        // Exactly YYYY-MM-DD: the date parser alone would also take a sign (`+2000-01-01`).
+        let shape = text.len() == 10
+            && text.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        if !shape {
+            return Err(ApiError::field("birthdate", "must be a real date YYYY-MM-DD"));
+        }
         let parsed = time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
             .map_err(|_| ApiError::field("birthdate", "must be a real date YYYY-MM-DD"))?;
         if parsed < time::macros::date!(1900 - 01 - 01) || parsed > shared::time::today() {
@@ -455,10 +461,48 @@ mod tests {
         assert!(check_bio(Some("b".repeat(500))).is_ok());
         assert!(check_bio(Some("b".repeat(501))).is_err());
         assert_eq!(check_birthdate(Some("2000-02-29".into())).unwrap().as_deref(), Some("2000-02-29"));
-        for bad in ["2001-02-29", "1899-12-31", "2999-01-01", "10.12.1990"] {
+        for bad in ["2001-02-29", "1899-12-31", "2999-01-01", "10.12.1990", "+2000-01-01", "2000-1-01"] {
             match check_birthdate(Some(bad.into())) {
                 Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "birthdate"),
                 other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn accepted_birthdates_are_exactly_yyyy_mm_dd(text in "[+\\- ]?[0-9]{1,5}-[0-9]{1,2}-[0-9]{1,3}|\\PC{0,12}") {
+            if let Ok(Some(out)) = check_birthdate(Some(text.clone())) {
+                prop_assert_eq!(&out, &text);
+                prop_assert!(out.len() == 10 && time::Date::parse(&out, time::macros::format_description!("[year]-[month]-[day]")).is_ok());
+            }
+        }
+
+        #[test]
+        fn every_real_date_since_1900_is_accepted(days in 0i64..40_000) {
+            let date = time::macros::date!(1900 - 01 - 01) + time::Duration::days(days);
+            let text = format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day());
+            let expected = if date <= shared::time::today() { Some(text.clone()) } else { None };
+            prop_assert_eq!(check_birthdate(Some(text)).ok().flatten(), expected);
+        }
+
+        #[test]
+        fn exceptions_are_positive_sorted_unique_and_read_back(ids in proptest::collection::vec(-5i64..50, 0..40), as_text in any::<bool>()) {
+            let list = serde_json::json!(ids);
+            let value = if as_text { Value::String(list.to_string()) } else { list };
+            match parse_exceptions(&value) {
+                Ok(out) => {
+                    prop_assert!(ids.iter().all(|id| *id > 0));
+                    prop_assert!(out.windows(2).all(|w| w[0] < w[1]));
+                    let mut expected = ids.clone();
+                    expected.sort_unstable();
+                    expected.dedup();
+                    prop_assert_eq!(&out, &expected);
+                    prop_assert_eq!(parse_exceptions(&serde_json::json!(out)).ok(), Some(out.clone()));
+                }
+                Err(_) => prop_assert!(ids.iter().any(|id| *id <= 0)),
             }
         }
     }

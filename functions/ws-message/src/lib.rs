@@ -352,7 +352,7 @@ async fn check_envelopes(
         if e.ciphertext.is_empty()
             || !devices.iter().any(|d| d.user_id == e.user_id && d.id == e.device_id)
             || out.iter().any(|o| o.device_id == e.device_id)
-            || shared::keys::decode(&e.ciphertext).is_none()
+            || shared::keys::decode(&e.ciphertext).is_none_or(|bytes| bytes.is_empty())
         {
             return Err(invalid);
         }
@@ -576,5 +576,49 @@ mod tests {
             event.to_frame(),
             r#"{"event":"error","data":{"message":"Rate limit exceeded","code":"rate_limited","client_msg_id":"m"}}"#
         );
+    }
+
+    use proptest::prelude::*;
+
+    fn envelope() -> impl Strategy<Value = Envelope> {
+        (any::<i64>(), "\\PC{0,40}", "[A-Za-z0-9+/=]{0,60}|\\PC{0,20}")
+            .prop_map(|(user_id, device_id, ciphertext)| Envelope { user_id, device_id, ciphertext })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_frames_on_any_route_never_panic(
+            route in proptest::sample::select(vec!["send_message", "typing", "mark_read", "ping", "$default", "x"]),
+            frame in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let _ = decode(route, &frame);
+            let _ = echoed_client_msg_id(&frame);
+        }
+
+        #[test]
+        fn envelope_lists_decode_exactly_as_sent(
+            envelopes in proptest::collection::vec(envelope(), 0..60),
+            receiver in any::<i64>(),
+            content in "\\PC{0,50}",
+        ) {
+            let frame = serde_json::json!({
+                "action": "send_message", "receiver_id": receiver, "encrypted_content": content,
+                "envelopes": envelopes,
+            });
+            match decode("send_message", frame.to_string().as_bytes()) {
+                Ok(ClientAction::SendMessage(m)) => {
+                    prop_assert_eq!(m.envelopes.unwrap_or_default(), envelopes);
+                    prop_assert_eq!(m.encrypted_content.as_deref(), Some(content.as_str()));
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+
+        #[test]
+        fn client_msg_ids_are_exactly_short_safe_tokens(id in "[A-Za-z0-9_-]{0,70}|\\PC{0,70}") {
+            let oracle = (1..=64).contains(&id.len())
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            prop_assert_eq!(valid_client_msg_id(&id), oracle);
+        }
     }
 }

@@ -18,21 +18,37 @@ use serde_json::{Map, Value, json};
 use shared::{ApiError, AppState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use wire::ErrorCode;
 
 use crate::template::{HttpRoute, WsRoute};
 use crate::ws::{Registry, WsLimits};
 use shared::http::match_path;
 
-/// API Gateway's payload limit for HTTP APIs.
-const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024 + 256 * 1024;
+/// API Gateway's payload limit for HTTP APIs (10 MB): a larger request never reaches a function.
+const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+
+/// Lambda's payload limit for synchronous invocations (6 MB), for the event and for the response: a binary
+/// body travels base64-encoded in either, so about 4.5 MiB of file is the most that fits.
+const LAMBDA_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+/// The 413 `detail` when a request does not fit through API Gateway or Lambda.
+const REQUEST_TOO_LARGE: &str =
+    "Request too large for API Gateway and Lambda (6 MB per event): send files above 4 MiB with POST /uploads/presign";
 
 /// A function as the gateway calls it.
 pub type Handler =
     Arc<dyn Fn(Arc<AppState>, Request) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
 
+/// A function's `handle` as Lambda runs it: inside its request span, ending with its `request` log line.
 macro_rules! handler {
-    ($f:path) => {{
-        let h: Handler = Arc::new(|state: Arc<AppState>, req: Request| Box::pin(async move { $f(&state, req).await }));
+    ($function:path, $f:path) => {{
+        let h: Handler = Arc::new(|state: Arc<AppState>, req: Request| {
+            Box::pin(async move {
+                let (span, started) = shared::lambda::request_span($function, &req);
+                let resp = tracing::Instrument::instrument($f(&state, req), span.clone()).await;
+                shared::lambda::finish_request(&span, started, resp)
+            })
+        });
         h
     }};
 }
@@ -40,17 +56,17 @@ macro_rules! handler {
 /// Every function this gateway can call, by binary name.
 pub fn functions() -> HashMap<&'static str, Handler> {
     HashMap::from([
-        (fn_auth::FUNCTION, handler!(fn_auth::handle)),
-        (fn_users::FUNCTION, handler!(fn_users::handle)),
-        (fn_system::FUNCTION, handler!(fn_system::handle)),
-        (fn_chats::FUNCTION, handler!(fn_chats::handle)),
-        (fn_files::FUNCTION, handler!(fn_files::handle)),
-        (fn_themes::FUNCTION, handler!(fn_themes::handle)),
-        (fn_contacts::FUNCTION, handler!(fn_contacts::handle)),
-        (fn_keys::FUNCTION, handler!(fn_keys::handle)),
-        (fn_ws_connect::FUNCTION, handler!(fn_ws_connect::handle)),
-        (fn_ws_disconnect::FUNCTION, handler!(fn_ws_disconnect::handle)),
-        (fn_ws_message::FUNCTION, handler!(fn_ws_message::handle)),
+        (fn_auth::FUNCTION, handler!(fn_auth::FUNCTION, fn_auth::handle)),
+        (fn_users::FUNCTION, handler!(fn_users::FUNCTION, fn_users::handle)),
+        (fn_system::FUNCTION, handler!(fn_system::FUNCTION, fn_system::handle)),
+        (fn_chats::FUNCTION, handler!(fn_chats::FUNCTION, fn_chats::handle)),
+        (fn_files::FUNCTION, handler!(fn_files::FUNCTION, fn_files::handle)),
+        (fn_themes::FUNCTION, handler!(fn_themes::FUNCTION, fn_themes::handle)),
+        (fn_contacts::FUNCTION, handler!(fn_contacts::FUNCTION, fn_contacts::handle)),
+        (fn_keys::FUNCTION, handler!(fn_keys::FUNCTION, fn_keys::handle)),
+        (fn_ws_connect::FUNCTION, handler!(fn_ws_connect::FUNCTION, fn_ws_connect::handle)),
+        (fn_ws_disconnect::FUNCTION, handler!(fn_ws_disconnect::FUNCTION, fn_ws_disconnect::handle)),
+        (fn_ws_message::FUNCTION, handler!(fn_ws_message::FUNCTION, fn_ws_message::handle)),
     ])
 }
 
@@ -127,6 +143,42 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, mut shutdown: watch:
 
 pub(crate) fn error_response(err: ApiError) -> AxumResponse {
     into_axum(err.into_response())
+}
+
+/// The size of `resp` as Lambda returns it to API Gateway (status, headers, the body as a JSON string,
+/// base64 for binary bodies).
+fn lambda_response_bytes(resp: &Response<Body>) -> usize {
+    let headers: usize = resp.headers().iter().map(|(k, v)| k.as_str().len() + v.as_bytes().len() + 6).sum();
+    let body = match resp.body() {
+        Body::Text(t) => serde_json::to_string(t).map_or(t.len(), |quoted| quoted.len()),
+        Body::Binary(b) => b.len().div_ceil(3) * 4,
+        _ => 0,
+    };
+    headers + body + 96
+}
+
+/// Lambda's response limit: 100 bytes above the request limit.
+const LAMBDA_RESPONSE_BYTES: usize = LAMBDA_PAYLOAD_BYTES + 100;
+
+/// A function's response as API Gateway passes it on: one above Lambda's response limit fails the
+/// invocation, which API Gateway answers with a 502, as it does any failed invocation; the local stack does
+/// the same (and logs why) instead of serving what AWS never would.
+fn deliver(resp: Response<Body>) -> AxumResponse {
+    let size = lambda_response_bytes(&resp);
+    if size > LAMBDA_RESPONSE_BYTES {
+        tracing::error!(size, limit = LAMBDA_RESPONSE_BYTES, "function response exceeds Lambda's payload limit");
+        let body = wire::ErrorBody {
+            detail: "Response too large for Lambda's 6 MB payload".into(),
+            code: ErrorCode::InternalError,
+            errors: None,
+        };
+        return http::Response::builder()
+            .status(StatusCode::BAD_GATEWAY)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(AxumBody::from(serde_json::to_vec(&body).unwrap_or_default()))
+            .unwrap_or_default();
+    }
+    into_axum(resp)
 }
 
 pub(crate) fn into_axum(resp: Response<Body>) -> AxumResponse {
@@ -216,12 +268,16 @@ async fn route(gw: &Gateway, peer: SocketAddr, req: http::Request<AxumBody>) -> 
         return error_response(ApiError::RouteNotFound);
     };
     let (parts, body) = req.into_parts();
+    let too_large = || error_response(ApiError::with_detail(ErrorCode::PayloadTooLarge, REQUEST_TOO_LARGE));
     let body = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
         Ok(b) => b,
-        Err(_) => return error_response(ApiError::PayloadTooLarge),
+        Err(_) => return too_large(),
     };
-    let event = http_event(&parts, &body, peer, route, &params);
-    let request = match lambda_http::request::from_str(&event.to_string()) {
+    let event = http_event(&parts, &body, peer, route, &params).to_string();
+    if event.len() > LAMBDA_PAYLOAD_BYTES {
+        return too_large();
+    }
+    let request = match lambda_http::request::from_str(&event) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "event not parsed by lambda_http");
@@ -230,7 +286,7 @@ async fn route(gw: &Gateway, peer: SocketAddr, req: http::Request<AxumBody>) -> 
     };
     // Run the function in its own task so a panic becomes a 500 instead of a dropped connection.
     match tokio::spawn(handler(gw.state.clone(), request)).await {
-        Ok(resp) => into_axum(resp),
+        Ok(resp) => deliver(resp),
         Err(e) => error_response(ApiError::Internal(anyhow::anyhow!("function panicked: {e}"))),
     }
 }
@@ -355,6 +411,20 @@ mod tests {
         assert_eq!(pick("GET", "/other/a/b").unwrap(), "catch_all");
         let (_, params) = select(&routes, "GET", "/items/7").unwrap();
         assert_eq!(params, vec![("id", "7".to_owned())]);
+    }
+
+    #[test]
+    fn responses_above_lambdas_payload_limit_fail_as_on_aws() {
+        let text = |len: usize| Response::builder().status(200).body(Body::Text("x".repeat(len))).unwrap();
+        assert_eq!(deliver(text(5 << 20)).status(), StatusCode::OK);
+        assert_eq!(deliver(text(LAMBDA_RESPONSE_BYTES)).status(), StatusCode::BAD_GATEWAY);
+        // Binary bodies count base64-encoded: 4.6 MiB of bytes is over 6 MiB on the wire to API Gateway.
+        let binary = |len: usize| Response::builder().status(200).body(Body::Binary(vec![0; len])).unwrap();
+        assert_eq!(deliver(binary(4 << 20)).status(), StatusCode::OK);
+        assert_eq!(deliver(binary(4_800_000)).status(), StatusCode::BAD_GATEWAY);
+        // Escapes count too: quotes and control characters grow inside the JSON string.
+        let quoted = Response::builder().status(200).body(Body::Text("\"".repeat((3 << 20) + 100))).unwrap();
+        assert_eq!(deliver(quoted).status(), StatusCode::BAD_GATEWAY);
     }
 
     #[test]

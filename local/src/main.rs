@@ -78,18 +78,27 @@ async fn run() -> anyhow::Result<()> {
     shared::lambda::init_tracing();
     let options = Args::parse().options();
     let stack = Stack::start(options).await?;
-    println!("HTTP API   http://{}", stack.http_addr);
-    println!(
-        "S3         http://{}  (bucket {}, key {}, secret {})",
-        stack.s3_addr,
-        stack.state.storage.bucket(),
-        messenger_local::S3_ACCESS_KEY,
-        messenger_local::S3_SECRET_KEY
-    );
-    println!("WebSocket  ws://{}/ws", stack.http_addr);
-    println!("API docs   http://{}/docs", stack.http_addr);
+    let (http, s3) = (format!("http://{}", stack.http_addr), format!("http://{}", stack.s3_addr));
+    // With JSON logs stdout holds only JSON lines, so the banner is a log line too.
+    if shared::lambda::json_logs() {
+        tracing::info!(http = %http, s3 = %s3, bucket = stack.state.storage.bucket(), "local stack listening");
+    } else {
+        println!("HTTP API   {http}");
+        println!(
+            "S3         {s3}  (bucket {}, key {}, secret {})",
+            stack.state.storage.bucket(),
+            messenger_local::S3_ACCESS_KEY,
+            messenger_local::S3_SECRET_KEY
+        );
+        println!("WebSocket  ws://{}/ws", stack.http_addr);
+        println!("API docs   {http}/docs");
+    }
     shutdown_signal().await;
-    println!("shutting down");
+    if shared::lambda::json_logs() {
+        tracing::info!("shutting down");
+    } else {
+        println!("shutting down");
+    }
     stack.stop().await;
     Ok(())
 }

@@ -152,11 +152,11 @@ pub struct Config {
     pub presigned_get_ttl: Duration,
     /// Lifetime of presigned PUT URLs (`PRESIGNED_PUT_TTL_SECONDS`, default 900).
     pub presigned_put_ttl: Duration,
-    /// Largest avatar upload (`MAX_AVATAR_BYTES`, default 5 MiB).
+    /// Largest avatar upload (`MAX_AVATAR_BYTES`, default and at most [`MAX_DIRECT_UPLOAD_BYTES`]).
     pub max_avatar_bytes: usize,
     /// Devices one account may have (`MAX_DEVICES_PER_USER`, default 20).
     pub max_devices_per_user: i64,
-    /// Largest `/upload` file (`MAX_UPLOAD_BYTES`, default 10 MiB).
+    /// Largest `/upload` file (`MAX_UPLOAD_BYTES`, default and at most [`MAX_DIRECT_UPLOAD_BYTES`]).
     pub max_upload_bytes: usize,
     /// Largest presigned upload (`MAX_PRESIGNED_UPLOAD_BYTES`, default 100 MiB).
     pub max_presigned_upload_bytes: u64,
@@ -168,6 +168,15 @@ pub struct Config {
     pub ws_endpoint: Option<String>,
     /// Rate limits (`RATE_LIMIT_*`).
     pub rate_limits: RateLimits,
+}
+
+/// The largest file a direct upload (`POST /upload`, `POST /users/me/avatar`) takes: a binary body reaches
+/// Lambda base64-encoded inside the event, which must fit Lambda's 6 MB payload. Larger files go through
+/// `POST /uploads/presign`. `MAX_AVATAR_BYTES` and `MAX_UPLOAD_BYTES` can lower it, not raise it.
+pub const MAX_DIRECT_UPLOAD_BYTES: usize = 4 << 20;
+
+fn direct_upload_limit(configured: u64) -> usize {
+    usize::try_from(configured).unwrap_or(usize::MAX).min(MAX_DIRECT_UPLOAD_BYTES)
 }
 
 /// The preset avatar URL of the original backend.
@@ -251,9 +260,9 @@ impl Config {
             s3_endpoint: get("S3_ENDPOINT"),
             presigned_get_ttl: Duration::from_secs(number("PRESIGNED_GET_TTL_SECONDS", 3600)?.max(60)),
             presigned_put_ttl: Duration::from_secs(number("PRESIGNED_PUT_TTL_SECONDS", 900)?.max(60)),
-            max_avatar_bytes: usize::try_from(number("MAX_AVATAR_BYTES", 5 << 20)?).unwrap_or(usize::MAX),
+            max_avatar_bytes: direct_upload_limit(number("MAX_AVATAR_BYTES", MAX_DIRECT_UPLOAD_BYTES as u64)?),
             max_devices_per_user: i64::try_from(number("MAX_DEVICES_PER_USER", 20)?.max(1)).unwrap_or(i64::MAX),
-            max_upload_bytes: usize::try_from(number("MAX_UPLOAD_BYTES", 10 << 20)?).unwrap_or(usize::MAX),
+            max_upload_bytes: direct_upload_limit(number("MAX_UPLOAD_BYTES", MAX_DIRECT_UPLOAD_BYTES as u64)?),
             max_presigned_upload_bytes: number("MAX_PRESIGNED_UPLOAD_BYTES", 100 << 20)?,
             cors_allowed_origins: get("CORS_ALLOWED_ORIGINS")
                 .map(|v| v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
@@ -295,7 +304,8 @@ mod tests {
         let c = Config::from_lookup(lookup(&BASE)).unwrap();
         assert_eq!(c.access_token_ttl, Duration::from_secs(1440 * 60));
         assert_eq!(c.bcrypt_cost, 12);
-        assert_eq!(c.max_avatar_bytes, 5 << 20);
+        assert_eq!(c.max_avatar_bytes, 4 << 20);
+        assert_eq!(c.max_upload_bytes, 4 << 20);
         // API.md §1.2 says 5 failures per phone or username; issue 10 made that per (account, address) and
         // added a much higher per-account limit, so an owner cannot be locked out from one address.
         assert_eq!(c.rate_limits.login_account_ip, Limit::new(5, 900));

@@ -23,6 +23,49 @@ async fn an_upload_comes_back_through_its_presigned_url_with_the_detected_type()
 }
 
 #[tokio::test]
+async fn direct_uploads_take_what_fits_through_lambda_and_point_larger_files_at_presign() {
+    // The limits the stack runs with on AWS, whatever is configured above them.
+    let app = TestApp::spawn_with(&[("MAX_UPLOAD_BYTES", "10485760"), ("MAX_AVATAR_BYTES", "10485760")]).await;
+    let u = app.user().await;
+    let image = |len: usize| {
+        let mut bytes = PNG.to_vec();
+        bytes.resize(len, 7);
+        bytes
+    };
+    let four_mib = image(4 << 20);
+    let up = u.client.upload("/upload", &u.token, "file", "x.png", &four_mib).await.expect(200);
+    let stored = fetch(up["url"].as_str().unwrap()).await.bytes().await.unwrap();
+    assert_eq!(stored.len(), 4 << 20, "4 MiB arrive whole");
+    u.client.upload("/users/me/avatar", &u.token, "file", "a.png", &four_mib).await.expect(200);
+
+    // Over 4 MiB: the function refuses and names the way for large files.
+    let e = u.client.upload("/upload", &u.token, "file", "x.png", &image((4 << 20) + 1)).await;
+    let body = e.expect_error(413, "payload_too_large");
+    assert!(body["detail"].as_str().unwrap().contains("/uploads/presign"), "{body}");
+    u.client
+        .upload("/users/me/avatar", &u.token, "file", "a.png", &image((4 << 20) + 1))
+        .await
+        .expect_error(413, "payload_too_large");
+
+    // Base64 inside the event passes Lambda's 6 MB at about 4.5 MiB: the gateway answers as AWS would,
+    // before any function runs, with the contract's body.
+    let e = u.client.upload("/upload", &u.token, "file", "x.png", &image(4_800_000)).await;
+    let body = e.expect_error(413, "payload_too_large");
+    assert!(body["detail"].as_str().unwrap().contains("6 MB"), "the gateway's answer: {body}");
+    assert!(body["detail"].as_str().unwrap().contains("/uploads/presign"), "{body}");
+    // Text bodies count as they are: a 6.5 MiB JSON body never reaches the function either.
+    let bio = json!({"bio": "b".repeat(6_500_000)});
+    let e = u.client.call("PUT", "/users/me/profile", Some(&u.token), Some(&bio)).await;
+    assert!(e.expect_error(413, "payload_too_large")["detail"].as_str().unwrap().contains("6 MB"));
+    // Above API Gateway's 10 MB.
+    u.client
+        .upload("/upload", &u.token, "file", "x.png", &image(11 << 20))
+        .await
+        .expect_error(413, "payload_too_large");
+    assert_eq!(app.bucket_keys().await.len(), 2, "only the two 4 MiB files were stored");
+}
+
+#[tokio::test]
 async fn svg_html_polyglots_and_oversize_uploads_are_rejected() {
     let app = TestApp::spawn_with(&[("MAX_UPLOAD_BYTES", "2048")]).await;
     let u = app.user().await;

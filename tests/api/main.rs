@@ -13,6 +13,7 @@ mod files;
 mod keys;
 mod limits;
 mod load;
+mod logs;
 mod privacy;
 mod realtime;
 mod robustness;

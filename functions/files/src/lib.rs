@@ -11,6 +11,10 @@ use wire::{ErrorCode, FileUpload};
 /// Name of this function in `template.yaml`.
 pub const FUNCTION: &str = "files";
 
+/// The 413 `detail` of a direct upload above `MAX_UPLOAD_BYTES`.
+const TOO_LARGE_FOR_DIRECT_UPLOAD: &str =
+    "File too large for a direct upload: send files above 4 MiB with POST /uploads/presign";
+
 /// Every route of this function.
 pub fn router() -> Router {
     Router::new(FUNCTION).upload(UploadFile, upload_file).route(PresignUpload, presign_upload)
@@ -36,11 +40,12 @@ async fn record(
 }
 
 /// `POST /upload`
-/// - multipart `file`, at most `MAX_UPLOAD_BYTES`, JPEG/PNG/GIF/WebP by magic bytes only
+/// - multipart `file`, at most `MAX_UPLOAD_BYTES` (4 MiB: what fits through Lambda); larger files are
+///   pointed at `/uploads/presign`, JPEG/PNG/GIF/WebP by magic bytes only
 /// - stored privately with its detected type; unreferenced uploads are deleted after 24 h
 async fn upload_file(state: &AppState, user: AuthUser, part: FileUpload) -> Result<Uploaded, ApiError> {
     if part.file.len() > state.config.max_upload_bytes {
-        return Err(ApiError::PayloadTooLarge);
+        return Err(ApiError::with_detail(ErrorCode::PayloadTooLarge, TOO_LARGE_FOR_DIRECT_UPLOAD));
     }
     let image = ImageType::detect(&part.file).ok_or(ApiError::code(ErrorCode::InvalidImage))?;
     state.limiter.hit(&state.db, "upload", &user.id.to_string(), state.config.rate_limits.upload).await?;

@@ -349,7 +349,7 @@ async fn set_preset_avatar(
 async fn upload_avatar(state: &AppState, user: AuthUser, input: FileUpload) -> Result<AvatarUrl, ApiError> {
     let data = input.file;
     if data.len() > state.config.max_avatar_bytes {
-        return Err(ApiError::PayloadTooLarge);
+        return Err(ApiError::with_detail(ErrorCode::PayloadTooLarge, "Avatar too large"));
     }
     let kind = ImageType::detect(&data).ok_or(ErrorCode::InvalidImage)?;
     state.limiter.hit(&state.db, "upload", &user.id.to_string(), state.config.rate_limits.upload).await?;

@@ -372,6 +372,7 @@ impl TestApp {
                 overrides: all,
                 use_env: false,
                 ws_limits: ws_limits.unwrap_or_default(),
+                ..Options::default()
             };
             match Stack::start(options).await {
                 Ok(stack) => {

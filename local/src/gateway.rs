@@ -13,7 +13,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Response as AxumResponse;
 use base64::Engine as _;
 use http::{HeaderValue, Method, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Response};
 use serde_json::{Map, Value, json};
 use shared::{ApiError, AppState};
 use tokio::net::TcpListener;
@@ -35,15 +35,23 @@ const LAMBDA_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 const REQUEST_TOO_LARGE: &str =
     "Request too large for API Gateway and Lambda (6 MB per event): send files above 4 MiB with POST /uploads/presign";
 
-/// A function as the gateway calls it.
+/// A function as the gateway calls it: with the event's JSON, as Lambda delivers it.
 pub type Handler =
-    Arc<dyn Fn(Arc<AppState>, Request) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
+    Arc<dyn Fn(Arc<AppState>, String) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
 
-/// A function's `handle` as Lambda runs it: inside its request span, ending with its `request` log line.
+/// A function's `handle` run in-process as Lambda runs it: the event parsed by `lambda_http`, then the
+/// handler inside its request span, ending with its `request` log line.
 macro_rules! handler {
     ($function:path, $f:path) => {{
-        let h: Handler = Arc::new(|state: Arc<AppState>, req: Request| {
+        let h: Handler = Arc::new(|state: Arc<AppState>, event: String| {
             Box::pin(async move {
+                let req = match lambda_http::request::from_str(&event) {
+                    Ok(req) => req,
+                    Err(e) => {
+                        tracing::error!(error = %e, "event not parsed by lambda_http");
+                        return ApiError::Internal(anyhow::anyhow!("event parsing failed")).into_response();
+                    }
+                };
                 let (span, started) = shared::lambda::request_span($function, &req);
                 let resp = tracing::Instrument::instrument($f(&state, req), span.clone()).await;
                 shared::lambda::finish_request(&span, started, resp)
@@ -277,15 +285,8 @@ async fn route(gw: &Gateway, peer: SocketAddr, req: http::Request<AxumBody>) -> 
     if event.len() > LAMBDA_PAYLOAD_BYTES {
         return too_large();
     }
-    let request = match lambda_http::request::from_str(&event) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "event not parsed by lambda_http");
-            return error_response(ApiError::Internal(anyhow::anyhow!("event parsing failed")));
-        }
-    };
     // Run the function in its own task so a panic becomes a 500 instead of a dropped connection.
-    match tokio::spawn(handler(gw.state.clone(), request)).await {
+    match tokio::spawn(handler(gw.state.clone(), event)).await {
         Ok(resp) => deliver(resp),
         Err(e) => error_response(ApiError::Internal(anyhow::anyhow!("function panicked: {e}"))),
     }

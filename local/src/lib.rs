@@ -2,6 +2,7 @@
 //! types, an embedded S3 endpoint (s3s + s3s-fs) and a libSQL file. One process, zero configuration.
 
 pub mod gateway;
+pub mod processes;
 pub mod s3;
 pub mod template;
 pub mod ws;
@@ -41,6 +42,11 @@ pub struct Options {
     pub use_env: bool,
     /// WebSocket idle timeout and maximum duration.
     pub ws_limits: ws::WsLimits,
+    /// Run each function as its own process behind a Lambda Runtime API endpoint (as on AWS) instead of
+    /// in-process; the binaries come from `functions_dir`.
+    pub processes: bool,
+    /// Where the function binaries are for `processes`; `None` is this executable's directory.
+    pub functions_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -53,6 +59,8 @@ impl Default for Options {
             overrides: Vec::new(),
             use_env: true,
             ws_limits: ws::WsLimits::default(),
+            processes: false,
+            functions_dir: None,
         }
     }
 }
@@ -128,6 +136,28 @@ impl Stack {
         shared::db::check_schema(&state.db).await?;
 
         tasks.push(tokio::spawn(cleanup_hourly(state.clone(), shutdown_rx.clone())));
+        let functions = if options.processes {
+            let dir = match &options.functions_dir {
+                Some(dir) => dir.clone(),
+                None => std::env::current_exe()?.parent().map(std::path::Path::to_path_buf).unwrap_or_default(),
+            };
+            // Each process gets the configuration this stack resolved, and the embedded S3's credentials.
+            let mut env: Vec<(String, String)> = defaults.clone();
+            env.extend(options.overrides.iter().cloned());
+            env.extend([
+                ("AWS_ACCESS_KEY_ID".to_owned(), S3_ACCESS_KEY.to_owned()),
+                ("AWS_SECRET_ACCESS_KEY".to_owned(), S3_SECRET_KEY.to_owned()),
+                ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+            ]);
+            let mut names: Vec<&'static str> = functions.keys().copied().collect();
+            names.sort_unstable();
+            let (api, task) = processes::RuntimeApi::start(&names, &dir, env, shutdown_rx.clone()).await?;
+            tasks.push(task);
+            tracing::info!(functions = names.len(), dir = %dir.display(), "functions run as processes");
+            api.handlers()
+        } else {
+            functions
+        };
         let gw = gateway::Gateway::new(
             state.clone(),
             routes,

@@ -35,6 +35,14 @@ struct Args {
     /// Close any WebSocket after this many seconds.
     #[arg(long, env = "MESSENGER_WS_MAX_DURATION", default_value_t = 7200)]
     ws_max_duration: u64,
+    /// Run every function as its own process behind a Lambda Runtime API endpoint, as AWS does (cold
+    /// starts, init failures and crashes show up per function); needs the function binaries
+    /// (`cargo build --workspace --bins`).
+    #[arg(long, env = "MESSENGER_PROCESSES")]
+    processes: bool,
+    /// Where the function binaries are for --processes [default: this executable's directory].
+    #[arg(long, env = "MESSENGER_FUNCTIONS_DIR")]
+    functions_dir: Option<PathBuf>,
 }
 
 /// Settings whose deployed default does not suit a laptop.
@@ -47,6 +55,8 @@ impl Args {
             s3_addr: SocketAddr::new(self.host, self.s3_port),
             data_dir: self.data_dir,
             template: self.template,
+            processes: self.processes,
+            functions_dir: self.functions_dir,
             ..Options::default()
         };
         options.ws_limits.idle_timeout = Duration::from_secs(self.ws_idle_timeout);

@@ -94,14 +94,7 @@ fn request_context(gw: &Gateway, id: &str, route_key: &str, event_type: &str, en
 /// Calls the function behind `route_key` with a WebSocket event.
 async fn invoke(gw: &Gateway, route_key: &str, event: Value) -> Option<lambda_http::Response<lambda_http::Body>> {
     let function = gw.ws_function(route_key)?;
-    let request = match lambda_http::request::from_str(&event.to_string()) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "WebSocket event not parsed by lambda_http");
-            return None;
-        }
-    };
-    tokio::spawn(function(gw.state.clone(), request)).await.ok()
+    tokio::spawn(function(gw.state.clone(), event.to_string())).await.ok()
 }
 
 /// `GET /ws`: runs `$connect` before the upgrade; a rejection is answered as an HTTP status.

@@ -15,6 +15,7 @@ mod limits;
 mod load;
 mod logs;
 mod privacy;
+mod processes;
 mod realtime;
 mod robustness;
 mod system;

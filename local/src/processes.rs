@@ -1,0 +1,364 @@
+//! `--processes`: every function as its own process behind a Lambda Runtime API endpoint, as AWS runs them.
+//! Each function binary is started on its first invocation (a cold start, logged with its init time), polls
+//! `GET /2018-06-01/runtime/invocation/next` and posts its response; one invocation at a time per process,
+//! as in one Lambda execution environment. A process that exits fails its invocation with a 502 (as API
+//! Gateway answers a failed invocation) and is started again on the next one; an init error is logged with
+//! the function's own message.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response as AxumResponse};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use lambda_http::{Body, Response};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::gateway::Handler;
+
+/// How long an invocation may take before the gateway gives up (the template's function timeout).
+const INVOCATION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What a process answered for one invocation.
+enum Outcome {
+    Response(Bytes),
+    Error(String),
+}
+
+struct Invocation {
+    id: String,
+    event: String,
+    done: oneshot::Sender<Outcome>,
+}
+
+/// One function: its binary, its environment, its queue and its current process.
+struct Function {
+    name: &'static str,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    queue: mpsc::UnboundedSender<Invocation>,
+    next: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    /// The running process's generation, 0 when none runs; bumped on every start.
+    running: Mutex<Option<u64>>,
+    started: Mutex<Option<Instant>>,
+    /// The stack's shutdown: every process is killed then.
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The Runtime API of every function, on one listener, each under `/<function>`.
+pub struct RuntimeApi {
+    functions: HashMap<&'static str, Arc<Function>>,
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl RuntimeApi {
+    /// Checks that every function's binary is in `dir`, binds the Runtime API and serves it until shutdown.
+    /// `env` is the configuration every process gets (the stack's own, resolved).
+    pub async fn start(
+        names: &[&'static str],
+        dir: &Path,
+        env: Vec<(String, String)>,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
+        let missing: Vec<&str> = names.iter().copied().filter(|n| !dir.join(n).is_file()).collect();
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "--processes needs the function binaries in {}; missing: {} (build them with `cargo build --workspace --bins`, \
+                 or point --functions-dir at them)",
+                dir.display(),
+                missing.join(", ")
+            );
+        }
+        let listener =
+            TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.context("bind the Runtime API")?;
+        let addr = listener.local_addr()?;
+        let mut functions = HashMap::new();
+        for &name in names {
+            let (queue, next) = mpsc::unbounded_channel();
+            let mut env = env.clone();
+            env.extend([
+                ("AWS_LAMBDA_RUNTIME_API".to_owned(), format!("http://{addr}/{name}")),
+                ("AWS_LAMBDA_FUNCTION_NAME".to_owned(), name.to_owned()),
+                ("AWS_LAMBDA_FUNCTION_VERSION".to_owned(), "$LATEST".to_owned()),
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".to_owned(), "256".to_owned()),
+            ]);
+            functions.insert(
+                name,
+                Arc::new(Function {
+                    name,
+                    binary: dir.join(name),
+                    env,
+                    queue,
+                    next: tokio::sync::Mutex::new(next),
+                    pending: Mutex::new(HashMap::new()),
+                    running: Mutex::new(None),
+                    started: Mutex::new(None),
+                    shutdown: shutdown.clone(),
+                }),
+            );
+        }
+        let api = Self { functions };
+        let app = Router::new()
+            .route("/{function}/2018-06-01/runtime/invocation/next", get(next))
+            .route("/{function}/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route("/{function}/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/{function}/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(Arc::new(api.functions.clone()));
+        let mut shutdown = shutdown;
+        // Not a graceful shutdown: the processes' long polls of `next` would hold it open forever.
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                served = axum::serve(listener, app).into_future() => {
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "Runtime API stopped");
+                    }
+                }
+                _ = shutdown.changed() => {}
+            }
+        });
+        Ok((api, task))
+    }
+
+    /// The gateway's handlers: each forwards the event to its function's process.
+    pub fn handlers(&self) -> HashMap<&'static str, Handler> {
+        self.functions
+            .iter()
+            .map(|(&name, f)| {
+                let f = f.clone();
+                let h: Handler = Arc::new(move |_state, event| {
+                    let f = f.clone();
+                    Box::pin(async move { f.invoke(event).await })
+                });
+                (name, h)
+            })
+            .collect()
+    }
+}
+
+impl Function {
+    /// Starts the process if none runs (a cold start).
+    fn ensure_running(self: &Arc<Self>) -> anyhow::Result<()> {
+        let mut running = lock(&self.running);
+        if running.is_some() {
+            return Ok(());
+        }
+        let mut child = tokio::process::Command::new(&self.binary)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("start {}", self.binary.display()))?;
+        let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+        *running = Some(generation);
+        *lock(&self.started) = Some(Instant::now());
+        tracing::info!(function = self.name, pid = child.id(), "cold start");
+        let this = self.clone();
+        let mut shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                status = child.wait() => status,
+                _ = shutdown.changed() => {
+                    let _ = child.kill().await;
+                    return;
+                }
+            };
+            tracing::warn!(function = this.name, ?status, "function process exited");
+            let mut running = lock(&this.running);
+            if *running == Some(generation) {
+                *running = None;
+            }
+            drop(running);
+            // Whatever it held fails now (the senders are dropped), instead of at the timeout.
+            lock(&this.pending).clear();
+        });
+        Ok(())
+    }
+
+    async fn invoke(self: &Arc<Self>, event: String) -> Response<Body> {
+        if let Err(e) = self.ensure_running() {
+            tracing::error!(function = self.name, error = ?e, "function could not start");
+            return bad_gateway("The function could not start");
+        }
+        let (done, outcome) = oneshot::channel();
+        let id = uuid::Uuid::new_v4().to_string();
+        if self.queue.send(Invocation { id, event, done }).is_err() {
+            return bad_gateway("The function is not available");
+        }
+        match tokio::time::timeout(INVOCATION_TIMEOUT, outcome).await {
+            Ok(Ok(Outcome::Response(body))) => parse_response(&body).unwrap_or_else(|e| {
+                tracing::error!(function = self.name, error = %e, "function response is not a Lambda HTTP response");
+                bad_gateway("The function answered something API Gateway cannot use")
+            }),
+            Ok(Ok(Outcome::Error(text))) => {
+                tracing::error!(function = self.name, error = %text, "function returned an error");
+                bad_gateway("The function failed")
+            }
+            Ok(Err(_)) => bad_gateway("The function's process exited during the invocation"),
+            Err(_) => {
+                tracing::error!(function = self.name, "function timed out");
+                let mut resp = bad_gateway("The function timed out");
+                *resp.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+                resp
+            }
+        }
+    }
+}
+
+type Functions = Arc<HashMap<&'static str, Arc<Function>>>;
+
+fn function(functions: &Functions, name: &str) -> Result<Arc<Function>, StatusCode> {
+    functions.get(name).cloned().ok_or(StatusCode::NOT_FOUND)
+}
+
+/// `GET /runtime/invocation/next`: waits for the next invocation of this function.
+async fn next(State(functions): State<Functions>, UrlPath(name): UrlPath<String>) -> AxumResponse {
+    let f = match function(&functions, &name) {
+        Ok(f) => f,
+        Err(status) => return status.into_response(),
+    };
+    if let Some(started) = lock(&f.started).take() {
+        tracing::info!(function = f.name, init_ms = started.elapsed().as_secs_f64() * 1000.0, "function ready");
+    }
+    let Some(invocation) = f.next.lock().await.recv().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    lock(&f.pending).insert(invocation.id.clone(), invocation.done);
+    let deadline = shared::time::now_ms() + i64::try_from(INVOCATION_TIMEOUT.as_millis()).unwrap_or(15_000);
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = value.parse() {
+            headers.insert(name, v);
+        }
+    };
+    set("lambda-runtime-aws-request-id", invocation.id);
+    set("lambda-runtime-deadline-ms", deadline.to_string());
+    set("lambda-runtime-invoked-function-arn", format!("arn:aws:lambda:us-east-1:000000000000:function:{}", f.name));
+    set("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000;Sampled=0".to_owned());
+    set("content-type", "application/json".to_owned());
+    (StatusCode::OK, headers, invocation.event).into_response()
+}
+
+/// `POST /runtime/invocation/{id}/response`
+async fn response(
+    State(functions): State<Functions>,
+    UrlPath((name, id)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> StatusCode {
+    finish(&functions, &name, &id, Outcome::Response(body))
+}
+
+/// `POST /runtime/invocation/{id}/error`
+async fn error(
+    State(functions): State<Functions>,
+    UrlPath((name, id)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> StatusCode {
+    finish(&functions, &name, &id, Outcome::Error(String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn finish(functions: &Functions, name: &str, id: &str, outcome: Outcome) -> StatusCode {
+    let Ok(f) = function(functions, name) else { return StatusCode::NOT_FOUND };
+    match lock(&f.pending).remove(id) {
+        Some(done) => {
+            let _ = done.send(outcome);
+            StatusCode::ACCEPTED
+        }
+        None => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// `POST /runtime/init/error`: the function failed before serving; it exits next.
+async fn init_error(State(functions): State<Functions>, UrlPath(name): UrlPath<String>, body: Bytes) -> StatusCode {
+    tracing::error!(function = %name, error = %String::from_utf8_lossy(&body), "function init failed");
+    if function(&functions, &name).is_err() {
+        return StatusCode::NOT_FOUND;
+    }
+    StatusCode::ACCEPTED
+}
+
+/// A Lambda HTTP response (payload format 2.0 or the WebSocket/proxy shape) as the runtime posts it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LambdaResponse {
+    status_code: u16,
+    #[serde(default)]
+    headers: HashMap<String, String>,
+    #[serde(default)]
+    multi_value_headers: HashMap<String, Vec<String>>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    is_base64_encoded: bool,
+    #[serde(default)]
+    cookies: Vec<String>,
+}
+
+fn parse_response(bytes: &[u8]) -> anyhow::Result<Response<Body>> {
+    let r: LambdaResponse = serde_json::from_slice(bytes)?;
+    let body = match r.body {
+        None => Body::Empty,
+        Some(b) if r.is_base64_encoded => Body::Binary(base64::engine::general_purpose::STANDARD.decode(b)?),
+        Some(b) => Body::Text(b),
+    };
+    let mut builder = Response::builder().status(r.status_code);
+    for (name, value) in &r.headers {
+        builder = builder.header(name, value);
+    }
+    for (name, values) in &r.multi_value_headers {
+        if !r.headers.contains_key(name) {
+            for value in values {
+                builder = builder.header(name, value);
+            }
+        }
+    }
+    for cookie in &r.cookies {
+        builder = builder.header("set-cookie", cookie);
+    }
+    Ok(builder.body(body)?)
+}
+
+fn bad_gateway(detail: &'static str) -> Response<Body> {
+    let body = wire::ErrorBody { detail: detail.into(), code: wire::ErrorCode::InternalError, errors: None };
+    Response::builder()
+        .status(StatusCode::BAD_GATEWAY)
+        .header("content-type", "application/json")
+        .body(Body::Text(serde_json::to_string(&body).unwrap_or_default()))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambda_responses_become_http_responses() {
+        let r = parse_response(
+            br#"{"statusCode":201,"headers":{"content-type":"application/json"},"multiValueHeaders":{},
+                "body":"{\"a\":1}","isBase64Encoded":false,"cookies":["a=b"]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.status(), 201);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(r.headers()["set-cookie"], "a=b");
+        assert_eq!(r.body(), &Body::Text(r#"{"a":1}"#.into()));
+        let r = parse_response(br#"{"statusCode":200,"body":"AAEC","isBase64Encoded":true}"#).unwrap();
+        assert_eq!(r.body(), &Body::Binary(vec![0, 1, 2]));
+        assert!(parse_response(b"not json").is_err());
+    }
+}

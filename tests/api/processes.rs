@@ -1,0 +1,117 @@
+//! `messenger-local --processes`: every function as its own process behind the Lambda Runtime API, as on
+//! AWS. Requests and WebSocket frames reach their function's process; a crashed function is started again
+//! on its next invocation (a cold start) without touching the others.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const STACK: &str = env!("CARGO_BIN_EXE_messenger-local-under-test");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The stack's child processes by name (their `comm`).
+fn children(parent: u32) -> Vec<(String, u32)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // pid (comm) state ppid ...
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let ppid = stat[close + 2..].split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) && !stat[close + 2..].starts_with('Z') {
+            found.push((stat[open + 1..close].to_owned(), pid));
+        }
+    }
+    found.sort();
+    found
+}
+
+async fn register(http: &reqwest::Client, base: &str) -> (i64, String) {
+    let body = json!({"first_name": "P", "last_name": "Q", "phone": messenger_tests::unique_phone(), "password": "long enough"});
+    let r = http.post(format!("{base}/auth/register")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    (v["user_id"].as_i64().unwrap(), v["access_token"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn functions_run_as_their_own_processes_and_a_crash_is_a_cold_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, s3_port) = (free_port(), free_port());
+    let log = dir.path().join("stack.log");
+    let mut stack = Command::new(STACK)
+        .args(["--processes", "--port", &port.to_string(), "--s3-port", &s3_port.to_string(), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("BCRYPT_COST", "4")
+        .env("RUST_LOG", "info")
+        .env_remove("DATABASE_URL")
+        .env_remove("JWT_SECRET")
+        .env_remove("AWS_LAMBDA_LOG_FORMAT")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..300 {
+        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the stack came up: {}", std::fs::read_to_string(&log).unwrap_or_default());
+
+    let (alice, alice_token) = register(&http, &base).await;
+    let (bob, bob_token) = register(&http, &base).await;
+    let me = http.get(format!("{base}/me")).bearer_auth(&alice_token).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.json::<Value>().await.unwrap()["id"], alice);
+
+    // The WebSocket routes run in their processes too: connect, send, receive.
+    let ws = format!("ws://127.0.0.1:{port}/ws");
+    let (mut a, _) = tokio_tungstenite::connect_async(format!("{ws}?token={alice_token}")).await.unwrap();
+    let (mut b, _) = tokio_tungstenite::connect_async(format!("{ws}?token={bob_token}")).await.unwrap();
+    let frame = json!({"action": "send_message", "receiver_id": bob, "encrypted_content": "through processes"});
+    a.send(Message::Text(frame.to_string().into())).await.unwrap();
+    let received = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), b.next()).await.unwrap().unwrap().unwrap();
+        let event: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        if event["event"] == "new_message" {
+            break event;
+        }
+    };
+    assert_eq!(received["data"]["encrypted_content"], "through processes");
+
+    let running = children(stack.id());
+    let names: Vec<&str> = running.iter().map(|(n, _)| n.as_str()).collect();
+    for function in ["auth", "users", "system", "ws-connect", "ws-message"] {
+        assert!(names.contains(&function), "{function} runs as its own process: {names:?}");
+    }
+    assert!(!names.contains(&"themes"), "a function nobody called has not started: {names:?}");
+
+    // Kill one function: its next invocation starts it again; the others keep their processes.
+    let pid_of = |name: &str| children(stack.id()).into_iter().find(|(n, _)| n == name).map(|(_, p)| p);
+    let (users_before, auth_before) = (pid_of("users").unwrap(), pid_of("auth").unwrap());
+    Command::new("kill").args(["-9", &users_before.to_string()]).status().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = http.get(format!("{base}/me")).bearer_auth(&alice_token).send().await.unwrap();
+    assert_eq!(again.status(), 200, "the crashed function was started again");
+    let users_after = pid_of("users").expect("users runs again");
+    assert_ne!(users_after, users_before);
+    assert_eq!(pid_of("auth"), Some(auth_before), "other functions are untouched");
+
+    let _ = stack.kill();
+    let _ = stack.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let cold_starts = text.lines().filter(|l| l.contains("cold start") && l.contains("function=\"users\"")).count();
+    assert_eq!(cold_starts, 2, "two cold starts of users in the log:\n{text}");
+    assert!(text.contains("function ready") && text.contains("init_ms"), "init times are logged");
+}

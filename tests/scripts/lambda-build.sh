@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds functions as AWS runs them: `cargo lambda build --release --arm64` (cargo-lambda and zig from PyPI,
+# into a cache venv; the aarch64 standard library through rustup), zipped as Lambda takes them, and checks
+# each bootstrap.zip against the size budget. Lambda's own limit for a directly uploaded zip is 50 MB; the
+# budget here is what keeps cold starts and deploys quick.
+#
+# Usage: tests/scripts/lambda-build.sh [function ...]   (default: system; `--all` builds every function)
+#        LAMBDA_ZIP_BUDGET_BYTES overrides the budget (default 8 MiB).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/messenger-ci-target}"
+BUDGET="${LAMBDA_ZIP_BUDGET_BYTES:-$((8 * 1024 * 1024))}"
+
+VENV="${XDG_CACHE_HOME:-$HOME/.cache}/messenger-lambda-venv"
+if [ ! -x "$VENV/bin/cargo-lambda" ] || ! "$VENV/bin/python" -m ziglang version >/dev/null 2>&1; then
+    echo "==> installing cargo-lambda and zig into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet 'cargo-lambda==1.9.2' 'ziglang==0.17.1'
+fi
+export PATH="$VENV/bin:$PATH"
+if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+    echo "==> rustup target add aarch64-unknown-linux-gnu"
+    rustup target add aarch64-unknown-linux-gnu
+fi
+
+if [ "${1:-}" = "--all" ]; then
+    packages=(--workspace)
+    functions=$(python3 -c 'import re,sys; print(" ".join(re.findall(r"Binary: (\S+)", open("template.yaml").read())))')
+else
+    functions="${*:-system}"
+    packages=()
+    for f in $functions; do packages+=(-p "$f"); done
+fi
+
+echo "==> cargo lambda build --release --arm64 --output-format zip ${packages[*]}"
+cargo lambda build --release --arm64 --output-format zip "${packages[@]}"
+
+status=0
+for f in $functions; do
+    zip="$CARGO_TARGET_DIR/lambda/$f/bootstrap.zip"
+    if [ ! -s "$zip" ]; then
+        echo "lambda-build: no $zip" >&2
+        status=1
+        continue
+    fi
+    size=$(stat -c %s "$zip")
+    # The zip must hold exactly the executable Lambda's provided.al2023 runtime starts.
+    python3 - "$zip" <<'EOF' || status=1
+import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+names = z.namelist()
+info = z.getinfo("bootstrap") if "bootstrap" in names else None
+if names != ["bootstrap"] or info is None or not (info.external_attr >> 16) & 0o111:
+    sys.exit(f"lambda-build: {sys.argv[1]} must hold one executable 'bootstrap', holds {names}")
+head = z.read("bootstrap")[:20]
+if head[:4] != b"\x7fELF" or int.from_bytes(head[18:20], "little") != 183:  # EM_AARCH64
+    sys.exit(f"lambda-build: {sys.argv[1]} is not an arm64 ELF executable")
+EOF
+    printf 'lambda-build: %-14s bootstrap.zip %8d bytes (%s MiB)\n' "$f" "$size" \
+        "$(python3 -c "print(f'{$size / 1048576:.2f}')")"
+    if [ "$size" -gt "$BUDGET" ]; then
+        echo "lambda-build: $f is over the budget of $BUDGET bytes" >&2
+        status=1
+    fi
+done
+exit "$status"

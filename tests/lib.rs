@@ -250,8 +250,14 @@ pub mod secrets {
             if let Some((key, value)) = pair.split_once('=')
                 && FIELDS.contains(&key)
             {
-                record(&value.replace("%2B", "+").replace("%20", " ").replace('+', " "));
                 record(value);
+            }
+        }
+        // And as the server reads them, percent-decoded.
+        let Ok(url) = reqwest::Url::parse(&format!("http://x{path}")) else { return };
+        for (key, value) in url.query_pairs() {
+            if FIELDS.contains(&key.as_ref()) {
+                record(&value);
             }
         }
     }
@@ -263,6 +269,23 @@ pub mod secrets {
             Err(_) => record(text),
         }
     }
+}
+
+/// A free local TCP port, for a stack run as a child process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits up to 15 s for a stack run as a child process to answer `GET /health`; whether it did.
+pub async fn wait_healthy(base: &str) -> bool {
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
 }
 
 /// Unique phone numbers across a test run.

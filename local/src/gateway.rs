@@ -175,18 +175,19 @@ fn deliver(resp: Response<Body>) -> AxumResponse {
     let size = lambda_response_bytes(&resp);
     if size > LAMBDA_RESPONSE_BYTES {
         tracing::error!(size, limit = LAMBDA_RESPONSE_BYTES, "function response exceeds Lambda's payload limit");
-        let body = wire::ErrorBody {
-            detail: "Response too large for Lambda's 6 MB payload".into(),
-            code: ErrorCode::InternalError,
-            errors: None,
-        };
-        return http::Response::builder()
-            .status(StatusCode::BAD_GATEWAY)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(AxumBody::from(serde_json::to_vec(&body).unwrap_or_default()))
-            .unwrap_or_default();
+        return into_axum(bad_gateway("Response too large for Lambda's 6 MB payload"));
     }
     into_axum(resp)
+}
+
+/// The 502 API Gateway answers for a failed invocation, with the contract's body.
+pub(crate) fn bad_gateway(detail: &str) -> Response<Body> {
+    let body = wire::ErrorBody { detail: detail.into(), code: ErrorCode::InternalError, errors: None };
+    Response::builder()
+        .status(StatusCode::BAD_GATEWAY)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(serde_json::to_string(&body).unwrap_or_default()))
+        .unwrap_or_default()
 }
 
 pub(crate) fn into_axum(resp: Response<Body>) -> AxumResponse {

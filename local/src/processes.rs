@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::gateway::Handler;
+use crate::gateway::{Handler, bad_gateway};
 
 /// How long an invocation may take before the gateway gives up (the template's function timeout).
 const INVOCATION_TIMEOUT: Duration = Duration::from_secs(15);
@@ -331,15 +331,6 @@ fn parse_response(bytes: &[u8]) -> anyhow::Result<Response<Body>> {
         builder = builder.header("set-cookie", cookie);
     }
     Ok(builder.body(body)?)
-}
-
-fn bad_gateway(detail: &'static str) -> Response<Body> {
-    let body = wire::ErrorBody { detail: detail.into(), code: wire::ErrorCode::InternalError, errors: None };
-    Response::builder()
-        .status(StatusCode::BAD_GATEWAY)
-        .header("content-type", "application/json")
-        .body(Body::Text(serde_json::to_string(&body).unwrap_or_default()))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -14,10 +14,6 @@ use tokio_tungstenite::tungstenite::Message;
 /// The `messenger-local` binary, built from `local/src/main.rs` for this package (see `Cargo.toml`).
 const STACK: &str = env!("CARGO_BIN_EXE_messenger-local-under-test");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 struct Stack {
     child: Child,
     base: String,
@@ -41,14 +37,8 @@ impl Stack {
             .unwrap();
         // Owned at once, so that a failed start below still kills and reaps the child (Drop).
         let stack = Self { child, base: format!("http://127.0.0.1:{port}") };
-        let http = reqwest::Client::new();
-        for _ in 0..300 {
-            if http.get(format!("{}/health", stack.base)).send().await.is_ok_and(|r| r.status().is_success()) {
-                return stack;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the stack did not come up");
+        assert!(messenger_tests::wait_healthy(&stack.base).await, "the stack did not come up");
+        stack
     }
 
     fn kill(&mut self) {
@@ -141,7 +131,7 @@ async fn history(base: &str, token: &str, peer: i64) -> Vec<Value> {
 #[tokio::test]
 async fn every_acknowledged_message_survives_a_kill_9_exactly_once() {
     let data = tempfile::tempdir().unwrap();
-    let (port, s3_port) = (free_port(), free_port());
+    let (port, s3_port) = (messenger_tests::free_port(), messenger_tests::free_port());
     let mut stack = Stack::start(data.path(), port, s3_port).await;
     let (receiver, _) = register(&stack.base, 0).await;
     let mut senders = Vec::new();

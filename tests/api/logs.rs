@@ -3,21 +3,16 @@
 //! invocation with its request id, function, route and latency, and never a token, phone or password.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
 const STACK: &str = env!("CARGO_BIN_EXE_messenger-local-under-test");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn json_logs_carry_request_id_function_route_and_latency() {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("stack.log");
-    let (port, s3_port) = (free_port(), free_port());
+    let (port, s3_port) = (messenger_tests::free_port(), messenger_tests::free_port());
     let mut child = Command::new(STACK)
         .args(["--port", &port.to_string(), "--s3-port", &s3_port.to_string(), "--data-dir"])
         .arg(dir.path().join("data"))
@@ -32,12 +27,7 @@ async fn json_logs_carry_request_id_function_route_and_latency() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    for _ in 0..300 {
-        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    messenger_tests::wait_healthy(&base).await;
     let phone = messenger_tests::unique_phone();
     let password = "a password to keep out of logs";
     let reg: Value = http

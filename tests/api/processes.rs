@@ -11,10 +11,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 const STACK: &str = env!("CARGO_BIN_EXE_messenger-local-under-test");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// The stack's child processes by name (their `comm`).
 fn children(parent: u32) -> Vec<(String, u32)> {
     let mut found = Vec::new();
@@ -43,7 +39,7 @@ async fn register(http: &reqwest::Client, base: &str) -> (i64, String) {
 #[tokio::test]
 async fn functions_run_as_their_own_processes_and_a_crash_is_a_cold_start() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, s3_port) = (free_port(), free_port());
+    let (port, s3_port) = (messenger_tests::free_port(), messenger_tests::free_port());
     let log = dir.path().join("stack.log");
     let mut stack = Command::new(STACK)
         .args(["--processes", "--port", &port.to_string(), "--s3-port", &s3_port.to_string(), "--data-dir"])
@@ -59,15 +55,11 @@ async fn functions_run_as_their_own_processes_and_a_crash_is_a_cold_start() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..300 {
-        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the stack came up: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        messenger_tests::wait_healthy(&base).await,
+        "the stack came up: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 
     let (alice, alice_token) = register(&http, &base).await;
     let (bob, bob_token) = register(&http, &base).await;

@@ -595,19 +595,23 @@ mod tests {
         (dir, db)
     }
 
-    async fn send(conn: &Conn, from: i64, to: i64, message_type: &str, cid: Option<&str>) -> MessageRow {
-        let new = NewMessage {
+    /// A text message from `from` to `to` at time 1000.
+    fn message(from: i64, to: i64) -> NewMessage<'static> {
+        NewMessage {
             sender_id: from,
             receiver_id: to,
             encrypted_content: "c",
-            message_type,
+            message_type: "text",
             media_key: None,
             reply_to_message_id: None,
-            client_msg_id: cid,
+            client_msg_id: None,
             sender_device_id: "d",
             created_at: 1000,
-        };
-        insert(conn, new).await.unwrap()
+        }
+    }
+
+    async fn send(conn: &Conn, from: i64, to: i64, message_type: &str, cid: Option<&str>) -> MessageRow {
+        insert(conn, NewMessage { message_type, client_msg_id: cid, ..message(from, to) }).await.unwrap()
     }
 
     fn ids(rows: &[MessageRow]) -> Vec<i64> {
@@ -744,18 +748,8 @@ mod tests {
             let context = match op {
                 _ if a == b || sent.is_empty() || op < 55 => {
                     if a != b {
-                        let new = NewMessage {
-                            sender_id: a,
-                            receiver_id: b,
-                            encrypted_content: "c",
-                            message_type: "text",
-                            media_key: None,
-                            reply_to_message_id: None,
-                            client_msg_id: None,
-                            sender_device_id: "d",
-                            // Equal times are common on a busy server; the order must not depend on them.
-                            created_at: 1000 + next(4),
-                        };
+                        // Equal times are common on a busy server; the order must not depend on them.
+                        let new = NewMessage { created_at: 1000 + next(4), ..message(a, b) };
                         sent.push(insert(&conn, new).await.unwrap().id);
                     }
                     "a send"
@@ -860,17 +854,7 @@ mod tests {
         let mut expected = Vec::new();
         // Peers 2..=9 write to user 1; peers 4 and 5 share a millisecond, and so do 6, 7 and 8.
         for (peer, at) in [(2, 10), (3, 20), (4, 30), (5, 30), (6, 40), (7, 40), (8, 40), (9, 50)] {
-            let new = NewMessage {
-                sender_id: peer,
-                receiver_id: 1,
-                encrypted_content: "c",
-                message_type: "text",
-                media_key: None,
-                reply_to_message_id: None,
-                client_msg_id: None,
-                sender_device_id: "d",
-                created_at: at,
-            };
+            let new = NewMessage { created_at: at, ..message(peer, 1) };
             expected.push((at, peer, insert(&conn, new).await.unwrap().id));
         }
         expected.reverse();

@@ -72,6 +72,7 @@ pub fn functions() -> HashMap<&'static str, Handler> {
         (fn_themes::FUNCTION, handler!(fn_themes::FUNCTION, fn_themes::handle)),
         (fn_contacts::FUNCTION, handler!(fn_contacts::FUNCTION, fn_contacts::handle)),
         (fn_keys::FUNCTION, handler!(fn_keys::FUNCTION, fn_keys::handle)),
+        (fn_admin::FUNCTION, handler!(fn_admin::FUNCTION, fn_admin::handle)),
         (fn_ws_connect::FUNCTION, handler!(fn_ws_connect::FUNCTION, fn_ws_connect::handle)),
         (fn_ws_disconnect::FUNCTION, handler!(fn_ws_disconnect::FUNCTION, fn_ws_disconnect::handle)),
         (fn_ws_message::FUNCTION, handler!(fn_ws_message::FUNCTION, fn_ws_message::handle)),

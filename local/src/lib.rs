@@ -118,9 +118,14 @@ impl Stack {
             ("S3_ENDPOINT".into(), format!("http://{s3_addr}")),
             ("WS_ENDPOINT".into(), format!("http://{http_addr}/ws")),
         ];
-        if resolve("JWT_SECRET", &options, &defaults).is_none() {
-            defaults.push(("JWT_SECRET".into(), local_secret(&data_dir)?));
+        // Secrets are generated into the data dir on first start (owner-only files) unless set.
+        for (name, file) in [("JWT_SECRET", "jwt_secret"), ("ADMIN_SESSION_SECRET", "admin_session_secret")] {
+            if resolve(name, &options, &defaults).is_none() {
+                defaults.push((name.into(), local_secret(&data_dir, file)?));
+            }
         }
+        // The local stack serves plain HTTP, where a browser would drop a `Secure` cookie.
+        defaults.push(("ADMIN_COOKIE_SECURE".into(), "false".into()));
         let config = Config::from_lookup(|name| resolve(name, &options, &defaults))?;
 
         let s3_root = data_dir.join("s3");
@@ -203,9 +208,9 @@ fn resolve(name: &str, options: &Options, defaults: &[(String, String)]) -> Opti
         .or_else(|| pick(defaults))
 }
 
-/// The JWT secret of this data dir: generated on first start, stored with mode 0600.
-fn local_secret(data_dir: &std::path::Path) -> anyhow::Result<String> {
-    let path = data_dir.join("jwt_secret");
+/// A secret of this data dir (`file`): generated on first start, stored with mode 0600.
+fn local_secret(data_dir: &std::path::Path, file: &str) -> anyhow::Result<String> {
+    let path = data_dir.join(file);
     if let Ok(secret) = std::fs::read_to_string(&path) {
         let secret = secret.trim().to_owned();
         if secret.len() >= 32 {

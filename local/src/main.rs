@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use messenger_local::{Options, Stack};
 
 /// The messenger backend on this machine, with API Gateway and S3 emulated.
@@ -14,6 +14,9 @@ use messenger_local::{Options, Stack};
 #[derive(Debug, Parser)]
 #[command(name = "messenger-local", version)]
 struct Args {
+    /// What to do instead of running the stack.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to bind both servers.
     #[arg(long, env = "MESSENGER_HOST", default_value = "127.0.0.1")]
     host: IpAddr,
@@ -24,7 +27,7 @@ struct Args {
     #[arg(long, env = "MESSENGER_S3_PORT", default_value_t = 3001)]
     s3_port: u16,
     /// Database, objects and secrets.
-    #[arg(long, env = "MESSENGER_DATA_DIR", default_value = ".data")]
+    #[arg(long, env = "MESSENGER_DATA_DIR", default_value = ".data", global = true)]
     data_dir: PathBuf,
     /// SAM template with the routes [default: the template.yaml built into this binary].
     #[arg(long, env = "MESSENGER_TEMPLATE")]
@@ -43,6 +46,74 @@ struct Args {
     /// Where the function binaries are for --processes [default: this executable's directory].
     #[arg(long, env = "MESSENGER_FUNCTIONS_DIR")]
     functions_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Operator rights for the admin panel at /admin: the only way to grant or revoke them (also while the
+    /// stack runs on the same data directory).
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminAction {
+    /// Makes the account with this phone or username an operator.
+    Grant {
+        /// Phone number or username of a live account.
+        login: String,
+    },
+    /// Takes operator rights away and ends the account's panel sessions.
+    Revoke {
+        /// Phone number or username of a live account.
+        login: String,
+    },
+}
+
+/// `admin grant|revoke`: on the stack's database (`DATABASE_URL` if set, else the data dir's file), brought
+/// to the current schema first; each change is in the panel's audit log.
+async fn admin(data_dir: &std::path::Path, action: AdminAction) -> anyhow::Result<()> {
+    let (login, grant) = match action {
+        AdminAction::Grant { login } => (login, true),
+        AdminAction::Revoke { login } => (login, false),
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let url = match env("DATABASE_URL") {
+        Some(url) => url,
+        None => {
+            let file = data_dir.join("messenger.db");
+            anyhow::ensure!(
+                file.exists(),
+                "no database at {}: start the stack once (cargo run -p messenger-local) or pass --data-dir",
+                file.display()
+            );
+            format!("file:{}", file.display())
+        }
+    };
+    let token = env("DATABASE_AUTH_TOKEN").map(shared::config::Secret::new);
+    let db = shared::db::Db::open_with(
+        &url,
+        token.as_ref(),
+        shared::db::DbOptions { namespace: env("DATABASE_NAMESPACE"), ..shared::db::DbOptions::default() },
+    )
+    .await?;
+    shared::db::migrate(&db).await?;
+    let change = shared::accounts::set_operator(&db, &login, grant)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no live account has that phone number or username"))?;
+    let user = change.user_id;
+    println!(
+        "{}",
+        match (grant, change.changed) {
+            (true, true) => format!("user {user} is now an operator"),
+            (true, false) => format!("user {user} already is an operator"),
+            (false, true) => format!("user {user} is no longer an operator; their panel sessions ended"),
+            (false, false) => format!("user {user} was not an operator"),
+        }
+    );
+    Ok(())
 }
 
 /// Settings whose deployed default does not suit a laptop.
@@ -85,8 +156,12 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if let Some(Command::Admin { action }) = args.command.take() {
+        return admin(&args.data_dir, action).await;
+    }
     shared::lambda::init_tracing();
-    let options = Args::parse().options();
+    let options = args.options();
     let stack = Stack::start(options).await?;
     let (http, s3) = (format!("http://{}", stack.http_addr), format!("http://{}", stack.s3_addr));
     // With JSON logs stdout holds only JSON lines, so the banner is a log line too.
@@ -102,6 +177,7 @@ async fn run() -> anyhow::Result<()> {
         );
         println!("WebSocket  ws://{}/ws", stack.http_addr);
         println!("API docs   {http}/docs");
+        println!("Admin      {http}/admin  (grant rights: messenger-local admin grant <phone|username>)");
     }
     shutdown_signal().await;
     if shared::lambda::json_logs() {

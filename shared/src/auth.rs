@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use crate::db::users;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 pub use crate::jwt::{Claims, JwtKeys};
 use crate::state::AppState;
 
@@ -56,6 +56,71 @@ pub async fn check_session(state: &AppState, user: &AuthUser) -> Result<(), ApiE
     } else {
         Err(ApiError::InvalidToken)
     }
+}
+
+/// What a login names the account by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginName {
+    /// Phone digits.
+    Phone(String),
+    /// Lower-cased username.
+    Username(String),
+}
+
+impl LoginName {
+    /// Reads one text that is either (the panel's `login` field): a username starts with a letter, so
+    /// anything else is a phone (its digits).
+    pub fn parse(text: &str) -> Self {
+        let text = text.trim();
+        if text.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            Self::Username(text.to_lowercase())
+        } else {
+            Self::Phone(text.chars().filter(char::is_ascii_digit).collect())
+        }
+    }
+}
+
+/// Checks a password login, the same for the API and the operator panel (their counters are shared, so
+/// guesses through either count together): 30 attempts per source IP, 5 per (account, source IP) (a success
+/// clears them) and 100 per account from all addresses, each counted before the slow bcrypt check so
+/// parallel guesses cannot slip past; phone and username count as one account. Unknown, deleted and wrong
+/// password are the same 401 `invalid_credentials` after a dummy bcrypt check of equal cost; a banned
+/// account gets 403 `account_banned` once its password is right.
+pub async fn check_login(
+    state: &AppState,
+    source_ip: &str,
+    name: LoginName,
+    password: String,
+) -> Result<users::LoginRecord, ApiError> {
+    let limits = &state.config.rate_limits;
+    state.limiter.hit(&state.db, "login_ip", source_ip, limits.login_ip).await?;
+    let found = {
+        let conn = state.db.conn().await?;
+        match &name {
+            LoginName::Phone(digits) => users::find_login_by_phone(&conn, digits).await?,
+            LoginName::Username(lower) => users::find_login_by_username(&conn, lower).await?,
+        }
+    };
+    // One counter per account, whichever identifier names it; an unknown one counts by what was typed.
+    let counter = match (&found, &name) {
+        (Some(f), _) => format!("user:{}", f.id),
+        (None, LoginName::Phone(digits)) => format!("phone:{digits}"),
+        (None, LoginName::Username(lower)) => format!("username:{lower}"),
+    };
+    let from_here = format!("{counter}|{source_ip}");
+    state.limiter.hit(&state.db, "login_account_ip", &from_here, limits.login_account_ip).await?;
+    state.limiter.hit(&state.db, "login_account", &counter, limits.login_account).await?;
+
+    let hash = found.as_ref().and_then(|f| f.password_hash.clone());
+    let valid = verify_password(state.config.bcrypt_cost, password, hash).await?;
+    let Some(account) = found.filter(|_| valid) else {
+        return Err(ErrorCode::InvalidCredentials.into());
+    };
+    if account.is_banned {
+        return Err(ErrorCode::AccountBanned.into());
+    }
+    state.limiter.clear(&state.db, "login_account_ip", &from_here).await?;
+    Ok(account)
 }
 
 /// Hashes a password with bcrypt on the blocking pool.

@@ -168,6 +168,21 @@ pub struct Config {
     pub ws_endpoint: Option<String>,
     /// Rate limits (`RATE_LIMIT_*`).
     pub rate_limits: RateLimits,
+    /// The operator panel (API.md §11.2).
+    pub admin: AdminConfig,
+}
+
+/// The operator panel's settings.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Whether `/admin` is served at all (`ADMIN_ENABLED`, default true); when false every path is a 404.
+    pub enabled: bool,
+    /// Key signing the panel's session cookies and CSRF tokens (`ADMIN_SESSION_SECRET`, ≥ 32 bytes, not
+    /// `JWT_SECRET`); the panel refuses to serve without it.
+    pub session_secret: Option<Secret>,
+    /// Whether the session cookie carries `Secure` (`ADMIN_COOKIE_SECURE`, default true; the local stack
+    /// serves plain HTTP and turns it off).
+    pub cookie_secure: bool,
 }
 
 /// The largest file a direct upload (`POST /upload`, `POST /users/me/avatar`) takes: a binary body reaches
@@ -237,6 +252,32 @@ impl Config {
             }
         }
 
+        let flag = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
+            get(name).map_or(Ok(default), |v| match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                _ => Err(ConfigError::Invalid { name, reason: "expected true or false".into() }),
+            })
+        };
+        let admin_secret = get("ADMIN_SESSION_SECRET");
+        if let Some(secret) = &admin_secret {
+            let reason = if secret.len() < 32 {
+                "must be at least 32 bytes"
+            } else if *secret == jwt_secret {
+                "must differ from JWT_SECRET"
+            } else {
+                ""
+            };
+            if !reason.is_empty() {
+                return Err(ConfigError::Invalid { name: "ADMIN_SESSION_SECRET", reason: reason.into() });
+            }
+        }
+        let admin = AdminConfig {
+            enabled: flag("ADMIN_ENABLED", true)?,
+            session_secret: admin_secret.map(Secret::new),
+            cookie_secure: flag("ADMIN_COOKIE_SECURE", true)?,
+        };
+
         let template = get("PRESET_AVATAR_URL_TEMPLATE").unwrap_or_else(|| DEFAULT_PRESET_AVATAR_URL_TEMPLATE.into());
         if !template.contains("{id}") {
             return Err(ConfigError::Invalid {
@@ -270,6 +311,7 @@ impl Config {
             preset_avatar_url_template: template,
             ws_endpoint: get("WS_ENDPOINT"),
             rate_limits,
+            admin,
         })
     }
 }
@@ -312,6 +354,26 @@ mod tests {
         assert_eq!(c.rate_limits.login_account, Limit::new(100, 900));
         assert!(c.cors_allowed_origins.is_empty());
         assert!(!format!("{c:?}").contains("0123456789abcdef"), "secrets never appear in Debug output");
+    }
+
+    #[test]
+    fn the_admin_secret_is_long_and_not_the_jwt_secret() {
+        let c = Config::from_lookup(lookup(&BASE)).unwrap();
+        assert!(c.admin.enabled && c.admin.cookie_secure && c.admin.session_secret.is_none());
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut all = BASE.to_vec();
+            all.extend_from_slice(pairs);
+            Config::from_lookup(lookup(&all))
+        };
+        for bad in ["short", BASE[0].1] {
+            let err = with(&[("ADMIN_SESSION_SECRET", bad)]).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { name: "ADMIN_SESSION_SECRET", .. }), "{bad}");
+        }
+        let c =
+            with(&[("ADMIN_SESSION_SECRET", "fedcba9876543210fedcba9876543210"), ("ADMIN_ENABLED", "false")]).unwrap();
+        assert!(!c.admin.enabled && c.admin.session_secret.is_some());
+        assert!(!format!("{c:?}").contains("fedcba9876543210"));
+        assert!(with(&[("ADMIN_ENABLED", "maybe")]).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Messages as stored and as each viewer sees them (API.md §3.2).
 
 use wire::objects::{Message, MessageType};
-use wire::ws::{MessagesRead, ServerEvent};
+use wire::ws::{MessageDeleted, MessagesRead, ServerEvent};
 
 use crate::db;
 use crate::error::ApiError;
@@ -62,6 +62,24 @@ pub async fn mark_read(state: &AppState, reader: i64, peer: i64, up_to_id: Optio
         fanout::push_to_users(state, &[peer], None, &event.to_frame()).await;
     }
     Ok(ids)
+}
+
+/// Deletes message `id` for everyone inside the caller's write transaction (content wiped, media detached,
+/// envelopes removed); returns the media keys for [`deleted_for_everyone`], called once the transaction has
+/// committed. `DELETE /messages/{id}` and the operator panel delete this way.
+pub async fn wipe_for_everyone(tx: &db::Conn, id: i64) -> Result<Vec<String>, ApiError> {
+    Ok(db::messages::delete_for_everyone(tx, id).await?.media_keys)
+}
+
+/// The rest of a committed delete for everyone: media no longer referenced leave the bucket, and both
+/// sides get `message_deleted` (each with the other as `peer_id`).
+pub async fn deleted_for_everyone(state: &AppState, msg: &MessageRow, media_keys: &[String]) {
+    crate::files::delete_if_orphaned(state, media_keys).await;
+    for (user, peer) in [(msg.sender_id, msg.receiver_id), (msg.receiver_id, msg.sender_id)] {
+        let event =
+            ServerEvent::MessageDeleted(MessageDeleted { message_id: msg.id, peer_id: peer, for_everyone: true });
+        fanout::push_to_users(state, &[user], None, &event.to_frame()).await;
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ async fn every_sample_event_reaches_its_handler() {
             "themes",
             "contacts",
             "keys",
+            "admin",
         ];
         let Some(function) = functions.into_iter().find(|f| name.starts_with(&format!("{f}-"))) else {
             panic!("{name}: names no known function")
@@ -48,6 +49,7 @@ async fn every_sample_event_reaches_its_handler() {
             "themes" => fn_themes::handle(&app.stack.state, req).await,
             "contacts" => fn_contacts::handle(&app.stack.state, req).await,
             "keys" => fn_keys::handle(&app.stack.state, req).await,
+            "admin" => fn_admin::handle(&app.stack.state, req).await,
             "ws-connect" => fn_ws_connect::handle(&app.stack.state, req).await,
             "ws-disconnect" => fn_ws_disconnect::handle(&app.stack.state, req).await,
             "ws-message" => fn_ws_message::handle(&app.stack.state, req).await,

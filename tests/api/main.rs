@@ -1,6 +1,7 @@
 //! Integration tests: the whole local stack in-process, real HTTP, the real embedded S3 and a libSQL file.
 
 mod account;
+mod admin;
 mod auth;
 mod avatar;
 mod chats;

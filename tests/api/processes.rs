@@ -11,6 +11,33 @@ use tokio_tungstenite::tungstenite::Message;
 
 const STACK: &str = env!("CARGO_BIN_EXE_messenger-local-under-test");
 
+/// Builds the function binaries `--processes` runs, next to the stack's binary, unless they are there:
+/// `cargo test` builds only the binaries of packages with integration tests. The same package selection as
+/// the README's test command, so nothing but the binaries themselves is compiled.
+fn ensure_function_binaries() {
+    let dir = std::path::Path::new(STACK).parent().unwrap();
+    if messenger_local::gateway::functions().keys().all(|f| dir.join(f).exists()) {
+        return;
+    }
+    // As from a shell: without the variables cargo sets for a test run, which would change fingerprints and
+    // make the next `cargo test` recompile.
+    let mut cargo = Command::new(env!("CARGO"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if (name.starts_with("CARGO_") && !matches!(&*name, "CARGO_HOME" | "CARGO_TARGET_DIR"))
+            || name == "LD_LIBRARY_PATH"
+        {
+            cargo.env_remove(&*name);
+        }
+    }
+    let status = cargo
+        .args(["build", "--quiet", "--workspace", "--all-targets"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build --workspace --all-targets");
+}
+
 /// The stack's child processes by name (their `comm`).
 fn children(parent: u32) -> Vec<(String, u32)> {
     let mut found = Vec::new();
@@ -38,6 +65,7 @@ async fn register(http: &reqwest::Client, base: &str) -> (i64, String) {
 
 #[tokio::test]
 async fn functions_run_as_their_own_processes_and_a_crash_is_a_cold_start() {
+    ensure_function_binaries();
     let dir = tempfile::tempdir().unwrap();
     let (port, s3_port) = (messenger_tests::free_port(), messenger_tests::free_port());
     let log = dir.path().join("stack.log");

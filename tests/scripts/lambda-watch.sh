@@ -52,7 +52,7 @@ done
 
 # The environment the local stack gives its functions, pointed at its data.
 echo "==> cargo lambda watch on $watch_url (the stack on $stack_url)"
-JWT_SECRET=$(cat "$data/jwt_secret") DATABASE_URL="file:$data/messenger.db" S3_BUCKET=messenger \
+JWT_SECRET=$(cat "$data/jwt_secret") ADMIN_SESSION_SECRET=$(cat "$data/admin_session_secret") DATABASE_URL="file:$data/messenger.db" S3_BUCKET=messenger \
 S3_ENDPOINT="http://127.0.0.1:$S3_PORT" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=messenger-local \
 AWS_SECRET_ACCESS_KEY=messenger-local-secret WS_ENDPOINT="$stack_url/ws" BCRYPT_COST=4 \
     setsid cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" >"$work/watch.log" 2>&1 &
@@ -111,6 +111,7 @@ routes = {
     "themes": ("GET", "/users/me/themes", None, token, 200),
     "contacts": ("PUT", f"/contacts/{peer['user_id']}/local-name", {"local_name": "Friend"}, token, 200),
     "keys": ("GET", "/keys/count", None, token, 200),
+    "admin": ("GET", "/admin/login", None, None, 200),
 }
 _, spec = call(stack, "GET", "/openapi.json")
 http_functions = {tag for ops in spec["paths"].values() for op in ops.values() for tag in op["tags"]}
@@ -125,6 +126,7 @@ for function, (method, path, body, auth, expected) in sorted(routes.items()):
 
 # Every sample event, with what it should get: the samples carry made-up ids, keys and passwords.
 expected = {
+    "admin-dashboard": 303,  # no session cookie: to the sign-in form
     "auth-change_password": 403,  # the sample's current password is not this user's
     "auth-login": 401,  # nor is its phone registered
     "auth-register": 201,
@@ -137,7 +139,7 @@ expected = {
     "users-delete_account": 204,
 }
 functions = ["ws-disconnect", "ws-connect", "ws-message", "auth", "users", "system", "chats", "files",
-             "themes", "contacts", "keys"]
+             "themes", "contacts", "keys", "admin"]
 events = sorted(f[:-5] for f in os.listdir(f"{root}/events") if f.endswith(".json"))
 # Deleting the account ends the token: last.
 events.sort(key=lambda n: n == "users-delete_account")

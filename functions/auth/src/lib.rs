@@ -1,7 +1,7 @@
 //! The `auth` function: registration, login and password change (API.md §2).
 
 use shared::api::{Caller, Router};
-use shared::auth::{AuthUser, hash_password, verify_password};
+use shared::auth::{AuthUser, LoginName, check_login, hash_password, verify_password};
 use shared::error::{FieldError, OnConstraint as _};
 use shared::time::now_ms;
 use shared::users::{normalize_phone, search_text};
@@ -176,41 +176,11 @@ async fn login(state: &AppState, caller: Caller, input: LoginRequest) -> Result<
     checks.finish()?;
     let password = password.unwrap_or_default();
 
-    let limits = &state.config.rate_limits;
-    state.limiter.hit(&state.db, "login_ip", &caller.source_ip, limits.login_ip).await?;
-    let (by_phone, subject) = match input.phone {
-        Some(p) => (true, p.chars().filter(char::is_ascii_digit).collect::<String>()),
-        None => (false, input.username.unwrap_or_default().trim().to_lowercase()),
+    let name = match input.phone {
+        Some(p) => LoginName::Phone(p.chars().filter(char::is_ascii_digit).collect()),
+        None => LoginName::Username(input.username.unwrap_or_default().trim().to_lowercase()),
     };
-    let found = {
-        let conn = state.db.conn().await?;
-        if by_phone {
-            db::users::find_login_by_phone(&conn, &subject).await?
-        } else {
-            db::users::find_login_by_username(&conn, &subject).await?
-        }
-    };
-    // One counter per account, whichever identifier names it; an unknown one counts by what was typed.
-    let counter = match &found {
-        Some(f) => format!("user:{}", f.id),
-        None => format!("{}:{subject}", if by_phone { "phone" } else { "username" }),
-    };
-    let from_here = format!("{counter}|{}", caller.source_ip);
-    // Both counted before the slow password check, so parallel guesses cannot slip past. Per (account,
-    // address) the limit is low and a success clears it; per account it is much higher, so shutting the
-    // owner out takes attempts from many addresses.
-    state.limiter.hit(&state.db, "login_account_ip", &from_here, limits.login_account_ip).await?;
-    state.limiter.hit(&state.db, "login_account", &counter, limits.login_account).await?;
-
-    let hash = found.as_ref().and_then(|f| f.password_hash.clone());
-    let valid = verify_password(state.config.bcrypt_cost, password, hash).await?;
-    let Some(account) = found.filter(|_| valid) else {
-        return Err(ErrorCode::InvalidCredentials.into());
-    };
-    if account.is_banned {
-        return Err(ErrorCode::AccountBanned.into());
-    }
-    state.limiter.clear(&state.db, "login_account_ip", &from_here).await?;
+    let account = check_login(state, &caller.source_ip, name, password).await?;
 
     let now = now_ms();
     let conn = state.db.conn().await?;

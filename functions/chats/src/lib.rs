@@ -158,25 +158,22 @@ async fn delete_message(
     if for_everyone && !is_sender {
         return Err(ErrorCode::NotMessageSender.into());
     }
-    let keys = if for_everyone {
-        db::messages::delete_for_everyone(&tx, id).await?.media_keys
+    if for_everyone {
+        let keys = messages::wipe_for_everyone(&tx, id).await?;
+        tx.commit().await?;
+        drop(conn);
+        messages::deleted_for_everyone(state, &msg, &keys).await;
     } else {
         if is_sender {
             db::messages::hide_for_sender(&tx, id).await?;
         } else {
             db::messages::hide_for_receiver(&tx, id).await?;
         }
-        Vec::new()
-    };
-    tx.commit().await?;
-    drop(conn);
-    shared::files::delete_if_orphaned(state, &keys).await;
-    let peer = msg.peer_of(user.id);
-    let mine = ServerEvent::MessageDeleted(ws::MessageDeleted { message_id: id, peer_id: peer, for_everyone });
-    realtime::push_to_users(state, &[user.id], None, &mine.to_frame()).await;
-    if for_everyone {
-        let theirs = ServerEvent::MessageDeleted(ws::MessageDeleted { message_id: id, peer_id: user.id, for_everyone });
-        realtime::push_to_users(state, &[peer], None, &theirs.to_frame()).await;
+        tx.commit().await?;
+        drop(conn);
+        let peer = msg.peer_of(user.id);
+        let mine = ServerEvent::MessageDeleted(ws::MessageDeleted { message_id: id, peer_id: peer, for_everyone });
+        realtime::push_to_users(state, &[user.id], None, &mine.to_frame()).await;
     }
     Ok(MessageText { message: "Message deleted successfully".into() })
 }

@@ -17,7 +17,6 @@ use wire::users::{
     SetBirthdateRequest, SetPresetAvatar, SetPresetAvatarRequest, SetUsername, SetUsernameRequest, UnavailableReason,
     UpdatePrivacy, UpdatePrivacyRequest, UpdateProfile, UpdateProfileRequest, UploadAvatar,
 };
-use wire::ws::{KeyChangeKind, Presence, ServerEvent};
 use wire::{AvatarVisibility, ErrorCode, FileUpload, PhoneVisibility, User};
 
 /// Name of this function in `template.yaml`.
@@ -379,42 +378,10 @@ async fn upload_avatar(state: &AppState, user: AuthUser, input: FileUpload) -> R
     Ok(AvatarUrl { avatar_url: state.storage.presign_get(&key).await? })
 }
 
-/// `DELETE /users/me`
-/// - one transaction removes the profile, secrets, devices, connections, themes, contact rows in both
-///   directions and the messages only this user could still see; the token version is bumped
-/// - peers keep shared conversations (the user becomes the `is_deleted` stub, its attachments lose their URL)
-/// - then every S3 object of the user is deleted (retried; leftovers are retried by the clean-up) and open
-///   connections are closed; the id is never reused
+/// `DELETE /users/me` — deletes the caller's account ([`shared::accounts::delete`], the path the operator
+/// panel uses too); the id is never reused.
 async fn delete_account(state: &AppState, user: AuthUser, _input: Empty) -> Result<Empty, ApiError> {
-    let failed = |e: ApiError| match e {
-        ApiError::Internal(source) => ApiError::InternalWith { detail: "Failed to delete account", source },
-        other => other,
-    };
-    let shows_online = load_self(state, &user).await?.privacy.show_online_status;
-    let (deleted, peers) = delete_account_rows(state, user.id).await.map_err(failed)?;
-    tracing::info!(user_id = user.id, "account deleted");
-    shared::realtime::close(state, &deleted.connections).await;
-    for key in &deleted.object_keys {
-        shared::files::purge(state, key).await;
-    }
-    for device in &deleted.devices {
-        shared::keys::broadcast_key_change(state, user.id, device, KeyChangeKind::Removed).await;
-    }
-    if shows_online {
-        let gone = ServerEvent::Presence(Presence { user_id: user.id, is_online: Some(false), last_seen: None });
-        shared::realtime::push_to_users(state, &peers, None, &gone.to_frame()).await;
-    }
-    Ok(Empty {})
-}
-
-/// The peers (read before the transaction) and what one write transaction deleted.
-async fn delete_account_rows(state: &AppState, user_id: i64) -> Result<(db::users::Deleted, Vec<i64>), ApiError> {
-    let conn = state.db.conn().await?;
-    let peers = shared::realtime::peers_of(&conn, user_id).await?;
-    let tx = conn.write_tx().await?;
-    let deleted = db::users::delete_account(&tx, user_id).await?;
-    tx.commit().await?;
-    Ok((deleted, peers))
+    if shared::accounts::delete(state, user.id).await? { Ok(Empty {}) } else { Err(ApiError::InvalidToken) }
 }
 
 #[cfg(test)]

@@ -229,6 +229,18 @@ pub async fn images_before(
     all(rows).await
 }
 
+/// Message `id` unless it was deleted for everyone, whoever may see it (the operator panel).
+pub async fn find_live(conn: &Conn, id: i64) -> Result<Option<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+             client_msg_id, sender_device_id, is_read, created_at FROM message WHERE id = ?1 AND deleted_for_everyone = 0",
+            [id],
+        )
+        .await?;
+    first(rows).await
+}
+
 /// Message `id` if `user_id` sent or received it and it is visible to them.
 pub async fn find_visible(conn: &Conn, user_id: i64, id: i64) -> Result<Option<MessageRow>, libsql::Error> {
     let rows = conn
@@ -834,7 +846,8 @@ mod tests {
         let to_three = insert_raw(1, 3, "is_read").await;
         insert_raw(3, 1, "deleted_for_everyone").await;
         drop(conn);
-        assert_eq!(migrate(&db).await.unwrap(), vec!["0004_chat_summary"]);
+        let applied = migrate(&db).await.unwrap();
+        assert_eq!(applied.first(), Some(&"0004_chat_summary"), "{applied:?}");
         let conn = db.conn().await.unwrap();
         for user in 1..=3 {
             assert_summary_matches(&conn, user, "the migration").await;

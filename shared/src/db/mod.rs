@@ -4,6 +4,7 @@
 //! Query functions take a `&Conn` (a checked-out connection and a write transaction both deref to one), return
 //! `Result<_, libsql::Error>` and map rows by column name.
 
+pub mod admin;
 pub mod connections;
 pub mod contacts;
 pub mod devices;
@@ -27,6 +28,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "0002_themes_files", include_str!("../../../migrations/0002_themes_files.sql")),
     (3, "0003_keys", include_str!("../../../migrations/0003_keys.sql")),
     (4, "0004_chat_summary", include_str!("../../../migrations/0004_chat_summary.sql")),
+    (5, "0005_admin", include_str!("../../../migrations/0005_admin.sql")),
 ];
 
 /// The schema version this build expects.

@@ -2,7 +2,7 @@
 
 use super::Conn;
 use crate::db::{
-    all, connections, contacts, devices, exists, first, id_list, int_bool, messages, objects, themes, value,
+    admin, all, connections, contacts, devices, exists, first, id_list, int_bool, messages, objects, themes, value,
 };
 use serde::Deserialize;
 pub use wire::{AvatarVisibility, PhoneVisibility};
@@ -447,6 +447,7 @@ pub async fn delete_account(conn: &Conn, id: i64) -> Result<Deleted, libsql::Err
     themes::delete_of_user(conn, id).await?;
     contacts::delete_of_user(conn, id).await?;
     messages::delete_of_user(conn, id).await?;
+    admin::delete_sessions_of_user(conn, id).await?;
     anonymize(conn, id).await?;
     messages::delete_envelopes_of_user(conn, id).await?;
     Ok(Deleted { object_keys, connections, devices })

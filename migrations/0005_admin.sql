@@ -16,7 +16,7 @@ CREATE INDEX admin_session_user ON admin_session (user_id);
 CREATE TABLE admin_audit (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     admin_id     INTEGER,
-    action       TEXT    NOT NULL,
+    action_name  TEXT    NOT NULL,   -- not `action`: sqld reports a column of that name as `ACTION`
     target_kind  TEXT    NOT NULL,   -- user | message
     target_id    INTEGER NOT NULL,
     created_at   INTEGER NOT NULL

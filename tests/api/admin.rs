@@ -245,7 +245,7 @@ async fn a_ban_closes_sockets_stops_tokens_and_login_and_is_audited() {
     assert!(audit.text.contains(">ban<"), "{}", audit.text);
     assert_eq!(
         app.count(&format!(
-            "SELECT COUNT(*) FROM admin_audit WHERE admin_id = {} AND action = 'ban' AND target_kind = 'user' AND target_id = {}",
+            "SELECT COUNT(*) FROM admin_audit WHERE admin_id = {} AND action_name = 'ban' AND target_kind = 'user' AND target_id = {}",
             op.id, victim.id
         ))
         .await,
@@ -256,7 +256,7 @@ async fn a_ban_closes_sockets_stops_tokens_and_login_and_is_audited() {
     panel.post(&format!("/admin/users/{}/unban", victim.id), &[("csrf_token", &csrf)]).await.expect(303);
     victim.client.call("POST", "/auth/login", None, Some(&login)).await.expect(200);
     victim.get("/me").await.expect_error(401, "invalid_token");
-    assert_eq!(app.count("SELECT COUNT(*) FROM admin_audit WHERE action = 'unban'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM admin_audit WHERE action_name = 'unban'").await, 1);
 }
 
 #[tokio::test]
@@ -293,7 +293,7 @@ async fn revoking_sessions_ends_tokens_and_sockets_but_not_the_account() {
     let login = json!({"phone": user.phone, "password": user.password});
     let fresh = user.client.call("POST", "/auth/login", None, Some(&login)).await.expect(200);
     user.client.get("/me", fresh["access_token"].as_str()).await.expect(200);
-    assert_eq!(app.count("SELECT COUNT(*) FROM admin_audit WHERE action = 'revoke_sessions'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM admin_audit WHERE action_name = 'revoke_sessions'").await, 1);
 }
 
 #[tokio::test]
@@ -321,7 +321,7 @@ async fn deleting_a_user_is_account_deletion_and_needs_confirming() {
     // Nobody bans or deletes themselves.
     panel.post(&format!("/admin/users/{}/ban", op.id), &[("csrf_token", &csrf)]).await.expect(409);
     panel.get("/admin").await.expect(200);
-    assert_eq!(app.count("SELECT COUNT(*) FROM admin_audit WHERE action = 'delete_user'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM admin_audit WHERE action_name = 'delete_user'").await, 1);
 }
 
 #[tokio::test]
@@ -351,7 +351,7 @@ async fn messages_show_metadata_only_and_delete_for_everyone() {
     let history = alice.get(&format!("/chats/{}/messages", bob.id)).await.expect(200);
     assert!(history.as_array().unwrap().iter().all(|m| m["id"] != id), "{history}");
     panel.post(&format!("/admin/messages/{id}/delete"), &[("csrf_token", &csrf)]).await.expect(404);
-    assert_eq!(app.count("SELECT COUNT(*) FROM admin_audit WHERE action = 'delete_message'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM admin_audit WHERE action_name = 'delete_message'").await, 1);
 }
 
 #[tokio::test]
@@ -416,7 +416,7 @@ async fn logout_idle_expiry_and_revoked_rights_end_sessions() {
     assert_eq!(app.count("SELECT COUNT(*) FROM admin_session").await, 0);
     Panel::new(&app).login(&op.phone, &op.password).await.expect(401);
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM admin_audit WHERE admin_id IS NULL AND action = 'revoke_admin'").await,
+        app.count("SELECT COUNT(*) FROM admin_audit WHERE admin_id IS NULL AND action_name = 'revoke_admin'").await,
         1
     );
 }

@@ -127,14 +127,16 @@ fn chart(first_day_ms: i64, per_day: &[i64]) -> Markup {
     html! {
         svg.chart #messages-chart xmlns="http://www.w3.org/2000/svg" width=(WIDTH) height="210"
             viewBox={ "0 0 " (WIDTH) " 210" } role="img" aria-label="Messages per day" {
-            line x1="0" y1=(BASE) x2=(WIDTH) y2=(BASE) stroke="#999";
+            // SVG elements inside HTML need their end tags (`{}`), not maud's void `;`, or the parser nests
+            // everything after them inside.
+            line x1="0" y1=(BASE) x2=(WIDTH) y2=(BASE) stroke="#999" {}
             @for (i, &n) in per_day.iter().enumerate() {
                 @let x = 10 + STEP * i as i64;
                 @let height = n * (BASE - TOP) / max;
                 @let day = format_ms(first_day_ms + DAY_MS * i as i64);
                 g.day {
-                    title { (day[..10]) ": " (n) " messages" }
-                    rect.bar x=(x) y=(BASE - height) width=(BAR) height=(height) fill="#3b82f6";
+                    title { (day[..10]) ": " (n) @if n == 1 { " message" } @else { " messages" } }
+                    rect.bar x=(x) y=(BASE - height) width=(BAR) height=(height) fill="#3b82f6" {}
                     text x=(x + BAR / 2) y=(BASE - height - 4) text-anchor="middle" font-size="11" { (n) }
                     text x=(x + BAR / 2) y=(BASE + 18) text-anchor="middle" font-size="11" { (day[5..10]) }
                 }
@@ -350,7 +352,7 @@ pub fn audit(frame: Frame<'_>, rows: &[AuditRow], per_page: i64) -> Markup {
                     tr {
                         td { (time(a.created_at)) }
                         td { @match a.admin_id { Some(id) => (user_link(id, a.admin_username.as_deref())), None => "command line" } }
-                        td.action { (a.action) }
+                        td.action { (a.action_name) }
                         td {
                             @if a.target_kind == "user" { (user_link(a.target_id, None)) }
                             @else { (a.target_kind) " #" (a.target_id) }
@@ -428,6 +430,8 @@ mod tests {
     fn the_chart_has_a_bar_per_day_scaled_to_the_busiest() {
         let html = chart(0, &[0, 5, 10]).into_string();
         assert_eq!(html.matches("<rect").count(), 3);
+        assert_eq!(html.matches("</rect>").count(), 3, "SVG elements are closed: {html}");
+        assert_eq!(html.matches("<text").count(), 6, "a count and a day under each bar");
         assert!(html.contains("height=\"160\""), "the busiest day is full height: {html}");
         assert!(html.contains("height=\"80\""));
         assert!(html.contains("1970-01-02: 5 messages"));

@@ -108,7 +108,7 @@ pub struct AuditEntry<'a> {
 /// Appends to the audit log.
 pub async fn audit(conn: &Conn, entry: AuditEntry<'_>, now: i64) -> Result<(), libsql::Error> {
     conn.execute(
-        "INSERT INTO admin_audit (admin_id, action, target_kind, target_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO admin_audit (admin_id, action_name, target_kind, target_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         (entry.admin_id, entry.action, entry.target_kind, entry.target_id, now),
     )
     .await?;
@@ -124,8 +124,8 @@ pub struct AuditRow {
     pub admin_id: Option<i64>,
     /// The operator's username.
     pub admin_username: Option<String>,
-    /// What was done.
-    pub action: String,
+    /// What was done (see [`AuditEntry::action`]).
+    pub action_name: String,
     /// `user` or `message`.
     pub target_kind: String,
     /// Target id.
@@ -138,7 +138,8 @@ pub struct AuditRow {
 pub async fn audit_page(conn: &Conn, before_id: Option<i64>, limit: i64) -> Result<Vec<AuditRow>, libsql::Error> {
     let rows = conn
         .query(
-            "SELECT a.id, a.admin_id, u.username AS admin_username, a.action, a.target_kind, a.target_id, a.created_at \
+            "SELECT a.id, a.admin_id, u.username AS admin_username, a.action_name, a.target_kind, a.target_id, \
+             a.created_at \
              FROM admin_audit a LEFT JOIN user u ON u.id = a.admin_id \
              WHERE a.id < coalesce(?1, 9223372036854775807) ORDER BY a.id DESC LIMIT ?2",
             (before_id, limit),

@@ -504,3 +504,34 @@ async fn the_command_line_grants_and_revokes_while_the_stack_runs() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no database"));
 }
+
+#[tokio::test]
+async fn the_migrate_function_is_the_operator_step_on_aws() {
+    const MIGRATE: &str = env!("CARGO_BIN_EXE_migrate-under-test");
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_in(dir.path()).await;
+    let user = app.user().await;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(MIGRATE)
+            .args(args)
+            .env("DATABASE_URL", format!("file:{}", dir.path().join("messenger.db").display()))
+            .env("JWT_SECRET", "a deployment's secret of at least 32 bytes")
+            .env("S3_BUCKET", "bucket")
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .env_remove("DATABASE_AUTH_TOKEN")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, out) = run(&["admin", "grant", &user.phone]);
+    assert!(ok, "{out}");
+    // Log lines first (stdout, as on Lambda), the report last.
+    let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(report["admin"], json!({"user_id": user.id, "is_admin": true, "changed": true}), "{out}");
+    let (mut panel, _) = Panel::signed_in(&app, &user).await;
+    let (ok, out) = run(&["admin", "revoke", &user.phone]);
+    assert!(ok, "{out}");
+    assert_eq!(panel.get("/admin").await.expect(303).location(), "/admin/login");
+    assert!(!run(&["admin", "promote", &user.phone]).0, "only grant or revoke");
+    assert!(!run(&["admin", "grant", "nobody_at_all"]).0);
+}

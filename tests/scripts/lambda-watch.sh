@@ -84,6 +84,8 @@ def call(base, method, path, body=None, token=None):
     try:
         with urllib.request.urlopen(req, timeout=120) as r:
             text = r.read()
+            if not r.headers.get("content-type", "").startswith("application/json"):
+                return r.status, text.decode(errors="replace")  # the admin panel's HTML
             return r.status, json.loads(text) if text else None
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace")

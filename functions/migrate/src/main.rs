@@ -87,3 +87,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_event_naming_admin_asks_for_the_operator_step() {
+        assert!(admin_request(serde_json::json!({})).unwrap().is_none(), "a plain invocation only migrates");
+        let req = admin_request(serde_json::json!({"admin": "grant", "login": "ada_l"})).unwrap().unwrap();
+        assert_eq!((req.admin.as_str(), req.login.as_str()), ("grant", "ada_l"));
+        assert!(admin_request(serde_json::json!({"admin": "grant"})).is_err(), "no login");
+        assert!(admin_request(serde_json::json!({"admin": 1, "login": "x"})).is_err());
+    }
+}

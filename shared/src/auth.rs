@@ -81,11 +81,18 @@ impl LoginName {
 }
 
 /// Checks a password login, the same for the API and the operator panel (their counters are shared, so
-/// guesses through either count together): 30 attempts per source IP, 5 per (account, source IP) (a success
-/// clears them) and 100 per account from all addresses, each counted before the slow bcrypt check so
-/// parallel guesses cannot slip past; phone and username count as one account. Unknown, deleted and wrong
-/// password are the same 401 `invalid_credentials` after a dummy bcrypt check of equal cost; a banned
-/// account gets 403 `account_banned` once its password is right.
+/// guesses through either count together). Counted before the slow bcrypt check, so parallel guesses cannot
+/// slip past:
+/// - 30 attempts per source IP (`login_ip`);
+/// - 5 per (identifier as typed, source IP) (`login_subject_ip`: the normalised phone or the lower-cased
+///   username, never the account it resolves to, so its 429 says nothing about which phone belongs to which
+///   username); a success clears it;
+/// - 100 per account from all addresses (`login_account`, by the identifier typed when no account has it).
+///   Past that cap the answer is the same 401 as a wrong password, after the same bcrypt work: a 429 there
+///   would tell that two identifiers name one account.
+///
+/// Unknown, deleted and wrong password are the same 401 `invalid_credentials` after a dummy bcrypt check of
+/// equal cost; a banned account gets 403 `account_banned` once its password is right.
 pub async fn check_login(
     state: &AppState,
     source_ip: &str,
@@ -94,6 +101,12 @@ pub async fn check_login(
 ) -> Result<users::LoginRecord, ApiError> {
     let limits = &state.config.rate_limits;
     state.limiter.hit(&state.db, "login_ip", source_ip, limits.login_ip).await?;
+    let typed = match &name {
+        LoginName::Phone(digits) => format!("phone:{digits}"),
+        LoginName::Username(lower) => format!("username:{lower}"),
+    };
+    let from_here = format!("{typed}|{source_ip}");
+    state.limiter.hit(&state.db, "login_subject_ip", &from_here, limits.login_account_ip).await?;
     let found = {
         let conn = state.db.conn().await?;
         match &name {
@@ -101,17 +114,13 @@ pub async fn check_login(
             LoginName::Username(lower) => users::find_login_by_username(&conn, lower).await?,
         }
     };
-    // One counter per account, whichever identifier names it; an unknown one counts by what was typed.
-    let counter = match (&found, &name) {
-        (Some(f), _) => format!("user:{}", f.id),
-        (None, LoginName::Phone(digits)) => format!("phone:{digits}"),
-        (None, LoginName::Username(lower)) => format!("username:{lower}"),
+    let account = found.as_ref().map_or(typed, |f| format!("user:{}", f.id));
+    let capped = match state.limiter.hit(&state.db, "login_account", &account, limits.login_account).await {
+        Ok(()) => false,
+        Err(ApiError::RateLimited { .. }) => true,
+        Err(other) => return Err(other),
     };
-    let from_here = format!("{counter}|{source_ip}");
-    state.limiter.hit(&state.db, "login_account_ip", &from_here, limits.login_account_ip).await?;
-    state.limiter.hit(&state.db, "login_account", &counter, limits.login_account).await?;
-
-    let hash = found.as_ref().and_then(|f| f.password_hash.clone());
+    let hash = found.as_ref().filter(|_| !capped).and_then(|f| f.password_hash.clone());
     let valid = verify_password(state.config.bcrypt_cost, password, hash).await?;
     let Some(account) = found.filter(|_| valid) else {
         return Err(ErrorCode::InvalidCredentials.into());
@@ -119,7 +128,7 @@ pub async fn check_login(
     if account.is_banned {
         return Err(ErrorCode::AccountBanned.into());
     }
-    state.limiter.clear(&state.db, "login_account_ip", &from_here).await?;
+    state.limiter.clear(&state.db, "login_subject_ip", &from_here).await?;
     Ok(account)
 }
 

@@ -69,10 +69,10 @@ impl Limit {
 /// Rate limits of API.md §1.2; each can be overridden with `RATE_LIMIT_<NAME>=<count>/<seconds>`.
 #[derive(Debug, Clone)]
 pub struct RateLimits {
-    /// Failed logins per account from all addresses together (`RATE_LIMIT_LOGIN_ACCOUNT`); high, so that
-    /// locking the owner out takes many addresses.
+    /// Login attempts per account from all addresses together (`RATE_LIMIT_LOGIN_ACCOUNT`); high, so that
+    /// locking the owner out takes many addresses. Past it logins answer 401, never 429.
     pub login_account: Limit,
-    /// Login attempts per (account, source IP) (`RATE_LIMIT_LOGIN_ACCOUNT_IP`).
+    /// Login attempts per (phone or username as typed, source IP) (`RATE_LIMIT_LOGIN_ACCOUNT_IP`).
     pub login_account_ip: Limit,
     /// Login attempts per source IP (`RATE_LIMIT_LOGIN_IP`).
     pub login_ip: Limit,

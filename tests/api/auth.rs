@@ -134,33 +134,67 @@ async fn login(c: &messenger_tests::Client, by: (&str, &str), password: &str) ->
 }
 
 #[tokio::test]
-async fn failures_from_one_address_lock_only_that_address_out_of_the_account() {
+async fn failures_from_one_address_lock_only_that_address_out_of_the_identifier() {
     let app = TestApp::spawn().await;
     let user = app.user().await;
     app.client().call("PUT", "/users/me/username?new_username=lock_target", Some(&user.token), None).await.expect(200);
     let attacker = app.client();
-    // Phone and username name one account: failures through both count together.
+    // Counted by the identifier as typed (case does not matter for usernames).
     for i in 0..5 {
-        let by = if i % 2 == 0 { ("phone", user.phone.as_str()) } else { ("username", "LOCK_target") };
-        login(&attacker, by, "wrong password").await.expect_error(401, "invalid_credentials");
+        let name = if i % 2 == 0 { "LOCK_target" } else { "lock_target" };
+        login(&attacker, ("username", name), "wrong password").await.expect_error(401, "invalid_credentials");
     }
     let resp = login(&attacker, ("username", "lock_target"), &user.password).await;
     let retry: u64 = resp.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 900);
     resp.expect_error(429, "rate_limited");
-    login(&attacker, ("phone", &user.phone), &user.password).await.expect_error(429, "rate_limited");
     // The owner, from another address, is not locked out.
-    login(&app.client(), ("phone", &user.phone), &user.password).await.expect(200);
+    login(&app.client(), ("username", "lock_target"), &user.password).await.expect(200);
 }
 
 #[tokio::test]
-async fn failures_from_many_addresses_reach_the_per_account_limit() {
+async fn the_login_limits_do_not_tell_which_phone_a_username_has() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_LOGIN_ACCOUNT", "8/900")]).await;
+    let user = app.user().await;
+    app.client()
+        .call("PUT", "/users/me/username?new_username=oracle_target", Some(&user.token), None)
+        .await
+        .expect(200);
+    let other = messenger_tests::unique_phone();
+    let prober = app.client();
+    for _ in 0..5 {
+        login(&prober, ("username", "oracle_target"), "wrong password").await.expect_error(401, "invalid_credentials");
+    }
+    login(&prober, ("username", "oracle_target"), "wrong password").await.expect_error(429, "rate_limited");
+    // The username is locked for this address; a candidate phone answers the same whether it is the
+    // username's or not.
+    let probe = |phone: String| {
+        let prober = prober.clone();
+        async move { login(&prober, ("phone", &phone), "wrong password").await.expect_error(401, "invalid_credentials") }
+    };
+    assert_eq!(probe(user.phone.clone()).await, probe(other.clone()).await);
+    // Past the all-address cap of the account (8 failures, from other addresses too), still the same answer.
+    for _ in 0..2 {
+        login(&app.client(), ("username", "oracle_target"), "wrong password")
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+    let fresh = app.client();
+    let matching = login(&fresh, ("phone", &user.phone), "wrong password").await;
+    let unrelated = login(&fresh, ("phone", &other), "wrong password").await;
+    assert_eq!((matching.status, &matching.body), (unrelated.status, &unrelated.body));
+    matching.expect_error(401, "invalid_credentials");
+}
+
+#[tokio::test]
+async fn failures_from_many_addresses_reach_the_per_account_cap() {
     let app = TestApp::spawn_with(&[("RATE_LIMIT_LOGIN_ACCOUNT", "3/900")]).await;
     let user = app.user().await;
     for _ in 0..3 {
         login(&app.client(), ("phone", &user.phone), "wrong password").await.expect_error(401, "invalid_credentials");
     }
-    login(&app.client(), ("phone", &user.phone), &user.password).await.expect_error(429, "rate_limited");
+    // Past the cap even the right password is refused, with the answer of a wrong one.
+    login(&app.client(), ("phone", &user.phone), &user.password).await.expect_error(401, "invalid_credentials");
 }
 
 #[tokio::test]
@@ -369,8 +403,10 @@ async fn parallel_guesses_cannot_slip_past_the_account_limit() {
     for t in tasks {
         statuses.push(t.await.unwrap());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 15, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    // Every guess counted: the account is capped, so the right password is refused too.
+    let right = json!({"phone": user.phone, "password": user.password});
+    app.client().call("POST", "/auth/login", None, Some(&right)).await.expect_error(401, "invalid_credentials");
 }
 
 #[tokio::test]

@@ -163,8 +163,8 @@ async fn register(state: &AppState, caller: Caller, input: RegisterRequest) -> R
 /// `POST /auth/login`
 /// - `password` plus exactly one of `phone` (digits, phones only) or `username` (case-insensitive)
 /// - the same 401 for unknown, deleted and wrong password, with a dummy bcrypt check for equal timing
-/// - 5 attempts per (account, source IP) (a success clears them), 100 per account from all addresses, and
-///   30 per source IP, each in 15 minutes; phone and username count as one account
+/// - the limits of [`check_login`]: 5 attempts per (identifier as typed, source IP), a success clears them;
+///   100 per account from all addresses (then 401, never 429); 30 per source IP; each in 15 minutes
 async fn login(state: &AppState, caller: Caller, input: LoginRequest) -> Result<TokenResponse, ApiError> {
     let mut checks = Checks::default();
     let password = checks.password("password", &input.password, 1).map(str::to_owned);

@@ -41,7 +41,7 @@ pub async fn broadcast_key_change(state: &AppState, user_id: i64, device_id: &st
         let mut users = peers;
         users.push(user_id);
         for c in db::connections::of_users(&conn, &users).await.unwrap_or_default() {
-            if !(c.user_id == user_id && c.device_id == device_id) {
+            if c.live && !(c.user_id == user_id && c.device_id == device_id) {
                 targets.push((c.id, payload.clone()));
             }
         }

@@ -5,7 +5,7 @@ use wire::ws::{MessageDeleted, MessagesRead, ServerEvent};
 
 use crate::db;
 use crate::error::ApiError;
-use crate::realtime::fanout;
+use crate::realtime;
 use crate::state::AppState;
 
 pub use crate::db::messages::MessageRow;
@@ -59,7 +59,7 @@ pub async fn mark_read(state: &AppState, reader: i64, peer: i64, up_to_id: Optio
     if !ids.is_empty() && db::users::both_show_read_receipts(&conn, reader, peer).await? {
         drop(conn);
         let event = ServerEvent::MessagesRead(MessagesRead { message_ids: ids.clone(), reader_id: reader });
-        fanout::push_to_users(state, &[peer], None, &event.to_frame()).await;
+        realtime::push_to_users(state, &[peer], None, &event.to_frame()).await;
     }
     Ok(ids)
 }
@@ -78,7 +78,7 @@ pub async fn deleted_for_everyone(state: &AppState, msg: &MessageRow, media_keys
     for (user, peer) in [(msg.sender_id, msg.receiver_id), (msg.receiver_id, msg.sender_id)] {
         let event =
             ServerEvent::MessageDeleted(MessageDeleted { message_id: msg.id, peer_id: peer, for_everyone: true });
-        fanout::push_to_users(state, &[user], None, &event.to_frame()).await;
+        realtime::push_to_users(state, &[user], None, &event.to_frame()).await;
     }
 }
 

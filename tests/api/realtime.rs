@@ -596,3 +596,46 @@ async fn no_presence_for_users_who_hide_their_online_status_or_from_cleared_chat
     let ev = p.next_event().await.expect("open");
     assert_eq!(ev["event"], "pong", "no presence from a cleared chat: {ev}");
 }
+
+/// Reads `ws` until the server closes it; fails if an event other than `presence` arrives first.
+async fn closed_without_events(ws: &mut Ws) {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let msg = tokio::time::timeout(messenger_tests::EVENT_TIMEOUT, ws.stream.next()).await.expect("closed in time");
+        match msg {
+            Some(Ok(Message::Text(text))) => {
+                let ev: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(ev["event"], "presence", "no event after the session ended: {ev}");
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn connections_whose_session_ended_get_no_more_events_and_are_closed() {
+    let app = TestApp::spawn().await;
+    let sender = app.user().await;
+    let mut out = app.ws(&sender.token).await;
+    // Each way a session ends without its sockets being closed (a revocation whose close was lost, a token
+    // that expired while connected): the next push to that user closes the socket instead of delivering.
+    let endings = [
+        "UPDATE connection SET token_exp = 1 WHERE user_id = ?1",
+        "UPDATE user SET token_version = token_version + 1 WHERE id = ?1",
+        "UPDATE user SET is_banned = 1 WHERE id = ?1",
+        "DELETE FROM device WHERE user_id = ?1",
+    ];
+    for ending in endings {
+        let receiver = app.user().await;
+        let mut inbox = app.ws(&receiver.token).await;
+        sender.send_via(&mut out, receiver.id, "before").await;
+        assert_eq!(inbox.expect("new_message").await["encrypted_content"], "before");
+        app.db().await.execute(ending, [receiver.id]).await.unwrap();
+        sender.send_via(&mut out, receiver.id, "after").await;
+        closed_without_events(&mut inbox).await;
+        let left = format!("SELECT COUNT(*) FROM connection WHERE user_id = {}", receiver.id);
+        assert_eq!(app.count(&left).await, 0, "{ending}: the row is gone too");
+    }
+}

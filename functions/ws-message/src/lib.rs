@@ -303,11 +303,14 @@ async fn send_message(
     };
     let (msg, duplicate) = store(state, new, &envelopes).await?;
     let mut targets = vec![(connection_id.to_owned(), message_sent(&msg))];
+    let mut ended = Vec::new();
     if !duplicate {
         let conn = state.db.conn().await?;
         let receipts = messages::receipts_shared(&conn, user.id, receiver_id).await?;
         let conns = realtime::connections_of(&conn, &[user.id, receiver_id]).await?;
         drop(conn);
+        let (conns, stale) = realtime::split_live(conns);
+        ended = stale;
         let for_receiver = messages::view(state, &msg, receiver_id, receipts, None).await?;
         let for_sender = messages::view(state, &msg, user.id, receipts, None).await?;
         for c in conns.into_iter().filter(|c| c.id != connection_id) {
@@ -321,6 +324,8 @@ async fn send_message(
         }
     }
     realtime::push(state, targets).await;
+    // Connections whose session ended got nothing; they close after the others were served.
+    realtime::close(state, &ended).await;
     Ok(())
 }
 

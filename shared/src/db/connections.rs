@@ -14,6 +14,10 @@ pub struct Conn {
     pub user_id: i64,
     /// Its device.
     pub device_id: String,
+    /// Whether its session still holds (the checks of [`session`], plus the token's expiry with 60 s of
+    /// leeway): a connection that is not live must get no event, only closed.
+    #[serde(deserialize_with = "crate::db::int_bool")]
+    pub live: bool,
 }
 
 /// The session a connection was opened with, re-checked on every action.
@@ -29,13 +33,18 @@ pub struct ConnSession {
     pub token_exp: i64,
 }
 
-/// Every open connection of `users`, oldest first (`connection_user`).
+/// Every open connection of `users`, oldest first (`connection_user`), each with whether its session still
+/// holds at this moment.
 pub async fn of_users(conn: &DbConn, users: &[i64]) -> Result<Vec<Conn>, libsql::Error> {
+    let now_s = crate::time::now_ms() / 1000;
     let rows = conn
         .query(
-            "SELECT id, user_id, device_id FROM connection WHERE user_id IN (SELECT value FROM json_each(?1)) \
-             ORDER BY connected_at",
-            [id_list(users)],
+            "SELECT c.id, c.user_id, c.device_id, \
+             (u.is_deleted = 0 AND u.is_banned = 0 AND u.token_version = c.token_version AND c.token_exp + 60 >= ?2 \
+              AND EXISTS (SELECT 1 FROM device d WHERE d.id = c.device_id AND d.user_id = c.user_id)) AS live \
+             FROM connection c JOIN user u ON u.id = c.user_id \
+             WHERE c.user_id IN (SELECT value FROM json_each(?1)) ORDER BY c.connected_at",
+            (id_list(users), now_s),
         )
         .await?;
     all(rows).await

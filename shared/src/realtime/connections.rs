@@ -1,6 +1,6 @@
 //! Connection bookkeeping with the process state: forgetting, listing and closing connections.
 
-use crate::realtime::transport;
+use crate::realtime::transport::{self, Conn};
 use crate::realtime::{fanout, presence};
 use crate::state::AppState;
 
@@ -26,6 +26,37 @@ pub async fn close(state: &AppState, connection_ids: &[String]) {
         }
     }
     fanout::push(state, announcements).await;
+}
+
+/// Splits connections into those whose session still holds and the ids of those whose session ended (token
+/// expired or revoked, account banned or deleted, device removed). The ended ones get no event: the caller
+/// [`close`]s them after its push, so a revocation whose sockets were not closed (a crash between commit
+/// and close) stops delivery at the next push.
+pub fn split_live(conns: Vec<Conn>) -> (Vec<Conn>, Vec<String>) {
+    let (live, ended): (Vec<Conn>, Vec<Conn>) = conns.into_iter().partition(|c| c.live);
+    (live, ended.into_iter().map(|c| c.id).collect())
+}
+
+/// Sends one payload to every live connection of `users`, except `except` (the sending connection); the
+/// connections whose session ended are closed instead ([`split_live`]).
+pub async fn push_to_users(state: &AppState, users: &[i64], except: Option<&str>, payload: &str) {
+    let conns = match state.db.conn().await {
+        Ok(c) => connections_of(&c, users).await,
+        Err(e) => Err(e),
+    };
+    match conns {
+        Ok(conns) => {
+            let (live, ended) = split_live(conns);
+            let targets = live
+                .into_iter()
+                .filter(|c| Some(c.id.as_str()) != except)
+                .map(|c| (c.id, payload.to_owned()))
+                .collect();
+            fanout::push(state, targets).await;
+            close(state, &ended).await;
+        }
+        Err(e) => tracing::warn!(error = ?e, "connections not loaded, events dropped"),
+    }
 }
 
 /// Closes every connection of `user_id` except those of `keep_device`.

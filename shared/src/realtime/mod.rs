@@ -14,7 +14,9 @@ pub mod fanout;
 pub mod presence;
 pub mod transport;
 
-pub use crate::realtime::connections::{close, close_user_connections, connections_of, forget};
-pub use crate::realtime::fanout::{broadcast_presence, push, push_to_users};
+pub use crate::realtime::connections::{
+    close, close_user_connections, connections_of, forget, push_to_users, split_live,
+};
+pub use crate::realtime::fanout::{broadcast_presence, push};
 pub use crate::realtime::presence::peers_of;
 pub use crate::realtime::transport::Conn;

@@ -16,7 +16,7 @@ pub async fn targets(state: &AppState, user_id: i64) -> Vec<Target> {
     let result = async {
         let conn = state.db.conn().await?;
         let Some(user) = users::find(&conn, user_id).await? else { return Ok(Vec::new()) };
-        let online = !connections::of_users(&conn, &[user_id]).await?.is_empty();
+        let online = connections::of_users(&conn, &[user_id]).await?.iter().any(|c| c.live);
         let (show_online, show_seen) = (user.privacy.show_online_status, user.privacy.show_last_seen);
         if user.is_deleted || !show_online {
             return Ok(Vec::new());
@@ -29,7 +29,8 @@ pub async fn targets(state: &AppState, user_id: i64) -> Vec<Target> {
         })
         .to_frame();
         let conns = connections::of_users(&conn, &peers).await?;
-        Ok::<_, libsql::Error>(conns.into_iter().map(|c| (c.id, payload.clone())).collect())
+        // Connections whose session ended get nothing (closing them is the pushes' job, not presence's).
+        Ok::<_, libsql::Error>(conns.into_iter().filter(|c| c.live).map(|c| (c.id, payload.clone())).collect())
     }
     .await;
     result.unwrap_or_else(|e| {

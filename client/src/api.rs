@@ -57,6 +57,19 @@ impl Api {
         format!("{base}/ws")
     }
 
+    /// The WebSocket handshake with `token`: it travels in `Sec-WebSocket-Protocol` (`messenger.v1,
+    /// bearer.<JWT>`), never in the URL, where proxies and access logs would keep it.
+    pub fn ws_request(
+        &self,
+        token: &str,
+    ) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut req = self.ws_url().into_client_request()?;
+        let protocols = format!("messenger.v1, bearer.{token}").parse()?;
+        req.headers_mut().insert(tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL, protocols);
+        Ok(req)
+    }
+
     /// Calls endpoint `E` with `request` (path parameters, query and body placed as `E` declares) and decodes
     /// its answer; error statuses become errors with the server's `detail`.
     pub async fn call<E: Endpoint>(&self, _endpoint: E, request: &E::Request) -> anyhow::Result<E::Response>
@@ -135,5 +148,13 @@ mod tests {
         assert_eq!(fields["limit"], 200);
         let req = wire::keys::DeleteDeviceRequest { device_id: "a b".into() };
         assert_eq!(split::<wire::keys::DeleteDevice>(&req).unwrap().0, "/devices/a%20b");
+    }
+
+    #[test]
+    fn the_websocket_token_travels_in_the_subprotocol_never_in_the_url() {
+        let req = Api::new("https://api.example.com/").ws_request("aaa.bbb.ccc").unwrap();
+        assert_eq!(req.uri().to_string(), "wss://api.example.com/ws");
+        assert_eq!(req.uri().query(), None);
+        assert_eq!(req.headers()["sec-websocket-protocol"], "messenger.v1, bearer.aaa.bbb.ccc");
     }
 }

@@ -277,7 +277,7 @@ impl Client {
     /// Opens a WebSocket connection.
     pub async fn connect(&self) -> anyhow::Result<Socket> {
         let token = self.api.token.clone().unwrap_or_default();
-        let (stream, _) = tokio_tungstenite::connect_async(format!("{}?token={token}", self.api.ws_url())).await?;
+        let (stream, _) = tokio_tungstenite::connect_async(self.api.ws_request(&token)?).await?;
         Ok(Socket { stream, pending: VecDeque::new() })
     }
 

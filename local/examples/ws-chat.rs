@@ -38,7 +38,12 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let token = args.next().ok_or_else(|| anyhow::anyhow!("usage: ws-chat <access_token> [ws-url]"))?;
     let url = args.next().unwrap_or_else(|| "ws://127.0.0.1:3000/ws".into());
-    let (ws, _) = tokio_tungstenite::connect_async(format!("{url}?token={token}")).await?;
+    // The token travels in the subprotocol header, never in the URL (where logs and proxies keep it).
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str())?;
+    request
+        .headers_mut()
+        .insert(http::header::SEC_WEBSOCKET_PROTOCOL, format!("messenger.v1, bearer.{token}").parse()?);
+    let (ws, _) = tokio_tungstenite::connect_async(request).await?;
     let (mut tx, mut rx) = ws.split();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut ping = tokio::time::interval(std::time::Duration::from_secs(240));

@@ -92,7 +92,8 @@ pub struct RateLimits {
     pub upload: Limit,
     /// Password changes per user, failed or not (`RATE_LIMIT_PASSWORD_CHANGE`).
     pub password_change: Limit,
-    /// `GET /users` and `GET /users/{id}/profile` per user (`RATE_LIMIT_DIRECTORY`).
+    /// Look-ups of other users per user (`RATE_LIMIT_DIRECTORY`): `GET /users`, profiles, device lists, legacy
+    /// keys and contact names ([`crate::users::count_lookup`]).
     pub directory: Limit,
     /// Username changes per user (`RATE_LIMIT_USERNAME_CHANGE`).
     pub username_change: Limit,

@@ -19,6 +19,28 @@ async fn directory_reads_are_rate_limited_per_user() {
 }
 
 #[tokio::test]
+async fn every_lookup_that_tells_whether_an_id_exists_shares_the_directory_budget() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_DIRECTORY", "3/60")]).await;
+    let me = app.user().await;
+    let other = app.user().await;
+    // Each answers 404 for an id nobody has: an enumeration oracle unless it is limited.
+    me.get("/users/987654/devices").await.expect_error(404, "user_not_found");
+    me.post("/keys/exchange", Some(&json!({"user_id": 987654}))).await.expect_error(404, "user_not_found");
+    me.put("/contacts/987654/local-name", Some(&json!({"local_name": "x"})))
+        .await
+        .expect_error(404, "contact_not_found");
+    for path in ["/users/987655/devices".to_owned(), format!("/users/{}/devices", other.id)] {
+        me.get(&path).await.expect_error(429, "rate_limited");
+    }
+    me.post("/keys/exchange", Some(&json!({"user_id": other.id}))).await.expect_error(429, "rate_limited");
+    me.put(&format!("/contacts/{}/local-name", other.id), Some(&json!({"local_name": "x"})))
+        .await
+        .expect_error(429, "rate_limited");
+    me.get(&format!("/users/{}/profile", other.id)).await.expect_error(429, "rate_limited");
+    other.get(&format!("/users/{}/devices", me.id)).await.expect(200);
+}
+
+#[tokio::test]
 async fn username_changes_are_rate_limited_per_user() {
     let app = TestApp::spawn_with(&[("RATE_LIMIT_USERNAME_CHANGE", "2/3600")]).await;
     let me = app.user().await;

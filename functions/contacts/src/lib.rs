@@ -25,6 +25,7 @@ async fn set_local_name(state: &AppState, user: AuthUser, input: SetLocalNameReq
     if name.as_ref().is_some_and(|n| n.chars().count() > 64 || !shared::users::is_display_safe(n)) {
         return Err(ApiError::field("local_name", "must be at most 64 characters"));
     }
+    shared::users::count_lookup(state, user.id).await?;
     let conn = state.db.conn().await?;
     if !db::users::is_live(&conn, contact).await? {
         return Err(ErrorCode::ContactNotFound.into());

@@ -186,6 +186,7 @@ async fn count_keys(state: &AppState, user: AuthUser, _input: Empty) -> Result<K
 /// `GET /users/{user_id}/devices` — devices that uploaded identity keys; names only for one's own.
 async fn list_devices(state: &AppState, user: AuthUser, input: ListDevicesRequest) -> Result<Vec<Device>, ApiError> {
     let id = input.user_id;
+    shared::users::count_lookup(state, user.id).await?;
     let conn = state.db.conn().await?;
     if !db::users::is_live(&conn, id).await? {
         return Err(ErrorCode::UserNotFound.into());
@@ -263,8 +264,9 @@ async fn delete_device(state: &AppState, user: AuthUser, input: DeleteDeviceRequ
 }
 
 /// `POST /keys/exchange` — the legacy registration key of a user (query parameter or JSON body).
-async fn exchange_key(state: &AppState, _user: AuthUser, input: ExchangeKeyRequest) -> Result<LegacyKey, ApiError> {
+async fn exchange_key(state: &AppState, user: AuthUser, input: ExchangeKeyRequest) -> Result<LegacyKey, ApiError> {
     let id = input.user_id;
+    shared::users::count_lookup(state, user.id).await?;
     let conn = state.db.conn().await?;
     let key = db::users::public_key(&conn, id).await?.ok_or(ApiError::code(ErrorCode::UserNotFound))?;
     let key = key.ok_or(ApiError::code(ErrorCode::NoPublicKey))?;

@@ -168,7 +168,7 @@ async fn list_users(state: &AppState, user: AuthUser, input: ListUsersRequest) -
         Some(l) => l.min(500),
     };
     let after = input.after_id.unwrap_or(0);
-    state.limiter.hit(&state.db, "directory", &user.id.to_string(), state.config.rate_limits.directory).await?;
+    shared::users::count_lookup(state, user.id).await?;
     let conn = state.db.conn().await?;
     let rows = db::users::list_page(&conn, after, user.id, limit).await?;
     public_views(state, &conn, user.id, &rows).await
@@ -196,7 +196,7 @@ async fn get_profile(state: &AppState, user: AuthUser, input: GetProfileRequest)
     let id = input.user_id;
     if id != user.id {
         // Ids are sequential: without a limit this is a scrape of every profile.
-        state.limiter.hit(&state.db, "directory", &user.id.to_string(), state.config.rate_limits.directory).await?;
+        shared::users::count_lookup(state, user.id).await?;
     }
     let conn = state.db.conn().await?;
     let target = find(&conn, id).await?.ok_or(ErrorCode::UserNotFound)?;

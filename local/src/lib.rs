@@ -186,9 +186,8 @@ impl Stack {
 
 /// The scheduled `cleanup` function of the template, run in-process every hour (and once at start).
 async fn cleanup_hourly(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
-    const DAY_MS: i64 = 24 * 3600 * 1000;
     loop {
-        match shared::files::cleanup(&state, shared::time::now_ms() - DAY_MS).await {
+        match shared::files::cleanup(&state, shared::time::now_ms() - shared::files::MAX_UNREFERENCED_MS).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "clean-up removed unreferenced uploads"),
             Err(e) => tracing::warn!(error = ?e, "clean-up failed"),

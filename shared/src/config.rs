@@ -195,6 +195,10 @@ fn direct_upload_limit(configured: u64) -> usize {
     usize::try_from(configured).unwrap_or(usize::MAX).min(MAX_DIRECT_UPLOAD_BYTES)
 }
 
+/// The longest presigned PUT lifetime (`PRESIGNED_PUT_TTL_SECONDS`): one hour, far inside the clean-up's
+/// [`crate::files::MAX_UNREFERENCED_MS`], so an upload URL never outlives its object row.
+pub const MAX_PRESIGNED_PUT_TTL_SECONDS: u64 = 3600;
+
 /// The preset avatar URL of the original backend.
 pub const DEFAULT_PRESET_AVATAR_URL_TEMPLATE: &str = "https://api.dicebear.com/7.x/avataaars/svg?seed={id}";
 
@@ -279,6 +283,16 @@ impl Config {
             cookie_secure: flag("ADMIN_COOKIE_SECURE", true)?,
         };
 
+        // A presigned upload must end long before the clean-up may purge its row (24 h unreferenced), so a
+        // PUT can never re-create an object whose row is gone.
+        let put_ttl = number("PRESIGNED_PUT_TTL_SECONDS", 900)?;
+        if put_ttl > MAX_PRESIGNED_PUT_TTL_SECONDS {
+            return Err(ConfigError::Invalid {
+                name: "PRESIGNED_PUT_TTL_SECONDS",
+                reason: format!("must be at most {MAX_PRESIGNED_PUT_TTL_SECONDS}"),
+            });
+        }
+
         let template = get("PRESET_AVATAR_URL_TEMPLATE").unwrap_or_else(|| DEFAULT_PRESET_AVATAR_URL_TEMPLATE.into());
         if !template.contains("{id}") {
             return Err(ConfigError::Invalid {
@@ -301,7 +315,7 @@ impl Config {
             s3_bucket: get("S3_BUCKET").ok_or(ConfigError::Missing("S3_BUCKET"))?,
             s3_endpoint: get("S3_ENDPOINT"),
             presigned_get_ttl: Duration::from_secs(number("PRESIGNED_GET_TTL_SECONDS", 3600)?.max(60)),
-            presigned_put_ttl: Duration::from_secs(number("PRESIGNED_PUT_TTL_SECONDS", 900)?.max(60)),
+            presigned_put_ttl: Duration::from_secs(put_ttl.max(60)),
             max_avatar_bytes: direct_upload_limit(number("MAX_AVATAR_BYTES", MAX_DIRECT_UPLOAD_BYTES as u64)?),
             max_devices_per_user: i64::try_from(number("MAX_DEVICES_PER_USER", 20)?.max(1)).unwrap_or(i64::MAX),
             max_upload_bytes: direct_upload_limit(number("MAX_UPLOAD_BYTES", MAX_DIRECT_UPLOAD_BYTES as u64)?),
@@ -375,6 +389,22 @@ mod tests {
         assert!(!c.admin.enabled && c.admin.session_secret.is_some());
         assert!(!format!("{c:?}").contains("fedcba9876543210"));
         assert!(with(&[("ADMIN_ENABLED", "maybe")]).is_err());
+    }
+
+    #[test]
+    fn a_presigned_put_cannot_outlive_the_clean_up_window() {
+        let with = |ttl: &'static str| {
+            let mut all = BASE.to_vec();
+            all.push(("PRESIGNED_PUT_TTL_SECONDS", ttl));
+            Config::from_lookup(lookup(&all))
+        };
+        assert_eq!(with("3600").unwrap().presigned_put_ttl, Duration::from_secs(3600));
+        let err = with("3601").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { name: "PRESIGNED_PUT_TTL_SECONDS", .. }), "{err}");
+        assert!(
+            Duration::from_secs(MAX_PRESIGNED_PUT_TTL_SECONDS).as_millis() * 2
+                < crate::files::MAX_UNREFERENCED_MS as u128
+        );
     }
 
     #[test]

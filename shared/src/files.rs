@@ -114,6 +114,11 @@ pub async fn purge(state: &AppState, key: &str) {
 /// Candidates read per batch by the clean-up.
 pub const CLEANUP_BATCH: i64 = 1000;
 
+/// How long an upload may stay unreferenced before the clean-up deletes it (the scheduled `cleanup`
+/// function and the local stack); presigned PUTs live far shorter
+/// ([`crate::config::MAX_PRESIGNED_PUT_TTL_SECONDS`]).
+pub const MAX_UNREFERENCED_MS: i64 = 24 * 3600 * 1000;
+
 /// The scheduled clean-up: deletes objects created before `cutoff_ms` that nothing references (uploads
 /// never used within 24 h), and retries pending deletions. Returns how many objects were removed.
 pub async fn cleanup(state: &AppState, cutoff_ms: i64) -> Result<usize, ApiError> {

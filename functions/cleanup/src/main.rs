@@ -11,9 +11,6 @@ struct Removed {
     removed: usize,
 }
 
-/// Uploads unreferenced for this long are deleted.
-const MAX_UNREFERENCED_MS: i64 = 24 * 3600 * 1000;
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::lambda::init_tracing();
@@ -22,7 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     shared::db::check_schema(&state.db).await?;
     let state = &state;
     let run = || async move {
-        let removed = shared::files::cleanup(state, shared::time::now_ms() - MAX_UNREFERENCED_MS)
+        let removed = shared::files::cleanup(state, shared::time::now_ms() - shared::files::MAX_UNREFERENCED_MS)
             .await
             .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
         tracing::info!(removed, "clean-up done");

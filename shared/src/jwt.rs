@@ -1,7 +1,16 @@
 //! Access tokens (HS256 JWT, API.md §2): claims, signing and verification keys.
+//!
+//! `jsonwebtoken` parses and validates; its cryptography is [`HS256_ONLY`], a provider that knows HMAC-SHA256
+//! and nothing else (`hmac` + `sha2`, already in the build). Its bundled providers would link RSA, ECDSA and
+//! EdDSA (through aws-lc or RustCrypto) into every function for tokens that never use them.
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use hmac::{Hmac, Mac as _};
+use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
+use jsonwebtoken::errors::{ErrorKind, new_error};
+use jsonwebtoken::signature::{self, Signer, Verifier};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -21,6 +30,54 @@ pub struct Claims {
     pub did: String,
 }
 
+/// The process's JWT cryptography: HS256 signing and constant-time verification; any other algorithm is
+/// [`ErrorKind::InvalidAlgorithm`] (validation already refuses them before a key is used).
+pub static HS256_ONLY: CryptoProvider = CryptoProvider {
+    signer_factory: |alg, key| match (alg, key.family()) {
+        (Algorithm::HS256, AlgorithmFamily::Hmac) => Ok(Box::new(Hs256(hmac_for(key.as_bytes())?))),
+        _ => Err(new_error(ErrorKind::InvalidAlgorithm)),
+    },
+    verifier_factory: |alg, key| match (alg, key.family()) {
+        (Algorithm::HS256, AlgorithmFamily::Hmac) => Ok(Box::new(Hs256(hmac_for(key.try_get_as_bytes()?)?))),
+        _ => Err(new_error(ErrorKind::InvalidAlgorithm)),
+    },
+    key_utils: KeyUtils::new_unimplemented(),
+};
+
+fn hmac_for(secret: &[u8]) -> jsonwebtoken::errors::Result<Hmac<Sha256>> {
+    Hmac::<Sha256>::new_from_slice(secret).map_err(|_| new_error(ErrorKind::InvalidKeyFormat))
+}
+
+struct Hs256(Hmac<Sha256>);
+
+impl Signer<Vec<u8>> for Hs256 {
+    fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, signature::Error> {
+        let mut mac = self.0.clone();
+        mac.update(msg);
+        Ok(mac.finalize().into_bytes().to_vec())
+    }
+}
+
+impl Verifier<Vec<u8>> for Hs256 {
+    fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
+        let mut mac = self.0.clone();
+        mac.update(msg);
+        mac.verify_slice(signature).map_err(|_| signature::Error::new())
+    }
+}
+
+impl JwtSigner for Hs256 {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::HS256
+    }
+}
+
+impl JwtVerifier for Hs256 {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::HS256
+    }
+}
+
 /// Signing and verification keys, built once per process.
 pub struct JwtKeys {
     encoding: EncodingKey,
@@ -38,6 +95,8 @@ impl std::fmt::Debug for JwtKeys {
 impl JwtKeys {
     /// Builds the keys from the configured secret and lifetime.
     pub fn new(config: &Config) -> Self {
+        // Once per process; a second call (tests build several keys) finds it installed.
+        let _ = HS256_ONLY.install_default();
         let secret = config.jwt_secret.expose().as_bytes();
         // HS256 only: any other algorithm, `none` included, fails validation.
         let mut validation = Validation::new(Algorithm::HS256);
@@ -114,6 +173,56 @@ mod tests {
         let header = b64.encode(r#"{"alg":"none","typ":"JWT"}"#);
         let payload = b64.encode(format!(r#"{{"sub":"1","iat":{now},"exp":{},"ver":0,"did":"d"}}"#, now + 600));
         assert!(keys(SECRET).verify(&format!("{header}.{payload}.")).is_err());
+    }
+
+    #[test]
+    fn other_algorithms_are_rejected_even_with_the_right_secret() {
+        let k = keys(SECRET);
+        let now = crate::time::now_ms() / 1000;
+        let claims = Claims { sub: "1".into(), iat: now, exp: now + 600, ver: 0, did: "d".into() };
+        for alg in [Algorithm::HS384, Algorithm::HS512] {
+            let err = jsonwebtoken::encode(&Header::new(alg), &claims, &k.encoding).unwrap_err();
+            assert_eq!(err.kind(), &ErrorKind::InvalidAlgorithm, "{alg:?} has no signer");
+        }
+        // A token claiming HS512, signed with HMAC-SHA512 by someone holding the secret, still fails.
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let head = format!(
+            "{}.{}",
+            b64.encode(r#"{"alg":"HS512","typ":"JWT"}"#),
+            b64.encode(serde_json::to_vec(&claims).unwrap())
+        );
+        let mut mac = Hmac::<sha2::Sha512>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(head.as_bytes());
+        let token = format!("{head}.{}", b64.encode(mac.finalize().into_bytes()));
+        assert!(matches!(k.verify(&token), Err(ApiError::InvalidToken)));
+    }
+
+    #[test]
+    fn signatures_are_standard_hmac_sha256_over_header_and_payload() {
+        let token = keys(SECRET).issue(5, 1, "d").unwrap();
+        let (head, sig) = token.rsplit_once('.').unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(head.as_bytes());
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        assert_eq!(sig, b64.encode(mac.finalize().into_bytes()), "any HS256 library can verify our tokens");
+        let header: serde_json::Value =
+            serde_json::from_slice(&b64.decode(head.split('.').next().unwrap()).unwrap()).unwrap();
+        assert_eq!(header["alg"], "HS256");
+    }
+
+    #[test]
+    fn a_tampered_signature_or_payload_is_rejected() {
+        let k = keys(SECRET);
+        let token = k.issue(7, 0, "d").unwrap();
+        let (head, sig) = token.rsplit_once('.').unwrap();
+        let mut flipped = sig.as_bytes().to_vec();
+        flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+        assert!(k.verify(&format!("{head}.{}", String::from_utf8(flipped).unwrap())).is_err());
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (header, _) = head.split_once('.').unwrap();
+        let now = crate::time::now_ms() / 1000;
+        let forged = b64.encode(format!(r#"{{"sub":"8","iat":{now},"exp":{},"ver":0,"did":"d"}}"#, now + 600));
+        assert!(k.verify(&format!("{header}.{forged}.{sig}")).is_err(), "another user's id under 7's signature");
     }
 
     #[test]

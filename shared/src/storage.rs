@@ -90,6 +90,7 @@ impl S3Storage {
             Some(c) => aws_sdk_s3::config::Builder::new()
                 .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
                 .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .http_client(crate::aws::http_client())
                 .credentials_provider(aws_sdk_s3::config::Credentials::new(
                     c.access_key,
                     c.secret_key,
@@ -97,10 +98,7 @@ impl S3Storage {
                     None,
                     "static",
                 )),
-            None => {
-                let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                aws_sdk_s3::config::Builder::from(&sdk)
-            }
+            None => aws_sdk_s3::config::Builder::from(&crate::aws::load_defaults().await),
         };
         if let Some(endpoint) = &config.s3_endpoint {
             builder = builder.endpoint_url(endpoint).force_path_style(true);

@@ -442,6 +442,7 @@ async fn the_management_endpoint_behaves_like_api_gateways() {
     let conf = aws_sdk_apigatewaymanagement::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
+        .http_client(shared::aws::http_client())
         .credentials_provider(Credentials::new("k", "s", None, None, "test"))
         .endpoint_url(format!("http://{}/ws", app.stack.http_addr))
         .build();

@@ -44,8 +44,9 @@ impl ApiGatewayPush {
             Some(c) => Builder::new()
                 .behavior_version(BehaviorVersion::latest())
                 .region(Region::new("us-east-1"))
+                .http_client(crate::aws::http_client())
                 .credentials_provider(Credentials::new(c.access_key, c.secret_key, None, None, "static")),
-            None => Builder::from(&aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
+            None => Builder::from(&crate::aws::load_defaults().await),
         };
         Self { client: aws_sdk_apigatewaymanagement::Client::from_conf(builder.endpoint_url(endpoint).build()) }
     }

@@ -88,13 +88,14 @@ pub struct OperatorChange {
 /// account's panel sessions; each change is written to the audit log (operator: the command line).
 /// Returns `None` when no live account has that phone or username.
 pub async fn set_operator(db: &db::Db, login: &str, grant: bool) -> Result<Option<OperatorChange>, libsql::Error> {
-    let (phone, username) = match crate::auth::LoginName::parse(login) {
-        crate::auth::LoginName::Phone(digits) => (Some(digits), String::new()),
-        crate::auth::LoginName::Username(lower) => (None, lower),
-    };
     let conn = db.conn().await?;
     let tx = conn.write_tx().await?;
-    let Some(user_id) = db::admin::find_by_login(&tx, phone.as_deref(), &username).await? else {
+    // The account a login names, as sign-in finds it.
+    let found = match crate::auth::LoginName::parse(login) {
+        crate::auth::LoginName::Phone(digits) => db::users::find_login_by_phone(&tx, &digits).await?,
+        crate::auth::LoginName::Username(lower) => db::users::find_login_by_username(&tx, &lower).await?,
+    };
+    let Some(user_id) = found.map(|f| f.id) else {
         return Ok(None);
     };
     let changed = db::admin::set_admin(&tx, user_id, grant).await?;

@@ -77,21 +77,6 @@ pub async fn set_admin(conn: &Conn, user_id: i64, admin: bool) -> Result<bool, l
     Ok(changed > 0)
 }
 
-/// The live account with this phone (digits) or lower-cased username.
-pub async fn find_by_login(
-    conn: &Conn,
-    phone: Option<&str>,
-    username_lower: &str,
-) -> Result<Option<i64>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id FROM user WHERE is_deleted = 0 AND (phone = ?1 OR username_lower = ?2) ORDER BY id LIMIT 1",
-            (phone, username_lower),
-        )
-        .await?;
-    value(rows).await
-}
-
 /// What an operator did, to what, and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuditEntry<'a> {

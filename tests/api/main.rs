@@ -4,6 +4,7 @@ mod account;
 mod admin;
 mod auth;
 mod avatar;
+mod bench;
 mod chats;
 mod cli;
 mod contacts;

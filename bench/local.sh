@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs `messenger-bench` against a fresh local stack, both release builds, on this machine: the way the
+# README's Performance figures are measured.
+#
+# Usage: bench/local.sh [scenario and options of messenger-bench]     (default: all)
+#        e.g. bench/local.sh open --rates 1000,2000 --svg /tmp/open.svg
+#
+# The stack runs on a temporary data directory with the deployed defaults except the limits a load test
+# must lift (messages, sign-ups, logins and connections per user or address); its log goes to
+# $BENCH_LOG (default: a file in the temporary directory, printed at the end). The bench reports its own
+# CPU and the stack's, so a driver-bound figure shows as such.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+
+echo "==> cargo build --release --workspace --bins" >&2
+cargo build --quiet --release --workspace --bins
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=${MESSENGER_PORT:-$(free_port)}
+S3_PORT=${MESSENGER_S3_PORT:-$(free_port)}
+work=$(mktemp -d)
+log=${BENCH_LOG:-$work/stack.log}
+url="http://127.0.0.1:$PORT"
+
+RATE_LIMIT_SEND_MESSAGE=1000000000/1 RATE_LIMIT_REGISTER_IP=1000000/3600 RATE_LIMIT_LOGIN_IP=1000000/900 \
+RATE_LIMIT_LOGIN_ACCOUNT_IP=1000000/900 RATE_LIMIT_CONNECT=1000000/60 \
+    "$CARGO_TARGET_DIR/release/messenger-local" --port "$PORT" --s3-port "$S3_PORT" --data-dir "$work/data" \
+    >"$log" 2>&1 &
+stack=$!
+cleanup() {
+    kill "$stack" 2>/dev/null || true
+    wait "$stack" 2>/dev/null || true
+    [ -n "${BENCH_LOG:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do
+    curl -sf -o /dev/null "$url/health" && break
+    sleep 0.1
+done
+curl -sf -o /dev/null "$url/health" || { cat "$log" >&2; exit 1; }
+sleep 1
+echo "idle RSS of the stack: $(awk '/VmRSS/ {print $2, $3}' "/proc/$stack/status")" >&2
+
+[ $# -gt 0 ] || set -- all
+"$CARGO_TARGET_DIR/release/messenger-bench" --url "$url" --server-pid "$stack" "$@"
+echo "RSS of the stack after the run: $(awk '/VmRSS/ {print $2, $3}' "/proc/$stack/status")" >&2

@@ -88,7 +88,9 @@ fn hint(e: anyhow::Error, what: &str) -> anyhow::Error {
 /// Opens `user`'s WebSocket (the token in the subprotocol, as the reference client sends it).
 pub async fn connect(base: &str, user: &User) -> anyhow::Result<Socket> {
     let req = Api::new(base).ws_request(&user.token)?;
-    let (socket, _) = tokio_tungstenite::connect_async(req).await.context("WebSocket connect")?;
+    // Nagle off: a frame is written in pieces, and the second would wait for the server's delayed ACK.
+    let (socket, _) =
+        tokio_tungstenite::connect_async_with_config(req, None, true).await.context("WebSocket connect")?;
     Ok(socket)
 }
 

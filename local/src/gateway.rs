@@ -140,6 +140,11 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, mut shutdown: watch:
         )
         .fallback(http_entry)
         .with_state(gateway);
+    // Frames and answers go out at once, as API Gateway's do: with Nagle's algorithm a small write behind an
+    // unacknowledged one waits for the peer's delayed ACK (40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;

@@ -154,6 +154,33 @@ fn jitter(delay: Duration) -> Duration {
     delay / 2 + delay.mul_f64(f64::from(r) / f64::from(u16::MAX) / 2.0)
 }
 
+/// The writer slot of a database file, shared by every [`Db`] of this process on that file (the local stack
+/// runs each function with a database handle of its own): SQLite has one writer per file, and writers that
+/// met at SQLite's lock instead of this queue would sleep in its busy handler for milliseconds each time.
+fn file_writer(path: &std::path::Path) -> Arc<Semaphore> {
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, Weak};
+    static WRITERS: OnceLock<Mutex<HashMap<std::path::PathBuf, Weak<Semaphore>>>> = OnceLock::new();
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let mut writers = WRITERS.get_or_init(Default::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    writers.retain(|_, w| w.strong_count() > 0);
+    if let Some(writer) = writers.get(&key).and_then(Weak::upgrade) {
+        return writer;
+    }
+    let writer = Arc::new(Semaphore::new(1));
+    writers.insert(key, Arc::downgrade(&writer));
+    writer
+}
+
+/// Whether `sql` changes the database (by its first keyword): outside a transaction such a statement is its
+/// own write transaction, so on a local file it takes the writer slot like [`WriteTx`] does.
+fn is_write(sql: &str) -> bool {
+    let sql = sql.trim_start().as_bytes();
+    [&b"INSERT"[..], b"UPDATE", b"DELETE", b"REPLACE"]
+        .iter()
+        .any(|k| sql.get(..k.len()).is_some_and(|w| w.eq_ignore_ascii_case(k)))
+}
+
 /// The database of the process: embedded file or remote libSQL server.
 pub struct Db {
     database: Arc<Database>,
@@ -193,11 +220,17 @@ impl Db {
             owner_only_file(std::path::Path::new(path))?;
             libsql::Builder::new_local(path).build().await.context("open database file")?
         });
+        let writer = if remote {
+            Arc::new(Semaphore::new(1))
+        } else {
+            let path = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url);
+            file_writer(std::path::Path::new(path))
+        };
         let per_statement =
             remote.then(|| (database.clone(), Arc::new(Semaphore::new(options.max_concurrency.max(1)))));
         let limits = Arc::new(Limits {
             remote: per_statement,
-            writer: Arc::new(Semaphore::new(1)),
+            writer,
             retry_budget: options.retry_budget,
         });
         let db = Self { database, local: !remote, idle: Mutex::new(Vec::new()), limits };
@@ -272,7 +305,7 @@ impl Conn {
         }
         // The rows keep a remote statement's stream (and its slot); dropping them closes it on the server.
         let (inner, slot) = self
-            .autocommit(|c| {
+            .autocommit(sql, |c| {
                 let params = params.clone();
                 async move { c.query(sql, params).await }
             })
@@ -294,7 +327,7 @@ impl Conn {
         }
         // Outside a transaction the request that executes a remote statement also closes its stream.
         Ok(self
-            .autocommit(|c| {
+            .autocommit(sql, |c| {
                 let params = params.clone();
                 async move { c.execute(sql, params).await }
             })
@@ -302,18 +335,25 @@ impl Conn {
             .0)
     }
 
-    /// Runs `run` outside a transaction, retried while the database is overloaded: locally on this
-    /// connection, remotely on a fresh stream under one of the process's slots (returned with the result).
+    /// Runs `run` (statement `sql`) outside a transaction, retried while the database is overloaded: locally
+    /// on this connection, a write under the writer slot; remotely on a fresh stream under one of the
+    /// process's slots. The slot is returned with the result (rows keep it until they are dropped).
     async fn autocommit<T, Fut>(
         &self,
+        sql: &str,
         run: impl Fn(Connection) -> Fut,
     ) -> Result<(T, Option<OwnedSemaphorePermit>), libsql::Error>
     where
         Fut: Future<Output = Result<T, libsql::Error>>,
     {
+        let write = is_write(sql);
         self.limits
             .retry(|| async {
                 match &self.limits.remote {
+                    None if write => {
+                        let writer = self.limits.acquire(&self.limits.writer, "another write is running").await?;
+                        Ok((run(self.inner.clone()).await?, Some(writer)))
+                    }
                     None => Ok((run(self.inner.clone()).await?, None)),
                     Some((database, slots)) => {
                         let slot = self.limits.acquire(slots, "no free connection").await?;
@@ -463,6 +503,43 @@ mod tests {
     async fn count(db: &Db) -> i64 {
         let conn = db.conn().await.unwrap();
         super::super::value::<i64>(conn.query("SELECT COUNT(*) FROM t", ()).await.unwrap()).await.unwrap().unwrap()
+    }
+
+    #[test]
+    fn writes_are_told_from_reads_by_their_first_keyword() {
+        for w in ["INSERT INTO t VALUES (1)", "  update t SET x = 1", "DELETE FROM t", "replace into t values (1)"] {
+            assert!(is_write(w), "{w}");
+        }
+        for r in ["SELECT 1", "PRAGMA journal_mode=WAL", "", "INSER"] {
+            assert!(!is_write(r), "{r}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_outside_a_transaction_queues_behind_a_writer_of_another_handle_instead_of_failing() {
+        // Two handles on one file, as the local stack's functions have; a retry budget far shorter than the
+        // transaction, so a statement that met SQLite's lock would give up as overloaded.
+        let dir = tempfile::tempdir().unwrap();
+        let a = file_db(&dir, Duration::from_millis(40)).await;
+        let b = file_db_again(&dir, Duration::from_millis(40)).await;
+        let conn = a.conn().await.unwrap();
+        let tx = conn.write_tx().await.unwrap();
+        tx.execute("INSERT INTO t VALUES (1)", ()).await.unwrap();
+        let insert = tokio::spawn(async move {
+            let conn = b.conn().await.unwrap();
+            conn.execute("INSERT INTO t VALUES (2)", ()).await.map(|_| ())
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!insert.is_finished(), "it waits for the writer");
+        tx.commit().await.unwrap();
+        insert.await.unwrap().expect("it ran once the writer was done");
+        drop(conn);
+        assert_eq!(count(&a).await, 2);
+    }
+
+    async fn file_db_again(dir: &tempfile::TempDir, budget: Duration) -> Db {
+        let url = format!("file:{}", dir.path().join("p.db").display());
+        Db::open_with(&url, None, DbOptions { retry_budget: budget, ..DbOptions::default() }).await.unwrap()
     }
 
     #[tokio::test]

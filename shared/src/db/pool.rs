@@ -228,11 +228,7 @@ impl Db {
         };
         let per_statement =
             remote.then(|| (database.clone(), Arc::new(Semaphore::new(options.max_concurrency.max(1)))));
-        let limits = Arc::new(Limits {
-            remote: per_statement,
-            writer,
-            retry_budget: options.retry_budget,
-        });
+        let limits = Arc::new(Limits { remote: per_statement, writer, retry_budget: options.retry_budget });
         let db = Self { database, local: !remote, idle: Mutex::new(Vec::new()), limits };
         if db.local {
             let conn = db.conn().await?;

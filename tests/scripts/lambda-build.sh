@@ -5,13 +5,13 @@
 # budget here is what keeps cold starts and deploys quick.
 #
 # Usage: tests/scripts/lambda-build.sh [function ...]   (default: system; `--all` builds every function)
-#        LAMBDA_ZIP_BUDGET_BYTES overrides the budget (default 8 MiB).
+#        LAMBDA_ZIP_BUDGET_BYTES overrides the budget (default 6 MiB, what every function fits in).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/messenger-ci-target}"
-BUDGET="${LAMBDA_ZIP_BUDGET_BYTES:-$((8 * 1024 * 1024))}"
+BUDGET="${LAMBDA_ZIP_BUDGET_BYTES:-$((6 * 1024 * 1024))}"
 
 VENV="${XDG_CACHE_HOME:-$HOME/.cache}/messenger-lambda-venv"
 if [ ! -x "$VENV/bin/cargo-lambda" ] || ! "$VENV/bin/python" -m ziglang version >/dev/null 2>&1; then

@@ -168,11 +168,15 @@ pub async fn history(t: &Target, messages: u64, levels: &[usize], duration: Dura
 pub async fn login_burst(t: &Target, pairs: usize, logins: usize, duration: Duration) -> anyhow::Result<LoginBurst> {
     let users = users::sign_up(&t.url, pairs * 2, 8).await?;
     let accounts = users::sign_up(&t.url, logins, 8).await?;
-    let phase = relay::Phase::default();
+    let phase = relay::Phase::new(relay::NOT_STARTED.into());
     let relay = {
         let (url, users, phase, pid) = (t.url.clone(), users.clone(), phase.clone(), t.server_pid);
         tokio::spawn(async move { relay::run(&url, &users, relay::Pace::Closed, duration, Some(phase), pid).await })
     };
+    // A third into the run itself, not into the sign-in of its sockets.
+    while phase.load(Ordering::Relaxed) == relay::NOT_STARTED && !relay.is_finished() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     tokio::time::sleep(duration / 3).await;
     phase.store(1, Ordering::Relaxed);
     let burst = accounts.iter().map(|a| {

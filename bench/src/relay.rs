@@ -74,6 +74,10 @@ pub type Phase = Arc<AtomicU8>;
 /// Phases a run's latencies are split by.
 pub const PHASES: usize = 3;
 
+/// A phase value a caller may set before [`run`]: `run` replaces it with 0 once its sockets are open and
+/// the clock starts.
+pub const NOT_STARTED: u8 = u8::MAX;
+
 /// What one relay run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct RelayReport {
@@ -130,6 +134,8 @@ pub async fn run(
     let senders = users.len();
     let acked_total = Arc::new(AtomicU64::new(0));
     let start = Instant::now() + Duration::from_millis(50);
+    // The sockets are open: the run starts now (a caller waiting for `NOT_STARTED` to change sees it).
+    phase.store(0, Ordering::Relaxed);
     let end = start + duration;
     let cpu = CpuMeter::start(server_pid);
     let bar = crate::progress(duration, "relay");

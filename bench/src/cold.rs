@@ -8,7 +8,7 @@
 //! `migrate` binary brings to the current schema first, with the configuration the local stack would give.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -133,20 +133,21 @@ async fn answered(State(api): State<Api>, UrlPath((run, _id)): UrlPath<(String, 
     StatusCode::ACCEPTED
 }
 
-async fn failed(State(api): State<Api>, UrlPath(path): UrlPath<(String, String)>, body: String) -> StatusCode {
-    if let Some(r) = lock(&api.runs).get_mut(&path.0) {
+/// Records a run's failure as the function reported it.
+fn record_error(api: &Api, run: &str, body: &str) -> StatusCode {
+    if let Some(r) = lock(&api.runs).get_mut(run) {
         r.error = Some(body.chars().take(500).collect());
     }
     api.changed.notify_waiters();
     StatusCode::ACCEPTED
 }
 
+async fn failed(State(api): State<Api>, UrlPath((run, _id)): UrlPath<(String, String)>, body: String) -> StatusCode {
+    record_error(&api, &run, &body)
+}
+
 async fn init_failed(State(api): State<Api>, UrlPath(run): UrlPath<String>, body: String) -> StatusCode {
-    if let Some(r) = lock(&api.runs).get_mut(&run) {
-        r.error = Some(body.chars().take(500).collect());
-    }
-    api.changed.notify_waiters();
-    StatusCode::ACCEPTED
+    record_error(&api, &run, &body)
 }
 
 /// The configuration every function gets: a fresh database under `dir` and the local stack's settings.
@@ -252,7 +253,7 @@ async fn measure_in(dir: &Path, scratch: &Path, runs: usize, only: &[String]) ->
 async fn one(
     api: &Api,
     addr: std::net::SocketAddr,
-    binary: &PathBuf,
+    binary: &Path,
     name: &str,
     kind: Kind,
     env: &[(String, String)],

@@ -75,17 +75,7 @@ pub async fn sweep(
                 })
             })
             .collect();
-        let ticker = {
-            let (bar, done) = (bar.clone(), done.clone());
-            let start = Instant::now();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    bar.set_position(start.elapsed().as_millis().try_into().unwrap_or(u64::MAX));
-                    bar.set_message(format!("{} requests", done.load(Ordering::Relaxed)));
-                }
-            })
-        };
+        let ticker = crate::tick(&bar, Instant::now(), &done, "requests");
         let (mut lat, mut requests, mut failed) = (Latencies::default(), 0u64, 0u64);
         for w in workers {
             let (l, n, f) = w.await?;

@@ -33,6 +33,23 @@ pub fn progress(duration: Duration, label: &str) -> ProgressBar {
     bar
 }
 
+/// Moves `bar` along with the time since `start` every 200 ms, showing `done` with `unit`, until aborted.
+pub fn tick(
+    bar: &ProgressBar,
+    start: Instant,
+    done: &Arc<std::sync::atomic::AtomicU64>,
+    unit: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    let (bar, done) = (bar.clone(), done.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            bar.set_position(start.elapsed().as_millis().try_into().unwrap_or(u64::MAX));
+            bar.set_message(format!("{} {unit}", done.load(Ordering::Relaxed)));
+        }
+    })
+}
+
 /// A bar over a count.
 pub fn counter(n: u64, label: &str) -> ProgressBar {
     let bar = ProgressBar::new(n);

@@ -8,7 +8,7 @@
 //! shared state between tasks.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -149,17 +149,7 @@ pub async fn run(
             sender(socket, SenderPlan { index: i, senders, peer, tag, pace, start, end }, phase, acked_total).await
         }));
     }
-    let ticker = {
-        let bar = bar.clone();
-        let acked_total = acked_total.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                bar.set_position(start.elapsed().as_millis().try_into().unwrap_or(u64::MAX));
-                bar.set_message(format!("{} acknowledged", acked_total.load(Ordering::Relaxed)));
-            }
-        })
-    };
+    let ticker = crate::tick(&bar, start, &acked_total, "acknowledged");
     let mut total = Counts::default();
     for t in tasks {
         let c = t.await??;
@@ -223,17 +213,19 @@ async fn sender(
     let (mut sink, mut stream) = socket.split();
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<()>();
     let tag = plan.tag.clone();
+    // What the writer has sent so far, and whether it is done: the reader stops once all is answered.
     let sent_total = Arc::new(AtomicU64::new(0));
+    let writer_done = Arc::new(AtomicBool::new(false));
     let reader = {
-        let sent_total = sent_total.clone();
+        let (sent_total, writer_done) = (sent_total.clone(), writer_done.clone());
         tokio::spawn(async move {
             let mut c = Counts::default();
             // Until every send is answered, or the grace period after the run ends.
             let deadline = tokio::time::Instant::from_std(plan.end + LATE_AFTER);
             loop {
-                let writer_done = sent_total.load(Ordering::Acquire) & (1 << 63) != 0;
-                let sent = sent_total.load(Ordering::Acquire) & !(1 << 63);
-                if writer_done && c.acknowledged + c.errors.values().sum::<u64>() >= sent {
+                let done = writer_done.load(Ordering::Acquire);
+                let sent = sent_total.load(Ordering::Acquire);
+                if done && c.acknowledged + c.errors.values().sum::<u64>() >= sent {
                     break;
                 }
                 let next = tokio::time::timeout_at(deadline, stream.next()).await;
@@ -308,7 +300,7 @@ async fn sender(
             }
         }
     }
-    sent_total.store(sent | (1 << 63), Ordering::Release);
+    writer_done.store(true, Ordering::Release);
     let mut c = reader.await?;
     c.sent = sent;
     let _ = sink.close().await;

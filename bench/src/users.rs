@@ -41,7 +41,6 @@ pub fn run_tag() -> String {
 pub async fn sign_up(base: &str, n: usize, parallel: usize) -> anyhow::Result<Vec<User>> {
     stream::iter(0..n)
         .map(|i| async move {
-            let mut api = Api::new(base);
             let phone = random_phone();
             let req = wire::auth::RegisterRequest {
                 first_name: "Bench".into(),
@@ -51,8 +50,7 @@ pub async fn sign_up(base: &str, n: usize, parallel: usize) -> anyhow::Result<Ve
                 public_key: None,
                 device_name: Some("bench".into()),
             };
-            let token = api.call(wire::auth::Register, &req).await.map_err(|e| hint(e, "sign-up"))?;
-            api.token = Some(token.access_token.clone());
+            let token = Api::new(base).call(wire::auth::Register, &req).await.map_err(|e| hint(e, "sign-up"))?;
             anyhow::Ok(User { id: token.user_id, phone, token: token.access_token })
         })
         .buffered(parallel.max(1))

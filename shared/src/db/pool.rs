@@ -205,27 +205,23 @@ impl Db {
     /// Opens `url` (see [`Db::open`]) with `options`.
     pub async fn open_with(url: &str, auth_token: Option<&Secret>, options: DbOptions) -> anyhow::Result<Self> {
         let remote = ["libsql://", "https://", "http://", "wss://", "ws://"].iter().any(|p| url.starts_with(p));
-        let database = Arc::new(if remote {
+        let (database, writer) = if remote {
             let token = auth_token.map(|t| t.expose().to_owned()).unwrap_or_default();
             let mut builder = libsql::Builder::new_remote(url.to_owned(), token);
             if let Some(namespace) = &options.namespace {
                 builder = builder.namespace(namespace.clone());
             }
-            builder.build().await.context("open remote database")?
+            (builder.build().await.context("open remote database")?, Arc::new(Semaphore::new(1)))
         } else {
             let path = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url);
             if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).context("create database directory")?;
             }
             owner_only_file(std::path::Path::new(path))?;
-            libsql::Builder::new_local(path).build().await.context("open database file")?
-        });
-        let writer = if remote {
-            Arc::new(Semaphore::new(1))
-        } else {
-            let path = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url);
-            file_writer(std::path::Path::new(path))
+            let database = libsql::Builder::new_local(path).build().await.context("open database file")?;
+            (database, file_writer(std::path::Path::new(path)))
         };
+        let database = Arc::new(database);
         let per_statement =
             remote.then(|| (database.clone(), Arc::new(Semaphore::new(options.max_concurrency.max(1)))));
         let limits = Arc::new(Limits { remote: per_statement, writer, retry_budget: options.retry_budget });

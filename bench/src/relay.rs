@@ -216,8 +216,10 @@ async fn sender(
     // What the writer has sent so far, and whether it is done: the reader stops once all is answered.
     let sent_total = Arc::new(AtomicU64::new(0));
     let writer_done = Arc::new(AtomicBool::new(false));
+    // Wakes the reader when the writer is done, so it stops at the last answer instead of the grace period.
+    let finished = Arc::new(tokio::sync::Notify::new());
     let reader = {
-        let (sent_total, writer_done) = (sent_total.clone(), writer_done.clone());
+        let (sent_total, writer_done, finished) = (sent_total.clone(), writer_done.clone(), finished.clone());
         tokio::spawn(async move {
             let mut c = Counts::default();
             // Until every send is answered, or the grace period after the run ends.
@@ -228,7 +230,10 @@ async fn sender(
                 if done && c.acknowledged + c.errors.values().sum::<u64>() >= sent {
                     break;
                 }
-                let next = tokio::time::timeout_at(deadline, stream.next()).await;
+                let next = tokio::select! {
+                    next = tokio::time::timeout_at(deadline, stream.next()) => next,
+                    () = finished.notified() => continue,
+                };
                 let Ok(Some(Ok(msg))) = next else { break };
                 let Message::Text(text) = msg else { continue };
                 let Ok(f) = users::frame(text.as_str()) else { continue };
@@ -301,6 +306,7 @@ async fn sender(
         }
     }
     writer_done.store(true, Ordering::Release);
+    finished.notify_one();
     let mut c = reader.await?;
     c.sent = sent;
     let _ = sink.close().await;

@@ -35,12 +35,13 @@ async fn the_closed_loop_counts_exactly_the_messages_the_server_committed() {
 async fn the_open_loop_sends_on_schedule_and_times_from_it() {
     let app = TestApp::spawn_with(BENCH_LIMITS).await;
     let users = users::sign_up(&app.base, 2, 2).await.unwrap();
-    // 100 msg/s for 1 s from two senders: 100 scheduled sends, none skipped, all answered.
-    let pace = relay::Pace::Open { rate: 100.0 };
+    // 20 msg/s for 1 s from two senders: 20 scheduled sends, none skipped, all answered within the bench's
+    // 5 s (a rate that sqld under the debug suite, about 8 sends/s, also carries).
+    let pace = relay::Pace::Open { rate: 20.0 };
     let r = relay::run(&app.base, &users, pace, Duration::from_secs(1), None, None).await.unwrap();
-    assert_eq!(r.sent, 100, "{r:?}");
-    assert_eq!((r.acknowledged, r.lost), (100, 0), "{r:?}");
-    assert_eq!(app.count("SELECT COUNT(*) FROM message").await, 100);
+    assert_eq!(r.sent, 20, "{r:?}");
+    assert_eq!((r.acknowledged, r.lost), (20, 0), "{r:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM message").await, 20);
 }
 
 #[tokio::test]

@@ -167,6 +167,8 @@ pub struct Config {
     pub preset_avatar_url_template: String,
     /// API Gateway management endpoint for `PostToConnection` (`WS_ENDPOINT`).
     pub ws_endpoint: Option<String>,
+    /// How long a process trusts a connection's session it looked up (`WS_SESSION_CACHE_SECONDS`, 0–60).
+    pub ws_session_cache: Duration,
     /// Rate limits (`RATE_LIMIT_*`).
     pub rate_limits: RateLimits,
     /// The operator panel (API.md §11.2).
@@ -301,6 +303,12 @@ impl Config {
             });
         }
 
+        // API.md §7.1: tokens are re-checked on every action, cached at most 60 s.
+        let session_cache = number("WS_SESSION_CACHE_SECONDS", 60)?;
+        if session_cache > 60 {
+            return Err(ConfigError::Invalid { name: "WS_SESSION_CACHE_SECONDS", reason: "must be at most 60".into() });
+        }
+
         Ok(Self {
             jwt_secret: Secret::new(jwt_secret),
             access_token_ttl: Duration::from_secs(minutes * 60),
@@ -325,6 +333,7 @@ impl Config {
                 .unwrap_or_default(),
             preset_avatar_url_template: template,
             ws_endpoint: get("WS_ENDPOINT"),
+            ws_session_cache: Duration::from_secs(session_cache),
             rate_limits,
             admin,
         })
@@ -405,6 +414,19 @@ mod tests {
             Duration::from_secs(MAX_PRESIGNED_PUT_TTL_SECONDS).as_millis() * 2
                 < crate::files::MAX_UNREFERENCED_MS as u128
         );
+    }
+
+    #[test]
+    fn sessions_are_cached_at_most_the_contracts_60_seconds() {
+        let with = |secs: &'static str| {
+            let mut all = BASE.to_vec();
+            all.push(("WS_SESSION_CACHE_SECONDS", secs));
+            Config::from_lookup(lookup(&all))
+        };
+        assert_eq!(Config::from_lookup(lookup(&BASE)).unwrap().ws_session_cache, Duration::from_secs(60));
+        assert_eq!(with("0").unwrap().ws_session_cache, Duration::ZERO);
+        let err = with("61").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { name: "WS_SESSION_CACHE_SECONDS", .. }), "{err}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 
 use crate::config::Limit;
-use crate::db::{Db, rate_limits};
+use crate::db::{Conn, Db, rate_limits};
 use crate::error::ApiError;
 
 /// Refusals remembered per process at most (beyond that the memory is dropped and rebuilt).
@@ -82,22 +82,39 @@ impl Limiter {
 
     /// Counts one event for (`scope`, `subject`); fails with 429 once the window already holds `limit.max`.
     pub async fn hit(&self, db: &Db, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
+        let (counter, now) = self.unrefused(scope, subject)?;
+        let conn = db.conn().await?;
+        self.count(&conn, counter, now, limit).await
+    }
+
+    /// Counts one event like [`Limiter::hit`], on `conn`: inside the caller's write transaction the count
+    /// commits or rolls back with the rest of it (one transaction per message sent).
+    pub async fn hit_on(&self, conn: &Conn, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
+        let (counter, now) = self.unrefused(scope, subject)?;
+        self.count(conn, counter, now, limit).await
+    }
+
+    /// The counter of (`scope`, `subject`) and the time, or the 429 this process remembers for it.
+    fn unrefused(&self, scope: &str, subject: &str) -> Result<(String, i64), ApiError> {
         let now = crate::time::now_ms();
         let counter = self.counter(scope, subject);
-        if let Some(end) = self.remembered(&counter, now) {
-            return Err(ApiError::RateLimited { retry_after: retry_after(end, now) });
+        match self.remembered(&counter, now) {
+            Some(end) => Err(ApiError::RateLimited { retry_after: retry_after(end, now) }),
+            None => Ok((counter, now)),
         }
-        let conn = db.conn().await?;
+    }
+
+    async fn count(&self, conn: &Conn, counter: String, now: i64, limit: Limit) -> Result<(), ApiError> {
         let max = i64::from(limit.max);
-        if rate_limits::hit_below(&conn, &counter, now, window_ms(limit), max).await?.is_some() {
+        if rate_limits::hit_below(conn, &counter, now, window_ms(limit), max).await?.is_some() {
             if now % 64 == 0 {
                 // Occasional clean-up of long-expired windows.
-                rate_limits::delete_expired(&conn, now - 86_400_000).await?;
+                rate_limits::delete_expired(conn, now - 86_400_000).await?;
             }
             return Ok(());
         }
         // Full: nothing was written. Remember until the window ends.
-        let end = match rate_limits::current(&conn, &counter, now, window_ms(limit)).await? {
+        let end = match rate_limits::current(conn, &counter, now, window_ms(limit)).await? {
             Some(window) => window.window_start.saturating_add(window_ms(limit)),
             None => now.saturating_add(1000),
         };

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::jwt::JwtKeys;
 use crate::ratelimit::Limiter;
+use crate::realtime::sessions::SessionCache;
 use crate::realtime::transport::{ApiGatewayPush, PushToConnection};
 use crate::storage::{ObjectStore, S3Storage, StaticCredentials};
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub push: Option<Arc<dyn PushToConnection>>,
     /// Rate limits.
     pub limiter: Limiter,
+    /// Sessions of WebSocket connections looked up by this process.
+    pub sessions: SessionCache,
 }
 
 impl AppState {
@@ -42,7 +45,8 @@ impl AppState {
             None => None,
         };
         let limiter = Limiter::new(config.jwt_secret.expose().as_bytes());
-        Ok(Self { jwt: JwtKeys::new(&config), db, storage, push, limiter, config })
+        let sessions = SessionCache::new(config.ws_session_cache);
+        Ok(Self { jwt: JwtKeys::new(&config), db, storage, push, limiter, sessions, config })
     }
 
     /// URL of preset avatar `id`.

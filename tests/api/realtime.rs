@@ -362,6 +362,30 @@ async fn a_revoked_token_gets_unauthorized_and_the_connection_closes() {
 }
 
 #[tokio::test]
+async fn a_session_is_trusted_for_the_cache_time_then_checked_again() {
+    // API.md §7.1: tokens are re-checked on every action, cached at most 60 s; here 3 s.
+    let app = TestApp::spawn_with(&[("WS_SESSION_CACHE_SECONDS", "3")]).await;
+    let alice = app.user().await;
+    let mut a = app.ws(&alice.token).await;
+    a.send(&json!({"action": "ping"})).await;
+    a.expect("pong").await;
+    let looked_up = std::time::Instant::now();
+    // A revocation whose close was lost: only the session check can notice it.
+    app.db()
+        .await
+        .execute("UPDATE user SET token_version = token_version + 1 WHERE id = ?1", [alice.id])
+        .await
+        .unwrap();
+    a.send(&json!({"action": "ping"})).await;
+    a.expect("pong").await;
+    assert!(looked_up.elapsed() < Duration::from_secs(3), "the cached session answered, not a late lookup");
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(looked_up.elapsed()) + Duration::from_millis(100)).await;
+    a.send(&json!({"action": "ping"})).await;
+    assert_eq!(a.expect("error").await["code"], "unauthorized");
+    assert_eq!(a.closed().await, Some(1000));
+}
+
+#[tokio::test]
 async fn changing_the_password_closes_every_connection_and_the_new_token_reconnects() {
     let app = TestApp::spawn().await;
     let alice = app.user().await;

@@ -188,10 +188,18 @@ async fn perform(state: &AppState, user: &AuthUser, connection_id: &str, action:
     }
 }
 
-/// The connection's session, re-checked on every action: token version, expiry, device, account state.
+/// The connection's session, re-checked on every action (looked up at most the session cache's time ago):
+/// token version, device, account state; the expiry every time.
 async fn session(state: &AppState, connection_id: &str) -> Result<Option<AuthUser>, ApiError> {
-    let conn = state.db.conn().await?;
-    let Some(s) = db::connections::session(&conn, connection_id).await? else { return Ok(None) };
+    let s = match state.sessions.get(connection_id) {
+        Some(s) => s,
+        None => {
+            let conn = state.db.conn().await?;
+            let Some(s) = db::connections::session(&conn, connection_id).await? else { return Ok(None) };
+            state.sessions.put(connection_id, &s);
+            s
+        }
+    };
     let user = AuthUser { id: s.user_id, device_id: s.device_id, version: s.token_version, exp: s.token_exp };
     Ok((user.exp + 60 >= now_ms() / 1000).then_some(user))
 }
@@ -244,6 +252,10 @@ fn message_sent(msg: &MessageRow) -> String {
 
 /// `send_message` — validates, stores (idempotent on `client_msg_id`), acknowledges with `message_sent`
 /// and fans `new_message` out to the receiver's connections and the sender's other connections.
+///
+/// Everything the database is asked before the fan-out happens in one write transaction: the retry lookup,
+/// the rate limit's count, the receiver, reply, envelope and media checks, and the insert. A check that
+/// fails after the count commits the count alone (a refused send still counts, as before any message).
 async fn send_message(
     state: &AppState,
     user: &AuthUser,
@@ -253,75 +265,70 @@ async fn send_message(
     if input.client_msg_id.as_deref().is_some_and(|id| !valid_client_msg_id(id)) {
         return Err(Failed(WsErrorCode::InvalidClientMsgId));
     }
-    // A retry of a stored message is acknowledged again before any other check (rate limit, receiver gone):
-    // an error would tell the client it was not stored.
-    if let Some(cid) = &input.client_msg_id
-        && let Some(existing) = stored_retry(state, user.id, cid).await?
-    {
-        realtime::push(state, vec![(connection_id.to_owned(), message_sent(&existing))]).await;
-        return Ok(());
-    }
     let listed_envelopes = input.envelopes.take();
-    let Checked { receiver_id, content, message_type, reply_to } = check_fields(&input, user.id)?;
-    // A refusal is `rate_limited`; a limiter that could not count is not (see `From<ApiError> for Failed`).
-    state.limiter.hit(&state.db, "send_message", &user.id.to_string(), state.config.rate_limits.send_message).await?;
+    let now = now_ms();
+    let conn = state.db.conn().await?;
+    let tx = conn.write_tx().await?;
+    // A retry of a stored message is acknowledged again before any other check (rate limit, receiver gone):
+    // an error would tell the client it was not stored. An id older than the window is released for reuse.
+    let mut expired = None;
+    if let Some(cid) = &input.client_msg_id
+        && let Some(existing) = db::messages::by_client_msg_id(&tx, user.id, cid).await?
     {
-        let conn = state.db.conn().await?;
-        if !db::users::is_live(&conn, receiver_id).await? {
-            return Err(Failed(WsErrorCode::ReceiverNotFound));
+        if existing.created_at > now - IDEMPOTENCY_WINDOW_MS {
+            tx.rollback().await?;
+            drop(conn);
+            realtime::push(state, vec![(connection_id.to_owned(), message_sent(&existing))]).await;
+            return Ok(());
         }
-        if let Some(reply) = reply_to
-            && !db::messages::visible_in_conversation(&conn, user.id, receiver_id, reply).await?
-        {
-            return Err(Failed(WsErrorCode::ReplyNotFound));
-        }
+        expired = Some(existing.id);
     }
-    let envelopes = match listed_envelopes {
-        None => Vec::new(),
-        Some(list) => check_envelopes(state, user.id, receiver_id, list).await?,
-    };
-    if content.len() + envelopes.iter().map(|e| e.ciphertext.len()).sum::<usize>() > MAX_TOTAL_BYTES {
-        return Err(Failed(WsErrorCode::PayloadTooLarge));
-    }
-    let media = match input.media_url.as_deref() {
-        None | Some("") => None,
-        Some(reference) => {
-            Some(shared::files::owned_key(state, user.id, reference).await?.ok_or(Failed(WsErrorCode::InvalidMedia))?)
+    let checked = check_fields(&input, user.id)?;
+    // A refusal is `rate_limited`; a limiter that could not count is not (see `From<ApiError> for Failed`).
+    let limit = state.config.rate_limits.send_message;
+    state.limiter.hit_on(&tx, "send_message", &user.id.to_string(), limit).await?;
+    let allowed = match allowed(state, &tx, user.id, &checked, input.media_url.as_deref(), listed_envelopes).await {
+        Ok(allowed) => allowed,
+        Err(refused) => {
+            tx.commit().await?;
+            return Err(refused);
         }
     };
-
+    if let Some(id) = expired {
+        db::messages::clear_client_msg_id(&tx, id).await?;
+    }
     let new = NewMessage {
         sender_id: user.id,
-        receiver_id,
-        encrypted_content: content,
-        message_type: message_type.as_str(),
-        media_key: media.as_deref(),
-        reply_to_message_id: reply_to,
+        receiver_id: checked.receiver_id,
+        encrypted_content: checked.content,
+        message_type: checked.message_type.as_str(),
+        media_key: allowed.media.as_deref(),
+        reply_to_message_id: checked.reply_to,
         client_msg_id: input.client_msg_id.as_deref(),
         sender_device_id: &user.device_id,
-        created_at: now_ms(),
+        created_at: now,
     };
-    let (msg, duplicate) = store(state, new, &envelopes).await?;
+    let msg = db::messages::insert(&tx, new).await?;
+    for e in &allowed.envelopes {
+        db::messages::insert_envelope(&tx, msg.id, &e.device_id, e.user_id, &e.ciphertext).await?;
+    }
+    tx.commit().await?;
+    let conns = realtime::connections_of(&conn, &[user.id, checked.receiver_id]).await?;
+    drop(conn);
+
     let mut targets = vec![(connection_id.to_owned(), message_sent(&msg))];
-    let mut ended = Vec::new();
-    if !duplicate {
-        let conn = state.db.conn().await?;
-        let receipts = messages::receipts_shared(&conn, user.id, receiver_id).await?;
-        let conns = realtime::connections_of(&conn, &[user.id, receiver_id]).await?;
-        drop(conn);
-        let (conns, stale) = realtime::split_live(conns);
-        ended = stale;
-        let for_receiver = messages::view(state, &msg, receiver_id, receipts, None).await?;
-        let for_sender = messages::view(state, &msg, user.id, receipts, None).await?;
-        for c in conns.into_iter().filter(|c| c.id != connection_id) {
-            let mut view = if c.user_id == receiver_id { for_receiver.clone() } else { for_sender.clone() };
-            // Each device gets only the ciphertext addressed to it.
-            view.envelope = envelopes
-                .iter()
-                .find(|e| e.user_id == c.user_id && e.device_id == c.device_id)
-                .map(|e| e.ciphertext.clone());
-            targets.push((c.id, ServerEvent::NewMessage(view).to_frame()));
-        }
+    let (conns, ended) = realtime::split_live(conns);
+    let for_receiver = messages::view(state, &msg, checked.receiver_id, allowed.receipts, None).await?;
+    let for_sender = messages::view(state, &msg, user.id, allowed.receipts, None).await?;
+    for c in conns.into_iter().filter(|c| c.id != connection_id) {
+        let mut view = if c.user_id == checked.receiver_id { for_receiver.clone() } else { for_sender.clone() };
+        // Each device gets only the ciphertext addressed to it.
+        view.envelope = allowed
+            .envelopes
+            .iter()
+            .find(|e| e.user_id == c.user_id && e.device_id == c.device_id)
+            .map(|e| e.ciphertext.clone());
+        targets.push((c.id, ServerEvent::NewMessage(view).to_frame()));
     }
     realtime::push(state, targets).await;
     // Connections whose session ended got nothing; they close after the others were served.
@@ -329,17 +336,55 @@ async fn send_message(
     Ok(())
 }
 
-/// The message a sender already stored under `client_msg_id` within the idempotency window.
-async fn stored_retry(state: &AppState, sender: i64, client_msg_id: &str) -> Result<Option<MessageRow>, ApiError> {
-    let conn = state.db.conn().await?;
-    let since = now_ms() - IDEMPOTENCY_WINDOW_MS;
-    Ok(db::messages::by_client_msg_id_since(&conn, sender, client_msg_id, since).await?)
+/// What the checks of a send found: its envelopes, its media object and whether read receipts are shared.
+struct Allowed {
+    envelopes: Vec<Envelope>,
+    media: Option<String>,
+    receipts: bool,
+}
+
+/// The checks of a send that ask the database, in the contract's order, inside its write transaction: the
+/// receiver exists, the reply is visible in the conversation, the envelopes address the two users' devices,
+/// the total size, the media object is a live upload of the sender.
+async fn allowed(
+    state: &AppState,
+    tx: &db::Conn,
+    sender: i64,
+    checked: &Checked<'_>,
+    media_url: Option<&str>,
+    envelopes: Option<Vec<Envelope>>,
+) -> Result<Allowed, Failed> {
+    let receiver = checked.receiver_id;
+    let receipts = db::users::receiver_of(tx, sender, receiver).await?.ok_or(Failed(WsErrorCode::ReceiverNotFound))?;
+    if let Some(reply) = checked.reply_to
+        && !db::messages::visible_in_conversation(tx, sender, receiver, reply).await?
+    {
+        return Err(Failed(WsErrorCode::ReplyNotFound));
+    }
+    let envelopes = match envelopes {
+        None => Vec::new(),
+        Some(list) => check_envelopes(tx, sender, receiver, list).await?,
+    };
+    if checked.content.len() + envelopes.iter().map(|e| e.ciphertext.len()).sum::<usize>() > MAX_TOTAL_BYTES {
+        return Err(Failed(WsErrorCode::PayloadTooLarge));
+    }
+    let media = match media_url {
+        None | Some("") => None,
+        Some(reference) => {
+            let key = shared::files::key_of(state.storage.bucket(), reference);
+            if !shared::files::still_owned(tx, sender, &key).await? {
+                return Err(Failed(WsErrorCode::InvalidMedia));
+            }
+            Some(key)
+        }
+    };
+    Ok(Allowed { envelopes, media, receipts })
 }
 
 /// Checks `envelopes`: at most 50, each addressed to an existing device of the sender or the receiver
 /// (once), with base64 ciphertext.
 async fn check_envelopes(
-    state: &AppState,
+    conn: &db::Conn,
     sender: i64,
     receiver: i64,
     envelopes: Vec<Envelope>,
@@ -348,10 +393,7 @@ async fn check_envelopes(
     if envelopes.len() > MAX_ENVELOPES {
         return Err(invalid);
     }
-    let devices = {
-        let conn = state.db.conn().await?;
-        db::devices::envelope_devices(&conn, sender, receiver).await?
-    };
+    let devices = db::devices::envelope_devices(conn, sender, receiver).await?;
     let mut out: Vec<Envelope> = Vec::with_capacity(envelopes.len());
     for e in envelopes {
         if e.ciphertext.is_empty()
@@ -364,34 +406,6 @@ async fn check_envelopes(
         out.push(e);
     }
     Ok(out)
-}
-
-/// Stores a message and its envelopes in one write transaction; a `client_msg_id` already used within 24 h
-/// returns the original message instead (`true`), an older one is released for reuse.
-async fn store(state: &AppState, new: NewMessage<'_>, envelopes: &[Envelope]) -> Result<(MessageRow, bool), Failed> {
-    let conn = state.db.conn().await?;
-    let tx = conn.write_tx().await?;
-    if let Some(cid) = new.client_msg_id
-        && let Some(existing) = db::messages::by_client_msg_id(&tx, new.sender_id, cid).await?
-    {
-        if existing.created_at > new.created_at - IDEMPOTENCY_WINDOW_MS {
-            tx.rollback().await?;
-            return Ok((existing, true));
-        }
-        db::messages::clear_client_msg_id(&tx, existing.id).await?;
-    }
-    // A concurrent clean-up may have taken the object since it was checked.
-    if let Some(key) = new.media_key
-        && !shared::files::still_owned(&tx, new.sender_id, key).await?
-    {
-        return Err(Failed(WsErrorCode::InvalidMedia));
-    }
-    let msg = db::messages::insert(&tx, new).await?;
-    for e in envelopes {
-        db::messages::insert_envelope(&tx, msg.id, &e.device_id, e.user_id, &e.ciphertext).await?;
-    }
-    tx.commit().await?;
-    Ok((msg, false))
 }
 
 /// `typing` — relayed to the receiver's connections when they share a conversation and the sender shows

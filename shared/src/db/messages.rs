@@ -300,24 +300,6 @@ pub async fn by_client_msg_id(
     first(rows).await
 }
 
-/// The message `sender` stored under `client_msg_id` after `since_ms` (the idempotency window).
-pub async fn by_client_msg_id_since(
-    conn: &Conn,
-    sender: i64,
-    client_msg_id: &str,
-    since_ms: i64,
-) -> Result<Option<MessageRow>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message \
-             WHERE sender_id = ?1 AND client_msg_id = ?2 AND created_at > ?3",
-            (sender, client_msg_id, since_ms),
-        )
-        .await?;
-    first(rows).await
-}
-
 /// Frees an expired `client_msg_id` for reuse.
 pub async fn clear_client_msg_id(conn: &Conn, id: i64) -> Result<(), libsql::Error> {
     conn.execute("UPDATE message SET client_msg_id = NULL WHERE id = ?1", [id]).await?;
@@ -692,8 +674,6 @@ mod tests {
         assert!(!typing_allowed(&conn, 99, 2).await.unwrap(), "unknown sender");
         assert_eq!(by_client_msg_id(&conn, 1, "cid").await.unwrap().map(|m| m.id), Some(m));
         assert!(by_client_msg_id(&conn, 2, "cid").await.unwrap().is_none(), "per sender");
-        assert_eq!(by_client_msg_id_since(&conn, 1, "cid", 999).await.unwrap().map(|m| m.id), Some(m));
-        assert!(by_client_msg_id_since(&conn, 1, "cid", 1000).await.unwrap().is_none(), "outside the window");
         clear_client_msg_id(&conn, m).await.unwrap();
         assert!(by_client_msg_id(&conn, 1, "cid").await.unwrap().is_none());
         let mut devices = crate::db::devices::envelope_devices(&conn, 1, 2).await.unwrap();

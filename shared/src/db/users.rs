@@ -204,6 +204,19 @@ pub async fn session_valid(conn: &Conn, user_id: i64, device_id: &str, version: 
     exists(rows).await
 }
 
+/// The receiver of a message from `sender`: `None` when `receiver` is no account or a deleted one, else
+/// whether both show read receipts (API.md §4.3). One statement for the two questions a send asks.
+pub async fn receiver_of(conn: &Conn, sender: i64, receiver: i64) -> Result<Option<bool>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT r.show_read_receipts = 1 AND EXISTS (SELECT 1 FROM user s WHERE s.id = ?1 AND s.show_read_receipts = 1) \
+             FROM user r WHERE r.id = ?2 AND r.is_deleted = 0",
+            (sender, receiver),
+        )
+        .await?;
+    Ok(value::<i64>(rows).await?.map(|both| both != 0))
+}
+
 /// Whether both users show read receipts (receipts are reciprocal, API.md §4.3).
 pub async fn both_show_read_receipts(conn: &Conn, a: i64, b: i64) -> Result<bool, libsql::Error> {
     let rows = conn.query("SELECT COUNT(*) FROM user WHERE id IN (?1, ?2) AND show_read_receipts = 1", (a, b)).await?;
@@ -521,6 +534,26 @@ mod tests {
             public_key: Some("key"),
             created_at: 1,
         }
+    }
+
+    #[tokio::test]
+    async fn a_receiver_is_a_live_account_and_receipts_need_both() {
+        let (_dir, db) = database().await;
+        let conn = db.conn().await.unwrap();
+        let me = insert(&conn, new_user("15550000001", "Me")).await.unwrap();
+        let ada = insert(&conn, new_user("15550000002", "Ada")).await.unwrap();
+        assert_eq!(receiver_of(&conn, me, ada).await.unwrap(), Some(true));
+        assert_eq!(receiver_of(&conn, me, ada + 1).await.unwrap(), None, "no such account");
+        let hidden = PrivacyUpdate { show_read_receipts: Some(false), ..PrivacyUpdate::default() };
+        update_privacy(&conn, me, &hidden).await.unwrap();
+        assert_eq!(receiver_of(&conn, me, ada).await.unwrap(), Some(false), "the sender hides them");
+        assert_eq!(receiver_of(&conn, ada, me).await.unwrap(), Some(false), "the receiver hides them");
+        assert_eq!(
+            receiver_of(&conn, me, ada).await.unwrap(),
+            Some(both_show_read_receipts(&conn, me, ada).await.unwrap())
+        );
+        anonymize(&conn, ada).await.unwrap();
+        assert_eq!(receiver_of(&conn, me, ada).await.unwrap(), None, "deleted");
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ pub use crate::db::connections::of_users as connections_of;
 /// Removes a connection row; when it was the user's last, records `last_seen`. Returns the user id if
 /// the user went offline.
 pub async fn forget(state: &AppState, connection_id: &str) -> Result<Option<i64>, libsql::Error> {
+    state.sessions.forget(connection_id);
     transport::forget(&state.db, connection_id).await
 }
 

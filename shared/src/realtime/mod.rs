@@ -6,12 +6,14 @@
 //! - [`connections`]: connection bookkeeping (forget, list, close).
 //! - [`presence`]: presence payloads with the owner's privacy applied, and conversation peers.
 //! - [`fanout`]: pushing with the process state (presence follow-ups for users who went offline).
+//! - [`sessions`]: the sessions of connections, cached per process for at most 60 s.
 //!
 //! The items re-exported here are the ones the functions call.
 
 pub mod connections;
 pub mod fanout;
 pub mod presence;
+pub mod sessions;
 pub mod transport;
 
 pub use crate::realtime::connections::{

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod connections;
 pub mod contacts;
 pub mod devices;
+mod group;
 pub mod keys;
 pub mod messages;
 pub mod objects;

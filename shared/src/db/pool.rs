@@ -8,7 +8,8 @@
 //!   nested use (a rate-limit check while a connection is checked out) cannot deadlock.
 //! - **Writers.** SQLite has one writer, so a process runs one write transaction at a time ([`WriteTx`]);
 //!   the others queue in the process (up to API Gateway's 29 s) instead of holding server connections while
-//!   they wait for the lock.
+//!   they wait for the lock. On a local file, the transactions that queue are committed together (see
+//!   [`super::group`]).
 //!   A [`WriteTx`] that is dropped without `commit` rolls back before the next writer may begin, on every
 //!   path: an error, an early return, a panic.
 //! - **Overload.** A busy or locked database, a server that refuses connections (Hrana 429) or cannot be
@@ -25,6 +26,7 @@ use libsql::params::IntoParams;
 use libsql::{Connection, Database, Row, Transaction, TransactionBehavior};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::group::{FileWriter, Member};
 use crate::config::Secret;
 
 /// Local connections kept open for reuse; more are opened on demand and closed when returned.
@@ -36,7 +38,7 @@ const MAX_DELAY: Duration = Duration::from_millis(200);
 
 /// How long a request may queue in the process for a connection or the writer slot: API Gateway's
 /// integration timeout. On AWS an instance serves one request at a time, so only the local stack queues.
-const QUEUE_TIMEOUT: Duration = Duration::from_secs(29);
+pub(super) const QUEUE_TIMEOUT: Duration = Duration::from_secs(29);
 
 /// How the database layer shares the database with the rest of the world.
 #[derive(Debug, Clone)]
@@ -96,16 +98,16 @@ pub fn chain_is_overloaded(err: &anyhow::Error) -> bool {
     })
 }
 
-fn overloaded(what: &'static str) -> libsql::Error {
+pub(super) fn overloaded(what: &'static str) -> libsql::Error {
     libsql::Error::Hrana(Box::new(Overloaded(what)))
 }
 
 /// The per-process limits every connection shares.
-struct Limits {
+pub(super) struct Limits {
     /// Remote only: the server, to open a stream per statement, and how many may run at once.
     remote: Option<(Arc<Database>, Arc<Semaphore>)>,
-    /// One write transaction at a time.
-    writer: Arc<Semaphore>,
+    /// One write transaction at a time (on a local file, one group of them).
+    writer: Arc<FileWriter>,
     retry_budget: Duration,
 }
 
@@ -122,7 +124,7 @@ impl Limits {
     }
 
     /// Runs `op` until it succeeds, fails for another reason than overload, or the budget is spent.
-    async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, libsql::Error>
+    pub(super) async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, libsql::Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, libsql::Error>>,
@@ -154,20 +156,20 @@ fn jitter(delay: Duration) -> Duration {
     delay / 2 + delay.mul_f64(f64::from(r) / f64::from(u16::MAX) / 2.0)
 }
 
-/// The writer slot of a database file, shared by every [`Db`] of this process on that file (the local stack
-/// runs each function with a database handle of its own): SQLite has one writer per file, and writers that
-/// met at SQLite's lock instead of this queue would sleep in its busy handler for milliseconds each time.
-fn file_writer(path: &std::path::Path) -> Arc<Semaphore> {
+/// The writer of a database file, shared by every [`Db`] of this process on that file (the local stack runs
+/// each function with a database handle of its own): SQLite has one writer per file, and writers that met at
+/// SQLite's lock instead of this queue would sleep in its busy handler for milliseconds each time.
+fn file_writer(path: &std::path::Path) -> Arc<FileWriter> {
     use std::collections::HashMap;
     use std::sync::{OnceLock, Weak};
-    static WRITERS: OnceLock<Mutex<HashMap<std::path::PathBuf, Weak<Semaphore>>>> = OnceLock::new();
+    static WRITERS: OnceLock<Mutex<HashMap<std::path::PathBuf, Weak<FileWriter>>>> = OnceLock::new();
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let mut writers = WRITERS.get_or_init(Default::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     writers.retain(|_, w| w.strong_count() > 0);
     if let Some(writer) = writers.get(&key).and_then(Weak::upgrade) {
         return writer;
     }
-    let writer = Arc::new(Semaphore::new(1));
+    let writer = Arc::new(FileWriter::new());
     writers.insert(key, Arc::downgrade(&writer));
     writer
 }
@@ -211,7 +213,7 @@ impl Db {
             if let Some(namespace) = &options.namespace {
                 builder = builder.namespace(namespace.clone());
             }
-            (builder.build().await.context("open remote database")?, Arc::new(Semaphore::new(1)))
+            (builder.build().await.context("open remote database")?, Arc::new(FileWriter::new()))
         } else {
             let path = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url);
             if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -241,18 +243,21 @@ impl Db {
             if self.local { self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop() } else { None };
         let inner = match reused {
             Some(c) => c,
-            None => {
-                let c = self.database.connect()?;
-                if self.local {
-                    // SQLite's own wait for the lock; the retry loop adds a second chance within the budget.
-                    c.busy_timeout(self.limits.retry_budget / 2)?;
-                    c.execute("PRAGMA foreign_keys=ON", ()).await?;
-                    c.execute("PRAGMA synchronous=NORMAL", ()).await?;
-                }
-                c
-            }
+            None => self.connect().await?,
         };
         Ok(PooledConn { conn: Some(Conn { inner, in_tx: false, limits: self.limits.clone() }), db: self })
+    }
+
+    /// A new connection, set up for this process's use.
+    async fn connect(&self) -> Result<Connection, libsql::Error> {
+        let c = self.database.connect()?;
+        if self.local {
+            // SQLite's own wait for the lock; the retry loop adds a second chance within the budget.
+            c.busy_timeout(self.limits.retry_budget / 2)?;
+            c.execute("PRAGMA foreign_keys=ON", ()).await?;
+            c.execute("PRAGMA synchronous=NORMAL", ()).await?;
+        }
+        Ok(c)
     }
 }
 
@@ -343,7 +348,8 @@ impl Conn {
             .retry(|| async {
                 match &self.limits.remote {
                     None if write => {
-                        let writer = self.limits.acquire(&self.limits.writer, "another write is running").await?;
+                        let turn = self.limits.writer.turn(QUEUE_TIMEOUT).await?;
+                        let writer = turn.flush().await;
                         Ok((run(self.inner.clone()).await?, Some(writer)))
                     }
                     None => Ok((run(self.inner.clone()).await?, None)),
@@ -395,13 +401,19 @@ pub struct PooledConn<'a> {
 
 impl PooledConn<'_> {
     /// Starts a write transaction (`BEGIN IMMEDIATE`: deferred read-then-write transactions fail with
-    /// "database is locked" under concurrency), after the process's previous writer has finished.
+    /// "database is locked" under concurrency), after the process's previous writer has finished. On a local
+    /// file it joins the group of transactions committed together ([`super::group`]).
     pub async fn write_tx(&self) -> Result<WriteTx<'_>, libsql::Error> {
         let limits = &self.db.limits;
-        let writer = limits.acquire(&limits.writer, "another write transaction is running").await?;
+        let turn = limits.writer.turn(QUEUE_TIMEOUT).await?;
+        if self.db.local {
+            let member = turn.join(limits, || self.db.connect()).await?;
+            let conn = Conn { inner: member.connection().clone(), in_tx: true, limits: limits.clone() };
+            return Ok(WriteTx { end: Some(Ending::Group(member)), conn, _conn: std::marker::PhantomData });
+        }
         let tx = limits.retry(|| self.inner.transaction_with_behavior(TransactionBehavior::Immediate)).await?;
         let conn = Conn { inner: (*tx).clone(), in_tx: true, limits: limits.clone() };
-        Ok(WriteTx { tx: Some(tx), conn, writer: Some(writer), _conn: std::marker::PhantomData })
+        Ok(WriteTx { end: Some(Ending::Own(tx, turn.into_permit())), conn, _conn: std::marker::PhantomData })
     }
 }
 
@@ -429,28 +441,41 @@ impl Drop for PooledConn<'_> {
 /// [`WriteTx::rollback`]; dropped on any other path, it rolls back, and the process's next writer begins
 /// only after that rollback.
 pub struct WriteTx<'c> {
-    tx: Option<Transaction>,
+    end: Option<Ending>,
     conn: Conn,
-    writer: Option<OwnedSemaphorePermit>,
     _conn: std::marker::PhantomData<&'c ()>,
 }
 
+/// How a write transaction ends.
+enum Ending {
+    /// A transaction of its own (a remote server), with the process's writer slot.
+    Own(Transaction, OwnedSemaphorePermit),
+    /// A member of the file's group commit.
+    Group(Member),
+}
+
 impl WriteTx<'_> {
-    /// Commits the transaction.
+    /// Commits the transaction (on a local file: returns once its group is committed).
     pub async fn commit(mut self) -> Result<(), libsql::Error> {
-        let tx = self.tx.take().expect("transaction present until it ends");
-        let result = tx.commit().await;
-        if result.is_err() && !self.conn.inner.is_autocommit() {
-            // A failed COMMIT leaves the transaction open on a local connection: end it here.
-            let _ = self.conn.inner.execute("ROLLBACK", ()).await;
+        match self.end.take().expect("transaction present until it ends") {
+            Ending::Group(member) => member.end(true).await,
+            Ending::Own(tx, _writer) => {
+                let result = tx.commit().await;
+                if result.is_err() && !self.conn.inner.is_autocommit() {
+                    // A failed COMMIT leaves the transaction open on a connection: end it here.
+                    let _ = self.conn.inner.execute("ROLLBACK", ()).await;
+                }
+                result
+            }
         }
-        result
     }
 
-    /// Rolls the transaction back.
+    /// Rolls the transaction back (on a local file: returns once what it read from its group is committed).
     pub async fn rollback(mut self) -> Result<(), libsql::Error> {
-        let tx = self.tx.take().expect("transaction present until it ends");
-        tx.rollback().await
+        match self.end.take().expect("transaction present until it ends") {
+            Ending::Group(member) => member.end(false).await,
+            Ending::Own(tx, _writer) => tx.rollback().await,
+        }
     }
 }
 
@@ -463,20 +488,23 @@ impl Deref for WriteTx<'_> {
 
 impl Drop for WriteTx<'_> {
     fn drop(&mut self) {
-        let Some(tx) = self.tx.take() else { return };
-        let writer = self.writer.take();
-        match tokio::runtime::Handle::try_current() {
-            // Roll back, then let the next writer in (the permit moves into the task).
-            Ok(rt) => {
-                rt.spawn(async move {
-                    if let Err(e) = tx.rollback().await {
-                        tracing::warn!(error = %e, "rollback of an abandoned transaction failed");
-                    }
-                    drop(writer);
-                });
-            }
-            // No runtime (process shutdown): libSQL's own drop rolls back as well as it can.
-            Err(_) => drop(tx),
+        match self.end.take() {
+            None => {}
+            // The member rolls its part back before the next writer joins.
+            Some(Ending::Group(member)) => drop(member),
+            Some(Ending::Own(tx, writer)) => match tokio::runtime::Handle::try_current() {
+                // Roll back, then let the next writer in (the permit moves into the task).
+                Ok(rt) => {
+                    rt.spawn(async move {
+                        if let Err(e) = tx.rollback().await {
+                            tracing::warn!(error = %e, "rollback of an abandoned transaction failed");
+                        }
+                        drop(writer);
+                    });
+                }
+                // No runtime (process shutdown): libSQL's own drop rolls back as well as it can.
+                Err(_) => drop(tx),
+            },
         }
     }
 }
@@ -615,6 +643,77 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(count(&db).await, 50);
+    }
+
+    /// The integers of a query on a connection outside the pool.
+    async fn raw_ints(conn: &libsql::Connection, sql: &str) -> Vec<i64> {
+        let mut rows = conn.query(sql, ()).await.unwrap();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.unwrap() {
+            out.push(row.get::<i64>(0).unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_writer_queued_behind_another_joins_its_group_and_only_its_own_part_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(file_db(&dir, Duration::from_secs(2)).await);
+        // Another connection to the file sees only what is committed.
+        let observer = libsql::Builder::new_local(dir.path().join("p.db")).build().await.unwrap().connect().unwrap();
+        let conn = db.conn().await.unwrap();
+        let first = conn.write_tx().await.unwrap();
+        first.execute("INSERT INTO t VALUES (1)", ()).await.unwrap();
+        let second = tokio::spawn({
+            let db = db.clone();
+            let observer = observer.clone();
+            async move {
+                let conn = db.conn().await.unwrap();
+                let tx = conn.write_tx().await.unwrap();
+                let inside = super::super::value::<i64>(tx.query("SELECT COUNT(*) FROM t", ()).await.unwrap()).await;
+                let outside = raw_ints(&observer, "SELECT COUNT(*) FROM t").await;
+                tx.execute("INSERT INTO t VALUES (2)", ()).await.unwrap();
+                // Dropped without commit: an error path of a handler.
+                (inside.unwrap(), outside.first().copied())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        first.commit().await.expect("the group committed the first writer's row");
+        let (inside, outside) = second.await.unwrap();
+        assert_eq!((inside, outside), (Some(1), Some(0)), "one transaction: the first row was not yet committed");
+        drop(conn);
+        let rows = raw_ints(&observer, "SELECT x FROM t").await;
+        assert_eq!(rows, [1], "the dropped member's row is gone, the committed one is there");
+    }
+
+    #[tokio::test]
+    async fn a_commit_returns_only_once_its_row_is_committed_for_everyone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(file_db(&dir, Duration::from_secs(5)).await);
+        let observer = libsql::Builder::new_local(dir.path().join("p.db")).build().await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let db = db.clone();
+            let observer = observer.connect().unwrap();
+            tasks.push(tokio::spawn(async move {
+                let conn = db.conn().await.unwrap();
+                let tx = conn.write_tx().await.unwrap();
+                tx.execute("INSERT INTO t VALUES (?1)", [i]).await.unwrap();
+                // Let the other writers queue behind this one, so that groups form.
+                tokio::task::yield_now().await;
+                if i % 5 == 0 {
+                    tx.rollback().await.unwrap();
+                    return;
+                }
+                tx.commit().await.unwrap();
+                let rows = raw_ints(&observer, &format!("SELECT COUNT(*) FROM t WHERE x = {i}")).await;
+                assert_eq!(rows, [1], "row {i} committed");
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(count(&db).await, 64 - 13);
     }
 
     #[test]

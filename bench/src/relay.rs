@@ -140,13 +140,16 @@ pub async fn run(
     let cpu = CpuMeter::start(server_pid);
     let bar = crate::progress(duration, "relay");
     let mut tasks = Vec::with_capacity(senders);
+    let progress: Vec<Arc<Progress>> = (0..senders).map(|_| Arc::default()).collect();
     for (i, socket) in sockets.into_iter().enumerate() {
         let peer = users[i ^ 1].id;
         let tag = tag.clone();
         let phase = phase.clone();
         let acked_total = acked_total.clone();
+        let pair = (progress[i].clone(), progress[i ^ 1].clone());
         tasks.push(tokio::spawn(async move {
-            sender(socket, SenderPlan { index: i, senders, peer, tag, pace, start, end }, phase, acked_total).await
+            let plan = SenderPlan { index: i, senders, peer, tag, pace, start, end };
+            sender(socket, plan, phase, acked_total, pair).await
         }));
     }
     let ticker = crate::tick(&bar, start, &acked_total, "acknowledged");
@@ -203,36 +206,53 @@ struct SenderPlan {
     end: Instant,
 }
 
-/// One connection: a writer that sends on schedule and a reader that times what comes back.
+/// How far one connection's sends have got, shared with its peer's reader (which receives them).
+#[derive(Default)]
+struct Progress {
+    /// Sends so far.
+    sent: AtomicU64,
+    /// Sends acknowledged so far.
+    acked: AtomicU64,
+    /// Whether the writer is done: `sent` is final.
+    done: AtomicBool,
+    /// Whether every send was answered: `acked` is final.
+    settled: AtomicBool,
+    /// Wakes the reader of this connection when its writer or its peer's is done.
+    wake: tokio::sync::Notify,
+}
+
+/// One connection: a writer that sends on schedule and a reader that times what comes back. The reader stops
+/// once its own sends are answered and its peer's acknowledged ones delivered (or the grace period ends).
 async fn sender(
     socket: users::Socket,
     plan: SenderPlan,
     phase: Phase,
     acked_total: Arc<AtomicU64>,
+    (own, peer): (Arc<Progress>, Arc<Progress>),
 ) -> anyhow::Result<Counts> {
     let (mut sink, mut stream) = socket.split();
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<()>();
     let tag = plan.tag.clone();
-    // What the writer has sent so far, and whether it is done: the reader stops once all is answered.
-    let sent_total = Arc::new(AtomicU64::new(0));
-    let writer_done = Arc::new(AtomicBool::new(false));
-    // Wakes the reader when the writer is done, so it stops at the last answer instead of the grace period.
-    let finished = Arc::new(tokio::sync::Notify::new());
     let reader = {
-        let (sent_total, writer_done, finished) = (sent_total.clone(), writer_done.clone(), finished.clone());
+        let (own, peer) = (own.clone(), peer.clone());
         tokio::spawn(async move {
             let mut c = Counts::default();
             // Until every send is answered, or the grace period after the run ends.
             let deadline = tokio::time::Instant::from_std(plan.end + LATE_AFTER);
             loop {
-                let done = writer_done.load(Ordering::Acquire);
-                let sent = sent_total.load(Ordering::Acquire);
-                if done && c.acknowledged + c.errors.values().sum::<u64>() >= sent {
+                let answered = c.acknowledged + c.errors.values().sum::<u64>();
+                let mine_done = own.done.load(Ordering::Acquire) && answered >= own.sent.load(Ordering::Acquire);
+                if mine_done && !own.settled.swap(true, Ordering::AcqRel) {
+                    peer.wake.notify_one();
+                }
+                let theirs_done =
+                    peer.settled.load(Ordering::Acquire) && c.delivery.count() >= peer.acked.load(Ordering::Acquire);
+                if mine_done && theirs_done {
                     break;
                 }
                 let next = tokio::select! {
                     next = tokio::time::timeout_at(deadline, stream.next()) => next,
-                    () = finished.notified() => continue,
+                    () = own.wake.notified() => continue,
                 };
                 let Ok(Some(Ok(msg))) = next else { break };
                 let Message::Text(text) = msg else { continue };
@@ -247,6 +267,7 @@ async fn sender(
                         let p = usize::from(phase.load(Ordering::Relaxed)).min(PHASES - 1);
                         c.ack[p].record(latency);
                         c.acknowledged += 1;
+                        own.acked.fetch_add(1, Ordering::Release);
                         if latency > LATE_AFTER {
                             c.late += 1;
                         }
@@ -297,7 +318,7 @@ async fn sender(
         }
         sent += 1;
         k += 1;
-        sent_total.store(sent, Ordering::Release);
+        own.sent.store(sent, Ordering::Release);
         if let Pace::Closed = plan.pace {
             let left = plan.end.saturating_duration_since(Instant::now()) + LATE_AFTER;
             if !matches!(tokio::time::timeout(left, ack_rx.recv()).await, Ok(Some(()))) {
@@ -305,8 +326,8 @@ async fn sender(
             }
         }
     }
-    writer_done.store(true, Ordering::Release);
-    finished.notify_one();
+    own.done.store(true, Ordering::Release);
+    own.wake.notify_one();
     let mut c = reader.await?;
     c.sent = sent;
     let _ = sink.close().await;

@@ -169,6 +169,9 @@ pub struct Config {
     pub ws_endpoint: Option<String>,
     /// How long a process trusts a connection's session it looked up (`WS_SESSION_CACHE_SECONDS`, 0–60).
     pub ws_session_cache: Duration,
+    /// Sends that may wait for the database writer in one process; past it a send is refused at once with
+    /// `service_unavailable` (`SEND_QUEUE_LIMIT`, default 64).
+    pub send_queue_limit: usize,
     /// Rate limits (`RATE_LIMIT_*`).
     pub rate_limits: RateLimits,
     /// The operator panel (API.md §11.2).
@@ -334,6 +337,7 @@ impl Config {
             preset_avatar_url_template: template,
             ws_endpoint: get("WS_ENDPOINT"),
             ws_session_cache: Duration::from_secs(session_cache),
+            send_queue_limit: usize::try_from(number("SEND_QUEUE_LIMIT", 64)?.max(1)).unwrap_or(usize::MAX),
             rate_limits,
             admin,
         })

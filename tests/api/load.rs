@@ -123,3 +123,38 @@ async fn an_overloaded_database_answers_503_with_retry_after_and_nothing_is_half
     let stored = app.count(&format!("SELECT COUNT(*) FROM message WHERE sender_id = {}", alice.id)).await;
     assert_eq!(stored, 1, "the refused send stored nothing, the retry stored one");
 }
+
+/// Back-pressure: while the writer is busy, at most `SEND_QUEUE_LIMIT` sends wait for it; the next is refused
+/// at once, and the ones that waited are stored and acknowledged when the writer is free.
+#[tokio::test]
+async fn sends_past_the_queue_limit_are_refused_at_once_and_the_queued_ones_are_stored() {
+    let app = TestApp::spawn_with(&[("SEND_QUEUE_LIMIT", "2"), ("DATABASE_RETRY_BUDGET_MS", "30000")]).await;
+    let bob = app.user().await;
+    // Three senders with one socket each (a sender's other sockets would get its messages too).
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        let sender = app.user().await;
+        sockets.push(app.ws(&sender.token).await);
+    }
+    let send = |cid: &str| json!({"action": "send_message", "receiver_id": bob.id, "encrypted_content": "x", "client_msg_id": cid});
+    // This process's writer is busy: a write transaction of the stack's own database handle holds it.
+    let holder = app.db().await;
+    let busy = holder.write_tx().await.unwrap();
+    sockets[0].send(&send("q1")).await;
+    sockets[1].send(&send("q2")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    sockets[2].send(&send("q3")).await;
+    let refused = sockets[2].expect("error").await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["client_msg_id"].as_str()),
+        (Some("service_unavailable"), Some("q3"))
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM message").await, 0, "nothing stored while the writer is busy");
+
+    busy.commit().await.unwrap();
+    assert_eq!(sockets[0].expect("message_sent").await["client_msg_id"], "q1");
+    assert_eq!(sockets[1].expect("message_sent").await["client_msg_id"], "q2");
+    assert_eq!(app.count("SELECT COUNT(*) FROM message").await, 2);
+    sockets[2].send(&send("q3")).await;
+    assert_eq!(sockets[2].expect("message_sent").await["client_msg_id"], "q3", "the writer is free again");
+}

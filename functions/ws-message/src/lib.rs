@@ -268,7 +268,9 @@ async fn send_message(
     let listed_envelopes = input.envelopes.take();
     let now = now_ms();
     let conn = state.db.conn().await?;
-    let tx = conn.write_tx().await?;
+    // Past the queue limit a send is refused at once (`service_unavailable`, retried by the client) instead of
+    // waiting behind a queue that grows with the load.
+    let tx = conn.write_tx_queued(state.config.send_queue_limit).await?;
     // A retry of a stored message is acknowledged again before any other check (rate limit, receiver gone):
     // an error would tell the client it was not stored. An id older than the window is released for reuse.
     let mut expired = None;

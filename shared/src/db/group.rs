@@ -2,7 +2,7 @@
 //! writer share one SQLite transaction, each inside a savepoint of its own, and one `COMMIT` ends them all.
 //!
 //! SQLite has one writer per file, and most of a small write transaction's cost is its commit (the WAL frames
-//! of every page it touched, the WAL index). Writers take turns ([`FileWriter::turn`]). The first of a group
+//! of every page it touched, the WAL index). Writers take turns ([`Writer::turn`]). The first of a group
 //! begins a transaction on the file's writer connection; each member runs its statements inside
 //! `SAVEPOINT member` and keeps them (`RELEASE`) or undoes them (`ROLLBACK TO`). A member that finds no
 //! writer queued behind it, or the group full, commits for everyone; the others hand the commit on and wait
@@ -42,15 +42,16 @@ struct Group {
     conn: Option<Connection>,
 }
 
-/// The writer of one database file, shared by every database handle of this process on that file.
-pub(super) struct FileWriter {
+/// The writer of one database, shared by every database handle of this process on it (a group commits only
+/// on a local file).
+pub(super) struct Writer {
     turn: Arc<Semaphore>,
     /// Writers queued for the turn.
     waiting: AtomicUsize,
     group: Mutex<Group>,
 }
 
-impl FileWriter {
+impl Writer {
     pub(super) fn new() -> Self {
         let (done, _) = watch::channel(None);
         Self {
@@ -62,6 +63,11 @@ impl FileWriter {
 
     fn group(&self) -> MutexGuard<'_, Group> {
         self.group.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writers queued for the turn now.
+    pub(super) fn queued(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
     }
 
     /// Queues for the turn to write, at most `timeout` (then the database counts as overloaded).
@@ -84,7 +90,7 @@ impl FileWriter {
 
 /// The turn of one writer: while it lasts, nobody else in this process writes to the file.
 pub(super) struct Turn {
-    writer: Arc<FileWriter>,
+    writer: Arc<Writer>,
     permit: OwnedSemaphorePermit,
 }
 

@@ -26,7 +26,7 @@ use libsql::params::IntoParams;
 use libsql::{Connection, Database, Row, Transaction, TransactionBehavior};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::group::{FileWriter, Member};
+use super::group::{Member, Writer};
 use crate::config::Secret;
 
 /// Local connections kept open for reuse; more are opened on demand and closed when returned.
@@ -107,7 +107,7 @@ pub(super) struct Limits {
     /// Remote only: the server, to open a stream per statement, and how many may run at once.
     remote: Option<(Arc<Database>, Arc<Semaphore>)>,
     /// One write transaction at a time (on a local file, one group of them).
-    writer: Arc<FileWriter>,
+    writer: Arc<Writer>,
     retry_budget: Duration,
 }
 
@@ -156,20 +156,20 @@ fn jitter(delay: Duration) -> Duration {
     delay / 2 + delay.mul_f64(f64::from(r) / f64::from(u16::MAX) / 2.0)
 }
 
-/// The writer of a database file, shared by every [`Db`] of this process on that file (the local stack runs
-/// each function with a database handle of its own): SQLite has one writer per file, and writers that met at
-/// SQLite's lock instead of this queue would sleep in its busy handler for milliseconds each time.
-fn file_writer(path: &std::path::Path) -> Arc<FileWriter> {
+/// The writer of a database, shared by every [`Db`] of this process on that database (the local stack runs
+/// each function with a database handle of its own): SQLite has one writer per database, and writers that met
+/// at its lock instead of this queue would sleep in its busy handler (or the server's) instead of queueing.
+/// `key` names the database: a file's canonical path, or a server's URL and namespace.
+fn shared_writer(key: String) -> Arc<Writer> {
     use std::collections::HashMap;
     use std::sync::{OnceLock, Weak};
-    static WRITERS: OnceLock<Mutex<HashMap<std::path::PathBuf, Weak<FileWriter>>>> = OnceLock::new();
-    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    static WRITERS: OnceLock<Mutex<HashMap<String, Weak<Writer>>>> = OnceLock::new();
     let mut writers = WRITERS.get_or_init(Default::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     writers.retain(|_, w| w.strong_count() > 0);
     if let Some(writer) = writers.get(&key).and_then(Weak::upgrade) {
         return writer;
     }
-    let writer = Arc::new(FileWriter::new());
+    let writer = Arc::new(Writer::new());
     writers.insert(key, Arc::downgrade(&writer));
     writer
 }
@@ -213,7 +213,8 @@ impl Db {
             if let Some(namespace) = &options.namespace {
                 builder = builder.namespace(namespace.clone());
             }
-            (builder.build().await.context("open remote database")?, Arc::new(FileWriter::new()))
+            let key = format!("{url}#{}", options.namespace.as_deref().unwrap_or_default());
+            (builder.build().await.context("open remote database")?, shared_writer(key))
         } else {
             let path = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url);
             if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -221,7 +222,8 @@ impl Db {
             }
             owner_only_file(std::path::Path::new(path))?;
             let database = libsql::Builder::new_local(path).build().await.context("open database file")?;
-            (database, file_writer(std::path::Path::new(path)))
+            let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
+            (database, shared_writer(key.to_string_lossy().into_owned()))
         };
         let database = Arc::new(database);
         let per_statement =
@@ -404,7 +406,17 @@ impl PooledConn<'_> {
     /// "database is locked" under concurrency), after the process's previous writer has finished. On a local
     /// file it joins the group of transactions committed together ([`super::group`]).
     pub async fn write_tx(&self) -> Result<WriteTx<'_>, libsql::Error> {
+        self.write_tx_queued(usize::MAX).await
+    }
+
+    /// Starts a write transaction like [`PooledConn::write_tx`], unless `max_queued` writers of this process
+    /// already wait for the database: then it fails at once as overloaded (back-pressure instead of a queue
+    /// that grows with the load).
+    pub async fn write_tx_queued(&self, max_queued: usize) -> Result<WriteTx<'_>, libsql::Error> {
         let limits = &self.db.limits;
+        if limits.writer.queued() >= max_queued {
+            return Err(overloaded("too many writers queued"));
+        }
         let turn = limits.writer.turn(QUEUE_TIMEOUT).await?;
         if self.db.local {
             let member = turn.join(limits, || self.db.connect()).await?;

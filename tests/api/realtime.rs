@@ -345,16 +345,18 @@ async fn messages_over_128_kb_close_the_connection_with_1009_even_in_small_frame
     assert_eq!(a.closed().await, Some(1009));
 }
 
+/// Revokes every token of `user_id` in the database only: a revocation whose sockets were not closed.
+async fn revoke_in_database(app: &TestApp, user_id: i64) {
+    let conn = app.db().await;
+    conn.execute("UPDATE user SET token_version = token_version + 1 WHERE id = ?1", [user_id]).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_revoked_token_gets_unauthorized_and_the_connection_closes() {
     let app = TestApp::spawn().await;
     let alice = app.user().await;
     let mut a = app.ws(&alice.token).await;
-    app.db()
-        .await
-        .execute("UPDATE user SET token_version = token_version + 1 WHERE id = ?1", [alice.id])
-        .await
-        .unwrap();
+    revoke_in_database(&app, alice.id).await;
     a.send(&json!({"action": "ping"})).await;
     let e = a.expect("error").await;
     assert_eq!((e["message"].as_str(), e["code"].as_str()), (Some("Unauthorized"), Some("unauthorized")));
@@ -371,11 +373,7 @@ async fn a_session_is_trusted_for_the_cache_time_then_checked_again() {
     a.expect("pong").await;
     let looked_up = std::time::Instant::now();
     // A revocation whose close was lost: only the session check can notice it.
-    app.db()
-        .await
-        .execute("UPDATE user SET token_version = token_version + 1 WHERE id = ?1", [alice.id])
-        .await
-        .unwrap();
+    revoke_in_database(&app, alice.id).await;
     a.send(&json!({"action": "ping"})).await;
     a.expect("pong").await;
     assert!(looked_up.elapsed() < Duration::from_secs(3), "the cached session answered, not a late lookup");

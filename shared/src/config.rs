@@ -357,6 +357,13 @@ mod tests {
     const BASE: [(&str, &str); 3] =
         [("JWT_SECRET", "0123456789abcdef0123456789abcdef"), ("DATABASE_URL", "file:x.db"), ("S3_BUCKET", "b")];
 
+    /// The configuration of [`BASE`] plus `pairs`.
+    fn with(pairs: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let mut all = BASE.to_vec();
+        all.extend_from_slice(pairs);
+        Config::from_lookup(lookup(&all))
+    }
+
     #[test]
     fn missing_jwt_secret_refuses_to_start() {
         let err = Config::from_lookup(lookup(&BASE[1..])).unwrap_err();
@@ -388,11 +395,6 @@ mod tests {
     fn the_admin_secret_is_long_and_not_the_jwt_secret() {
         let c = Config::from_lookup(lookup(&BASE)).unwrap();
         assert!(c.admin.enabled && c.admin.cookie_secure && c.admin.session_secret.is_none());
-        let with = |pairs: &[(&'static str, &'static str)]| {
-            let mut all = BASE.to_vec();
-            all.extend_from_slice(pairs);
-            Config::from_lookup(lookup(&all))
-        };
         for bad in ["short", BASE[0].1] {
             let err = with(&[("ADMIN_SESSION_SECRET", bad)]).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { name: "ADMIN_SESSION_SECRET", .. }), "{bad}");
@@ -406,13 +408,9 @@ mod tests {
 
     #[test]
     fn a_presigned_put_cannot_outlive_the_clean_up_window() {
-        let with = |ttl: &'static str| {
-            let mut all = BASE.to_vec();
-            all.push(("PRESIGNED_PUT_TTL_SECONDS", ttl));
-            Config::from_lookup(lookup(&all))
-        };
-        assert_eq!(with("3600").unwrap().presigned_put_ttl, Duration::from_secs(3600));
-        let err = with("3601").unwrap_err();
+        let ttl = |value| with(&[("PRESIGNED_PUT_TTL_SECONDS", value)]);
+        assert_eq!(ttl("3600").unwrap().presigned_put_ttl, Duration::from_secs(3600));
+        let err = ttl("3601").unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { name: "PRESIGNED_PUT_TTL_SECONDS", .. }), "{err}");
         assert!(
             Duration::from_secs(MAX_PRESIGNED_PUT_TTL_SECONDS).as_millis() * 2
@@ -422,14 +420,10 @@ mod tests {
 
     #[test]
     fn sessions_are_cached_at_most_the_contracts_60_seconds() {
-        let with = |secs: &'static str| {
-            let mut all = BASE.to_vec();
-            all.push(("WS_SESSION_CACHE_SECONDS", secs));
-            Config::from_lookup(lookup(&all))
-        };
+        let cache = |value| with(&[("WS_SESSION_CACHE_SECONDS", value)]);
         assert_eq!(Config::from_lookup(lookup(&BASE)).unwrap().ws_session_cache, Duration::from_secs(60));
-        assert_eq!(with("0").unwrap().ws_session_cache, Duration::ZERO);
-        let err = with("61").unwrap_err();
+        assert_eq!(cache("0").unwrap().ws_session_cache, Duration::ZERO);
+        let err = cache("61").unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { name: "WS_SESSION_CACHE_SECONDS", .. }), "{err}");
     }
 

@@ -34,9 +34,19 @@ pub fn key_of(bucket: &str, reference: &str) -> String {
 
 /// The key behind `reference` if it names an upload or attachment object owned by `owner`.
 pub async fn owned_key(state: &AppState, owner: i64, reference: &str) -> Result<Option<String>, ApiError> {
-    let key = key_of(state.storage.bucket(), reference);
     let conn = state.db.conn().await?;
-    Ok(still_owned(&conn, owner, &key).await?.then_some(key))
+    owned_key_on(state, &conn, owner, reference).await
+}
+
+/// [`owned_key`] on `conn`: inside a write transaction, the answer holds until it commits.
+pub async fn owned_key_on(
+    state: &AppState,
+    conn: &crate::db::Conn,
+    owner: i64,
+    reference: &str,
+) -> Result<Option<String>, ApiError> {
+    let key = key_of(state.storage.bucket(), reference);
+    Ok(still_owned(conn, owner, &key).await?.then_some(key))
 }
 
 /// A fresh presigned GET URL for an object, or `None` when the object is gone. Attachments from the

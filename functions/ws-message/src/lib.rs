@@ -372,13 +372,11 @@ async fn allowed(
     }
     let media = match media_url {
         None | Some("") => None,
-        Some(reference) => {
-            let key = shared::files::key_of(state.storage.bucket(), reference);
-            if !shared::files::still_owned(tx, sender, &key).await? {
-                return Err(Failed(WsErrorCode::InvalidMedia));
-            }
-            Some(key)
-        }
+        Some(reference) => Some(
+            shared::files::owned_key_on(state, tx, sender, reference)
+                .await?
+                .ok_or(Failed(WsErrorCode::InvalidMedia))?,
+        ),
     };
     Ok(Allowed { envelopes, media, receipts })
 }

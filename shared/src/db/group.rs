@@ -107,6 +107,11 @@ impl Turn {
         self.permit
     }
 
+    /// Whether no writer is queued behind this one to join the group and commit it, or the group is full.
+    fn last_in_line(&self) -> bool {
+        self.writer.queued() == 0 || self.writer.group().members >= MAX_MEMBERS
+    }
+
     /// Commits the open group and tells its members how it went; nothing when no group is open.
     async fn commit_group(&self) -> Result<(), libsql::Error> {
         let Some((conn, done)) = self.close_group() else { return Ok(()) };
@@ -213,10 +218,10 @@ impl Member {
             turn.fail_group().await;
             return Err(e);
         }
-        let writer = turn.writer.clone();
-        if writer.waiting.load(Ordering::SeqCst) == 0 || writer.group().members >= MAX_MEMBERS {
+        if turn.last_in_line() {
             return turn.commit_group().await;
         }
+        let writer = turn.writer.clone();
         // The writer queued behind joins this group, and commits it or hands it on in turn.
         drop(turn);
         let mut outcome = self.outcome.clone();
@@ -251,7 +256,7 @@ impl Drop for Member {
         // others' work when nobody is queued to do it.
         rt.spawn(async move {
             match close_savepoint(&conn, false).await {
-                Ok(()) if turn.writer.waiting.load(Ordering::SeqCst) == 0 => {
+                Ok(()) if turn.last_in_line() => {
                     let _ = turn.commit_group().await;
                 }
                 Ok(()) => {}

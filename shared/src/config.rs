@@ -101,7 +101,7 @@ pub struct RateLimits {
     pub connect: Limit,
     /// `PUT /keys` per device (`RATE_LIMIT_KEY_UPLOAD`).
     pub key_upload: Limit,
-    /// `ping`, `typing` and `mark_read` frames per connection (`RATE_LIMIT_WS_FRAMES`).
+    /// Frames of any kind per connection (`RATE_LIMIT_WS_FRAMES`).
     pub ws_frames: Limit,
 }
 

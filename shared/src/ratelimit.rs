@@ -4,7 +4,8 @@
 //! under a key derived from the JWT secret, so the table cannot be reversed by brute force without it and
 //! keys are stable across builds. A window that is full is refused without writing: the counting statement
 //! changes nothing then, and this process remembers the refusal until the window ends, so a flood of
-//! refused requests costs no database work at all.
+//! refused requests costs no database work at all. It also counts the refusals of each full window, so a
+//! caller can answer the first one and act on a flood ([`Limiter::refusals`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,8 +31,17 @@ fn retry_after(window_end: i64, now: i64) -> u64 {
 /// The rate limiter of one process: the HMAC key of its counters and the refusals it remembers.
 pub struct Limiter {
     key: Hmac<Sha256>,
-    /// Counter key → end of a window known to be full (epoch ms).
-    full: Mutex<HashMap<String, i64>>,
+    /// Counter key → a window known to be full.
+    full: Mutex<HashMap<String, Full>>,
+}
+
+/// A window this process knows to be full.
+#[derive(Debug, Clone, Copy)]
+struct Full {
+    /// End of the window (epoch ms).
+    end: i64,
+    /// Events refused in it by this process.
+    refusals: u32,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -60,20 +70,44 @@ impl Limiter {
         format!("{scope}:{hex}")
     }
 
+    /// The end of `counter`'s window if it is known to be full, counting one more refusal in it.
     fn remembered(&self, counter: &str, now: i64) -> Option<i64> {
-        let full = self.full.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        full.get(counter).copied().filter(|&end| end > now)
+        let mut full = self.full.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let window = full.get_mut(counter).filter(|w| w.end > now)?;
+        window.refusals = window.refusals.saturating_add(1);
+        Some(window.end)
     }
 
+    /// Remembers `counter`'s window as full until `window_end`, with one refusal (one more when another
+    /// task of this process found the same window full at the same time).
     fn remember(&self, counter: String, window_end: i64, now: i64) {
         let mut full = self.full.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if full.len() >= REMEMBERED {
-            full.retain(|_, end| *end > now);
+            full.retain(|_, w| w.end > now);
             if full.len() >= REMEMBERED {
                 full.clear();
             }
         }
-        full.insert(counter, window_end);
+        let window = full.entry(counter).or_insert(Full { end: window_end, refusals: 0 });
+        if window.end != window_end {
+            *window = Full { end: window_end, refusals: 0 };
+        }
+        window.refusals = window.refusals.saturating_add(1);
+    }
+
+    /// How many events of (`scope`, `subject`) this process refused in the current window (0 when it knows
+    /// of no full window).
+    pub fn refusals(&self, scope: &str, subject: &str) -> u32 {
+        let counter = self.counter(scope, subject);
+        let now = crate::time::now_ms();
+        let full = self.full.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        full.get(&counter).filter(|w| w.end > now).map_or(0, |w| w.refusals)
+    }
+
+    /// Refuses (`scope`, `subject`) when this process knows its window is full, without asking the database;
+    /// [`Limiter::hit`] or [`Limiter::hit_on`] still count an event that passes.
+    pub fn check(&self, scope: &str, subject: &str) -> Result<(), ApiError> {
+        self.unrefused(scope, subject).map(drop)
     }
 
     fn forget(&self, counter: &str) {
@@ -212,6 +246,27 @@ mod tests {
         assert_eq!(keys.len(), 2, "another secret gives another key: {keys:?}");
         assert!(keys.iter().all(|k| k.starts_with("login_account:") && !k.contains("5550100001")), "{keys:?}");
         assert_eq!(limiter().counter("s", "a"), limiter().counter("s", "a"), "stable for one secret");
+    }
+
+    #[tokio::test]
+    async fn refusals_are_counted_per_full_window() {
+        let (_dir, db) = db().await;
+        let l = limiter();
+        let limit = Limit { max: 2, window: Duration::from_millis(300) };
+        l.hit(&db, "t", "x", limit).await.unwrap();
+        l.check("t", "x").expect("a window with room passes the check");
+        l.hit(&db, "t", "x", limit).await.unwrap();
+        assert_eq!(l.refusals("t", "x"), 0, "a full window refused nothing yet");
+        assert!(l.hit(&db, "t", "x", limit).await.is_err());
+        assert_eq!(l.refusals("t", "x"), 1);
+        assert!(l.check("t", "x").is_err(), "known full without asking the database");
+        assert!(l.hit(&db, "t", "x", limit).await.is_err());
+        assert_eq!(l.refusals("t", "x"), 3);
+        assert_eq!(l.refusals("t", "y"), 0, "each subject has its own count");
+        assert_eq!(limiter().refusals("t", "x"), 0, "refusals are this process's");
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(l.refusals("t", "x"), 0, "a new window starts with none");
+        l.hit(&db, "t", "x", limit).await.unwrap();
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use messenger_tests::TestApp;
 /// The limits `bench/local.sh` lifts.
 const BENCH_LIMITS: &[(&str, &str)] = &[
     ("RATE_LIMIT_SEND_MESSAGE", "1000000/1"),
+    ("RATE_LIMIT_WS_FRAMES", "1000000/1"),
     ("RATE_LIMIT_REGISTER_IP", "100000/3600"),
     ("RATE_LIMIT_LOGIN_IP", "100000/900"),
     ("RATE_LIMIT_CONNECT", "100000/60"),

@@ -28,6 +28,7 @@ impl Stack {
             .env("RUST_LOG", "warn")
             // The load, not the per-user message limit, is what this test is about.
             .env("RATE_LIMIT_SEND_MESSAGE", "1000000/10")
+            .env("RATE_LIMIT_WS_FRAMES", "1000000/10")
             .env("RATE_LIMIT_CONNECT", "1000/60")
             .env_remove("DATABASE_URL")
             .env_remove("JWT_SECRET")

@@ -74,7 +74,7 @@ async fn connections_are_rate_limited_per_user_before_the_upgrade() {
 }
 
 #[tokio::test]
-async fn each_connection_has_a_budget_for_ping_typing_and_mark_read() {
+async fn each_connection_has_one_budget_for_every_frame() {
     let app = TestApp::spawn_with(&[("RATE_LIMIT_WS_FRAMES", "3/60")]).await;
     let me = app.user().await;
     let peer = app.user().await;
@@ -82,14 +82,98 @@ async fn each_connection_has_a_budget_for_ping_typing_and_mark_read() {
     ws.send(&json!({"action": "ping"})).await;
     ws.expect("pong").await;
     ws.send(&json!({"action": "typing", "receiver_id": peer.id, "is_typing": true})).await;
-    ws.send(&json!({"action": "mark_read", "peer_id": peer.id})).await;
-    ws.send(&json!({"action": "ping"})).await;
+    ws.send(&json!({"action": "send_message", "receiver_id": peer.id, "encrypted_content": "counted too",
+        "client_msg_id": "m1"}))
+        .await;
+    ws.expect("message_sent").await;
+    ws.send(&json!({"action": "send_message", "receiver_id": peer.id, "encrypted_content": "over",
+        "client_msg_id": "m2"}))
+        .await;
     let e = ws.expect("error").await;
-    assert_eq!(e["code"], "rate_limited", "{e}");
-    // Messages have their own limit, and another connection its own budget.
+    assert_eq!((e["code"].as_str(), e["client_msg_id"].as_str()), (Some("rate_limited"), Some("m2")), "{e}");
+    // Another connection has its own budget.
     let mut other = app.ws(&me.token).await;
     other.send(&json!({"action": "ping"})).await;
     other.expect("pong").await;
-    let id = me.send_via(&mut ws, peer.id, "still sends").await;
-    assert!(id > 0);
+    assert!(me.send_via(&mut other, peer.id, "still sends").await > 0);
+    assert_eq!(app.count("SELECT count(*) FROM message WHERE client_msg_id = 'm2'").await, 0);
+}
+
+/// Frames the server answers with an error (or a repeated acknowledgement) without doing the action.
+fn floods(peer: i64) -> Vec<(&'static str, String, Option<&'static str>)> {
+    vec![
+        ("invalid JSON", "{not json".to_owned(), Some("invalid_json")),
+        ("unknown action", json!({"action": "dance"}).to_string(), Some("unknown_action")),
+        ("no action ($default)", json!({"hello": 1}).to_string(), Some("unknown_action")),
+        (
+            "send_message without content",
+            json!({"action": "send_message", "receiver_id": peer}).to_string(),
+            Some("missing_fields"),
+        ),
+        (
+            "send_message of a wrong type",
+            json!({"action": "send_message", "receiver_id": true}).to_string(),
+            Some("invalid_id"),
+        ),
+        (
+            "a repeated client_msg_id",
+            json!({"action": "send_message", "receiver_id": peer,
+            "encrypted_content": "once", "client_msg_id": "again"})
+            .to_string(),
+            None,
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn floods_of_any_kind_get_one_refusal_then_the_socket_is_closed_and_others_still_send() {
+    const BUDGET: usize = 5;
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_WS_FRAMES", "5/60")]).await;
+    let alice = app.user().await;
+    let bob = app.user().await;
+    let mut bob_ws = app.ws(&bob.token).await;
+    for (kind, frame, answer) in floods(bob.id) {
+        let flooder = app.user().await;
+        let mut ws = app.ws(&flooder.token).await;
+        // The budget's worth, the refused frame that is answered, then as many as the budget into the full
+        // window: the last one closes the connection.
+        for _ in 0..2 * BUDGET {
+            ws.send_text(&frame).await;
+        }
+        let mut events = Vec::new();
+        while let Some(event) = ws.next_event().await {
+            if event["event"] != "presence" {
+                events.push(event);
+            }
+        }
+        let codes: Vec<&str> = events.iter().map(|e| e["data"]["code"].as_str().unwrap_or("-")).collect();
+        let mut expected = vec![answer.unwrap_or("-"); BUDGET];
+        expected.push("rate_limited");
+        assert_eq!(codes, expected, "{kind}: {events:?}");
+        if answer.is_none() {
+            assert!(events[..BUDGET].iter().all(|e| e["event"] == "message_sent"), "{kind}: {events:?}");
+            assert_eq!(app.count("SELECT count(*) FROM message WHERE client_msg_id = 'again'").await, 1);
+        }
+        // Everyone else is unaffected.
+        let mut alice_ws = app.ws(&alice.token).await;
+        let id = alice.send_via(&mut alice_ws, bob.id, &format!("after {kind}")).await;
+        // (The repeated send reached bob once, before alice's message.)
+        while bob_ws.expect("new_message").await["id"] != id {}
+    }
+    assert_eq!(
+        app.count(&format!("SELECT count(*) FROM connection WHERE user_id NOT IN ({}, {})", alice.id, bob.id)).await,
+        0,
+        "a closed flooder's connection is forgotten"
+    );
+}
+
+#[tokio::test]
+async fn the_default_route_has_a_lower_throttle_than_the_stage() {
+    let yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(messenger_tests::template_path()).unwrap()).unwrap();
+    let stage = &yaml["Resources"]["WsStage"]["Properties"];
+    let rate = |settings: &serde_yaml_ng::Value| settings["ThrottlingRateLimit"].as_f64().expect("a rate limit");
+    let burst = |settings: &serde_yaml_ng::Value| settings["ThrottlingBurstLimit"].as_u64().expect("a burst limit");
+    let (stage_default, unknown) = (&stage["DefaultRouteSettings"], &stage["RouteSettings"]["$default"]);
+    assert!(rate(unknown) < rate(stage_default) && burst(unknown) < burst(stage_default));
 }

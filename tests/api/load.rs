@@ -40,7 +40,8 @@ async fn two_hundred_concurrent_claims_hand_out_each_of_fifty_keys_exactly_once(
 
 #[tokio::test]
 async fn one_socket_pipelining_500_messages_gets_every_answer_and_the_database_stays_writable() {
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_SEND_MESSAGE", "100000/60")]).await;
+    let app =
+        TestApp::spawn_with(&[("RATE_LIMIT_SEND_MESSAGE", "100000/60"), ("RATE_LIMIT_WS_FRAMES", "100000/60")]).await;
     let alice = app.user().await;
     let bob = app.user().await;
     let mut ws = app.ws(&alice.token).await;

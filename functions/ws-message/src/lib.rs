@@ -135,7 +135,15 @@ fn ok() -> Response<Body> {
     Response::builder().status(200).body(Body::Empty).unwrap_or_default()
 }
 
+/// The rate-limit scope of every frame of a connection.
+const FRAMES: &str = "ws_frames";
+
 /// Serves one WebSocket event; the answer always is 200, results travel as pushed events.
+///
+/// Every frame counts against its connection's budget (`RATE_LIMIT_WS_FRAMES`) before anything else is done
+/// for it — frames that fail to decode, unknown actions and retried sends too: a send in its own write
+/// transaction, any other frame here. A window this process knows is full refuses before the session query
+/// and decoding, without database work; see [`over_budget`] for how a refused frame is answered.
 pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
     let Some(RequestContext::WebSocket(ctx)) = req.request_context_ref() else {
         return ApiError::code(ErrorCode::NotWebsocket).into_response();
@@ -143,6 +151,19 @@ pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
     let (Some(connection_id), route) = (ctx.connection_id.clone(), ctx.route_key.clone().unwrap_or_default()) else {
         return ok();
     };
+    let frame = req.body().as_ref();
+    if state.limiter.check(FRAMES, &connection_id).is_err() {
+        over_budget(state, &connection_id, frame).await;
+        return ok();
+    }
+    let decoded = decode(&route, frame);
+    if !matches!(decoded, Ok(ClientAction::SendMessage(_))) {
+        let limit = state.config.rate_limits.ws_frames;
+        if let Err(e) = state.limiter.hit(&state.db, FRAMES, &connection_id, limit).await {
+            fail(state, &connection_id, frame, e.into()).await;
+            return ok();
+        }
+    }
     let user = match session(state, &connection_id).await {
         Ok(Some(user)) => user,
         Ok(None) => {
@@ -154,32 +175,48 @@ pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
         }
         Err(e) => {
             // The action was not performed: say so, with the code that tells the client whether to retry.
-            let Failed(code) = e.into();
-            let event = ServerEvent::Error(ErrorEvent::new(code, echoed_client_msg_id(req.body().as_ref())));
-            realtime::push(state, vec![(connection_id, event.to_frame())]).await;
+            fail(state, &connection_id, frame, e.into()).await;
             return ok();
         }
     };
-    let frame = req.body().as_ref();
-    let result = match decode(&route, frame) {
+    let result = match decoded {
         Ok(action) => perform(state, &user, &connection_id, action).await,
         Err(Refused::Dropped) => Ok(()),
         Err(Refused::Error(code)) => Err(Failed(code)),
     };
-    if let Err(Failed(code)) = result {
-        let event = ServerEvent::Error(ErrorEvent::new(code, echoed_client_msg_id(frame)));
-        realtime::push(state, vec![(connection_id, event.to_frame())]).await;
+    if let Err(failed) = result {
+        fail(state, &connection_id, frame, failed).await;
     }
     ok()
 }
 
-/// Performs one action of the WebSocket API.
-async fn perform(state: &AppState, user: &AuthUser, connection_id: &str, action: ClientAction) -> Result<(), Failed> {
-    if !matches!(action, ClientAction::SendMessage(_)) {
-        // One socket must not spend the stage's whole throttle on cheap frames (send_message has its own).
-        let limit = state.config.rate_limits.ws_frames;
-        state.limiter.hit(&state.db, "ws_frames", connection_id, limit).await?;
+/// Answers a frame whose action failed with an `error` event — unless the frame was over its connection's
+/// budget, which [`over_budget`] answers.
+async fn fail(state: &AppState, connection_id: &str, frame: &[u8], Failed(code): Failed) {
+    if code == WsErrorCode::RateLimited && state.limiter.refusals(FRAMES, connection_id) > 0 {
+        // The frame budget refused it (a send's own limit refuses only frames the budget let through).
+        return over_budget(state, connection_id, frame).await;
     }
+    let event = ServerEvent::Error(ErrorEvent::new(code, echoed_client_msg_id(frame)));
+    realtime::push(state, vec![(connection_id.to_owned(), event.to_frame())]).await;
+}
+
+/// A frame over its connection's budget: the first refusal of a window is answered with `rate_limited`, the
+/// next ones are dropped unanswered, and a connection that goes on sending a whole budget's worth of frames
+/// into a full window is closed (its client reconnects through `$connect`, which has its own limit).
+async fn over_budget(state: &AppState, connection_id: &str, frame: &[u8]) {
+    let refusals = state.limiter.refusals(FRAMES, connection_id);
+    if refusals >= state.config.rate_limits.ws_frames.max.max(1) {
+        tracing::warn!("connection closed: frames far over its budget");
+        realtime::close(state, &[connection_id.to_owned()]).await;
+    } else if refusals <= 1 {
+        let event = ServerEvent::Error(ErrorEvent::new(WsErrorCode::RateLimited, echoed_client_msg_id(frame)));
+        realtime::push(state, vec![(connection_id.to_owned(), event.to_frame())]).await;
+    }
+}
+
+/// Performs one action of the WebSocket API (its frame was counted).
+async fn perform(state: &AppState, user: &AuthUser, connection_id: &str, action: ClientAction) -> Result<(), Failed> {
     match action {
         ClientAction::SendMessage(input) => send_message(state, user, connection_id, input).await,
         ClientAction::Typing(input) => typing(state, user, input).await,
@@ -253,24 +290,26 @@ fn message_sent(msg: &MessageRow) -> String {
 /// `send_message` — validates, stores (idempotent on `client_msg_id`), acknowledges with `message_sent`
 /// and fans `new_message` out to the receiver's connections and the sender's other connections.
 ///
-/// Everything the database is asked before the fan-out happens in one write transaction: the retry lookup,
-/// the rate limit's count, the receiver, reply, envelope and media checks, and the insert. A check that
-/// fails after the count commits the count alone (a refused send still counts, as before any message).
+/// Everything the database is asked before the fan-out happens in one write transaction: the frame's count,
+/// the retry lookup, the rate limit's count, the receiver, reply, envelope and media checks, and the insert.
+/// A check that fails after a count commits the counts alone (a refused send still counts).
 async fn send_message(
     state: &AppState,
     user: &AuthUser,
     connection_id: &str,
     mut input: SendMessage,
 ) -> Result<(), Failed> {
-    if input.client_msg_id.as_deref().is_some_and(|id| !valid_client_msg_id(id)) {
-        return Err(Failed(WsErrorCode::InvalidClientMsgId));
-    }
     let listed_envelopes = input.envelopes.take();
     let now = now_ms();
     let conn = state.db.conn().await?;
     // Past the queue limit a send is refused at once (`service_unavailable`, retried by the client) instead of
     // waiting behind a queue that grows with the load.
     let tx = conn.write_tx_queued(state.config.send_queue_limit).await?;
+    // The frame counts first, whatever follows (a refusal writes nothing).
+    state.limiter.hit_on(&tx, FRAMES, connection_id, state.config.rate_limits.ws_frames).await?;
+    if input.client_msg_id.as_deref().is_some_and(|id| !valid_client_msg_id(id)) {
+        return refuse(tx, Failed(WsErrorCode::InvalidClientMsgId)).await;
+    }
     // A retry of a stored message is acknowledged again before any other check (rate limit, receiver gone):
     // an error would tell the client it was not stored. An id older than the window is released for reuse.
     let mut expired = None;
@@ -278,23 +317,23 @@ async fn send_message(
         && let Some(existing) = db::messages::by_client_msg_id(&tx, user.id, cid).await?
     {
         if existing.created_at > now - IDEMPOTENCY_WINDOW_MS {
-            tx.rollback().await?;
+            tx.commit().await?;
             drop(conn);
             realtime::push(state, vec![(connection_id.to_owned(), message_sent(&existing))]).await;
             return Ok(());
         }
         expired = Some(existing.id);
     }
-    let checked = check_fields(&input, user.id)?;
+    let checked = match check_fields(&input, user.id) {
+        Ok(checked) => checked,
+        Err(refused) => return refuse(tx, refused).await,
+    };
     // A refusal is `rate_limited`; a limiter that could not count is not (see `From<ApiError> for Failed`).
     let limit = state.config.rate_limits.send_message;
     state.limiter.hit_on(&tx, "send_message", &user.id.to_string(), limit).await?;
     let allowed = match allowed(state, &tx, user.id, &checked, input.media_url.as_deref(), listed_envelopes).await {
         Ok(allowed) => allowed,
-        Err(refused) => {
-            tx.commit().await?;
-            return Err(refused);
-        }
+        Err(refused) => return refuse(tx, refused).await,
     };
     if let Some(id) = expired {
         db::messages::clear_client_msg_id(&tx, id).await?;
@@ -336,6 +375,12 @@ async fn send_message(
     // Connections whose session ended got nothing; they close after the others were served.
     realtime::close(state, &ended).await;
     Ok(())
+}
+
+/// Ends a send's transaction keeping the counts it made, and passes its refusal on.
+async fn refuse(tx: db::WriteTx<'_>, refused: Failed) -> Result<(), Failed> {
+    tx.commit().await?;
+    Err(refused)
 }
 
 /// What the checks of a send found: its envelopes, its media object and whether read receipts are shared.

@@ -623,6 +623,10 @@ impl TestUser {
     pub async fn delete(&self, path: &str) -> Resp {
         self.client.call("DELETE", path, Some(&self.token), None).await
     }
+    /// `DELETE /users/me` with the account's password.
+    pub async fn delete_account(&self) -> Resp {
+        self.client.call("DELETE", "/users/me", Some(&self.token), Some(&json!({"password": self.password}))).await
+    }
 }
 
 /// A tiny valid PNG (1x1).

@@ -16,6 +16,7 @@ use wire::files::{PresignRequest, PresignUpload};
 use wire::keys::{
     ClaimKeys, ClaimKeysRequest, ClaimedDevice, CountKeys, Device, ListDevices, ListDevicesRequest, UploadKeys,
 };
+use wire::users::{DeleteAccount, DeleteAccountRequest};
 use wire::ws::{ClientAction, Envelope, LooseId, SendMessage, ServerEvent};
 use wire::{MessageType, TokenResponse};
 
@@ -593,5 +594,11 @@ impl Client {
     /// This user's devices as the directory lists them.
     pub async fn devices(&self) -> anyhow::Result<Vec<Device>> {
         self.api.call(ListDevices, &ListDevicesRequest { user_id: self.user_id }).await
+    }
+
+    /// Deletes the account on the server (`DELETE /users/me`, which needs the password).
+    pub async fn delete_account(&self, password: &str) -> anyhow::Result<()> {
+        self.api.call(DeleteAccount, &DeleteAccountRequest { password: password.to_owned() }).await?;
+        Ok(())
     }
 }

@@ -63,6 +63,24 @@ async fn setup_rich_account(app: &TestApp, user: &TestUser, peer: &TestUser) -> 
 }
 
 #[tokio::test]
+async fn deleting_an_account_needs_its_password() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_PASSWORD_CHANGE", "4/900")]).await;
+    let user = app.user().await;
+    let user = &user;
+    let delete = |body: serde_json::Value| async move {
+        user.client.call("DELETE", "/users/me", Some(&user.token), Some(&body)).await
+    };
+    user.delete("/users/me").await.expect_error(403, "invalid_password");
+    for body in [json!({}), json!({"password": ""}), json!({"password": "not the password"})] {
+        delete(body).await.expect_error(403, "invalid_password");
+    }
+    delete(json!({"password": 5})).await.expect_error(422, "validation_error");
+    // Every check counted: past the budget even the right password waits, so a stolen token cannot guess on.
+    delete(json!({"password": user.password})).await.expect_error(429, "rate_limited");
+    assert_eq!(user.get("/me").await.expect(200)["phone"], user.phone.as_str(), "nothing was deleted");
+}
+
+#[tokio::test]
 async fn deleting_an_account_leaves_nothing_behind_but_the_peers_copies() {
     let app = TestApp::spawn().await;
     let user = app.user().await;
@@ -71,7 +89,7 @@ async fn deleting_an_account_leaves_nothing_behind_but_the_peers_copies() {
     assert_eq!(app.bucket_keys().await.len(), 4);
     let mut open = app.ws(&user.token).await;
 
-    let resp = user.delete("/users/me").await;
+    let resp = user.delete_account().await;
     assert_eq!(resp.status.as_u16(), 204);
     assert!(resp.text.is_empty());
 
@@ -136,7 +154,7 @@ async fn a_failed_deletion_changes_nothing() {
         .unwrap();
     let peer = app.user().await;
     user.put(&format!("/contacts/{}/local-name?local_name=P", peer.id), None).await.expect(200);
-    let e = user.delete("/users/me").await.expect_error(500, "internal_error");
+    let e = user.delete_account().await.expect_error(500, "internal_error");
     assert_eq!(e["detail"], "Failed to delete account");
     let me = user.get("/me").await.expect(200);
     assert_eq!(me["phone"], user.phone.as_str(), "nothing was deleted");

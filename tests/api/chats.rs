@@ -241,7 +241,7 @@ async fn active_chats_follow_clearing_and_deletion() {
     assert!(ids(&bob.get("/chats/active").await.expect(200)).is_empty());
 
     // A deleted account leaves a stub in the peer's list and nothing in the summary.
-    assert_eq!(carol.delete("/users/me").await.status.as_u16(), 204);
+    assert_eq!(carol.delete_account().await.status.as_u16(), 204);
     let active = me.get("/chats/active").await.expect(200);
     assert_eq!(ids(&active), vec![carol.id]);
     assert_eq!(active[0]["is_deleted"], true);

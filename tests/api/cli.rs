@@ -195,6 +195,29 @@ async fn commands_on_one_home_without_a_listener_take_turns() {
 }
 
 #[tokio::test]
+async fn deleting_the_account_asks_for_the_password() {
+    let app = TestApp::spawn().await;
+    let homes = tempfile::tempdir().unwrap();
+    let home = homes.path().join("alice");
+    let alice = register(&app, &home, "Alice").await;
+    let mut wrong = cli(&app, &home);
+    wrong.env("MESSENGER_PASSWORD", "not the password");
+    let output = run(wrong, &["delete-account"]).await;
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("Password is incorrect"), "{}", stderr(&output));
+    assert_eq!(
+        app.count(&format!("SELECT count(*) FROM user WHERE id = {alice} AND password_hash IS NOT NULL")).await,
+        1
+    );
+    let out = ok(cli(&app, &home), &["delete-account"]).await;
+    assert!(out.contains(&format!("deleted user {alice}")), "{out}");
+    assert_eq!(
+        app.count(&format!("SELECT count(*) FROM user WHERE id = {alice} AND password_hash IS NOT NULL")).await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn a_passphrase_protected_home_opens_only_with_its_passphrase() {
     let app = TestApp::spawn().await;
     let homes = tempfile::tempdir().unwrap();

@@ -33,7 +33,7 @@ async fn local_name_errors_come_in_the_contract_order() {
     me.put(&format!("/contacts/{}/local-name?local_name={}", bob.id, "n".repeat(65)), None)
         .await
         .expect_error(422, "validation_error");
-    bob.delete("/users/me").await;
+    bob.delete_account().await;
     me.put(&format!("/contacts/{}/local-name?local_name=X", bob.id), None).await.expect_error(404, "contact_not_found");
     me.put("/contacts/abc/local-name?local_name=X", None).await.expect_error(422, "validation_error");
 }

@@ -205,9 +205,11 @@ async fn identity_changes_and_device_removal_are_announced() {
     let second_token = second["access_token"].as_str().unwrap().to_owned();
     let mut other_device = app.ws(&second_token).await;
 
-    // A new identity on the first device: old keys discarded, everyone told.
+    // A new identity on the first device (with the password): old keys discarded, everyone told.
     let mut fresh = Crypto::new();
-    let r = owner.put("/keys", Some(&serde_json::to_value(fresh.initial_keys(0)).unwrap())).await.expect(200);
+    let mut body = serde_json::to_value(fresh.initial_keys(0)).unwrap();
+    body["password"] = json!(owner.password);
+    let r = owner.put("/keys", Some(&body)).await.expect(200);
     assert_eq!(r["one_time_key_count"], 0);
     let expected = json!({"user_id": owner.id, "device_id": owner.device_id, "change": "identity_changed"});
     assert_eq!(pw.expect("key_change").await, expected);
@@ -224,6 +226,35 @@ async fn identity_changes_and_device_removal_are_announced() {
     assert_eq!(pw.expect("key_change").await, removed);
     assert_eq!(other_device.expect("key_change").await, removed);
     assert!(peer.get(&format!("/users/{}/devices", owner.id)).await.expect(200).as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn replacing_an_identity_needs_the_password_and_a_stolen_token_is_not_enough() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_PASSWORD_CHANGE", "3/900")]).await;
+    let (owner, _, first) = with_keys(&app).await;
+    let before = owner.get(&format!("/users/{}/devices", owner.id)).await.expect(200);
+    let mut other = Crypto::new();
+    let swap = serde_json::to_value(other.initial_keys(3)).unwrap();
+    owner.put("/keys", Some(&swap)).await.expect_error(403, "invalid_password");
+    let mut wrong = swap.clone();
+    wrong["password"] = json!("not the password");
+    owner.put("/keys", Some(&wrong)).await.expect_error(403, "invalid_password");
+    assert_eq!(owner.get(&format!("/users/{}/devices", owner.id)).await.expect(200), before, "nothing changed");
+    assert_eq!(owner.get("/keys/count").await.expect(200)["one_time_key_count"], 5, "the old keys stay");
+    // Re-sending the same identity, or topping up keys, needs no password.
+    let mut same = first.clone();
+    same["one_time_keys"] = json!([]);
+    owner.put("/keys", Some(&same)).await.expect(200);
+    let mut right = swap.clone();
+    right["password"] = json!(owner.password);
+    owner.put("/keys", Some(&right)).await.expect(200);
+    let after = owner.get(&format!("/users/{}/devices", owner.id)).await.expect(200);
+    assert_eq!(after[0]["identity_key"], swap["identity_key"]);
+    // Every password check under the token shares one budget: guessing is bounded.
+    let mut again = Crypto::new();
+    let mut guess = serde_json::to_value(again.initial_keys(0)).unwrap();
+    guess["password"] = json!("another guess");
+    owner.put("/keys", Some(&guess)).await.expect_error(429, "rate_limited");
 }
 
 #[tokio::test]

@@ -585,7 +585,7 @@ async fn a_retry_is_acknowledged_even_when_the_sender_is_over_the_rate_limit() {
     a.send(&frame).await;
     assert_eq!(a.expect("message_sent").await, first, "stored, so acknowledged again, not rate_limited");
     // Also after the receiver is gone.
-    bob.delete("/users/me").await;
+    bob.delete_account().await;
     a.expect("key_change").await;
     a.send(&frame).await;
     assert_eq!(a.expect("message_sent").await, first);

@@ -138,7 +138,7 @@ expected = {
     "themes-create_theme": 201,
     "themes-delete_theme": 204,
     "themes-update_theme": 404,
-    "users-delete_account": 204,
+    "users-delete_account": 204,  # with the password it was registered with
 }
 functions = ["ws-disconnect", "ws-connect", "ws-message", "auth", "users", "system", "chats", "files",
              "themes", "contacts", "keys", "admin"]

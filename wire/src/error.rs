@@ -82,6 +82,8 @@ error_codes! {
     AccountBanned = 403 "account_banned" "Account is banned",
     /// Password change with a wrong current password.
     WrongPassword = 403 "wrong_password" "Current password is incorrect",
+    /// A destructive action (account deletion, identity key replacement) without the account's password.
+    InvalidPassword = 403 "invalid_password" "Password is incorrect",
     /// Username taken by another account (case-insensitively).
     UsernameTaken = 400 "username_taken" "Username already taken",
     /// Username outside the rules of API.md §4.1.

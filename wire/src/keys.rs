@@ -46,6 +46,10 @@ pub struct UploadKeysRequest {
     /// At most 100 per request and 100 unclaimed per device; ids unique within the request.
     #[serde(default)]
     pub one_time_keys: Option<Vec<OneTimeKey>>,
+    /// The account's password: required to replace the device's identity keys with different ones (absent or
+    /// wrong: 403 `invalid_password`), ignored otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 /// The key state of the caller's device.
@@ -149,7 +153,7 @@ endpoint! {
     UploadKeys: Put "/keys" in "keys" {
         op: "upload_keys", summary: "Upload this device's identity, signed prekey and one-time keys", auth: true,
         status: 200, input: Json, output: Json, request: UploadKeysRequest, response: KeyCount,
-        errors: [InvalidSignature, TooManyOneTimeKeys, KeyIdConflict],
+        errors: [InvalidSignature, TooManyOneTimeKeys, KeyIdConflict, InvalidPassword],
     }
 }
 

@@ -310,11 +310,20 @@ endpoint! {
     }
 }
 
+/// `DELETE /users/me` body: a stolen token alone must not be enough to delete the account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeleteAccountRequest {
+    /// The account's current password (absent or wrong: 403 `invalid_password`).
+    #[serde(default)]
+    pub password: String,
+}
+
 endpoint! {
     /// Delete the account and everything of it.
     DeleteAccount: Delete "/users/me" in "users" {
-        op: "delete_account", summary: "Delete the account and everything of it", auth: true, status: 204,
-        input: None, output: Empty, request: Empty, response: Empty, errors: [],
+        op: "delete_account", summary: "Delete the account and everything of it (needs the password)", auth: true,
+        status: 204, input: Json, output: Empty, request: DeleteAccountRequest, response: Empty,
+        errors: [InvalidPassword],
     }
 }
 

@@ -94,6 +94,12 @@ enum Command {
     },
     /// This account's devices.
     Devices,
+    /// Delete this account and everything of it on the server; asks for the password (MESSENGER_PASSWORD).
+    DeleteAccount {
+        /// Filled in from the prompt, never from the command line.
+        #[arg(skip)]
+        password: String,
+    },
 }
 
 /// A command handed to the listening process is one JSON line of [`Command`]; this is its answer.
@@ -232,6 +238,10 @@ async fn execute(c: &mut Client, socket: Option<&mut Socket>, command: Command) 
                 writeln!(out, "{} {}{this}", d.device_id, d.device_name.as_deref().unwrap_or(""))?;
             }
         }
+        Command::DeleteAccount { password } => {
+            c.delete_account(&password).await?;
+            writeln!(out, "deleted user {}; this home's device can no longer be used", c.user_id)?;
+        }
         Command::Register { .. } | Command::Login { .. } | Command::Listen => {
             bail!("this command cannot be handed to a running listener")
         }
@@ -351,6 +361,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Command::SendFile { path, .. } = &mut command {
                 // The listening process may run in another directory.
                 *path = std::path::absolute(&*path).with_context(|| format!("resolve {}", path.display()))?;
+            }
+            if let Command::DeleteAccount { password: p } = &mut command {
+                // Asked here: a listening process that runs the command has no terminal of its own.
+                *p = password()?;
             }
             match take_home(&home, Some(&command)).await? {
                 Taken::Locked(lock) => {

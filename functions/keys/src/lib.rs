@@ -124,6 +124,20 @@ async fn upload_keys(state: &AppState, user: AuthUser, input: UploadKeysRequest)
     }
 
     let device = user.device_id.as_str();
+    // Swapping a device's identity for a different one would let a stolen token read the sessions peers open
+    // next: it needs the account's password, checked before the write transaction (bcrypt holds no writer).
+    let mut reauthenticated = false;
+    if let Some(new) = &identity {
+        let stored = {
+            let conn = state.db.conn().await?;
+            db::keys::identity(&conn, device).await?
+        };
+        if stored.is_some_and(|s| s.identity_key != new.stored.identity_key || s.signing_key != new.stored.signing_key)
+        {
+            shared::auth::reauthenticate(state, user.id, input.password.as_deref().unwrap_or("")).await?;
+            reauthenticated = true;
+        }
+    }
     let conn = state.db.conn().await?;
     let tx = conn.write_tx().await?;
     let stored = db::keys::identity(&tx, device).await?;
@@ -142,6 +156,10 @@ async fn upload_keys(state: &AppState, user: AuthUser, input: UploadKeysRequest)
                 .as_ref()
                 .is_some_and(|s| s.identity_key == new.stored.identity_key && s.signing_key == new.stored.signing_key);
             if !same {
+                if stored.is_some() && !reauthenticated {
+                    // Replaced since the check above: the password was not asked for.
+                    return Err(ErrorCode::InvalidPassword.into());
+                }
                 if stored.is_none() && spk.is_none() {
                     return Err(ApiError::field("signed_prekey", "the first upload needs a signed prekey"));
                 }

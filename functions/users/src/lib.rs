@@ -11,11 +11,11 @@ use shared::users::{AVATAR_FRAMES, PRESET_AVATAR_IDS, UserRow, find, search_text
 use shared::{ApiError, AppState, db};
 use wire::endpoint::Empty;
 use wire::users::{
-    Availability, AvatarFrame, AvatarUrl, CheckAvailability, CheckAvailabilityRequest, DeleteAccount, GetMe,
-    GetPrivacy, GetProfile, GetProfileRequest, ListUsers, ListUsersRequest, PrivacySettings, SearchUsers,
-    SearchUsersRequest, SetAvatarFrame, SetAvatarFrameRequest, SetBio, SetBioRequest, SetBirthdate,
-    SetBirthdateRequest, SetPresetAvatar, SetPresetAvatarRequest, SetUsername, SetUsernameRequest, UnavailableReason,
-    UpdatePrivacy, UpdatePrivacyRequest, UpdateProfile, UpdateProfileRequest, UploadAvatar,
+    Availability, AvatarFrame, AvatarUrl, CheckAvailability, CheckAvailabilityRequest, DeleteAccount,
+    DeleteAccountRequest, GetMe, GetPrivacy, GetProfile, GetProfileRequest, ListUsers, ListUsersRequest,
+    PrivacySettings, SearchUsers, SearchUsersRequest, SetAvatarFrame, SetAvatarFrameRequest, SetBio, SetBioRequest,
+    SetBirthdate, SetBirthdateRequest, SetPresetAvatar, SetPresetAvatarRequest, SetUsername, SetUsernameRequest,
+    UnavailableReason, UpdatePrivacy, UpdatePrivacyRequest, UpdateProfile, UpdateProfileRequest, UploadAvatar,
 };
 use wire::{AvatarVisibility, ErrorCode, FileUpload, PhoneVisibility, User};
 
@@ -378,9 +378,10 @@ async fn upload_avatar(state: &AppState, user: AuthUser, input: FileUpload) -> R
     Ok(AvatarUrl { avatar_url: state.storage.presign_get(&key).await? })
 }
 
-/// `DELETE /users/me` — deletes the caller's account ([`shared::accounts::delete`], the path the operator
-/// panel uses too); the id is never reused.
-async fn delete_account(state: &AppState, user: AuthUser, _input: Empty) -> Result<Empty, ApiError> {
+/// `DELETE /users/me` — with the account's password, deletes the caller's account
+/// ([`shared::accounts::delete`], the path the operator panel uses too); the id is never reused.
+async fn delete_account(state: &AppState, user: AuthUser, input: DeleteAccountRequest) -> Result<Empty, ApiError> {
+    shared::auth::reauthenticate(state, user.id, &input.password).await?;
     if shared::accounts::delete(state, user.id).await? { Ok(Empty {}) } else { Err(ApiError::InvalidToken) }
 }
 

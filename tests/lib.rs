@@ -310,13 +310,22 @@ pub async fn create_namespace(admin_url: &str) -> String {
     // sqld rolls back a transaction that has held the write lock for 5 s once another writer waits. On a
     // 2-core machine running many stacks at once a test's task can be starved that long between two
     // statements; no test exercises that takeover, so the test namespaces allow 30 s.
-    let config = http
-        .post(format!("{admin_url}/v1/namespaces/{name}/config"))
-        .json(&json!({"block_reads": false, "block_writes": false, "txn_timeout_s": 30}))
-        .send()
-        .await
-        .expect("sqld admin API reachable");
-    assert!(config.status().is_success(), "namespace {name} not configured");
+    // Under load sqld may not know the namespace it just created yet: configuring it is retried briefly.
+    let mut configured = false;
+    for _ in 0..50 {
+        let config = http
+            .post(format!("{admin_url}/v1/namespaces/{name}/config"))
+            .json(&json!({"block_reads": false, "block_writes": false, "txn_timeout_s": 30}))
+            .send()
+            .await
+            .expect("sqld admin API reachable");
+        if config.status().is_success() {
+            configured = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(configured, "namespace {name} not configured");
     // sqld records a new namespace asynchronously: wait until the user API knows it.
     let user_url = std::env::var("TEST_DATABASE_URL").unwrap_or_default();
     for _ in 0..100 {

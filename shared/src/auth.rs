@@ -156,25 +156,27 @@ pub async fn verify_password(cost: u32, password: String, hash: Option<String>) 
     .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("bcrypt task")))
 }
 
-/// Checks the password of the token's account before a destructive action (deleting the account, replacing a
-/// device's identity keys): a stolen token alone is not enough. Every attempt counts against the
-/// `PASSWORD_CHANGE` budget, which all password checks under a token share; a wrong or empty password is 403
-/// `invalid_password`.
-pub async fn reauthenticate(state: &AppState, user_id: i64, password: &str) -> Result<(), ApiError> {
+/// Whether `password` is the current password of `user_id`. Every check counts against the
+/// `PASSWORD_CHANGE` budget, which all password checks under a token share (with a stolen token each one is
+/// an oracle for the password); an empty or over-long password never matches. Bcrypt runs off the runtime.
+pub async fn password_matches(state: &AppState, user_id: i64, password: &str) -> Result<bool, ApiError> {
     let limit = state.config.rate_limits.password_change;
     state.limiter.hit(&state.db, "password_change", &user_id.to_string(), limit).await?;
     if password.is_empty() || password.len() > 72 {
-        return Err(ErrorCode::InvalidPassword.into());
+        return Ok(false);
     }
     let hash = {
         let conn = state.db.conn().await?;
         users::password_hash(&conn, user_id).await?
     };
-    if verify_password(state.config.bcrypt_cost, password.to_owned(), hash).await? {
-        Ok(())
-    } else {
-        Err(ErrorCode::InvalidPassword.into())
-    }
+    verify_password(state.config.bcrypt_cost, password.to_owned(), hash).await
+}
+
+/// Checks the password of the token's account before a destructive action (deleting the account, replacing a
+/// device's identity keys): a stolen token alone is not enough. A wrong or empty password is 403
+/// `invalid_password`.
+pub async fn reauthenticate(state: &AppState, user_id: i64, password: &str) -> Result<(), ApiError> {
+    if password_matches(state, user_id, password).await? { Ok(()) } else { Err(ErrorCode::InvalidPassword.into()) }
 }
 
 /// Authenticates a request by its `Authorization: Bearer` header.

@@ -1,7 +1,7 @@
 //! The `auth` function: registration, login and password change (API.md §2).
 
 use shared::api::{Caller, Router};
-use shared::auth::{AuthUser, LoginName, check_login, hash_password, verify_password};
+use shared::auth::{AuthUser, LoginName, check_login, hash_password};
 use shared::error::{FieldError, OnConstraint as _};
 use shared::time::now_ms;
 use shared::users::{normalize_phone, search_text};
@@ -211,19 +211,11 @@ async fn change_password(
         checks.fail("new_password", "must differ from the current password");
     }
     checks.finish()?;
-    let (current, new) = (input.current_password, input.new_password);
     // Every attempt counts: with a stolen token this endpoint is an oracle for the current password.
-    let limit = state.config.rate_limits.password_change;
-    state.limiter.hit(&state.db, "password_change", &user.id.to_string(), limit).await?;
-
-    let hash = {
-        let conn = state.db.conn().await?;
-        db::users::password_hash(&conn, user.id).await?
-    };
-    if !verify_password(state.config.bcrypt_cost, current, hash).await? {
+    if !shared::auth::password_matches(state, user.id, &input.current_password).await? {
         return Err(ErrorCode::WrongPassword.into());
     }
-    let new_hash = hash_password(state.config.bcrypt_cost, new).await?;
+    let new_hash = hash_password(state.config.bcrypt_cost, input.new_password).await?;
     let version = {
         let conn = state.db.conn().await?;
         db::users::set_password(&conn, user.id, &new_hash).await?.ok_or(ApiError::InvalidToken)?

@@ -88,6 +88,9 @@ pub struct RateLimits {
     pub claim: Limit,
     /// Key claims per (caller, target device) (`RATE_LIMIT_CLAIM_DEVICE`).
     pub claim_device: Limit,
+    /// One-time keys taken per target device, from all callers together (`RATE_LIMIT_CLAIM_TARGET`); past it
+    /// claims answer with the device's fallback key.
+    pub claim_target: Limit,
     /// Uploads per user (`RATE_LIMIT_UPLOAD`).
     pub upload: Limit,
     /// Password changes per user, failed or not (`RATE_LIMIT_PASSWORD_CHANGE`).
@@ -117,6 +120,7 @@ impl Default for RateLimits {
             typing: Limit::new(1, 1),
             claim: Limit::new(60, 60),
             claim_device: Limit::new(10, 3600),
+            claim_target: Limit::new(30, 3600),
             upload: Limit::new(60, 3600),
             password_change: Limit::new(5, 15 * 60),
             directory: Limit::new(120, 60),
@@ -248,6 +252,7 @@ impl Config {
             ("RATE_LIMIT_TYPING", &mut rate_limits.typing),
             ("RATE_LIMIT_CLAIM", &mut rate_limits.claim),
             ("RATE_LIMIT_CLAIM_DEVICE", &mut rate_limits.claim_device),
+            ("RATE_LIMIT_CLAIM_TARGET", &mut rate_limits.claim_target),
             ("RATE_LIMIT_UPLOAD", &mut rate_limits.upload),
             ("RATE_LIMIT_LOGIN_ACCOUNT_IP", &mut rate_limits.login_account_ip),
             ("RATE_LIMIT_PASSWORD_CHANGE", &mut rate_limits.password_change),

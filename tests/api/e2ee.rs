@@ -213,7 +213,12 @@ async fn an_encrypted_file_round_trips_and_the_server_never_sees_plaintext() {
 
 #[tokio::test]
 async fn concurrent_claims_hand_out_each_one_time_key_at_most_once() {
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_CLAIM", "1000/60"), ("RATE_LIMIT_CLAIM_DEVICE", "1000/3600")]).await;
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_CLAIM", "1000/60"),
+        ("RATE_LIMIT_CLAIM_DEVICE", "1000/3600"),
+        ("RATE_LIMIT_CLAIM_TARGET", "1000/3600"),
+    ])
+    .await;
     let target = app.user().await;
     let mut crypto = messenger_client::crypto::Crypto::new();
     let body = serde_json::to_value(crypto.initial_keys(50)).unwrap();

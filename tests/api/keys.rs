@@ -387,6 +387,121 @@ async fn a_claim_refused_by_a_device_limit_takes_no_key() {
     assert_eq!(owner.get("/keys/count").await.expect(200)["one_time_key_count"], 5, "the first device lost nothing");
 }
 
+#[tokio::test]
+async fn a_claimed_key_id_cannot_be_uploaded_again_until_the_identity_changes() {
+    let app = TestApp::spawn().await;
+    let (owner, _, body) = with_keys(&app).await;
+    let claimer = app.user().await;
+    let claimed = claimer.post("/keys/claim", Some(&json!({"user_id": owner.id}))).await.expect(200);
+    let key = claimed["devices"][0]["one_time_key"].clone();
+    assert_eq!(key["key_id"], body["one_time_keys"][0]["key_id"], "the lowest id goes first");
+    assert_eq!(owner.get("/keys/count").await.expect(200)["one_time_key_count"], 4);
+    // The same id again, with its old public key or a new one: a peer may hold a session over it.
+    let mut fresh = Crypto::new();
+    let mut reuse = serde_json::to_value(fresh.one_time_keys(1)).unwrap();
+    reuse["one_time_keys"][0]["key_id"] = key["key_id"].clone();
+    owner.put("/keys", Some(&reuse)).await.expect_error(409, "key_id_conflict");
+    let replay = json!({"one_time_keys": [key]});
+    owner.put("/keys", Some(&replay)).await.expect_error(409, "key_id_conflict");
+    assert_eq!(owner.get("/keys/count").await.expect(200)["one_time_key_count"], 4, "nothing stored");
+    // Unclaimed ids may be re-sent unchanged (a retried upload), and new ids are taken.
+    let mut resend = body.clone();
+    resend["one_time_keys"] = json!([body["one_time_keys"][1]]);
+    owner.put("/keys", Some(&resend)).await.expect(200);
+    // A new identity voids every old key: its own keys may use the old ids again.
+    let mut swap = serde_json::to_value(fresh.initial_keys(0)).unwrap();
+    swap["password"] = json!(owner.password);
+    swap["one_time_keys"] = reuse["one_time_keys"].clone();
+    let r = owner.put("/keys", Some(&swap)).await.expect(200);
+    assert_eq!(r["one_time_key_count"], 1);
+    let again = claimer.post("/keys/claim", Some(&json!({"user_id": owner.id}))).await.expect(200);
+    assert_eq!(again["devices"][0]["one_time_key"], reuse["one_time_keys"][0]);
+    assert_eq!(again["devices"][0]["identity_key"], swap["identity_key"]);
+}
+
+#[tokio::test]
+async fn many_callers_cannot_drain_a_device_past_its_budget_and_still_get_its_fallback() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_CLAIM_TARGET", "3/3600")]).await;
+    let owner = app.user().await;
+    let mut crypto = Crypto::new();
+    let body = serde_json::to_value(crypto.initial_keys(10)).unwrap();
+    owner.put("/keys", Some(&body)).await.expect(200);
+    let mut taken = Vec::new();
+    for _ in 0..6 {
+        // A fresh account each time: per-caller limits do not apply, only the target's budget.
+        let caller = app.user().await;
+        let claim = caller.post("/keys/claim", Some(&json!({"user_id": owner.id}))).await.expect(200);
+        let device = &claim["devices"][0];
+        assert_eq!(device["signed_prekey"], body["signed_prekey"], "every answer can start a session");
+        if device["fallback"] == false {
+            taken.push(device["one_time_key"]["key_id"].as_u64().unwrap());
+        } else {
+            assert!(device["one_time_key"].is_null());
+        }
+    }
+    assert_eq!(taken.len(), 3, "only the budget's worth of one-time keys is handed out");
+    assert_eq!(owner.get("/keys/count").await.expect(200)["one_time_key_count"], 7, "the rest stay for later");
+}
+
+#[tokio::test]
+async fn a_claim_never_mixes_one_identity_with_another_identitys_one_time_key() {
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_CLAIM", "1000/60"),
+        ("RATE_LIMIT_CLAIM_DEVICE", "1000/3600"),
+        ("RATE_LIMIT_CLAIM_TARGET", "1000/3600"),
+        ("RATE_LIMIT_PASSWORD_CHANGE", "1000/900"),
+        ("RATE_LIMIT_KEY_UPLOAD", "1000/3600"),
+    ])
+    .await;
+    let owner = app.user().await;
+    let claimer = app.user().await;
+    let mut owners_keys = std::collections::HashMap::new();
+    let mut crypto = Crypto::new();
+    let first = serde_json::to_value(crypto.initial_keys(40)).unwrap();
+    owner.put("/keys", Some(&first)).await.expect(200);
+    owners_keys.insert(first["identity_key"].as_str().unwrap().to_owned(), first["one_time_keys"].clone());
+    // Claims race identity replacements: whatever a claim answers, its one-time key was issued under the
+    // identity it answers with.
+    let mut swaps = Vec::new();
+    for _ in 0..30 {
+        let mut next = serde_json::to_value(Crypto::new().initial_keys(10)).unwrap();
+        next["password"] = json!(owner.password);
+        owners_keys.insert(next["identity_key"].as_str().unwrap().to_owned(), next["one_time_keys"].clone());
+        swaps.push(next);
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let target = json!({"user_id": owner.id});
+    let claiming = futures_util::future::join_all((0..10).map(|_| async {
+        let mut answers = Vec::new();
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            answers.push(claimer.post("/keys/claim", Some(&target)).await);
+        }
+        answers
+    }));
+    let swapping = async {
+        for next in &swaps {
+            owner.put("/keys", Some(next)).await.expect(200);
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let (answers, ()) = tokio::join!(claiming, swapping);
+    let answers: Vec<_> = answers.into_iter().flatten().collect();
+    let mut with_key = 0;
+    for answer in answers {
+        let claim = answer.expect(200);
+        let device = &claim["devices"][0];
+        let issued = &owners_keys[device["identity_key"].as_str().unwrap()];
+        if device["fallback"] == false {
+            with_key += 1;
+            assert!(
+                issued.as_array().unwrap().contains(&device["one_time_key"]),
+                "a one-time key handed out with an identity it was not issued under"
+            );
+        }
+    }
+    assert!(with_key > 0);
+}
+
 async fn login_as(app: &TestApp, user: &TestUser) -> messenger_tests::Resp {
     app.client().call("POST", "/auth/login", None, Some(&json!({"phone": user.phone, "password": user.password}))).await
 }

@@ -10,7 +10,12 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn two_hundred_concurrent_claims_hand_out_each_of_fifty_keys_exactly_once() {
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_CLAIM", "1000/60"), ("RATE_LIMIT_CLAIM_DEVICE", "1000/3600")]).await;
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_CLAIM", "1000/60"),
+        ("RATE_LIMIT_CLAIM_DEVICE", "1000/3600"),
+        ("RATE_LIMIT_CLAIM_TARGET", "1000/3600"),
+    ])
+    .await;
     let owner = app.user().await;
     let mut crypto = Crypto::new();
     let keys = serde_json::to_value(crypto.initial_keys(50)).unwrap();

@@ -4,6 +4,7 @@
 use ed25519_dalek::{Signature, VerifyingKey};
 use shared::api::Router;
 use shared::auth::AuthUser;
+use shared::db::keys::KeyIdUse;
 use shared::keys::{broadcast_key_change, decode, delete_device_rows, encode};
 use shared::{ApiError, AppState, db, realtime};
 use wire::keys::{
@@ -83,6 +84,12 @@ fn identity_part(input: &UploadKeysRequest) -> Result<Option<NewIdentity>, ApiEr
     Ok(Some(NewIdentity { signing_key, stored }))
 }
 
+/// Whether `new` keeps the device's identity: the same identity and signing keys (a fresh signature over
+/// them changes nothing a peer's session depends on).
+fn same_identity(stored: &db::keys::Identity, new: &db::keys::Identity) -> bool {
+    stored.identity_key == new.identity_key && stored.signing_key == new.signing_key
+}
+
 /// The key state answer of `device_id`.
 fn key_count(device_id: &str, counts: db::keys::KeyCounts) -> KeyCount {
     KeyCount {
@@ -132,8 +139,7 @@ async fn upload_keys(state: &AppState, user: AuthUser, input: UploadKeysRequest)
             let conn = state.db.conn().await?;
             db::keys::identity(&conn, device).await?
         };
-        if stored.is_some_and(|s| s.identity_key != new.stored.identity_key || s.signing_key != new.stored.signing_key)
-        {
+        if stored.is_some_and(|s| !same_identity(&s, &new.stored)) {
             shared::auth::reauthenticate(state, user.id, input.password.as_deref().unwrap_or("")).await?;
             reauthenticated = true;
         }
@@ -152,10 +158,7 @@ async fn upload_keys(state: &AppState, user: AuthUser, input: UploadKeysRequest)
         }
         (None, Some(s)) => decode(&s.signing_key).unwrap_or_default(),
         (Some(new), stored) => {
-            let same = stored
-                .as_ref()
-                .is_some_and(|s| s.identity_key == new.stored.identity_key && s.signing_key == new.stored.signing_key);
-            if !same {
+            if !stored.as_ref().is_some_and(|s| same_identity(s, &new.stored)) {
                 if stored.is_some() && !reauthenticated {
                     // Replaced since the check above: the password was not asked for.
                     return Err(ErrorCode::InvalidPassword.into());
@@ -176,10 +179,11 @@ async fn upload_keys(state: &AppState, user: AuthUser, input: UploadKeysRequest)
         db::keys::set_signed_prekey(&tx, device, *id, &encode(public), &encode(sig), now).await?;
     }
     for (id, public) in &otks {
-        match db::keys::one_time_key(&tx, device, *id).await? {
-            Some(p) if &p == public => {}
-            Some(_) => return Err(ErrorCode::KeyIdConflict.into()),
-            None => db::keys::insert_one_time_key(&tx, device, *id, public).await?,
+        match db::keys::key_id_use(&tx, device, *id).await? {
+            KeyIdUse::Stored(p) if &p == public => {}
+            // A claimed id is spent: a peer may hold a session over it.
+            KeyIdUse::Stored(_) | KeyIdUse::Claimed => return Err(ErrorCode::KeyIdConflict.into()),
+            KeyIdUse::Free => db::keys::insert_one_time_key(&tx, device, *id, public).await?,
         }
     }
     let counts = db::keys::counts(&tx, device).await?;
@@ -225,7 +229,12 @@ async fn list_devices(state: &AppState, user: AuthUser, input: ListDevicesReques
 
 /// `POST /keys/claim`
 /// - per device of the user (or the listed ones): identity keys, the signed prekey and one one-time key,
-///   removed and returned in a single atomic statement; when none is left, the signed prekey is the fallback
+///   read and taken in one write transaction, so the bundle is consistent and concurrent claims never get the
+///   same key; when none is left, the signed prekey is the fallback
+/// - a taken key's id is remembered, so its re-upload is refused
+/// - past `CLAIM_TARGET` claims of a device in a window, from all callers together, the device answers with
+///   its fallback and keeps its one-time keys: draining them takes longer than the window, and nobody is
+///   refused a session
 async fn claim_keys(state: &AppState, user: AuthUser, input: ClaimKeysRequest) -> Result<ClaimedKeys, ApiError> {
     let target = input.user_id;
     let wanted = input.device_ids;
@@ -234,21 +243,34 @@ async fn claim_keys(state: &AppState, user: AuthUser, input: ClaimKeysRequest) -
     }
     let limits = &state.config.rate_limits;
     state.limiter.hit(&state.db, "claim", &user.id.to_string(), limits.claim).await?;
-    let conn = state.db.conn().await?;
-    if !db::users::is_live(&conn, target).await? {
-        return Err(ErrorCode::UserNotFound.into());
-    }
-    let mut devices = db::keys::claimable_devices(&conn, target).await?;
-    devices.retain(|d| wanted.as_ref().is_none_or(|w| w.contains(&d.device_id)));
+    let claimable = |devices: Vec<db::keys::Claimable>| {
+        let mut devices = devices;
+        devices.retain(|d| wanted.as_ref().is_none_or(|w| w.contains(&d.device_id)));
+        devices
+    };
+    let devices = {
+        let conn = state.db.conn().await?;
+        if !db::users::is_live(&conn, target).await? {
+            return Err(ErrorCode::UserNotFound.into());
+        }
+        claimable(db::keys::claimable_devices(&conn, target).await?)
+    };
     // Every per-device limit is counted before any key is taken, so a refused request consumes none.
     for device in &devices {
         let subject = format!("{}:{}", user.id, device.device_id);
         state.limiter.hit(&state.db, "claim_device", &subject, limits.claim_device).await?;
     }
+    let conn = state.db.conn().await?;
+    let tx = conn.write_tx().await?;
+    // Read again under the writer: a device whose identity changed meanwhile is answered with its new keys.
+    let devices = claimable(db::keys::claimable_devices(&tx, target).await?);
     let mut out = Vec::with_capacity(devices.len());
     for d in devices {
-        // One statement picks and removes the key, so concurrent claims never receive the same one.
-        let otk = db::keys::take_one_time_key(&conn, &d.device_id).await?;
+        let otk = match state.limiter.hit_on(&tx, "claim_target", &d.device_id, limits.claim_target).await {
+            Ok(()) => db::keys::take_one_time_key(&tx, &d.device_id).await?,
+            Err(ApiError::RateLimited { .. }) => None,
+            Err(other) => return Err(other),
+        };
         out.push(ClaimedDevice {
             device_id: d.device_id,
             identity_key: d.identity_key,
@@ -259,6 +281,7 @@ async fn claim_keys(state: &AppState, user: AuthUser, input: ClaimKeysRequest) -
             one_time_key: otk.map(|k| OneTimeKey { key_id: k.key_id, public_key: k.public_key }),
         });
     }
+    tx.commit().await?;
     Ok(ClaimedKeys { user_id: target, devices: out })
 }
 

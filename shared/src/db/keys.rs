@@ -1,8 +1,8 @@
-//! The end-to-end encryption key directory: `device_key` (identity and signed prekey per device) and
-//! `one_time_key`. Public keys only.
+//! The end-to-end encryption key directory: `device_key` (identity and signed prekey per device),
+//! `one_time_key` and the ids already handed out, `claimed_key`. Public keys only.
 
 use super::Conn;
-use crate::db::{all, first, value};
+use crate::db::{all, first};
 use serde::Deserialize;
 
 /// A device's identity keys.
@@ -59,9 +59,11 @@ pub async fn set_identity(
     Ok(())
 }
 
-/// Deletes every one-time key of a device (a new identity invalidates them).
+/// Deletes every one-time key of a device and forgets which ids were claimed (a new identity invalidates
+/// them, and its keys may reuse the ids).
 pub async fn delete_one_time_keys(conn: &Conn, device_id: &str) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM one_time_key WHERE device_id = ?1", [device_id]).await?;
+    conn.execute("DELETE FROM claimed_key WHERE device_id = ?1", [device_id]).await?;
     Ok(())
 }
 
@@ -77,9 +79,10 @@ pub async fn counts(conn: &Conn, device_id: &str) -> Result<KeyCounts, libsql::E
     first(rows).await?.ok_or(libsql::Error::QueryReturnedNoRows)
 }
 
-/// Deletes a device's one-time keys and identity (device removal, inside the caller's transaction).
+/// Deletes a device's one-time keys, claimed ids and identity (device removal, inside the caller's
+/// transaction).
 pub async fn delete_of_device(conn: &Conn, device_id: &str) -> Result<(), libsql::Error> {
-    conn.execute("DELETE FROM one_time_key WHERE device_id = ?1", [device_id]).await?;
+    delete_one_time_keys(conn, device_id).await?;
     conn.execute("DELETE FROM device_key WHERE device_id = ?1", [device_id]).await?;
     Ok(())
 }
@@ -101,12 +104,37 @@ pub async fn set_signed_prekey(
     Ok(())
 }
 
-/// The public key stored under one-time key `key_id` of `device_id`, if that id is used.
-pub async fn one_time_key(conn: &Conn, device_id: &str, key_id: u32) -> Result<Option<String>, libsql::Error> {
+/// What one-time key id `key_id` of `device_id` stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyIdUse {
+    /// Never used (or forgotten with the identity that used it).
+    Free,
+    /// An unclaimed key with this public key.
+    Stored(String),
+    /// Handed out already: the id cannot be used again under this identity.
+    Claimed,
+}
+
+/// What one-time key id `key_id` of `device_id` stands for, in one statement.
+pub async fn key_id_use(conn: &Conn, device_id: &str, key_id: u32) -> Result<KeyIdUse, libsql::Error> {
+    #[derive(Deserialize)]
+    struct Row {
+        stored: Option<String>,
+        claimed: bool,
+    }
     let rows = conn
-        .query("SELECT public_key FROM one_time_key WHERE device_id = ?1 AND key_id = ?2", (device_id, key_id))
+        .query(
+            "SELECT (SELECT public_key FROM one_time_key WHERE device_id = ?1 AND key_id = ?2) AS stored, \
+             EXISTS (SELECT 1 FROM claimed_key WHERE device_id = ?1 AND key_id = ?2) AS claimed",
+            (device_id, key_id),
+        )
         .await?;
-    value(rows).await
+    let row: Row = first(rows).await?.ok_or(libsql::Error::QueryReturnedNoRows)?;
+    Ok(match (row.stored, row.claimed) {
+        (Some(public), _) => KeyIdUse::Stored(public),
+        (None, true) => KeyIdUse::Claimed,
+        (None, false) => KeyIdUse::Free,
+    })
 }
 
 /// Stores one-time key `key_id` of `device_id`.
@@ -195,9 +223,10 @@ pub struct OneTimeKey {
 }
 
 /// Removes and returns the lowest-id one-time key of `device_id`, in one statement, so concurrent claims
-/// never receive the same key; `None` when none is left.
+/// never receive the same key, and remembers its id as claimed; `None` when none is left. Run it inside the
+/// claim's write transaction, so the key and its claimed id commit together.
 pub async fn take_one_time_key(conn: &Conn, device_id: &str) -> Result<Option<OneTimeKey>, libsql::Error> {
-    first(
+    let taken: Option<OneTimeKey> = first(
         conn.query(
             "DELETE FROM one_time_key WHERE rowid = (SELECT rowid FROM one_time_key WHERE device_id = ?1 \
              ORDER BY key_id LIMIT 1) RETURNING key_id, public_key",
@@ -205,5 +234,60 @@ pub async fn take_one_time_key(conn: &Conn, device_id: &str) -> Result<Option<On
         )
         .await?,
     )
-    .await
+    .await?;
+    if let Some(key) = &taken {
+        conn.execute(
+            "INSERT INTO claimed_key (device_id, key_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            (device_id, key.key_id),
+        )
+        .await?;
+    }
+    Ok(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{devices, users};
+
+    #[tokio::test]
+    async fn claimed_ids_are_remembered_until_the_identity_or_the_device_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&format!("file:{}", dir.path().join("k.db").display()), None).await.unwrap();
+        crate::db::migrate(&db).await.unwrap();
+        let conn = db.conn().await.unwrap();
+        let new = users::NewUser {
+            phone: "79990000002",
+            first_name: "Kim",
+            last_name: "",
+            search_text: "kim",
+            password_hash: "h",
+            public_key: None,
+            created_at: 1,
+        };
+        let user = users::insert(&conn, new).await.unwrap();
+        let identity = Identity { identity_key: "i".into(), signing_key: "s".into(), identity_signature: "sig".into() };
+        for device in ["d1", "d2"] {
+            devices::insert(&conn, device, user, None, 1).await.unwrap();
+            set_identity(&conn, device, user, &identity, 1).await.unwrap();
+            insert_one_time_key(&conn, device, 7, "k7").await.unwrap();
+            insert_one_time_key(&conn, device, 3, "k3").await.unwrap();
+        }
+        let taken = take_one_time_key(&conn, "d1").await.unwrap().unwrap();
+        assert_eq!((taken.key_id, taken.public_key.as_str()), (3, "k3"), "the lowest id first");
+        assert_eq!(key_id_use(&conn, "d1", 3).await.unwrap(), KeyIdUse::Claimed);
+        assert_eq!(key_id_use(&conn, "d1", 7).await.unwrap(), KeyIdUse::Stored("k7".into()));
+        assert_eq!(key_id_use(&conn, "d1", 8).await.unwrap(), KeyIdUse::Free);
+        assert_eq!(key_id_use(&conn, "d2", 3).await.unwrap(), KeyIdUse::Stored("k3".into()), "per device");
+        take_one_time_key(&conn, "d2").await.unwrap().unwrap();
+        // A new identity forgets the claims of its device only.
+        delete_one_time_keys(&conn, "d1").await.unwrap();
+        assert_eq!(key_id_use(&conn, "d1", 3).await.unwrap(), KeyIdUse::Free);
+        assert_eq!(key_id_use(&conn, "d2", 3).await.unwrap(), KeyIdUse::Claimed);
+        // Removing the device leaves no row behind.
+        devices::delete_with_keys(&conn, "d2").await.unwrap();
+        let left: i64 =
+            crate::db::value(conn.query("SELECT COUNT(*) FROM claimed_key", ()).await.unwrap()).await.unwrap().unwrap();
+        assert_eq!(left, 0);
+    }
 }

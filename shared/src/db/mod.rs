@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "0003_keys", include_str!("../../../migrations/0003_keys.sql")),
     (4, "0004_chat_summary", include_str!("../../../migrations/0004_chat_summary.sql")),
     (5, "0005_admin", include_str!("../../../migrations/0005_admin.sql")),
+    (6, "0006_claimed_keys", include_str!("../../../migrations/0006_claimed_keys.sql")),
 ];
 
 /// The schema version this build expects.

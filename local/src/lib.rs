@@ -184,9 +184,16 @@ impl Stack {
     }
 }
 
-/// The scheduled `cleanup` function of the template, run in-process every hour (and once at start).
+/// The scheduled `cleanup` function of the template, run in-process every hour (and once at start, which
+/// also finishes the bulk jobs a killed stack left).
 async fn cleanup_hourly(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     loop {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(200);
+        match shared::bulk::resume(&state, None, deadline).await {
+            Ok(0) => {}
+            Ok(jobs) => tracing::info!(jobs, "clean-up finished bulk jobs"),
+            Err(e) => tracing::warn!(error = ?e, "clean-up of bulk jobs failed"),
+        }
         match shared::files::cleanup(&state, shared::time::now_ms() - shared::files::MAX_UNREFERENCED_MS).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "clean-up removed unreferenced uploads"),

@@ -10,8 +10,8 @@ use crate::state::AppState;
 use crate::{db, realtime};
 
 /// Deletes account `user_id` (API.md §5.9): one write transaction removes the profile, secrets, devices,
-/// connections, themes, contact rows in both directions, panel sessions and the messages only this user
-/// could still see, and bumps the token version; peers keep shared conversations (the user becomes the
+/// connections, themes, contact rows in both directions and panel sessions, bumps the token version and
+/// queues the purge of the messages only this user could still see (done in bounded steps after it); peers keep shared conversations (the user becomes the
 /// `is_deleted` stub). Then every S3 object of the user is deleted (leftovers are retried by the clean-up),
 /// open connections are closed, key removals are announced and, if the user showed being online, peers
 /// see them go offline. Returns false when there is no live account `user_id`.
@@ -42,6 +42,9 @@ pub async fn delete(state: &AppState, user_id: i64) -> Result<bool, ApiError> {
     for device in &deleted.devices {
         crate::keys::broadcast_key_change(state, user_id, device, KeyChangeKind::Removed).await;
     }
+    // What the account leaves in its conversations and devices goes in bounded steps (`crate::bulk`);
+    // past the request's budget the clean-up finishes it.
+    crate::bulk::finish_queued(state, user_id).await;
     if row.privacy.show_online_status {
         let gone = ServerEvent::Presence(Presence { user_id, is_online: Some(false), last_seen: None });
         realtime::push_to_users(state, &peers, None, &gone.to_frame()).await;

@@ -49,9 +49,11 @@ pub async fn broadcast_key_change(state: &AppState, user_id: i64, device_id: &st
     fanout::push(state, targets).await;
 }
 
-/// Deletes the rows of a device's keys and envelopes inside a caller's transaction.
-pub async fn delete_device_rows(tx: &crate::db::Conn, device_id: &str) -> Result<(), ApiError> {
-    Ok(db::devices::delete_with_keys(tx, device_id).await?)
+/// Deletes the rows of a device and its keys inside a caller's transaction, and queues the purge of its
+/// envelopes; run [`crate::bulk::finish_queued`] after the commit.
+pub async fn delete_device_rows(tx: &crate::db::Conn, user_id: i64, device_id: &str) -> Result<(), ApiError> {
+    db::devices::delete_with_keys(tx, user_id, device_id, crate::time::now_ms()).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod aws;
+pub mod bulk;
 pub mod config;
 pub mod db;
 pub mod error;

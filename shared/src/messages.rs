@@ -51,17 +51,41 @@ pub async fn view(
     })
 }
 
-/// Marks unread messages from `peer` to `reader` (up to `up_to_id`) as read and, if both show read
-/// receipts, sends `messages_read` to the peer's connections. Returns the marked ids.
+/// Most messages one `mark_read` marks; the answer's count tells the client to call again.
+pub const MAX_MARKED_PER_CALL: usize = 10_000;
+
+/// Marks unread messages from `peer` to `reader` (up to `up_to_id`) as read, the oldest first, in steps of at
+/// most [`crate::bulk::BATCH`] (each its own statement, so the writer is never held long) and at most
+/// [`MAX_MARKED_PER_CALL`] per call. If both show read receipts, each step's ids go to the peer's
+/// connections as one `messages_read` (a step's event stays far below API Gateway's 128 KB frame limit).
+/// Returns the marked ids.
 pub async fn mark_read(state: &AppState, reader: i64, peer: i64, up_to_id: Option<i64>) -> Result<Vec<i64>, ApiError> {
-    let conn = state.db.conn().await?;
-    let ids = db::messages::mark_read(&conn, reader, peer, up_to_id).await?;
-    if !ids.is_empty() && db::users::both_show_read_receipts(&conn, reader, peer).await? {
+    let batch = usize::try_from(crate::bulk::BATCH).unwrap_or(1000);
+    let mut marked = Vec::new();
+    let mut receipts = None;
+    while marked.len() < MAX_MARKED_PER_CALL {
+        let take = i64::try_from(batch.min(MAX_MARKED_PER_CALL - marked.len())).unwrap_or(1);
+        let conn = state.db.conn().await?;
+        let ids = db::messages::mark_read(&conn, reader, peer, up_to_id, take).await?;
+        if ids.is_empty() {
+            break;
+        }
+        let full = ids.len() as i64 == take;
+        let show = match receipts {
+            Some(show) => show,
+            None => *receipts.insert(db::users::both_show_read_receipts(&conn, reader, peer).await?),
+        };
         drop(conn);
-        let event = ServerEvent::MessagesRead(MessagesRead { message_ids: ids.clone(), reader_id: reader });
-        realtime::push_to_users(state, &[peer], None, &event.to_frame()).await;
+        if show {
+            let event = ServerEvent::MessagesRead(MessagesRead { message_ids: ids.clone(), reader_id: reader });
+            realtime::push_to_users(state, &[peer], None, &event.to_frame()).await;
+        }
+        marked.extend(ids);
+        if !full {
+            break;
+        }
     }
-    Ok(ids)
+    Ok(marked)
 }
 
 /// Deletes message `id` for everyone inside the caller's write transaction (content wiped, media detached,

@@ -189,3 +189,82 @@ async fn every_acknowledged_message_survives_a_kill_9_exactly_once() {
         assert_eq!(after.len(), stored.len() + retry.iter().filter(|id| !seen.contains_key(*id)).count());
     }
 }
+
+/// Counts rows of `sql` (one integer) on the stack's database file, as another process.
+async fn count(db: &shared::db::Db, sql: &str) -> i64 {
+    let conn = db.conn().await.unwrap();
+    let mut rows = conn.query(sql, ()).await.unwrap();
+    rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
+}
+
+#[tokio::test]
+async fn a_chat_clear_killed_in_the_middle_is_finished_after_the_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let (port, s3_port) = (messenger_tests::free_port(), messenger_tests::free_port());
+    let mut stack = Stack::start(data.path(), port, s3_port).await;
+    let (alice, alice_token) = register(&stack.base, 1).await;
+    let (bob, bob_token) = register(&stack.base, 2).await;
+    let url = format!("file:{}", data.path().join("messenger.db").display());
+    let db = shared::db::Db::open(&url, None).await.unwrap();
+    // Long enough that the clear takes many steps, so the kill lands between two of them.
+    db.conn()
+        .await
+        .unwrap()
+        .execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) \
+             INSERT INTO message (sender_id, receiver_id, encrypted_content, created_at) \
+             SELECT CASE i % 2 WHEN 0 THEN ?1 ELSE ?2 END, CASE i % 2 WHEN 0 THEN ?2 ELSE ?1 END, 'ct', i FROM n",
+            (alice, bob),
+        )
+        .await
+        .unwrap();
+    let hidden = format!(
+        "SELECT COUNT(*) FROM message WHERE (sender_id = {alice} AND hidden_for_sender = 1) \
+         OR (receiver_id = {alice} AND hidden_for_receiver = 1)"
+    );
+    let hidden_for_bob = format!(
+        "SELECT COUNT(*) FROM message WHERE (sender_id = {bob} AND hidden_for_sender = 1) \
+         OR (receiver_id = {bob} AND hidden_for_receiver = 1)"
+    );
+
+    let url = format!("{}/chats/{bob}/messages", stack.base);
+    let clear = tokio::spawn(async move { reqwest::Client::new().delete(url).bearer_auth(alice_token).send().await });
+    // Kill -9 as soon as the clear is under way: some steps committed, the job not finished.
+    let mut under_way = false;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if count(&db, "SELECT COUNT(*) FROM bulk_job WHERE cursor > 0").await > 0 {
+            under_way = true;
+            break;
+        }
+        if clear.is_finished() {
+            break;
+        }
+        // Local libSQL calls do not yield: let the request's task run.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    stack.kill();
+    assert!(under_way, "the clear was seen between two steps: {:?}", clear.is_finished());
+    assert!(clear.await.unwrap().is_err(), "the request died with the stack");
+    let done = count(&db, &hidden).await;
+    assert!(done > 0 && done < 200_000, "the kill left the clear half-way ({done} hidden)");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM bulk_job").await, 1, "its job is still recorded");
+
+    // The restarted stack's clean-up finishes it: nothing stays half-done.
+    let stack = Stack::start(data.path(), port, s3_port).await;
+    let mut finished = false;
+    for _ in 0..600 {
+        if count(&db, "SELECT COUNT(*) FROM bulk_job").await == 0 {
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(finished, "the job was not finished after the restart");
+    assert_eq!(count(&db, &hidden).await, 200_000, "every message is hidden for the one who cleared");
+    assert_eq!(count(&db, &hidden_for_bob).await, 0, "and none for the peer");
+    let summary = format!("SELECT COUNT(*) FROM chat_summary WHERE user_id = {alice} AND peer_id = {bob}");
+    assert_eq!(count(&db, &summary).await, 0, "the chat left alice's list");
+    let theirs = history(&stack.base, &bob_token, alice).await;
+    assert_eq!(theirs.len(), 200_000, "bob keeps every message");
+}

@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod avatar;
 mod bench;
+mod bulk;
 mod chats;
 mod cli;
 mod contacts;

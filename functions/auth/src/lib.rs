@@ -85,6 +85,7 @@ async fn new_device(state: &AppState, user_id: i64, name: Option<&str>, now: i64
     let tx = conn.write_tx().await?;
     let excess = db::devices::count_of_user(&tx, user_id).await? - state.config.max_devices_per_user + 1;
     let mut gone = Vec::new();
+    let mut purges = false;
     if excess > 0 {
         let evicted = db::devices::oldest_keyless(&tx, user_id, excess).await?;
         if i64::try_from(evicted.len()).unwrap_or(0) < excess {
@@ -92,14 +93,18 @@ async fn new_device(state: &AppState, user_id: i64, name: Option<&str>, now: i64
         }
         for id in &evicted {
             gone.extend(db::connections::ids_of_device(&tx, user_id, id).await?);
-            db::devices::delete_with_keys(&tx, id).await?;
+            purges |= db::devices::delete_with_keys(&tx, user_id, id, now).await?;
         }
         tracing::info!(user_id, evicted = evicted.len(), "keyless devices removed at the device cap");
     }
     let id = new_device_id();
     db::devices::insert(&tx, &id, user_id, name, now).await?;
     tx.commit().await?;
+    drop(conn);
     shared::realtime::close(state, &gone).await;
+    if purges {
+        shared::bulk::finish_queued(state, user_id).await;
+    }
     Ok(id)
 }
 

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use shared::api::Router;
 use shared::auth::AuthUser;
+use shared::bulk::Outcome;
+use shared::db::bulk::Kind as BulkKind;
 use shared::messages::{self, MessageRow};
 use shared::privacy::public_views;
 use shared::{ApiError, AppState, db, realtime};
@@ -110,32 +112,37 @@ async fn list_messages(state: &AppState, user: AuthUser, input: ListMessagesRequ
 /// `DELETE /chats/{target_user_id}/messages`
 /// - default: hides the conversation for the caller; `chat_cleared` to the caller's connections
 /// - `for_everyone=true`: deletes for both, removes the media objects; both users get `chat_cleared`
+/// - in steps of at most 1 000 messages ([`shared::bulk`]): a history too long for the request's budget is
+///   finished by the clean-up, and `chat_cleared` comes when it is done
 async fn clear_chat(state: &AppState, user: AuthUser, input: ClearChatRequest) -> Result<ChatCleared, ApiError> {
     let peer = input.target_user_id;
     let for_everyone = input.for_everyone.unwrap_or(false);
-    let conn = state.db.conn().await?;
-    let tx = conn.write_tx().await?;
-    let (up_to_id, count, keys) = if for_everyone {
-        // Every message of the conversation, also those the caller already hid for itself.
-        let up_to_id = db::messages::last_live_id(&tx, user.id, peer).await?;
-        let wiped = db::messages::delete_chat_for_everyone(&tx, user.id, peer, up_to_id).await?;
-        (up_to_id, wiped.ids.len() as u64, wiped.media_keys)
-    } else {
-        let up_to_id = db::messages::last_visible_id(&tx, user.id, peer).await?;
-        (up_to_id, db::messages::hide_conversation(&tx, user.id, peer, up_to_id).await?, Vec::new())
-    };
-    tx.commit().await?;
-    drop(conn);
-    shared::files::delete_if_orphaned(state, &keys).await;
-    if count > 0 {
-        let mine = ServerEvent::ChatCleared(ws::ChatCleared { peer_id: peer, for_everyone, up_to_id });
-        realtime::push_to_users(state, &[user.id], None, &mine.to_frame()).await;
-        if for_everyone {
-            let theirs = ServerEvent::ChatCleared(ws::ChatCleared { peer_id: user.id, for_everyone: true, up_to_id });
-            realtime::push_to_users(state, &[peer], None, &theirs.to_frame()).await;
+    let deadline = std::time::Instant::now() + shared::bulk::REQUEST_BUDGET;
+    let job = {
+        let conn = state.db.conn().await?;
+        let tx = conn.write_tx().await?;
+        let (kind, up_to_id) = if for_everyone {
+            // Every message of the conversation, also those the caller already hid for itself.
+            (BulkKind::WipeChat, db::messages::last_live_id(&tx, user.id, peer).await?)
+        } else {
+            (BulkKind::HideChat, db::messages::last_visible_id(&tx, user.id, peer).await?)
+        };
+        if up_to_id == 0 {
+            None
+        } else {
+            let id = db::bulk::upsert_chat(&tx, kind, user.id, peer, up_to_id, shared::time::now_ms()).await?;
+            tx.commit().await?;
+            Some(id)
         }
-    }
-    Ok(ChatCleared { deleted_count: i64::try_from(count).unwrap_or(0), message: "Chat cleared successfully".into() })
+    };
+    let count = match job {
+        None => 0,
+        Some(id) => match shared::bulk::run(state, id, deadline).await? {
+            Outcome::Finished(n) | Outcome::Pending(n) => n,
+            Outcome::Gone => 0,
+        },
+    };
+    Ok(ChatCleared { deleted_count: count, message: "Chat cleared successfully".into() })
 }
 
 /// `DELETE /messages/{message_id}`

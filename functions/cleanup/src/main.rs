@@ -1,13 +1,18 @@
-//! Hourly clean-up (a scheduled function): deletes uploads nothing referenced within 24 hours and retries
-//! pending object deletions.
+//! Hourly clean-up (a scheduled function): finishes bulk jobs a request left (a long chat clear, a killed
+//! process: `shared::bulk`), deletes uploads nothing referenced within 24 hours and retries pending object
+//! deletions.
 
 use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
 use serde::Serialize;
 use serde_json::Value;
 
-/// What a run reports: how many objects it removed.
+/// Of the function's 300 s timeout, how long a run works on bulk jobs.
+const JOB_BUDGET: std::time::Duration = std::time::Duration::from_secs(200);
+
+/// What a run reports: how many bulk jobs it finished and how many objects it removed.
 #[derive(Serialize)]
 struct Removed {
+    jobs: usize,
     removed: usize,
 }
 
@@ -19,11 +24,15 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     shared::db::check_schema(&state.db).await?;
     let state = &state;
     let run = || async move {
+        let deadline = std::time::Instant::now() + JOB_BUDGET;
+        let jobs = shared::bulk::resume(state, None, deadline)
+            .await
+            .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
         let removed = shared::files::cleanup(state, shared::time::now_ms() - shared::files::MAX_UNREFERENCED_MS)
             .await
             .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
-        tracing::info!(removed, "clean-up done");
-        Ok::<Removed, lambda_runtime::Error>(Removed { removed })
+        tracing::info!(jobs, removed, "clean-up done");
+        Ok::<Removed, lambda_runtime::Error>(Removed { jobs, removed })
     };
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| run())).await

@@ -296,10 +296,11 @@ async fn delete_device(state: &AppState, user: AuthUser, input: DeleteDeviceRequ
         return Err(ErrorCode::DeviceNotFound.into());
     }
     let connections = db::connections::ids_of_device(&tx, user.id, &device_id).await?;
-    delete_device_rows(&tx, &device_id).await?;
+    delete_device_rows(&tx, user.id, &device_id).await?;
     tx.commit().await?;
     drop(conn);
     realtime::close(state, &connections).await;
+    shared::bulk::finish_queued(state, user.id).await;
     broadcast_key_change(state, user.id, &device_id, KeyChangeKind::Removed).await;
     Ok(Empty {})
 }

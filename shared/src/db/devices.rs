@@ -75,8 +75,8 @@ pub async fn ids_of_user(conn: &Conn, user_id: i64) -> Result<Vec<String>, libsq
     column(conn.query("SELECT id FROM device WHERE user_id = ?1", [user_id]).await?).await
 }
 
-/// Deletes one device row (its keys and envelopes go first: [`crate::db::keys::delete_of_device`],
-/// [`crate::db::messages::delete_envelopes_of_device`]).
+/// Deletes one device row (its keys go first, [`crate::db::keys::delete_of_device`], and its envelopes are
+/// purged after: [`delete_with_keys`]).
 pub async fn delete(conn: &Conn, id: &str) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM device WHERE id = ?1", [id]).await?;
     Ok(())
@@ -88,10 +88,17 @@ pub async fn delete_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Err
     Ok(())
 }
 
-/// Deletes device `device_id` with its keys and envelopes (run it inside the caller's transaction).
-pub async fn delete_with_keys(conn: &Conn, device_id: &str) -> Result<(), libsql::Error> {
+/// Deletes device `device_id` of `user_id` with its keys, inside the caller's transaction. Its envelopes,
+/// one per message it was sent, can be many: when there are any, a `purge_device` job removes them in
+/// bounded steps after the commit ([`crate::bulk`]); nobody can read them meanwhile. Returns whether it
+/// queued one.
+pub async fn delete_with_keys(conn: &Conn, user_id: i64, device_id: &str, now_ms: i64) -> Result<bool, libsql::Error> {
     crate::db::keys::delete_of_device(conn, device_id).await?;
-    crate::db::messages::delete_envelopes_of_device(conn, device_id).await?;
     delete(conn, device_id).await?;
-    Ok(())
+    let envelopes =
+        exists(conn.query("SELECT 1 FROM message_envelope WHERE device_id = ?1", [device_id]).await?).await?;
+    if envelopes {
+        crate::db::bulk::insert_device(conn, user_id, device_id, now_ms).await?;
+    }
+    Ok(envelopes)
 }

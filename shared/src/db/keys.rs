@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(key_id_use(&conn, "d1", 3).await.unwrap(), KeyIdUse::Free);
         assert_eq!(key_id_use(&conn, "d2", 3).await.unwrap(), KeyIdUse::Claimed);
         // Removing the device leaves no row behind.
-        devices::delete_with_keys(&conn, "d2").await.unwrap();
+        devices::delete_with_keys(&conn, user, "d2", 1).await.unwrap();
         let left: i64 =
             crate::db::value(conn.query("SELECT COUNT(*) FROM claimed_key", ()).await.unwrap()).await.unwrap().unwrap();
         assert_eq!(left, 0);

@@ -122,14 +122,21 @@ pub async fn envelopes_for(
     Ok(all::<Envelope>(rows).await?.into_iter().map(|e| (e.message_id, e.ciphertext)).collect())
 }
 
-/// Marks the unread messages from `peer` to `reader` up to `up_to_id` (all without) as read; returns the
-/// marked ids, ascending (`message_receiver_unread`).
-pub async fn mark_read(conn: &Conn, reader: i64, peer: i64, up_to_id: Option<i64>) -> Result<Vec<i64>, libsql::Error> {
+/// Marks read at most `batch` unread messages from `peer` to `reader` up to `up_to_id` (`None`: all), the
+/// oldest first; returns their ids in order. Each call is one bounded step of `mark_read`.
+pub async fn mark_read(
+    conn: &Conn,
+    reader: i64,
+    peer: i64,
+    up_to_id: Option<i64>,
+    batch: i64,
+) -> Result<Vec<i64>, libsql::Error> {
     let rows = conn
         .query(
-            "UPDATE message SET is_read = 1 WHERE receiver_id = ?1 AND sender_id = ?2 AND is_read = 0 \
-             AND id <= ?3 AND deleted_for_everyone = 0 RETURNING id",
-            (reader, peer, up_to_id.unwrap_or(i64::MAX)),
+            "UPDATE message SET is_read = 1 WHERE id IN (SELECT id FROM message WHERE receiver_id = ?1 \
+             AND sender_id = ?2 AND is_read = 0 AND id <= ?3 AND deleted_for_everyone = 0 ORDER BY id LIMIT ?4) \
+             RETURNING id",
+            (reader, peer, up_to_id.unwrap_or(i64::MAX), batch),
         )
         .await?;
     let mut ids: Vec<i64> = column(rows).await?;
@@ -387,23 +394,123 @@ pub async fn last_live_id(conn: &Conn, user_id: i64, peer: i64) -> Result<i64, l
     Ok(value(rows).await?.unwrap_or(0))
 }
 
-/// Hides, for `user_id`, the messages of the conversation with `peer` up to `up_to_id`; returns how many.
-pub async fn hide_conversation(conn: &Conn, user_id: i64, peer: i64, up_to_id: i64) -> Result<u64, libsql::Error> {
+/// Everyone `user_id` exchanged a message with, whatever is left of it (account deletion).
+pub async fn correspondents(conn: &Conn, user_id: i64) -> Result<Vec<i64>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT DISTINCT receiver_id FROM message WHERE sender_id = ?1 \
+             UNION SELECT DISTINCT sender_id FROM message WHERE receiver_id = ?1",
+            [user_id],
+        )
+        .await?;
+    column(rows).await
+}
+
+/// Where the next bounded step of work on the conversation of `a` and `b` ends: the id of its `batch`-th
+/// message after `after` (up to `up_to_id`), or `None` when no more than `batch` are left, so the step ends
+/// at `up_to_id` and is the last.
+pub async fn window_end(
+    conn: &Conn,
+    a: i64,
+    b: i64,
+    after: i64,
+    up_to_id: i64,
+    batch: i64,
+) -> Result<Option<i64>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND id > ?3 AND id <= ?4 ORDER BY id LIMIT 1 OFFSET ?5",
+            (a, b, after, up_to_id, batch - 1),
+        )
+        .await?;
+    value(rows).await
+}
+
+/// Hides, for `user_id`, the messages of the conversation with `peer` with ids in (`after`, `end`]; returns
+/// how many. One bounded step of clearing a chat.
+pub async fn hide_window(conn: &Conn, user_id: i64, peer: i64, after: i64, end: i64) -> Result<u64, libsql::Error> {
     let sent = conn
         .execute(
             "UPDATE message SET hidden_for_sender = 1 WHERE sender_id = ?1 AND receiver_id = ?2 \
-             AND hidden_for_sender = 0 AND deleted_for_everyone = 0 AND id <= ?3",
-            (user_id, peer, up_to_id),
+             AND id > ?3 AND id <= ?4 AND hidden_for_sender = 0 AND deleted_for_everyone = 0",
+            (user_id, peer, after, end),
         )
         .await?;
     let received = conn
         .execute(
             "UPDATE message SET hidden_for_receiver = 1 WHERE receiver_id = ?1 AND sender_id = ?2 \
-             AND hidden_for_receiver = 0 AND deleted_for_everyone = 0 AND id <= ?3",
-            (user_id, peer, up_to_id),
+             AND id > ?3 AND id <= ?4 AND hidden_for_receiver = 0 AND deleted_for_everyone = 0",
+            (user_id, peer, after, end),
         )
         .await?;
     Ok(sent + received)
+}
+
+/// Deletes for everyone the messages of the conversation of `a` and `b` with ids in (`after`, `end`] (also
+/// those one side hid). One bounded step of clearing a chat for everyone.
+pub async fn wipe_window(conn: &Conn, a: i64, b: i64, after: i64, end: i64) -> Result<Wiped, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, media_key FROM message \
+             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
+             AND id > ?3 AND id <= ?4 AND deleted_for_everyone = 0",
+            (a, b, after, end),
+        )
+        .await?;
+    wipe(conn, all(rows).await?).await
+}
+
+/// Removes, from the conversation of deleted account `user_id` with `peer`, the messages with ids in
+/// (`after`, `end`] that nobody can see any more (with their envelopes), and detaches the media the account
+/// sent; returns how many rows changed. One bounded step of account deletion.
+pub async fn purge_window(conn: &Conn, user_id: i64, peer: i64, after: i64, end: i64) -> Result<u64, libsql::Error> {
+    let mut gone: Vec<i64> = column(
+        conn.query(
+            "DELETE FROM message WHERE sender_id = ?1 AND receiver_id = ?2 AND id > ?3 AND id <= ?4 \
+             AND (hidden_for_receiver = 1 OR deleted_for_everyone = 1) RETURNING id",
+            (user_id, peer, after, end),
+        )
+        .await?,
+    )
+    .await?;
+    gone.extend(
+        column::<i64>(
+            conn.query(
+                "DELETE FROM message WHERE receiver_id = ?1 AND sender_id = ?2 AND id > ?3 AND id <= ?4 \
+                 AND (hidden_for_sender = 1 OR deleted_for_everyone = 1) RETURNING id",
+                (user_id, peer, after, end),
+            )
+            .await?,
+        )
+        .await?,
+    );
+    let detached = conn
+        .execute(
+            "UPDATE message SET media_key = NULL WHERE sender_id = ?1 AND receiver_id = ?2 AND id > ?3 AND id <= ?4 \
+             AND media_key IS NOT NULL",
+            (user_id, peer, after, end),
+        )
+        .await?;
+    if !gone.is_empty() {
+        conn.execute(
+            "DELETE FROM message_envelope WHERE message_id IN (SELECT value FROM json_each(?1))",
+            [id_list(&gone)],
+        )
+        .await?;
+    }
+    Ok(gone.len() as u64 + detached)
+}
+
+/// Deletes at most `batch` envelopes addressed to removed device `device_id`; returns how many.
+pub async fn purge_envelopes_of_device(conn: &Conn, device_id: &str, batch: i64) -> Result<u64, libsql::Error> {
+    conn.execute(
+        "DELETE FROM message_envelope WHERE rowid IN \
+         (SELECT rowid FROM message_envelope WHERE device_id = ?1 LIMIT ?2)",
+        (device_id, batch),
+    )
+    .await
 }
 
 /// Hides one message for its sender.
@@ -418,58 +525,15 @@ pub async fn hide_for_receiver(conn: &Conn, id: i64) -> Result<(), libsql::Error
     Ok(())
 }
 
-/// The messages of the conversation up to `up_to_id` not yet deleted for everyone.
-pub async fn deletable_in_conversation(
-    conn: &Conn,
-    user_id: i64,
-    peer: i64,
-    up_to_id: i64,
-) -> Result<Vec<Deletable>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, media_key FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND id <= ?3 AND deleted_for_everyone = 0",
-            (user_id, peer, up_to_id),
-        )
-        .await?;
-    all(rows).await
-}
-
 /// Message `id` if it is not yet deleted for everyone.
 pub async fn deletable(conn: &Conn, id: i64) -> Result<Option<Deletable>, libsql::Error> {
     first(conn.query("SELECT id, media_key FROM message WHERE id = ?1 AND deleted_for_everyone = 0", [id]).await?).await
 }
 
-/// Deletes the envelopes addressed to a device (device removal).
-pub async fn delete_envelopes_of_device(conn: &Conn, device_id: &str) -> Result<(), libsql::Error> {
-    conn.execute("DELETE FROM message_envelope WHERE device_id = ?1", [device_id]).await?;
-    Ok(())
-}
-
-/// Account deletion: removes the messages only `user_id` could still see and drops the attachments it sent
-/// (the envelopes addressed to it go with [`delete_envelopes_of_user`]). Run inside the account-deletion
-/// transaction.
-pub async fn delete_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Error> {
-    // First, so the triggers below do not recompute summaries nobody will read.
+/// Account deletion: the account's chat list goes first, inside the deletion transaction, so the triggers of
+/// the purge that follows ([`purge_window`]) recompute no summary nobody will read.
+pub async fn delete_summaries_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM chat_summary WHERE user_id = ?1", [user_id]).await?;
-    conn.execute(
-        "DELETE FROM message WHERE sender_id = ?1 AND (hidden_for_receiver = 1 OR deleted_for_everyone = 1)",
-        [user_id],
-    )
-    .await?;
-    conn.execute(
-        "DELETE FROM message WHERE receiver_id = ?1 AND (hidden_for_sender = 1 OR deleted_for_everyone = 1)",
-        [user_id],
-    )
-    .await?;
-    conn.execute("UPDATE message SET media_key = NULL WHERE sender_id = ?1", [user_id]).await?;
-    Ok(())
-}
-
-/// Account deletion: deletes the envelopes addressed to `user_id`'s devices.
-pub async fn delete_envelopes_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Error> {
-    conn.execute("DELETE FROM message_envelope WHERE user_id = ?1", [user_id]).await?;
     Ok(())
 }
 
@@ -500,13 +564,6 @@ async fn wipe(conn: &Conn, found: Vec<Deletable>) -> Result<Wiped, libsql::Error
     Ok(wiped)
 }
 
-/// Deletes every message of the conversation of `a` and `b` up to `up_to_id` for everyone (also those one
-/// of them hid for itself). Run it inside the caller's write transaction.
-pub async fn delete_chat_for_everyone(conn: &Conn, a: i64, b: i64, up_to_id: i64) -> Result<Wiped, libsql::Error> {
-    let found = deletable_in_conversation(conn, a, b, up_to_id).await?;
-    wipe(conn, found).await
-}
-
 /// Deletes message `id` for everyone (nothing if it already is). Run it inside the caller's write
 /// transaction.
 pub async fn delete_for_everyone(conn: &Conn, id: i64) -> Result<Wiped, libsql::Error> {
@@ -518,6 +575,24 @@ pub async fn delete_for_everyone(conn: &Conn, id: i64) -> Result<Wiped, libsql::
 mod tests {
     use super::*;
     use crate::db::{Db, migrate};
+
+    /// A whole clear in one step (the service runs it in bounded steps through `crate::bulk`).
+    async fn hide_conversation(conn: &Conn, user_id: i64, peer: i64, up_to_id: i64) -> Result<u64, libsql::Error> {
+        hide_window(conn, user_id, peer, 0, up_to_id).await
+    }
+
+    async fn delete_chat_for_everyone(conn: &Conn, a: i64, b: i64, up_to_id: i64) -> Result<Wiped, libsql::Error> {
+        wipe_window(conn, a, b, 0, up_to_id).await
+    }
+
+    /// What account deletion does to messages, in one step.
+    async fn delete_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Error> {
+        delete_summaries_of_user(conn, user_id).await?;
+        for peer in correspondents(conn, user_id).await? {
+            purge_window(conn, user_id, peer, 0, i64::MAX).await?;
+        }
+        Ok(())
+    }
 
     /// What `chat_summary` must hold: the newest message visible to `user_id` of each conversation, grouped
     /// over the whole history (the query `GET /chats/active` ran before the summary existed).
@@ -559,7 +634,11 @@ mod tests {
         assert_eq!(by_client_msg_id(&conn, 1, "c1").await.unwrap().unwrap().id, b.id);
         let page: Vec<i64> = page_before(&conn, 2, 1, i64::MAX, 10).await.unwrap().iter().map(|m| m.id).collect();
         assert_eq!(page, vec![b.id, a.id]);
-        assert_eq!(mark_read(&conn, 2, 1, Some(a.id)).await.unwrap(), vec![a.id]);
+        assert_eq!(
+            mark_read(&conn, 2, 1, Some(b.id), 1).await.unwrap(),
+            vec![a.id],
+            "the oldest first, a batch at most"
+        );
         hide_for_receiver(&conn, b.id).await.unwrap();
         assert_eq!(last_visible_id(&conn, 2, 1).await.unwrap(), a.id);
         assert_eq!(last_live_id(&conn, 2, 1).await.unwrap(), b.id);

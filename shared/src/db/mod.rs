@@ -5,6 +5,7 @@
 //! `Result<_, libsql::Error>` and map rows by column name.
 
 pub mod admin;
+pub mod bulk;
 pub mod connections;
 pub mod contacts;
 pub mod devices;
@@ -31,6 +32,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "0004_chat_summary", include_str!("../../../migrations/0004_chat_summary.sql")),
     (5, "0005_admin", include_str!("../../../migrations/0005_admin.sql")),
     (6, "0006_claimed_keys", include_str!("../../../migrations/0006_claimed_keys.sql")),
+    (7, "0007_bulk_jobs", include_str!("../../../migrations/0007_bulk_jobs.sql")),
 ];
 
 /// The schema version this build expects.

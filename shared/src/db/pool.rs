@@ -423,9 +423,26 @@ impl PooledConn<'_> {
             let conn = Conn { inner: member.connection().clone(), in_tx: true, limits: limits.clone() };
             return Ok(WriteTx { end: Some(Ending::Group(member)), conn, _conn: std::marker::PhantomData });
         }
+        self.own_tx(turn.into_permit()).await
+    }
+
+    /// A write transaction of its own, never a member of a group commit: for the bounded steps of bulk work
+    /// ([`crate::bulk`]). A short writer queued behind such a step then commits as soon as the step has,
+    /// instead of joining a group with the steps after it (a group commits only when its last member is
+    /// done). On a local file it first commits the open group, like a writer outside a transaction.
+    pub async fn write_tx_alone(&self) -> Result<WriteTx<'_>, libsql::Error> {
+        let limits = &self.db.limits;
+        let turn = limits.writer.turn(QUEUE_TIMEOUT).await?;
+        let writer = if self.db.local { turn.flush().await } else { turn.into_permit() };
+        self.own_tx(writer).await
+    }
+
+    /// `BEGIN IMMEDIATE` on this connection, holding the process's `writer` turn until it ends.
+    async fn own_tx(&self, writer: OwnedSemaphorePermit) -> Result<WriteTx<'_>, libsql::Error> {
+        let limits = &self.db.limits;
         let tx = limits.retry(|| self.inner.transaction_with_behavior(TransactionBehavior::Immediate)).await?;
         let conn = Conn { inner: (*tx).clone(), in_tx: true, limits: limits.clone() };
-        Ok(WriteTx { end: Some(Ending::Own(tx, turn.into_permit())), conn, _conn: std::marker::PhantomData })
+        Ok(WriteTx { end: Some(Ending::Own(tx, writer)), conn, _conn: std::marker::PhantomData })
     }
 }
 

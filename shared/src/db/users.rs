@@ -2,7 +2,8 @@
 
 use super::Conn;
 use crate::db::{
-    admin, all, connections, contacts, devices, exists, first, id_list, int_bool, messages, objects, themes, value,
+    admin, all, bulk, connections, contacts, devices, exists, first, id_list, int_bool, messages, objects, themes,
+    value,
 };
 use serde::Deserialize;
 pub use wire::{AvatarVisibility, PhoneVisibility};
@@ -443,15 +444,17 @@ pub struct Deleted {
 }
 
 /// Deletes account `id` (API.md §5.9): devices and their keys, connections, themes, contact rows in both
-/// directions, the messages only this user could still see, the media of the messages it sent, every
-/// profile field and secret; the row stays as the `is_deleted` stub with a bumped token version. Run it
-/// inside one write transaction.
+/// directions, the chat list, every profile field and secret; the row stays as the `is_deleted` stub with a
+/// bumped token version. Run it inside one write transaction. What can be many rows (the messages only this
+/// user could still see, the media of the messages it sent, the envelopes of its devices) is queued as
+/// bulk jobs in the same transaction, one per conversation and device, for [`crate::bulk`] to finish.
 pub async fn delete_account(conn: &Conn, id: i64) -> Result<Deleted, libsql::Error> {
     let object_keys = objects::keys_of_owner(conn, id).await?;
     let connections = connections::ids_of_user(conn, id).await?;
     let devices = devices::ids_of_user(conn, id).await?;
+    let now = crate::time::now_ms();
     for device in &devices {
-        devices::delete_with_keys(conn, device).await?;
+        devices::delete_with_keys(conn, id, device, now).await?;
     }
     // Pending deletion: the rows stay (without an owner that exists) until S3 confirms.
     objects::mark_deleted_of_owner(conn, id).await?;
@@ -459,10 +462,12 @@ pub async fn delete_account(conn: &Conn, id: i64) -> Result<Deleted, libsql::Err
     devices::delete_of_user(conn, id).await?;
     themes::delete_of_user(conn, id).await?;
     contacts::delete_of_user(conn, id).await?;
-    messages::delete_of_user(conn, id).await?;
+    messages::delete_summaries_of_user(conn, id).await?;
+    for peer in messages::correspondents(conn, id).await? {
+        bulk::upsert_chat(conn, bulk::Kind::PurgeChat, id, peer, i64::MAX, now).await?;
+    }
     admin::delete_sessions_of_user(conn, id).await?;
     anonymize(conn, id).await?;
-    messages::delete_envelopes_of_user(conn, id).await?;
     Ok(Deleted { object_keys, connections, devices })
 }
 

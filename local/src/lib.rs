@@ -199,6 +199,11 @@ async fn cleanup_hourly(state: Arc<AppState>, mut shutdown: watch::Receiver<bool
             Ok(removed) => tracing::info!(removed, "clean-up removed unreferenced uploads"),
             Err(e) => tracing::warn!(error = ?e, "clean-up failed"),
         }
+        match shared::files::sweep_bucket(&state, shared::time::now_ms() - shared::files::SWEEP_MIN_AGE_MS).await {
+            Ok(0) => {}
+            Ok(swept) => tracing::info!(swept, "clean-up swept objects without a row"),
+            Err(e) => tracing::warn!(error = ?e, "bucket sweep failed"),
+        }
         tokio::select! {
             _ = shutdown.changed() => return,
             () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}

@@ -107,16 +107,55 @@ async fn mark_if_orphaned(state: &AppState, key: &str, force: bool) -> Result<bo
     Ok(true)
 }
 
-/// Deletes the S3 object (retried), then its row; a failure leaves the row for the clean-up to retry.
+/// Deletes the S3 object (retried), then its row; a failure leaves the row for the clean-up to retry. A row
+/// younger than the longest presigned PUT stays, marked `deleted`: a PUT issued with it could re-create
+/// the object, and the clean-up deletes it again until the PUT has expired.
 pub async fn purge(state: &AppState, key: &str) {
     if delete_object(state, key).await {
+        let issued_after = crate::time::now_ms() - put_lifetime_ms(state);
         match state.db.conn().await {
             Ok(conn) => {
-                if let Err(e) = objects::delete(&conn, key).await {
+                if let Err(e) = objects::delete_settled(&conn, key, issued_after).await {
                     tracing::warn!(error = ?e, "object row not deleted");
                 }
             }
             Err(e) => tracing::warn!(error = ?e, "object row not deleted"),
+        }
+    }
+}
+
+/// How long a presigned PUT of this deployment can be used, in ms.
+fn put_lifetime_ms(state: &AppState) -> i64 {
+    i64::try_from(state.storage.put_ttl().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// How old an object without a row must be before the sweep deletes it: far past the moment between an
+/// avatar's S3 write and its row.
+pub const SWEEP_MIN_AGE_MS: i64 = 3600 * 1000;
+
+/// Deletes every object of the bucket last written before `cutoff_ms` that has no row: one re-created by a
+/// presigned PUT after its row was purged, or left by a process that died between its S3 write and its
+/// row. Returns how many it deleted.
+pub async fn sweep_bucket(state: &AppState, cutoff_ms: i64) -> Result<usize, ApiError> {
+    let mut removed = 0;
+    let mut token = None;
+    loop {
+        let (page, next) = state.storage.list_page(token).await?;
+        let old: Vec<&str> = page.iter().filter(|o| o.last_modified_ms < cutoff_ms).map(|o| o.key.as_str()).collect();
+        if !old.is_empty() {
+            let known = {
+                let conn = state.db.conn().await?;
+                objects::with_rows(&conn, &old).await?
+            };
+            for key in old.into_iter().filter(|k| !known.iter().any(|known| known == k)) {
+                if delete_object(state, key).await {
+                    removed += 1;
+                }
+            }
+        }
+        token = next;
+        if token.is_none() {
+            return Ok(removed);
         }
     }
 }

@@ -42,6 +42,18 @@ pub struct PresignedPut {
     pub headers: Vec<(String, String)>,
 }
 
+/// One object of a bucket listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The key.
+    pub key: String,
+    /// When it was last written, epoch ms.
+    pub last_modified_ms: i64,
+}
+
+/// One page of a bucket listing and where the next one starts (`None`: the last page).
+pub type ListPage = (Vec<Listed>, Option<String>);
+
 /// The object store the functions use: one private bucket behind presigned URLs.
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// The bucket name.
@@ -56,6 +68,9 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<u8>>>;
     /// Every key in the bucket (tools and tests).
     fn list_keys(&self) -> BoxFuture<'_, anyhow::Result<Vec<String>>>;
+    /// One page (up to 1 000 objects, key order) of the bucket listing, from `continuation` (`None`: the
+    /// start): the clean-up's sweep for objects without a row.
+    fn list_page(&self, continuation: Option<String>) -> BoxFuture<'_, anyhow::Result<ListPage>>;
     /// Deletes an object (deleting a missing object succeeds, as in S3).
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
     /// A presigned GET URL; `attachment` makes the store serve it as `application/octet-stream` with
@@ -157,20 +172,37 @@ impl ObjectStore for S3Storage {
             let mut keys = Vec::new();
             let mut token = None;
             loop {
-                let out = self
-                    .client
-                    .list_objects_v2()
-                    .bucket(&self.bucket)
-                    .set_continuation_token(token)
-                    .send()
-                    .await
-                    .context("s3 list_objects_v2")?;
-                keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
-                token = out.next_continuation_token().map(str::to_owned);
+                let (page, next) = self.list_page(token).await?;
+                keys.extend(page.into_iter().map(|o| o.key));
+                token = next;
                 if token.is_none() {
                     return Ok(keys);
                 }
             }
+        })
+    }
+
+    fn list_page(&self, continuation: Option<String>) -> BoxFuture<'_, anyhow::Result<ListPage>> {
+        Box::pin(async move {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .set_continuation_token(continuation)
+                .send()
+                .await
+                .context("s3 list_objects_v2")?;
+            let page = out
+                .contents()
+                .iter()
+                .filter_map(|o| {
+                    let key = o.key()?.to_owned();
+                    // An object without a date counts as new: a sweep never deletes what it cannot date.
+                    let last_modified_ms = o.last_modified().and_then(|t| t.to_millis().ok()).unwrap_or(i64::MAX);
+                    Some(Listed { key, last_modified_ms })
+                })
+                .collect();
+            Ok((page, out.next_continuation_token().map(str::to_owned)))
         })
     }
 

@@ -104,9 +104,13 @@ async fn deleting_an_account_leaves_nothing_behind_but_the_peers_copies() {
         vec![
             "chat_summary.peer_id: 1".to_owned(),
             "message.receiver_id: 1".to_owned(),
-            "message.sender_id: 1".to_owned()
+            "message.sender_id: 1".to_owned(),
+            // The objects' rows stay, marked deleted, until any presigned PUT for them has expired.
+            "object.owner_id: 4".to_owned()
         ]
     );
+    let marked = format!("SELECT COUNT(*) FROM object WHERE owner_id = {} AND kind = 'deleted'", user.id);
+    assert_eq!(app.count(&marked).await, 4);
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM user WHERE id = {} AND phone IS NULL AND password_hash IS NULL AND first_name IS NULL AND is_deleted = 1", user.id)).await, 1);
 
     let history = peer.get(&format!("/chats/{}/messages", user.id)).await.expect(200);

@@ -50,8 +50,9 @@ async fn a_new_avatar_or_a_preset_deletes_the_previous_object() {
     assert_eq!((status, ct.as_deref(), bytes), (200, Some("image/gif"), gif));
     u.put("/users/me/preset-avatar?avatar_id=5", None).await.expect(200);
     assert!(app.bucket_keys().await.is_empty());
-    let mut rows = app.db().await.query("SELECT COUNT(*) FROM object", ()).await.unwrap();
-    assert_eq!(rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap(), 0);
+    // Rows stay marked deleted (kept while a presigned PUT could re-create the object); none is live.
+    assert_eq!(app.count("SELECT COUNT(*) FROM object WHERE kind != 'deleted'").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM object WHERE kind = 'deleted'").await, 2);
 }
 
 #[tokio::test]

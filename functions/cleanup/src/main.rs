@@ -1,6 +1,6 @@
 //! Hourly clean-up (a scheduled function): finishes bulk jobs a request left (a long chat clear, a killed
-//! process: `shared::bulk`), deletes uploads nothing referenced within 24 hours and retries pending object
-//! deletions.
+//! process: `shared::bulk`), deletes uploads nothing referenced within 24 hours, retries pending object
+//! deletions and sweeps the bucket for objects without a row.
 
 use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
 use serde::Serialize;
@@ -9,11 +9,13 @@ use serde_json::Value;
 /// Of the function's 300 s timeout, how long a run works on bulk jobs.
 const JOB_BUDGET: std::time::Duration = std::time::Duration::from_secs(200);
 
-/// What a run reports: how many bulk jobs it finished and how many objects it removed.
+/// What a run reports: how many bulk jobs it finished, how many objects it removed and how many objects
+/// without a row it swept.
 #[derive(Serialize)]
 struct Removed {
     jobs: usize,
     removed: usize,
+    swept: usize,
 }
 
 #[tokio::main]
@@ -31,8 +33,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let removed = shared::files::cleanup(state, shared::time::now_ms() - shared::files::MAX_UNREFERENCED_MS)
             .await
             .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
-        tracing::info!(jobs, removed, "clean-up done");
-        Ok::<Removed, lambda_runtime::Error>(Removed { jobs, removed })
+        let swept = shared::files::sweep_bucket(state, shared::time::now_ms() - shared::files::SWEEP_MIN_AGE_MS)
+            .await
+            .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
+        tracing::info!(jobs, removed, swept, "clean-up done");
+        Ok::<Removed, lambda_runtime::Error>(Removed { jobs, removed, swept })
     };
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| run())).await

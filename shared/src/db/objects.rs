@@ -89,10 +89,19 @@ pub async fn keys_of_owner(conn: &Conn, owner: i64) -> Result<Vec<String>, libsq
     column(conn.query("SELECT key FROM object WHERE owner_id = ?1", [owner]).await?).await
 }
 
-/// Deletes the row of `key` (after its S3 object is gone).
-pub async fn delete(conn: &Conn, key: &str) -> Result<(), libsql::Error> {
-    conn.execute("DELETE FROM object WHERE key = ?1", [key]).await?;
-    Ok(())
+/// Deletes the row of `key` after its S3 object is gone, unless the row was created at or after
+/// `issued_after_ms`: a presigned PUT issued with it may still be valid and re-create the object, so the
+/// row stays (marked `deleted`) for the clean-up to delete the object again once the PUT has expired.
+/// Returns whether the row is gone.
+pub async fn delete_settled(conn: &Conn, key: &str, issued_after_ms: i64) -> Result<bool, libsql::Error> {
+    let deleted = conn.execute("DELETE FROM object WHERE key = ?1 AND created_at < ?2", (key, issued_after_ms)).await?;
+    Ok(deleted > 0)
+}
+
+/// Which of `keys` have a row.
+pub async fn with_rows(conn: &Conn, keys: &[&str]) -> Result<Vec<String>, libsql::Error> {
+    let list = serde_json::to_string(keys).unwrap_or_else(|_| "[]".into());
+    column(conn.query("SELECT key FROM object WHERE key IN (SELECT value FROM json_each(?1))", [list]).await?).await
 }
 
 /// One batch of clean-up candidates after `after_key` (key order): objects pending deletion, and objects

@@ -48,28 +48,26 @@ struct Step {
 
 /// One bounded step of `job`, inside the caller's write transaction.
 async fn step(tx: &db::Conn, job: &Job) -> Result<Step, libsql::Error> {
-    if job.kind == Kind::PurgeDevice {
-        let n = db::messages::purge_envelopes_of_device(tx, &job.device_id, BATCH).await?;
-        let count = i64::try_from(n).unwrap_or(i64::MAX);
-        return Ok(Step { cursor: 0, count, last: count < BATCH, media_keys: Vec::new() });
-    }
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let (user, peer, after) = (job.user_id, job.peer_id, job.cursor);
-    let end = db::messages::window_end(tx, user, peer, after, job.up_to_id, BATCH).await?;
-    let (end, last) = match end {
+    if job.kind == Kind::PurgeDevice {
+        let n = count(db::messages::purge_envelopes_of_device(tx, &job.device_id, BATCH).await?);
+        return Ok(Step { cursor: 0, count: n, last: n < BATCH, media_keys: Vec::new() });
+    }
+    // The chat kinds: the next window of the conversation by id.
+    let (end, last) = match db::messages::window_end(tx, user, peer, after, job.up_to_id, BATCH).await? {
         Some(end) => (end, end >= job.up_to_id),
         None => (job.up_to_id, true),
     };
-    let (count, media_keys) = match job.kind {
-        Kind::HideChat => (db::messages::hide_window(tx, user, peer, after, end).await?, Vec::new()),
-        Kind::WipeChat => {
-            let wiped = db::messages::wipe_window(tx, user, peer, after, end).await?;
-            (wiped.ids.len() as u64, wiped.media_keys)
-        }
-        Kind::PurgeChat | Kind::PurgeDevice => {
-            (db::messages::purge_window(tx, user, peer, after, end).await?, Vec::new())
-        }
+    let (n, media_keys) = if job.kind == Kind::WipeChat {
+        let wiped = db::messages::wipe_window(tx, user, peer, after, end).await?;
+        (wiped.ids.len() as u64, wiped.media_keys)
+    } else if job.kind == Kind::HideChat {
+        (db::messages::hide_window(tx, user, peer, after, end).await?, Vec::new())
+    } else {
+        (db::messages::purge_window(tx, user, peer, after, end).await?, Vec::new())
     };
-    Ok(Step { cursor: end, count: i64::try_from(count).unwrap_or(i64::MAX), last, media_keys })
+    Ok(Step { cursor: end, count: count(n), last, media_keys })
 }
 
 /// Works on job `id` in bounded steps until it is done or `deadline` has passed.

@@ -2,7 +2,7 @@
 //! module of the table it changes; this one keeps the jobs.
 
 use super::Conn;
-use crate::db::{all, first};
+use crate::db::first;
 use serde::Deserialize;
 
 /// What a job does.
@@ -154,10 +154,4 @@ pub async fn advance(conn: &Conn, id: i64, cursor: i64, count: i64) -> Result<()
 pub async fn finish(conn: &Conn, id: i64, count: i64) -> Result<Option<i64>, libsql::Error> {
     let rows = conn.query("DELETE FROM bulk_job WHERE id = ?1 RETURNING done_count + ?2", (id, count)).await?;
     crate::db::value(rows).await
-}
-
-/// Every pending job (tests and diagnostics).
-pub async fn all_pending(conn: &Conn) -> Result<Vec<Job>, libsql::Error> {
-    let rows: Vec<JobRow> = all(conn.query(&format!("SELECT {COLUMNS} FROM bulk_job ORDER BY id"), ()).await?).await?;
-    Ok(rows.into_iter().filter_map(JobRow::job).collect())
 }

@@ -276,10 +276,12 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Waits up to 15 s for a stack run as a child process to answer `GET /health`; whether it did.
+/// Waits up to 30 s for a stack run as a child process to answer `GET /health`; whether it did.
 pub async fn wait_healthy(base: &str) -> bool {
-    let http = reqwest::Client::new();
-    for _ in 0..300 {
+    // A deadline, not a number of tries: a stack that hangs each request must not hold the suite for long.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap();
+    while std::time::Instant::now() < deadline {
         if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
             return true;
         }

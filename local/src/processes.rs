@@ -184,8 +184,12 @@ impl Function {
                 *running = None;
             }
             drop(running);
-            // Whatever it held fails now (the senders are dropped), instead of at the timeout.
+            // Whatever it held fails now (the senders are dropped), instead of at the timeout; so do the
+            // invocations queued for it that it never took (a process that dies during its init).
             lock(&this.pending).clear();
+            if let Ok(mut queued) = this.next.try_lock() {
+                while queued.try_recv().is_ok() {}
+            }
         });
         Ok(())
     }

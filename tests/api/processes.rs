@@ -2,7 +2,7 @@
 //! AWS. Requests and WebSocket frames reach their function's process; a crashed function is started again
 //! on its next invocation (a cold start) without touching the others.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -11,14 +11,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 const STACK: &str = env!("CARGO_BIN_EXE_messenger-local-under-test");
 
-/// Builds the function binaries `--processes` runs, next to the stack's binary, unless they are there:
-/// `cargo test` builds only the binaries of packages with integration tests. The same package selection as
-/// the README's test command, so nothing but the binaries themselves is compiled.
+/// Builds the function binaries `--processes` runs, next to the stack's binary: `cargo test` builds only the
+/// binaries of packages with integration tests. Always, not only when they are missing: binaries left in a
+/// reused target directory by an older commit would run against this commit's schema. The same package
+/// selection as the README's test command, so nothing but the binaries themselves is compiled, and nothing
+/// at all when they are up to date.
 fn ensure_function_binaries() {
-    let dir = std::path::Path::new(STACK).parent().unwrap();
-    if messenger_local::gateway::functions().keys().all(|f| dir.join(f).exists()) {
-        return;
-    }
     // As from a shell: without the variables cargo sets for a test run, which would change fingerprints and
     // make the next `cargo test` recompile.
     let mut cargo = Command::new(env!("CARGO"));
@@ -69,6 +67,7 @@ async fn functions_run_as_their_own_processes_and_a_crash_is_a_cold_start() {
     let dir = tempfile::tempdir().unwrap();
     let (port, s3_port) = (messenger_tests::free_port(), messenger_tests::free_port());
     let log = dir.path().join("stack.log");
+    let log_file = std::fs::File::create(&log).unwrap();
     let mut stack = Command::new(STACK)
         .args(["--processes", "--port", &port.to_string(), "--s3-port", &s3_port.to_string(), "--data-dir"])
         .arg(dir.path().join("data"))
@@ -77,8 +76,9 @@ async fn functions_run_as_their_own_processes_and_a_crash_is_a_cold_start() {
         .env_remove("DATABASE_URL")
         .env_remove("JWT_SECRET")
         .env_remove("AWS_LAMBDA_LOG_FORMAT")
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        // The functions' own output (why one exits) goes to the same log.
+        .stderr(log_file)
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -134,4 +134,46 @@ async fn functions_run_as_their_own_processes_and_a_crash_is_a_cold_start() {
     let cold_starts = text.lines().filter(|l| l.contains("cold start") && l.contains("function=\"users\"")).count();
     assert_eq!(cold_starts, 2, "two cold starts of users in the log:\n{text}");
     assert!(text.contains("function ready") && text.contains("init_ms"), "init times are logged");
+}
+
+/// A function whose process dies during its init (here: every function exits at once, as a binary built for
+/// an older schema does) fails its invocation at once with a 502, instead of holding it until the timeout.
+#[tokio::test]
+async fn a_function_that_exits_before_taking_its_invocation_fails_it_at_once() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let functions = dir.path().join("functions");
+    std::fs::create_dir(&functions).unwrap();
+    for name in messenger_local::gateway::functions().keys() {
+        let path = functions.join(name);
+        std::fs::write(&path, "#!/bin/sh\necho 'this binary refuses to start' >&2\nexit 1\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (port, s3_port) = (messenger_tests::free_port(), messenger_tests::free_port());
+    let mut stack = Command::new(STACK)
+        .args(["--processes", "--port", &port.to_string(), "--s3-port", &s3_port.to_string(), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--functions-dir")
+        .arg(&functions)
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .env_remove("JWT_SECRET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let mut answer = None;
+    for _ in 0..600 {
+        if let Ok(r) = http.get(&url).send().await {
+            answer = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stack.kill();
+    let _ = stack.wait();
+    let answer = answer.expect("the stack listens");
+    assert_eq!(answer.status(), 502, "not a 504 after the invocation timeout");
 }

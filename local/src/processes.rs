@@ -89,6 +89,9 @@ impl RuntimeApi {
         let listener =
             TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.context("bind the Runtime API")?;
         let addr = listener.local_addr()?;
+        // As on AWS, the secrets reach each process as the ARNs of Secrets Manager secrets, read through the
+        // Secrets Manager API (served on this listener), never as values in its environment.
+        let (env, secrets) = Secrets::take(env, addr);
         let mut functions = HashMap::new();
         for &name in names {
             let (queue, next) = mpsc::unbounded_channel();
@@ -120,7 +123,13 @@ impl RuntimeApi {
             .route("/{function}/2018-06-01/runtime/invocation/{id}/response", post(response))
             .route("/{function}/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/{function}/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(Arc::new(api.functions.clone()));
+            .with_state(Arc::new(api.functions.clone()))
+            .merge(
+                Router::new()
+                    .route(SECRETS_PATH, post(get_secret_value))
+                    .route(&format!("{SECRETS_PATH}/"), post(get_secret_value))
+                    .with_state(Arc::new(secrets)),
+            );
         let mut shutdown = shutdown;
         // Not a graceful shutdown: the processes' long polls of `next` would hold it open forever.
         let task = tokio::spawn(async move {
@@ -159,7 +168,12 @@ impl Function {
         if running.is_some() {
             return Ok(());
         }
-        let mut child = tokio::process::Command::new(&self.binary)
+        let mut command = tokio::process::Command::new(&self.binary);
+        // Not even the stack's own environment passes a secret's value on.
+        for name in shared::secrets::SECRETS {
+            command.env_remove(name);
+        }
+        let mut child = command
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .kill_on_drop(true)
             .spawn()
@@ -228,6 +242,83 @@ type Functions = Arc<HashMap<&'static str, Arc<Function>>>;
 
 fn function(functions: &Functions, name: &str) -> Result<Arc<Function>, StatusCode> {
     functions.get(name).cloned().ok_or(StatusCode::NOT_FOUND)
+}
+
+/// Where the processes reach the Secrets Manager API, under the Runtime API's listener.
+const SECRETS_PATH: &str = "/secretsmanager";
+
+/// The stack's secrets as AWS Secrets Manager secrets, behind a `GetSecretValue` endpoint.
+struct Secrets {
+    /// The access key id the processes sign with: requests without it are refused, as AWS refuses
+    /// unsigned ones.
+    access_key: String,
+    /// Secret ARN → value.
+    values: HashMap<String, String>,
+}
+
+impl Secrets {
+    /// Moves each secret of `env` into a secret: the process gets `<NAME>_ARN` instead, and the endpoint to
+    /// read it at (`addr`).
+    fn take(env: Vec<(String, String)>, addr: SocketAddr) -> (Vec<(String, String)>, Self) {
+        let access_key = env.iter().find(|(k, _)| k == "AWS_ACCESS_KEY_ID").map(|(_, v)| v.clone()).unwrap_or_default();
+        let mut values = HashMap::new();
+        let mut out = Vec::new();
+        for (name, value) in env {
+            if shared::secrets::SECRETS.contains(&name.as_str()) {
+                let arn = format!(
+                    "arn:aws:secretsmanager:us-east-1:000000000000:secret:messenger-local/{}",
+                    name.to_lowercase().replace('_', "-")
+                );
+                out.push((shared::secrets::arn_variable(&name), arn.clone()));
+                values.insert(arn, value);
+            } else {
+                out.push((name, value));
+            }
+        }
+        out.push(("AWS_ENDPOINT_URL_SECRETS_MANAGER".to_owned(), format!("http://{addr}{SECRETS_PATH}")));
+        (out, Self { access_key, values })
+    }
+}
+
+/// An AWS JSON-protocol error.
+fn aws_error(status: StatusCode, kind: &str, message: &str) -> AxumResponse {
+    let body = serde_json::json!({"__type": kind, "message": message}).to_string();
+    (status, [("x-amzn-errortype", kind), ("content-type", "application/x-amz-json-1.1")], body).into_response()
+}
+
+/// `POST /` with `X-Amz-Target: secretsmanager.GetSecretValue`, as Secrets Manager answers it: the secret's
+/// current value, `ResourceNotFoundException` for an unknown id, and a refusal without the stack's
+/// credentials.
+async fn get_secret_value(State(secrets): State<Arc<Secrets>>, headers: HeaderMap, body: Bytes) -> AxumResponse {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !header("authorization").contains(&format!("Credential={}/", secrets.access_key)) {
+        return aws_error(StatusCode::BAD_REQUEST, "UnrecognizedClientException", "The security token is invalid.");
+    }
+    if header("x-amz-target") != "secretsmanager.GetSecretValue" {
+        return aws_error(StatusCode::BAD_REQUEST, "UnknownOperationException", "Only GetSecretValue is served.");
+    }
+    #[derive(Deserialize)]
+    struct Request {
+        #[serde(rename = "SecretId")]
+        secret_id: String,
+    }
+    let Ok(request) = serde_json::from_slice::<Request>(&body) else {
+        return aws_error(StatusCode::BAD_REQUEST, "InvalidRequestException", "SecretId is required.");
+    };
+    let Some(value) = secrets.values.get(&request.secret_id) else {
+        return aws_error(
+            StatusCode::BAD_REQUEST,
+            "ResourceNotFoundException",
+            "Secrets Manager can't find the specified secret.",
+        );
+    };
+    let name = request.secret_id.rsplit(':').next().unwrap_or_default();
+    let body = serde_json::json!({
+        "ARN": request.secret_id, "Name": name, "SecretString": value,
+        "VersionId": "00000000-0000-0000-0000-000000000001", "VersionStages": ["AWSCURRENT"],
+        "CreatedDate": 1.7e9,
+    });
+    ([("content-type", "application/x-amz-json-1.1")], body.to_string()).into_response()
 }
 
 /// `GET /runtime/invocation/next`: waits for the next invocation of this function.

@@ -84,6 +84,22 @@ where
     }
 }
 
+/// Authenticates a request and counts it against the user's budget of authenticated REST calls before the
+/// body is decoded or the route's own limits are counted, so one user's flood of any endpoint is refused
+/// early (429 with `Retry-After`), whatever it asks for: a call that changes something against
+/// `RATE_LIMIT_REST_WRITE` in the database, a `GET` against `RATE_LIMIT_REST_READ` in this process.
+async fn authenticate_counted(state: &AppState, req: &Request) -> Result<AuthUser, ApiError> {
+    let user = authenticate_request(state, req).await?;
+    let subject = user.id.to_string();
+    let limits = &state.config.rate_limits;
+    if matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+        state.limiter.hit_local("rest_read", &subject, limits.rest_read)?;
+    } else {
+        state.limiter.hit(&state.db, "rest_write", &subject, limits.rest_write).await?;
+    }
+    Ok(user)
+}
+
 impl Router {
     /// An empty router for `function` (its name in `template.yaml`).
     pub fn new(function: &'static str) -> Self {
@@ -116,7 +132,7 @@ impl Router {
     {
         let call: Call = Box::new(move |state, req, path| {
             Box::pin(async move {
-                let user = authenticate_request(state, &req).await?;
+                let user = authenticate_counted(state, &req).await?;
                 let input = decode_input::<E::Request>(E::INPUT, &req, path)?;
                 Ok(encode::<E>(&handler(state, user, input).await?))
             })
@@ -151,7 +167,7 @@ impl Router {
     {
         let call: Call = Box::new(move |state, req, _path| {
             Box::pin(async move {
-                let user = authenticate_request(state, &req).await?;
+                let user = authenticate_counted(state, &req).await?;
                 let file = multipart_file(req, "file").await?;
                 Ok(encode::<E>(&handler(state, user, file).await?))
             })

@@ -106,6 +106,12 @@ pub struct RateLimits {
     pub key_upload: Limit,
     /// Frames of any kind per connection (`RATE_LIMIT_WS_FRAMES`).
     pub ws_frames: Limit,
+    /// Authenticated REST calls that change something (every method but `GET`) per user
+    /// (`RATE_LIMIT_REST_WRITE`), counted in the database before the route's own limits.
+    pub rest_write: Limit,
+    /// Authenticated `GET` calls per user (`RATE_LIMIT_REST_READ`), counted per process in memory so that a
+    /// read stays a read.
+    pub rest_read: Limit,
 }
 
 impl Default for RateLimits {
@@ -128,6 +134,8 @@ impl Default for RateLimits {
             connect: Limit::new(30, 60),
             key_upload: Limit::new(60, 3600),
             ws_frames: Limit::new(60, 10),
+            rest_write: Limit::new(120, 60),
+            rest_read: Limit::new(600, 60),
         }
     }
 }
@@ -261,6 +269,8 @@ impl Config {
             ("RATE_LIMIT_CONNECT", &mut rate_limits.connect),
             ("RATE_LIMIT_KEY_UPLOAD", &mut rate_limits.key_upload),
             ("RATE_LIMIT_WS_FRAMES", &mut rate_limits.ws_frames),
+            ("RATE_LIMIT_REST_WRITE", &mut rate_limits.rest_write),
+            ("RATE_LIMIT_REST_READ", &mut rate_limits.rest_read),
         ] {
             if let Some(v) = get(name) {
                 *slot = Limit::parse(name, &v)?;

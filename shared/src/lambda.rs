@@ -44,14 +44,25 @@ pub fn init_tracing() {
     }
 }
 
-/// Builds the state once (config, database, clients, keys), checks the schema version and serves events.
+/// Builds the state once (config with its secrets, database, clients, keys), checks the schema version and
+/// serves events.
 pub async fn run<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
 where
     F: Fn(&'static AppState, Request) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     init_tracing();
-    let config = Config::from_env()?;
+    let config = crate::secrets::load_config().await?;
+    run_with(config, handler).await
+}
+
+/// [`run`] with a configuration the caller loaded (and checked) already.
+pub async fn run_with<F, Fut>(config: Config, handler: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(&'static AppState, Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    init_tracing();
     let state = AppState::new(config, None).await?;
     crate::db::check_schema(&state.db).await?;
     let state: &'static AppState = Box::leak(Box::new(state));

@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod realtime;
 pub mod response;
 pub mod routes;
+pub mod secrets;
 pub mod state;
 pub mod storage;
 pub mod time;

@@ -33,6 +33,17 @@ pub struct Limiter {
     key: Hmac<Sha256>,
     /// Counter key → a window known to be full.
     full: Mutex<HashMap<String, Full>>,
+    /// (scope, subject) → the window of a limit counted in this process only ([`Limiter::hit_local`]).
+    local: Mutex<HashMap<String, Local>>,
+}
+
+/// A window of a limit counted in this process's memory.
+#[derive(Debug, Clone, Copy)]
+struct Local {
+    /// End of the window (epoch ms).
+    end: i64,
+    /// Events counted in it.
+    count: u32,
 }
 
 /// A window this process knows to be full.
@@ -56,7 +67,7 @@ impl Limiter {
         let mut derive = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
         derive.update(b"messenger rate-limit keys v1");
         let key = Hmac::<Sha256>::new_from_slice(&derive.finalize().into_bytes()).expect("32-byte key");
-        Self { key, full: Mutex::new(HashMap::new()) }
+        Self { key, full: Mutex::new(HashMap::new()), local: Mutex::new(HashMap::new()) }
     }
 
     /// The counter key of (`scope`, `subject`).
@@ -126,6 +137,31 @@ impl Limiter {
     pub async fn hit_on(&self, conn: &Conn, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
         let (counter, now) = self.unrefused(scope, subject)?;
         self.count(conn, counter, now, limit).await
+    }
+
+    /// Counts one event for (`scope`, `subject`) in this process's memory only, without any database work;
+    /// fails with 429 once the window already holds `limit.max`. For limits on reads, where a counter in the
+    /// database would turn every read into a write: each process (each Lambda execution environment) counts
+    /// on its own, so the budget of a deployment is `limit.max` per process a user's requests reach, bounded
+    /// by the functions' concurrency.
+    pub fn hit_local(&self, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
+        let now = crate::time::now_ms();
+        let mut local = self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if local.len() >= REMEMBERED {
+            local.retain(|_, w| w.end > now);
+            if local.len() >= REMEMBERED {
+                local.clear();
+            }
+        }
+        let window = local.entry(format!("{scope}\0{subject}")).or_insert(Local { end: 0, count: 0 });
+        if window.end <= now {
+            *window = Local { end: now.saturating_add(window_ms(limit)), count: 0 };
+        }
+        if window.count >= limit.max {
+            return Err(ApiError::RateLimited { retry_after: retry_after(window.end, now) });
+        }
+        window.count += 1;
+        Ok(())
     }
 
     /// The counter of (`scope`, `subject`) and the time, or the 429 this process remembers for it.

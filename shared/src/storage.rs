@@ -188,6 +188,7 @@ impl ObjectStore for S3Storage {
                 .client
                 .list_objects_v2()
                 .bucket(&self.bucket)
+                .prefix(KEY_PREFIX)
                 .set_continuation_token(continuation)
                 .send()
                 .await
@@ -309,8 +310,11 @@ impl ImageType {
 
 /// A new opaque object key `u/<uuid>`.
 pub fn new_key() -> String {
-    format!("u/{}", uuid::Uuid::new_v4().simple())
+    format!("{KEY_PREFIX}{}", uuid::Uuid::new_v4().simple())
 }
+
+/// The prefix of every object key: the functions' IAM policies grant object access only under it.
+pub const KEY_PREFIX: &str = "u/";
 
 #[cfg(test)]
 mod tests {

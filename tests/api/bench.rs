@@ -14,6 +14,8 @@ const BENCH_LIMITS: &[(&str, &str)] = &[
     ("RATE_LIMIT_REGISTER_IP", "100000/3600"),
     ("RATE_LIMIT_LOGIN_IP", "100000/900"),
     ("RATE_LIMIT_CONNECT", "100000/60"),
+    ("RATE_LIMIT_REST_WRITE", "1000000/1"),
+    ("RATE_LIMIT_REST_READ", "1000000/1"),
 ];
 
 #[tokio::test]

@@ -30,6 +30,7 @@ impl Stack {
             .env("RATE_LIMIT_SEND_MESSAGE", "1000000/10")
             .env("RATE_LIMIT_WS_FRAMES", "1000000/10")
             .env("RATE_LIMIT_CONNECT", "1000/60")
+            .env("RATE_LIMIT_REST_READ", "1000000/60")
             .env_remove("DATABASE_URL")
             .env_remove("JWT_SECRET")
             .stdout(Stdio::null())

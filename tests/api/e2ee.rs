@@ -217,6 +217,7 @@ async fn concurrent_claims_hand_out_each_one_time_key_at_most_once() {
         ("RATE_LIMIT_CLAIM", "1000/60"),
         ("RATE_LIMIT_CLAIM_DEVICE", "1000/3600"),
         ("RATE_LIMIT_CLAIM_TARGET", "1000/3600"),
+        ("RATE_LIMIT_REST_WRITE", "1000/60"),
     ])
     .await;
     let target = app.user().await;

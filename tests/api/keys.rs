@@ -451,6 +451,7 @@ async fn a_claim_never_mixes_one_identity_with_another_identitys_one_time_key() 
         ("RATE_LIMIT_CLAIM_TARGET", "1000/3600"),
         ("RATE_LIMIT_PASSWORD_CHANGE", "1000/900"),
         ("RATE_LIMIT_KEY_UPLOAD", "1000/3600"),
+        ("RATE_LIMIT_REST_WRITE", "10000/60"),
     ])
     .await;
     let owner = app.user().await;

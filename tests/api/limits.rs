@@ -177,3 +177,74 @@ async fn the_default_route_has_a_lower_throttle_than_the_stage() {
     let (stage_default, unknown) = (&stage["DefaultRouteSettings"], &stage["RouteSettings"]["$default"]);
     assert!(rate(unknown) < rate(stage_default) && burst(unknown) < burst(stage_default));
 }
+
+#[tokio::test]
+async fn every_authenticated_call_that_changes_something_draws_on_one_budget_per_user() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_REST_WRITE", "4/60")]).await;
+    let me = app.user().await;
+    let other = app.user().await;
+    // Four calls to four endpoints of three functions use up the budget; a body that fails validation and a
+    // target nobody has count as well: the budget is counted before anything else.
+    me.put("/users/me/bio", Some(&json!({"bio": "hello"}))).await.expect(200);
+    me.post(&format!("/chats/{}/mark-read", other.id), None).await.expect(200);
+    me.put("/users/me/privacy", Some(&json!({"show_last_seen": "yes"}))).await.expect_error(422, "validation_error");
+    me.put("/contacts/987654/local-name", Some(&json!({"local_name": "x"})))
+        .await
+        .expect_error(404, "contact_not_found");
+    let refused = me.put("/users/me/bio", Some(&json!({"bio": "again"}))).await;
+    assert!(refused.headers.contains_key("retry-after"), "{}", refused.text);
+    refused.expect_error(429, "rate_limited");
+    me.delete("/messages/1").await.expect_error(429, "rate_limited");
+    // Uploads are authenticated routes too.
+    let upload = me.client.upload("/upload", &me.token, "file", "a.png", messenger_tests::PNG).await;
+    upload.expect_error(429, "rate_limited");
+    // Reads have their own budget; another user is not affected; what needs no token (logging in) is not
+    // counted, and a bad token is refused before anything is counted.
+    me.get("/me").await.expect(200);
+    other.put("/users/me/bio", Some(&json!({"bio": "mine"}))).await.expect(200);
+    let login = json!({"phone": me.phone, "password": me.password});
+    me.client.call("POST", "/auth/login", None, Some(&login)).await.expect(200);
+    for _ in 0..5 {
+        let call = other.client.call("PUT", "/users/me/bio", Some("not a token"), Some(&json!({"bio": "x"}))).await;
+        call.expect_error(401, "invalid_token");
+    }
+    other.put("/users/me/bio", Some(&json!({"bio": "still mine"}))).await.expect(200);
+}
+
+#[tokio::test]
+async fn reads_have_a_budget_of_their_own_counted_without_writing() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_REST_READ", "4/60")]).await;
+    let me = app.user().await;
+    let other = app.user().await;
+    me.get("/me").await.expect(200);
+    me.get("/chats/active").await.expect(200);
+    me.get("/keys/count").await.expect(200);
+    me.get("/users/987654/profile").await.expect_error(404, "user_not_found");
+    let refused = me.get("/users/me/themes").await;
+    assert!(refused.headers.contains_key("retry-after"), "{}", refused.text);
+    refused.expect_error(429, "rate_limited");
+    // Writes still pass, and the other user reads.
+    me.put("/users/me/bio", Some(&json!({"bio": "hello"}))).await.expect(200);
+    other.get("/me").await.expect(200);
+}
+
+#[tokio::test]
+async fn the_http_api_has_a_stage_throttle_and_floodable_functions_reserved_concurrency() {
+    let yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(messenger_tests::template_path()).unwrap()).unwrap();
+    let api = &yaml["Resources"]["HttpApi"]["Properties"];
+    let stage = &api["DefaultRouteSettings"];
+    assert!(stage["ThrottlingRateLimit"].as_f64().is_some_and(|r| r > 0.0), "a stage rate limit");
+    assert!(stage["ThrottlingBurstLimit"].as_u64().is_some_and(|b| b > 0), "a stage burst limit");
+    // Route settings name route keys the first deploy has not created yet, and fail it.
+    assert!(api.get("RouteSettings").is_none(), "no RouteSettings on the HttpApi");
+    for (function, parameter) in
+        [("AuthFunction", "AuthReservedConcurrency"), ("WsMessageFunction", "WsMessageReservedConcurrency")]
+    {
+        let reserved = &yaml["Resources"][function]["Properties"]["ReservedConcurrentExecutions"];
+        let text = serde_yaml_ng::to_string(reserved).unwrap();
+        assert!(text.contains(parameter), "{function} reserves {parameter}: {text}");
+        let default = yaml["Parameters"][parameter]["Default"].as_u64().expect("a numeric default");
+        assert!(default > 0, "{parameter} reserves by default");
+    }
+}

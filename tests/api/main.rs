@@ -22,5 +22,6 @@ mod processes;
 mod realtime;
 mod robustness;
 mod system;
+mod template;
 mod themes;
 mod users;

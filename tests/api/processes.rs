@@ -117,6 +117,21 @@ async fn functions_run_as_their_own_processes_and_a_crash_is_a_cold_start() {
     }
     assert!(!names.contains(&"themes"), "a function nobody called has not started: {names:?}");
 
+    // As on AWS, the secrets are not in any function's environment: each gets the ARN of a Secrets Manager
+    // secret and reads the value with GetSecretValue at its cold start (which these calls above needed: a
+    // function without the JWT secret cannot check a token).
+    let secret = std::fs::read_to_string(dir.path().join("data/jwt_secret")).unwrap();
+    for (name, pid) in &running {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let vars: Vec<String> = environ.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        for secret_name in ["JWT_SECRET", "ADMIN_SESSION_SECRET"] {
+            let arn = format!("{secret_name}_ARN=arn:aws:secretsmanager:");
+            assert!(vars.iter().any(|v| v.starts_with(&arn)), "{name}: {secret_name}");
+            assert!(!vars.iter().any(|v| v.starts_with(&format!("{secret_name}="))), "{name}: {secret_name} in env");
+        }
+        assert!(!String::from_utf8_lossy(&environ).contains(secret.trim()), "{name}: the JWT secret in its env");
+    }
+
     // Kill one function: its next invocation starts it again; the others keep their processes.
     let pid_of = |name: &str| children(stack.id()).into_iter().find(|(n, _)| n == name).map(|(_, p)| p);
     let (users_before, auth_before) = (pid_of("users").unwrap(), pid_of("auth").unwrap());

@@ -4,8 +4,14 @@ use messenger_tests::TestApp;
 
 #[tokio::test]
 async fn hostile_input_never_causes_a_server_error() {
-    // Hostile deletions are password checks; their budget is not what this test is about.
-    let app = TestApp::spawn_with(&[("RATE_LIMIT_PASSWORD_CHANGE", "1000000/60")]).await;
+    // Hostile deletions are password checks, and the hostile calls are many; their budgets are not what this
+    // test is about.
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_PASSWORD_CHANGE", "1000000/60"),
+        ("RATE_LIMIT_REST_WRITE", "1000000/60"),
+        ("RATE_LIMIT_REST_READ", "1000000/60"),
+    ])
+    .await;
     let user = app.user().await;
     let bodies: [&[u8]; 7] = [
         b"",

@@ -36,7 +36,7 @@ base="http://127.0.0.1:$PORT"
 
 # Limits would turn most of the run into 429s: lift them all, so requests reach the handlers.
 for name in LOGIN_ACCOUNT_IP LOGIN_ACCOUNT LOGIN_IP REGISTER_IP SEARCH DIRECTORY USERNAME_CHANGE PASSWORD_CHANGE \
-            SEND_MESSAGE TYPING WS_FRAMES CONNECT KEY_UPLOAD CLAIM CLAIM_DEVICE CLAIM_TARGET UPLOAD; do
+            SEND_MESSAGE TYPING WS_FRAMES CONNECT KEY_UPLOAD CLAIM CLAIM_DEVICE CLAIM_TARGET UPLOAD REST_WRITE REST_READ; do
     export "RATE_LIMIT_$name=1000000/1"
 done
 BCRYPT_COST=4 RUST_LOG=info "$stack_bin" --port "$PORT" --s3-port "$S3_PORT" --data-dir "$work/data" \

@@ -1,5 +1,7 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    fn_admin::check_config(&shared::config::Config::from_env()?)?;
-    shared::lambda::run(fn_admin::handle).await
+    shared::lambda::init_tracing();
+    let config = shared::secrets::load_config().await?;
+    fn_admin::check_config(&config)?;
+    shared::lambda::run_with(config, fn_admin::handle).await
 }

@@ -21,7 +21,7 @@ struct Removed {
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::lambda::init_tracing();
-    let config = shared::config::Config::from_env()?;
+    let config = shared::secrets::load_config().await?;
     let state = shared::AppState::new(config, None).await?;
     shared::db::check_schema(&state.db).await?;
     let state = &state;

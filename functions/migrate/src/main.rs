@@ -34,7 +34,7 @@ struct AdminRequest {
 }
 
 async fn apply(admin: Option<AdminRequest>) -> Result<Applied, lambda_runtime::Error> {
-    let config = shared::config::Config::from_env()?;
+    let config = shared::secrets::load_config().await?;
     let db =
         shared::db::Db::open_with(&config.database_url, config.database_auth_token.as_ref(), config.database.clone())
             .await?;

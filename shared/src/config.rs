@@ -106,11 +106,10 @@ pub struct RateLimits {
     pub key_upload: Limit,
     /// Frames of any kind per connection (`RATE_LIMIT_WS_FRAMES`).
     pub ws_frames: Limit,
-    /// Authenticated REST calls that change something (every method but `GET`) per user
-    /// (`RATE_LIMIT_REST_WRITE`), counted in the database before the route's own limits.
+    /// Authenticated REST calls that change something (every method but `GET`) per user and process
+    /// (`RATE_LIMIT_REST_WRITE`), counted in memory before the route's own limits.
     pub rest_write: Limit,
-    /// Authenticated `GET` calls per user (`RATE_LIMIT_REST_READ`), counted per process in memory so that a
-    /// read stays a read.
+    /// Authenticated `GET` calls per user and process (`RATE_LIMIT_REST_READ`), counted in memory.
     pub rest_read: Limit,
 }
 

@@ -140,10 +140,10 @@ impl Limiter {
     }
 
     /// Counts one event for (`scope`, `subject`) in this process's memory only, without any database work;
-    /// fails with 429 once the window already holds `limit.max`. For limits on reads, where a counter in the
-    /// database would turn every read into a write: each process (each Lambda execution environment) counts
-    /// on its own, so the budget of a deployment is `limit.max` per process a user's requests reach, bounded
-    /// by the functions' concurrency.
+    /// fails with 429 once the window already holds `limit.max`. For coarse budgets where a counter in the
+    /// database would add a write to every call: each process (each Lambda execution environment) counts on
+    /// its own, so the budget of a deployment is `limit.max` per process a user's requests reach, bounded by
+    /// the functions' concurrency.
     pub fn hit_local(&self, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
         let now = crate::time::now_ms();
         let mut local = self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

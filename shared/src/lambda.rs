@@ -56,13 +56,12 @@ where
     run_with(config, handler).await
 }
 
-/// [`run`] with a configuration the caller loaded (and checked) already.
+/// [`run`] with a configuration the caller loaded (and checked) already, after [`init_tracing`].
 pub async fn run_with<F, Fut>(config: Config, handler: F) -> Result<(), lambda_http::Error>
 where
     F: Fn(&'static AppState, Request) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    init_tracing();
     let state = AppState::new(config, None).await?;
     crate::db::check_schema(&state.db).await?;
     let state: &'static AppState = Box::leak(Box::new(state));

@@ -24,6 +24,17 @@ fn window_ms(limit: Limit) -> i64 {
     i64::try_from(limit.window.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Keeps a per-process map of windows within [`REMEMBERED`] entries: at the bound the ended windows go, and
+/// if that is not enough, all of them.
+fn make_room<V>(windows: &mut HashMap<String, V>, now: i64, end: impl Fn(&V) -> i64) {
+    if windows.len() >= REMEMBERED {
+        windows.retain(|_, w| end(w) > now);
+        if windows.len() >= REMEMBERED {
+            windows.clear();
+        }
+    }
+}
+
 fn retry_after(window_end: i64, now: i64) -> u64 {
     u64::try_from((window_end - now + 999) / 1000).unwrap_or(1).max(1)
 }
@@ -93,12 +104,7 @@ impl Limiter {
     /// task of this process found the same window full at the same time).
     fn remember(&self, counter: String, window_end: i64, now: i64) {
         let mut full = self.full.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if full.len() >= REMEMBERED {
-            full.retain(|_, w| w.end > now);
-            if full.len() >= REMEMBERED {
-                full.clear();
-            }
-        }
+        make_room(&mut full, now, |w| w.end);
         let window = full.entry(counter).or_insert(Full { end: window_end, refusals: 0 });
         if window.end != window_end {
             *window = Full { end: window_end, refusals: 0 };
@@ -147,12 +153,7 @@ impl Limiter {
     pub fn hit_local(&self, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
         let now = crate::time::now_ms();
         let mut local = self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if local.len() >= REMEMBERED {
-            local.retain(|_, w| w.end > now);
-            if local.len() >= REMEMBERED {
-                local.clear();
-            }
-        }
+        make_room(&mut local, now, |w| w.end);
         let window = local.entry(format!("{scope}\0{subject}")).or_insert(Local { end: 0, count: 0 });
         if window.end <= now {
             *window = Local { end: now.saturating_add(window_ms(limit)), count: 0 };

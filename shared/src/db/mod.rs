@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "0005_admin", include_str!("../../../migrations/0005_admin.sql")),
     (6, "0006_claimed_keys", include_str!("../../../migrations/0006_claimed_keys.sql")),
     (7, "0007_bulk_jobs", include_str!("../../../migrations/0007_bulk_jobs.sql")),
+    (8, "0008_user_search", include_str!("../../../migrations/0008_user_search.sql")),
 ];
 
 /// The schema version this build expects.

@@ -178,19 +178,35 @@ pub async fn list_page(conn: &Conn, after_id: i64, viewer: i64, limit: i64) -> R
 }
 
 /// `GET /users/search`: up to 20 live users except `viewer` whose search text contains `needle` (already
-/// lower-cased; `instr` matches literally, so `%` and `_` are ordinary characters).
+/// lower-cased; `instr` matches literally, so `%` and `_` are ordinary characters). A needle of three or more
+/// characters is looked up in the trigram index `user_search` (a phrase of the needle, quoted, matches every
+/// text holding it as a substring) and each candidate checked with `instr`; a shorter one, which has no
+/// trigram, scans.
 pub async fn search(conn: &Conn, viewer: i64, needle: &str) -> Result<Vec<UserRow>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, phone, username, first_name, last_name, public_key, avatar_key, avatar_preset, avatar_frame, \
-             bio, birthdate, last_seen, avatar_visibility, avatar_visibility_exceptions, show_read_receipts, \
-             show_last_seen, show_online_status, phone_visibility, is_deleted FROM user \
-             WHERE is_deleted = 0 AND id != ?1 AND instr(search_text, ?2) > 0 ORDER BY id LIMIT 20",
-            (viewer, needle),
-        )
-        .await?;
+    let rows = if needle.chars().count() >= 3 {
+        let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
+        conn.query(SEARCH_INDEXED, (viewer, needle, phrase)).await?
+    } else {
+        conn.query(SEARCH_SCAN, (viewer, needle)).await?
+    };
     all(rows).await
 }
+
+/// [`search`] of three characters or more: `?1` the viewer, `?2` the needle, `?3` the needle as an FTS5 phrase.
+/// The index is read in rowid order (FTS5 returns its matches so), so the query stops at the 20th match
+/// however common the needle is, without sorting every match.
+const SEARCH_INDEXED: &str = "SELECT u.id, u.phone, u.username, u.first_name, u.last_name, u.public_key, u.avatar_key, \
+     u.avatar_preset, u.avatar_frame, u.bio, u.birthdate, u.last_seen, u.avatar_visibility, \
+     u.avatar_visibility_exceptions, u.show_read_receipts, u.show_last_seen, u.show_online_status, \
+     u.phone_visibility, u.is_deleted FROM user_search s JOIN user u ON u.id = s.rowid \
+     WHERE s.user_search MATCH ?3 AND u.is_deleted = 0 AND u.id != ?1 AND instr(u.search_text, ?2) > 0 \
+     ORDER BY s.rowid LIMIT 20";
+
+/// [`search`] of fewer than three characters, which have no trigram.
+const SEARCH_SCAN: &str = "SELECT id, phone, username, first_name, last_name, public_key, avatar_key, avatar_preset, \
+     avatar_frame, bio, birthdate, last_seen, avatar_visibility, avatar_visibility_exceptions, show_read_receipts, \
+     show_last_seen, show_online_status, phone_visibility, is_deleted FROM user \
+     WHERE is_deleted = 0 AND id != ?1 AND instr(search_text, ?2) > 0 ORDER BY id LIMIT 20";
 
 /// Whether a session is still valid: the user exists, is neither deleted nor banned, has token version
 /// `version`, and still has device `device_id`.
@@ -584,6 +600,55 @@ mod tests {
         let found = search(&conn, me, "lovelace").await.unwrap();
         assert_eq!(found.iter().map(|u| u.id).collect::<Vec<_>>(), [ada]);
         assert!(search(&conn, me, "%").await.unwrap().is_empty(), "literal matching");
+    }
+
+    /// The ids `search` finds.
+    async fn found(conn: &Conn, viewer: i64, needle: &str) -> Vec<i64> {
+        search(conn, viewer, needle).await.unwrap().iter().map(|u| u.id).collect()
+    }
+
+    #[tokio::test]
+    async fn search_follows_every_write_of_the_search_text_through_its_index() {
+        let (_dir, db) = database().await;
+        let conn = db.conn().await.unwrap();
+        let me = insert(&conn, new_user("15550000001", "Me")).await.unwrap();
+        let ada = insert(&conn, new_user("15550000002", "Ada")).await.unwrap();
+        assert_eq!(found(&conn, me, "lovelace").await, [ada], "indexed on insert");
+        assert_eq!(found(&conn, me, "ce\nada").await, [ada], "a substring across fields, as instr matches it");
+        assert!(found(&conn, me, "lovelacex").await.is_empty());
+
+        set_username(&conn, ada, "Count\"ess", "count\"ess\nada\nlovelace\nada lovelace").await.unwrap();
+        assert_eq!(found(&conn, me, "nt\"es").await, [ada], "a quote in the needle is a literal character");
+        assert_eq!(found(&conn, me, "count").await, [ada], "indexed again on rename");
+        set_username(&conn, ada, "Byron", "byron\nada\nlovelace\nada lovelace").await.unwrap();
+        assert!(found(&conn, me, "count").await.is_empty(), "the old text left the index");
+        assert_eq!(found(&conn, me, "byron").await, [ada]);
+
+        anonymize(&conn, ada).await.unwrap();
+        assert!(found(&conn, me, "byron").await.is_empty(), "a deleted account is found by nothing");
+        assert_eq!(found(&conn, ada, "lovelace").await, [me]);
+        conn.execute("DELETE FROM user WHERE id = ?1", [me]).await.unwrap();
+        assert!(found(&conn, ada, "lovelace").await.is_empty(), "a removed row left the index");
+        let rows = conn.query("SELECT count(*) FROM user_search WHERE user_search MATCH '\"lovelace\"'", ()).await;
+        let count: i64 = rows.unwrap().next().await.unwrap().unwrap().get(0).unwrap();
+        assert_eq!(count, 0, "the index holds no text of a deleted or removed account");
+    }
+
+    #[tokio::test]
+    async fn a_search_of_three_characters_or_more_reads_the_index_not_the_user_table() {
+        let (_dir, db) = database().await;
+        let conn = db.conn().await.unwrap();
+        let mut rows =
+            conn.query(&format!("EXPLAIN QUERY PLAN {SEARCH_INDEXED}"), (1, "lovelace", "\"lovelace\"")).await.unwrap();
+        let mut steps = Vec::new();
+        while let Some(row) = rows.next().await.unwrap() {
+            steps.push(row.get::<String>(3).unwrap());
+        }
+        // The index drives the query (`s`, user_search) and each match reads its account by id (`u`): no scan of
+        // the user table and no sort.
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert!(steps[0].starts_with("SCAN s VIRTUAL TABLE INDEX"), "{steps:?}");
+        assert!(steps[1].starts_with("SEARCH u USING INTEGER PRIMARY KEY"), "{steps:?}");
     }
 
     #[tokio::test]

@@ -9,6 +9,9 @@
 # must lift (messages, sign-ups, logins and connections per user or address); its log goes to
 # $BENCH_LOG (default: a file in the temporary directory, printed at the end). The bench reports its own
 # CPU and the stack's, so a driver-bound figure shows as such.
+#
+# SEED_USERS=100000 SEED_MESSAGES=10000000 bench/local.sh …   first fills the stack's database with that many
+# accounts and messages (bench/seed.py), for the scale rows: the same scenarios on a large database.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +28,16 @@ work=$(mktemp -d)
 log=${BENCH_LOG:-$work/stack.log}
 url="http://127.0.0.1:$PORT"
 
-RATE_LIMIT_SEND_MESSAGE=1000000000/1 RATE_LIMIT_WS_FRAMES=1000000000/1 RATE_LIMIT_REGISTER_IP=1000000/3600 RATE_LIMIT_LOGIN_IP=1000000/900 \
+if [ -n "${SEED_USERS:-}${SEED_MESSAGES:-}" ]; then
+    mkdir -p "$work/data"
+    echo "==> migrate and seed $work/data/messenger.db" >&2
+    env -i PATH="$PATH" DATABASE_URL="file:$work/data/messenger.db" S3_BUCKET=messenger AWS_REGION=us-east-1 \
+        JWT_SECRET="bench-seed-$(printf '0123456789abcdef%.0s' 1 2 3 4)" "$CARGO_TARGET_DIR/release/migrate" >/dev/null
+    python3 "$root/bench/seed.py" "$work/data/messenger.db" --users "${SEED_USERS:-100000}" \
+        --messages "${SEED_MESSAGES:-10000000}"
+fi
+
+RATE_LIMIT_SEARCH=1000000000/1 RATE_LIMIT_SEND_MESSAGE=1000000000/1 RATE_LIMIT_WS_FRAMES=1000000000/1 RATE_LIMIT_REGISTER_IP=1000000/3600 RATE_LIMIT_LOGIN_IP=1000000/900 \
 RATE_LIMIT_LOGIN_ACCOUNT_IP=1000000/900 RATE_LIMIT_CONNECT=1000000/60 RATE_LIMIT_REST_WRITE=1000000000/1 RATE_LIMIT_REST_READ=1000000000/1 \
     "$CARGO_TARGET_DIR/release/messenger-local" --port "$PORT" --s3-port "$S3_PORT" --data-dir "$work/data" \
     >"$log" 2>&1 &

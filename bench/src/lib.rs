@@ -4,7 +4,8 @@
 //! Scenarios: `closed` (chatting pairs, each sender waits for its `message_sent`), `open` (messages at fixed
 //! rates, latency from the scheduled send time), `http` (`GET /me` at a concurrency sweep), `history`
 //! (pages of a large conversation), `login-burst` (logins while the relay runs), `cold-start` (exec → ready
-//! of every function binary next to a hello-world), and `all`.
+//! of every function binary next to a hello-world), `scale` (the reads whose cost must not grow with the
+//! database: run it on a small and on a seeded one), and `all`.
 
 pub mod cold;
 pub mod http;
@@ -86,6 +87,26 @@ pub struct Report {
     pub login_burst: Option<LoginBurst>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cold_start: Vec<cold::ColdStart>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<Scale>,
+}
+
+/// The reads whose cost must not grow with the database (issue 9 item 4), measured the same way on any
+/// database: compare a run on a fresh stack with one on a seeded stack (`SEED_USERS`, `SEED_MESSAGES` of
+/// `bench/local.sh`).
+#[derive(Debug, Serialize)]
+pub struct Scale {
+    /// Conversations of the account whose `GET /chats/active` is read (one page).
+    pub chats: usize,
+    pub chats_active: Vec<http::Level>,
+    /// `GET /users/search` whose answer is a full page of 20 (the bench's own accounts, "Bench User…").
+    pub search: Vec<http::Level>,
+    /// `GET /users/search` of two characters, which have no trigram in the index: a scan up to the 20th match.
+    pub search_two_characters: Vec<http::Level>,
+    /// History pages of a 10 000-message conversation.
+    pub history: History,
+    /// `POST /login`, one after another (bcrypt's cost dominates).
+    pub login: Summary,
 }
 
 /// History pages of one large conversation.
@@ -179,6 +200,33 @@ pub async fn history(t: &Target, messages: u64, levels: &[usize], duration: Dura
     });
     let levels = http::sweep(&t.url, &users[..1], path, levels, duration, t.server_pid, "history").await?;
     Ok(History { messages, page: 50, levels })
+}
+
+/// `scale`: an account with `chats` conversations (one message each) reads `GET /chats/active`; searches
+/// whose answer is a page of the bench's own accounts, with and without the index; history pages; logins.
+pub async fn scale(t: &Target, chats: usize, levels: &[usize], duration: Duration) -> anyhow::Result<Scale> {
+    let users = users::sign_up(&t.url, chats.max(20) + 1, 8).await?;
+    let (viewer, peers) = users.split_first().ok_or_else(|| anyhow::anyhow!("no users"))?;
+    for peer in peers.iter().take(chats) {
+        relay::fill(&t.url, viewer, peer, 1, 1).await?;
+    }
+    let viewer = std::slice::from_ref(viewer);
+    let get = |path: &'static str| -> http::PathFn { Arc::new(move |_| path.to_owned()) };
+    let chats_active =
+        http::sweep(&t.url, viewer, get("/chats/active"), levels, duration, t.server_pid, "chats/active").await?;
+    let search =
+        http::sweep(&t.url, viewer, get("/users/search?query=bench"), levels, duration, t.server_pid, "search").await?;
+    let search_two_characters =
+        http::sweep(&t.url, viewer, get("/users/search?query=be"), levels, duration, t.server_pid, "search, 2 chars")
+            .await?;
+    let history = history(t, 10_000, levels, duration).await?;
+    let mut login = stats::Latencies::default();
+    for peer in peers.iter().take(10) {
+        let start = Instant::now();
+        users::login(&t.url, peer).await?;
+        login.record(start.elapsed());
+    }
+    Ok(Scale { chats, chats_active, search, search_two_characters, history, login: login.summary() })
 }
 
 /// `login-burst`: the relay in closed loop; after a third of the run, `logins` logins at once.
@@ -278,6 +326,21 @@ pub fn table(r: &Report) -> String {
             "login burst of {:<12} login p50 {:.0} p99 {:.0} ms (failed {}); relay ack p99 before {:.2} ms, during {:.2} ms",
             b.logins, b.login.p50_ms, b.login.p99_ms, b.failed, b.relay_before.p99_ms, b.relay_during.p99_ms
         );
+    }
+    if let Some(x) = &r.scale {
+        for l in &x.chats_active {
+            level_line(&mut o, &format!("chats/active ×{} ({})", l.concurrency, x.chats), l);
+        }
+        for l in &x.search {
+            level_line(&mut o, &format!("search ×{}", l.concurrency), l);
+        }
+        for l in &x.search_two_characters {
+            level_line(&mut o, &format!("search, 2 chars ×{}", l.concurrency), l);
+        }
+        for l in &x.history.levels {
+            level_line(&mut o, &format!("history page ×{} (10k)", l.concurrency), l);
+        }
+        let _ = writeln!(o, "{:<26} p50 {:.0} p99 {:.0} ms", "login, one at a time", x.login.p50_ms, x.login.p99_ms);
     }
     for c in &r.cold_start {
         let _ = writeln!(

@@ -95,6 +95,19 @@ struct ColdArgs {
     functions: Vec<String>,
 }
 
+#[derive(Debug, Args, Clone)]
+struct ScaleArgs {
+    /// Conversations of the account whose chat list is read.
+    #[arg(long, default_value_t = 50)]
+    chats: usize,
+    /// Concurrent clients, one level after another.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    concurrency: Vec<usize>,
+    /// Seconds per level.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+}
+
 #[derive(Debug, Subcommand)]
 enum Scenario {
     /// Chatting pairs, each sender waiting for its `message_sent`.
@@ -109,6 +122,9 @@ enum Scenario {
     LoginBurst(BurstArgs),
     /// Exec → ready for the first event, of every function binary and a hello-world.
     ColdStart(ColdArgs),
+    /// Reads whose cost must not grow with the database: chat list, search, history, login. Run it on a
+    /// fresh stack and on a seeded one (`SEED_USERS=… SEED_MESSAGES=… bench/local.sh scale`).
+    Scale(ScaleArgs),
     /// Every scenario with its defaults (cold start when the function binaries are found).
     All,
 }
@@ -142,6 +158,9 @@ async fn run(cli: &Cli, report: &mut Report) -> anyhow::Result<()> {
         Scenario::ColdStart(a) => {
             let dir = a.functions_dir.clone().unwrap_or_else(default_functions_dir);
             report.cold_start = messenger_bench::cold::measure(&dir, a.runs.max(1), &a.functions).await?;
+        }
+        Scenario::Scale(a) => {
+            report.scale = Some(messenger_bench::scale(&t, a.chats, &a.concurrency, secs(a.duration)).await?);
         }
         Scenario::All => {
             let dir = default_functions_dir();

@@ -1,5 +1,5 @@
 //! What `template.yaml` grants and passes to the functions on AWS (issue 24 item 9): no secret as a value,
-//! object access only under the key prefix.
+//! object access only under the key prefix; and how `sam build` builds each function (issue 12).
 
 use serde_yaml_ng::Value;
 
@@ -87,4 +87,31 @@ fn object_permissions_cover_only_the_prefix_every_key_has() {
         }
     }
     assert!(checked >= 5, "the functions that touch objects have S3 statements");
+}
+
+#[test]
+fn sam_builds_each_function_from_its_own_package_with_only_that_packages_features() {
+    // SAM runs `cargo lambda build --release --arm64 --bin <Binary>` in the function's CodeUri. From the
+    // workspace root that selects every member, so the features of the local stack, the bench and the tests
+    // were unified into each function (users 0.5 MB larger, over the 6 MiB budget; migrate 1.5 MB); from the
+    // package's own directory cargo builds that package alone, as `cargo lambda build -p <function>` does.
+    let root = messenger_tests::template_path().parent().unwrap().to_owned();
+    let mut checked = 0;
+    for (name, function) in functions(&template()) {
+        assert_eq!(function["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{name}");
+        let binary = function["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
+        let code_uri = function["Properties"]["CodeUri"].as_str().unwrap();
+        assert_eq!(code_uri, format!("functions/{binary}"), "{name}");
+        let manifest = std::fs::read_to_string(root.join(code_uri).join("Cargo.toml")).unwrap();
+        // The `name` of its `[package]` (the first key of that table in every manifest here).
+        let package = manifest
+            .split("[package]")
+            .nth(1)
+            .and_then(|table| table.lines().find_map(|l| l.trim().strip_prefix("name = ")))
+            .map(|v| v.trim_matches('"'));
+        assert_eq!(package, Some(binary), "{name}: the package in {code_uri} builds the binary {binary}");
+        assert!(root.join(code_uri).join("src/main.rs").is_file(), "{name}: {code_uri}/src/main.rs");
+        checked += 1;
+    }
+    assert_eq!(checked, 14, "every function");
 }

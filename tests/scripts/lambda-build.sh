@@ -4,7 +4,8 @@
 # each bootstrap.zip against the size budget. Lambda's own limit for a directly uploaded zip is 50 MB; the
 # budget here is what keeps cold starts and deploys quick.
 #
-# Usage: tests/scripts/lambda-build.sh [function ...]   (default: system; `--all` builds every function)
+# Usage: tests/scripts/lambda-build.sh [function ...]   (default: system; `--all` builds every function;
+#        `--tools` only installs cargo-lambda, zig and the aarch64 target, for tests/scripts/sam-build.sh)
 #        LAMBDA_ZIP_BUDGET_BYTES overrides the budget (default 6 MiB, what every function fits in).
 set -euo pipefail
 
@@ -25,6 +26,8 @@ if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
     echo "==> rustup target add aarch64-unknown-linux-gnu"
     rustup target add aarch64-unknown-linux-gnu
 fi
+
+[ "${1:-}" != "--tools" ] || exit 0
 
 if [ "${1:-}" = "--all" ]; then
     packages=(--workspace)

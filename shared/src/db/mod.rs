@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "0006_claimed_keys", include_str!("../../../migrations/0006_claimed_keys.sql")),
     (7, "0007_bulk_jobs", include_str!("../../../migrations/0007_bulk_jobs.sql")),
     (8, "0008_user_search", include_str!("../../../migrations/0008_user_search.sql")),
+    (9, "0009_user_bigram", include_str!("../../../migrations/0009_user_bigram.sql")),
 ];
 
 /// The schema version this build expects.

@@ -180,14 +180,16 @@ pub async fn list_page(conn: &Conn, after_id: i64, viewer: i64, limit: i64) -> R
 /// `GET /users/search`: up to 20 live users except `viewer` whose search text contains `needle` (already
 /// lower-cased; `instr` matches literally, so `%` and `_` are ordinary characters). A needle of three or more
 /// characters is looked up in the trigram index `user_search` (a phrase of the needle, quoted, matches every
-/// text holding it as a substring) and each candidate checked with `instr`; a shorter one, which has no
-/// trigram, scans.
+/// text holding it as a substring) and each candidate checked with `instr`; one of two characters, which has
+/// no trigram, in `user_bigram`. Both read their index in id order and stop at the 20th match.
 pub async fn search(conn: &Conn, viewer: i64, needle: &str) -> Result<Vec<UserRow>, libsql::Error> {
-    let rows = if needle.chars().count() >= 3 {
-        let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
-        conn.query(SEARCH_INDEXED, (viewer, needle, phrase)).await?
-    } else {
-        conn.query(SEARCH_SCAN, (viewer, needle)).await?
+    let rows = match needle.chars().count() {
+        3.. => {
+            let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
+            conn.query(SEARCH_INDEXED, (viewer, needle, phrase)).await?
+        }
+        2 => conn.query(SEARCH_BIGRAM, (viewer, needle)).await?,
+        _ => conn.query(SEARCH_SCAN, (viewer, needle)).await?,
     };
     all(rows).await
 }
@@ -202,7 +204,16 @@ const SEARCH_INDEXED: &str = "SELECT u.id, u.phone, u.username, u.first_name, u.
      WHERE s.user_search MATCH ?3 AND u.is_deleted = 0 AND u.id != ?1 AND instr(u.search_text, ?2) > 0 \
      ORDER BY s.rowid LIMIT 20";
 
-/// [`search`] of fewer than three characters, which have no trigram.
+/// [`search`] of two characters (the API answers shorter ones with no result, without asking): the accounts
+/// with that bigram, in id order.
+const SEARCH_BIGRAM: &str = "SELECT u.id, u.phone, u.username, u.first_name, u.last_name, u.public_key, u.avatar_key, \
+     u.avatar_preset, u.avatar_frame, u.bio, u.birthdate, u.last_seen, u.avatar_visibility, \
+     u.avatar_visibility_exceptions, u.show_read_receipts, u.show_last_seen, u.show_online_status, \
+     u.phone_visibility, u.is_deleted FROM user_bigram b JOIN user u ON u.id = b.user_id \
+     WHERE b.bigram = ?2 AND u.is_deleted = 0 AND u.id != ?1 AND instr(u.search_text, ?2) > 0 \
+     ORDER BY b.user_id LIMIT 20";
+
+/// [`search`] of one character, which the API never asks: a scan, kept so the function answers any needle.
 const SEARCH_SCAN: &str = "SELECT id, phone, username, first_name, last_name, public_key, avatar_key, avatar_preset, \
      avatar_frame, bio, birthdate, last_seen, avatar_visibility, avatar_visibility_exceptions, show_read_receipts, \
      show_last_seen, show_online_status, phone_visibility, is_deleted FROM user \
@@ -614,36 +625,61 @@ mod tests {
         let me = insert(&conn, new_user("15550000001", "Me")).await.unwrap();
         let ada = insert(&conn, new_user("15550000002", "Ada")).await.unwrap();
         assert_eq!(found(&conn, me, "lovelace").await, [ada], "indexed on insert");
+        assert_eq!(found(&conn, me, "lo").await, [ada], "two characters, through the bigrams");
+        assert_eq!(found(&conn, me, "e\n").await, [ada], "a bigram across fields");
+        assert!(found(&conn, me, "lx").await.is_empty());
         assert_eq!(found(&conn, me, "ce\nada").await, [ada], "a substring across fields, as instr matches it");
         assert!(found(&conn, me, "lovelacex").await.is_empty());
 
         set_username(&conn, ada, "Count\"ess", "count\"ess\nada\nlovelace\nada lovelace").await.unwrap();
         assert_eq!(found(&conn, me, "nt\"es").await, [ada], "a quote in the needle is a literal character");
         assert_eq!(found(&conn, me, "count").await, [ada], "indexed again on rename");
+        assert_eq!(found(&conn, me, "t\"").await, [ada], "bigrams of the new text");
         set_username(&conn, ada, "Byron", "byron\nada\nlovelace\nada lovelace").await.unwrap();
         assert!(found(&conn, me, "count").await.is_empty(), "the old text left the index");
+        assert!(found(&conn, me, "t\"").await.is_empty(), "the old text's bigrams too");
+        assert_eq!(found(&conn, me, "yr").await, [ada]);
         assert_eq!(found(&conn, me, "byron").await, [ada]);
 
         anonymize(&conn, ada).await.unwrap();
         assert!(found(&conn, me, "byron").await.is_empty(), "a deleted account is found by nothing");
+        assert!(found(&conn, me, "yr").await.is_empty());
         assert_eq!(found(&conn, ada, "lovelace").await, [me]);
         conn.execute("DELETE FROM user WHERE id = ?1", [me]).await.unwrap();
         assert!(found(&conn, ada, "lovelace").await.is_empty(), "a removed row left the index");
         let rows = conn.query("SELECT count(*) FROM user_search WHERE user_search MATCH '\"lovelace\"'", ()).await;
         let count: i64 = rows.unwrap().next().await.unwrap().unwrap().get(0).unwrap();
         assert_eq!(count, 0, "the index holds no text of a deleted or removed account");
+        let rows = conn.query("SELECT count(*) FROM user_bigram WHERE user_id IN (?1, ?2)", (me, ada)).await;
+        let count: i64 = rows.unwrap().next().await.unwrap().unwrap().get(0).unwrap();
+        assert_eq!(count, 0, "nor any bigram of it");
+    }
+
+    /// The steps of `EXPLAIN QUERY PLAN` of `sql`.
+    async fn plan(conn: &Conn, sql: &str, params: impl libsql::params::IntoParams) -> Vec<String> {
+        let mut rows = conn.query(&format!("EXPLAIN QUERY PLAN {sql}"), params).await.unwrap();
+        let mut steps = Vec::new();
+        while let Some(row) = rows.next().await.unwrap() {
+            steps.push(row.get::<String>(3).unwrap());
+        }
+        steps
+    }
+
+    #[tokio::test]
+    async fn a_search_of_two_characters_reads_one_bigram_in_id_order() {
+        let (_dir, db) = database().await;
+        let conn = db.conn().await.unwrap();
+        let steps = plan(&conn, SEARCH_BIGRAM, (1, "lo")).await;
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert!(steps[0].starts_with("SEARCH b USING PRIMARY KEY (bigram=?)"), "{steps:?}");
+        assert!(steps[1].starts_with("SEARCH u USING INTEGER PRIMARY KEY"), "{steps:?}");
     }
 
     #[tokio::test]
     async fn a_search_of_three_characters_or_more_reads_the_index_not_the_user_table() {
         let (_dir, db) = database().await;
         let conn = db.conn().await.unwrap();
-        let mut rows =
-            conn.query(&format!("EXPLAIN QUERY PLAN {SEARCH_INDEXED}"), (1, "lovelace", "\"lovelace\"")).await.unwrap();
-        let mut steps = Vec::new();
-        while let Some(row) = rows.next().await.unwrap() {
-            steps.push(row.get::<String>(3).unwrap());
-        }
+        let steps = plan(&conn, SEARCH_INDEXED, (1, "lovelace", "\"lovelace\"")).await;
         // The index drives the query (`s`, user_search) and each match reads its account by id (`u`): no scan of
         // the user table and no sort.
         assert_eq!(steps.len(), 2, "{steps:?}");

@@ -19,13 +19,14 @@ struct OnFirstUse(OnceLock<SharedHttpClient>);
 impl HttpClient for OnFirstUse {
     fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
         self.0
-            .get_or_init(|| {
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-                    .build_https()
-            })
+            .get_or_init(|| aws_smithy_http_client::Builder::new().tls_provider(tls_provider()).build_https())
             .http_connector(settings, components)
     }
+}
+
+/// rustls on ring, the one TLS stack of every HTTPS connection a function opens to AWS.
+pub(crate) fn tls_provider() -> tls::Provider {
+    tls::Provider::Rustls(CryptoMode::Ring)
 }
 
 /// The process's HTTP client for every SDK client (its connection pools are shared too); plain `http://`

@@ -82,11 +82,7 @@ impl SecretsClient {
             .iter()
             .find_map(|name| std::env::var(name).ok().filter(|url| !url.trim().is_empty()))
             .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com"));
-        let connector = aws_smithy_http_client::Connector::builder()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build();
+        let connector = aws_smithy_http_client::Connector::builder().tls_provider(crate::aws::tls_provider()).build();
         Ok(Self {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             region,
@@ -106,7 +102,7 @@ impl SecretsClient {
             #[serde(rename = "SecretString")]
             secret_string: Option<String>,
         }
-        #[derive(serde::Deserialize)]
+        #[derive(serde::Deserialize, Default)]
         struct Failure {
             #[serde(rename = "__type", default)]
             kind: String,
@@ -118,11 +114,6 @@ impl SecretsClient {
         let url = format!("{}/", self.endpoint);
         let headers =
             [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", "secretsmanager.GetSecretValue")];
-        let mut request = http::Request::builder().method("POST").uri(&url);
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        let mut request = request.body(SdkBody::from(body.clone()))?;
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&self.identity)
             .region(&self.region)
@@ -138,14 +129,18 @@ impl SecretsClient {
             aws_sigv4::http_request::SignableBody::Bytes(&body),
         )?;
         let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)?.into_parts();
+        let mut request = http::Request::builder().method("POST").uri(&url);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let mut request = request.body(SdkBody::from(body))?;
         instructions.apply_to_request_http1x(&mut request);
 
         let response = self.connector.call(HttpRequest::try_from(request)?).await?;
         let status = response.status().as_u16();
         let bytes = ByteStream::new(response.into_body()).collect().await?.into_bytes();
         if !(200..300).contains(&status) {
-            let failure: Failure =
-                serde_json::from_slice(&bytes).unwrap_or(Failure { kind: String::new(), message: String::new() });
+            let failure: Failure = serde_json::from_slice(&bytes).unwrap_or_default();
             anyhow::bail!("GetSecretValue answered {status} {} {}", failure.kind, failure.message);
         }
         let answer: Answer =

@@ -648,21 +648,23 @@ mod tests {
         conn.execute("DELETE FROM user WHERE id = ?1", [me]).await.unwrap();
         assert!(found(&conn, ada, "lovelace").await.is_empty(), "a removed row left the index");
         let rows = conn.query("SELECT count(*) FROM user_search WHERE user_search MATCH '\"lovelace\"'", ()).await;
-        let count: i64 = rows.unwrap().next().await.unwrap().unwrap().get(0).unwrap();
-        assert_eq!(count, 0, "the index holds no text of a deleted or removed account");
+        assert_eq!(
+            value::<i64>(rows.unwrap()).await.unwrap(),
+            Some(0),
+            "the index holds no text of a deleted or removed account"
+        );
         let rows = conn.query("SELECT count(*) FROM user_bigram WHERE user_id IN (?1, ?2)", (me, ada)).await;
-        let count: i64 = rows.unwrap().next().await.unwrap().unwrap().get(0).unwrap();
-        assert_eq!(count, 0, "nor any bigram of it");
+        assert_eq!(value::<i64>(rows.unwrap()).await.unwrap(), Some(0), "nor any bigram of it");
     }
 
     /// The steps of `EXPLAIN QUERY PLAN` of `sql`.
     async fn plan(conn: &Conn, sql: &str, params: impl libsql::params::IntoParams) -> Vec<String> {
-        let mut rows = conn.query(&format!("EXPLAIN QUERY PLAN {sql}"), params).await.unwrap();
-        let mut steps = Vec::new();
-        while let Some(row) = rows.next().await.unwrap() {
-            steps.push(row.get::<String>(3).unwrap());
+        #[derive(Deserialize)]
+        struct Step {
+            detail: String,
         }
-        steps
+        let rows = conn.query(&format!("EXPLAIN QUERY PLAN {sql}"), params).await.unwrap();
+        all::<Step>(rows).await.unwrap().into_iter().map(|s| s.detail).collect()
     }
 
     #[tokio::test]

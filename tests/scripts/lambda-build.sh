@@ -41,32 +41,7 @@ fi
 echo "==> cargo lambda build --release --arm64 --output-format zip ${packages[*]}"
 cargo lambda build --release --arm64 --output-format zip "${packages[@]}"
 
-status=0
-for f in $functions; do
-    zip="$CARGO_TARGET_DIR/lambda/$f/bootstrap.zip"
-    if [ ! -s "$zip" ]; then
-        echo "lambda-build: no $zip" >&2
-        status=1
-        continue
-    fi
-    size=$(stat -c %s "$zip")
-    # The zip must hold exactly the executable Lambda's provided.al2023 runtime starts.
-    python3 - "$zip" <<'EOF' || status=1
-import sys, zipfile
-z = zipfile.ZipFile(sys.argv[1])
-names = z.namelist()
-info = z.getinfo("bootstrap") if "bootstrap" in names else None
-if names != ["bootstrap"] or info is None or not (info.external_attr >> 16) & 0o111:
-    sys.exit(f"lambda-build: {sys.argv[1]} must hold one executable 'bootstrap', holds {names}")
-head = z.read("bootstrap")[:20]
-if head[:4] != b"\x7fELF" or int.from_bytes(head[18:20], "little") != 183:  # EM_AARCH64
-    sys.exit(f"lambda-build: {sys.argv[1]} is not an arm64 ELF executable")
-EOF
-    printf 'lambda-build: %-14s bootstrap.zip %8d bytes (%s MiB)\n' "$f" "$size" \
-        "$(python3 -c "print(f'{$size / 1048576:.2f}')")"
-    if [ "$size" -gt "$BUDGET" ]; then
-        echo "lambda-build: $f is over the budget of $BUDGET bytes" >&2
-        status=1
-    fi
-done
-exit "$status"
+# The zip must hold exactly the executable Lambda's provided.al2023 runtime starts.
+packages=()
+for f in $functions; do packages+=("$f=$CARGO_TARGET_DIR/lambda/$f/bootstrap.zip"); done
+exec python3 "$root/tests/scripts/check-bootstrap.py" lambda-build "$BUDGET" "${packages[@]}"

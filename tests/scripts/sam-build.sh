@@ -29,29 +29,8 @@ echo "==> sam build --beta-features $*"
 sam build --beta-features --build-dir "$build" "$@" >"$build.log" 2>&1 || { cat "$build.log" >&2; rm -f "$build.log"; exit 1; }
 rm -f "$build.log"
 
-python3 - "$build" "$BUDGET" <<'PY'
-import io, os, sys, zipfile
-build, budget = sys.argv[1], int(sys.argv[2])
-status, seen = 0, 0
-for name in sorted(os.listdir(build)):
-    path = os.path.join(build, name, "bootstrap")
-    if not os.path.isfile(path):
-        continue
-    seen += 1
-    head = open(path, "rb").read(20)
-    if head[:4] != b"\x7fELF" or int.from_bytes(head[18:20], "little") != 183 or not os.access(path, os.X_OK):
-        print(f"sam-build: {name}/bootstrap is not an arm64 ELF executable", file=sys.stderr)
-        status = 1
-    packed = io.BytesIO()
-    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as z:
-        z.write(path, "bootstrap")
-    size = len(packed.getvalue())
-    print(f"sam-build: {name:<22} bootstrap {os.path.getsize(path):>9} bytes, zipped {size:>8} bytes ({size / 1048576:.2f} MiB)")
-    if size > budget:
-        print(f"sam-build: {name} is over the budget of {budget} bytes", file=sys.stderr)
-        status = 1
-if seen == 0:
-    print("sam-build: sam built no function", file=sys.stderr)
-    status = 1
-sys.exit(status)
-PY
+packages=()
+for dir in "$build"/*/; do
+    if [ -e "$dir/bootstrap" ]; then packages+=("$(basename "$dir")=$dir"); fi
+done
+python3 "$root/tests/scripts/check-bootstrap.py" sam-build "$BUDGET" "${packages[@]}"

@@ -20,6 +20,7 @@ use libsql::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::pool::{Limits, overloaded};
+use super::statements::Statements;
 
 /// Members of one group at most: the first member of a group waits for the statements of all the others.
 const MAX_MEMBERS: usize = 32;
@@ -38,8 +39,8 @@ struct Group {
     members: usize,
     /// Tells the open group's members how its `COMMIT` went.
     done: watch::Sender<Outcome>,
-    /// The file's writer connection, opened by the first writer.
-    conn: Option<Connection>,
+    /// The file's writer connection, opened by the first writer, and its prepared statements.
+    conn: Option<(Connection, Arc<Statements>)>,
 }
 
 /// The writer of one database, shared by every database handle of this process on it (a group commits only
@@ -143,7 +144,7 @@ impl Turn {
         }
         group.open = false;
         group.members = 0;
-        let conn = group.conn.clone()?;
+        let (conn, _) = group.conn.clone()?;
         let (fresh, _) = watch::channel(None);
         Some((conn, std::mem::replace(&mut group.done, fresh)))
     }
@@ -160,10 +161,10 @@ impl Turn {
             let group = self.writer.group();
             (group.conn.clone(), group.open)
         };
-        let conn = match conn {
+        let (conn, stmts) = match conn {
             Some(conn) => conn,
             None => {
-                let conn = connect().await?;
+                let conn = (connect().await?, Arc::<Statements>::default());
                 self.writer.group().conn = Some(conn.clone());
                 conn
             }
@@ -181,7 +182,7 @@ impl Turn {
             group.members += 1;
             group.done.subscribe()
         };
-        Ok(Member { turn: Some(self), conn, outcome })
+        Ok(Member { turn: Some(self), conn, stmts, outcome })
     }
 }
 
@@ -202,13 +203,14 @@ async fn close_savepoint(conn: &Connection, keep: bool) -> Result<(), libsql::Er
 pub(super) struct Member {
     turn: Option<Turn>,
     conn: Connection,
+    stmts: Arc<Statements>,
     outcome: watch::Receiver<Outcome>,
 }
 
 impl Member {
-    /// The file's writer connection, inside this member's savepoint.
-    pub(super) fn connection(&self) -> &Connection {
-        &self.conn
+    /// The file's writer connection, inside this member's savepoint, and its prepared statements.
+    pub(super) fn connection(&self) -> (&Connection, &Arc<Statements>) {
+        (&self.conn, &self.stmts)
     }
 
     /// Ends this member's part, kept or undone, and returns once the group is committed.

@@ -15,6 +15,7 @@ pub mod messages;
 pub mod objects;
 mod pool;
 pub mod rate_limits;
+mod statements;
 pub mod themes;
 pub mod users;
 

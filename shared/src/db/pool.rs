@@ -27,6 +27,7 @@ use libsql::{Connection, Database, Row, Transaction, TransactionBehavior};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::group::{Member, Writer};
+use super::statements::{Lease, Statements};
 use crate::config::Secret;
 
 /// Local connections kept open for reuse; more are opened on demand and closed when returned.
@@ -187,7 +188,8 @@ fn is_write(sql: &str) -> bool {
 pub struct Db {
     database: Arc<Database>,
     local: bool,
-    idle: Mutex<Vec<Connection>>,
+    /// Idle local connections, each with its prepared statements.
+    idle: Mutex<Vec<(Connection, Arc<Statements>)>>,
     limits: Arc<Limits>,
 }
 
@@ -243,11 +245,11 @@ impl Db {
     pub async fn conn(&self) -> Result<PooledConn<'_>, libsql::Error> {
         let reused =
             if self.local { self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop() } else { None };
-        let inner = match reused {
-            Some(c) => c,
-            None => self.connect().await?,
+        let (inner, stmts) = match reused {
+            Some((c, stmts)) => (c, Some(stmts)),
+            None => (self.connect().await?, self.local.then(Arc::default)),
         };
-        Ok(PooledConn { conn: Some(Conn { inner, in_tx: false, limits: self.limits.clone() }), db: self })
+        Ok(PooledConn { conn: Some(Conn { inner, stmts, in_tx: false, limits: self.limits.clone() }), db: self })
     }
 
     /// A new connection, set up for this process's use.
@@ -291,6 +293,8 @@ fn owner_only_file(path: &std::path::Path) -> anyhow::Result<()> {
 /// inside one it fails at once and the transaction rolls back.
 pub struct Conn {
     inner: Connection,
+    /// A local connection's prepared statements ([`super::statements`]); `None` for a remote one.
+    pub(super) stmts: Option<Arc<Statements>>,
     in_tx: bool,
     limits: Arc<Limits>,
 }
@@ -300,23 +304,24 @@ impl Conn {
     pub async fn query(&self, sql: &str, params: impl IntoParams) -> Result<Rows, libsql::Error> {
         let params = params.into_params()?;
         if self.in_tx {
-            return Ok(Rows { inner: self.inner.query(sql, params).await?, _slot: None });
+            let (inner, lease) = query_on(&self.inner, self.stmts.as_ref(), sql, params).await?;
+            return Ok(Rows { inner, _lease: lease, _slot: None });
         }
         // The rows keep a remote statement's stream (and its slot); dropping them closes it on the server.
-        let (inner, slot) = self
-            .autocommit(sql, |c| {
+        let ((inner, lease), slot) = self
+            .autocommit(sql, |c, stmts| {
                 let params = params.clone();
-                async move { c.query(sql, params).await }
+                async move { query_on(&c, stmts, sql, params).await }
             })
             .await?;
-        Ok(Rows { inner, _slot: slot })
+        Ok(Rows { inner, _lease: lease, _slot: slot })
     }
 
     /// Runs a statement and returns the number of rows it changed.
     pub async fn execute(&self, sql: &str, params: impl IntoParams) -> Result<u64, libsql::Error> {
         let params = params.into_params()?;
         if self.in_tx {
-            let changed = self.inner.execute(sql, params).await?;
+            let changed = execute_on(&self.inner, self.stmts.as_ref(), sql, params).await?;
             if self.inner.is_autocommit() {
                 // The server ended the transaction under us (sqld rolls back one that held the lock past
                 // its timeout while others waited): stop here instead of going on outside a transaction.
@@ -326,21 +331,22 @@ impl Conn {
         }
         // Outside a transaction the request that executes a remote statement also closes its stream.
         Ok(self
-            .autocommit(sql, |c| {
+            .autocommit(sql, |c, stmts| {
                 let params = params.clone();
-                async move { c.execute(sql, params).await }
+                async move { execute_on(&c, stmts, sql, params).await }
             })
             .await?
             .0)
     }
 
     /// Runs `run` (statement `sql`) outside a transaction, retried while the database is overloaded: locally
-    /// on this connection, a write under the writer slot; remotely on a fresh stream under one of the
-    /// process's slots. The slot is returned with the result (rows keep it until they are dropped).
-    async fn autocommit<T, Fut>(
-        &self,
+    /// on this connection (with its prepared statements), a write under the writer slot; remotely on a fresh
+    /// stream under one of the process's slots. The slot is returned with the result (rows keep it until they
+    /// are dropped).
+    async fn autocommit<'s, T, Fut>(
+        &'s self,
         sql: &str,
-        run: impl Fn(Connection) -> Fut,
+        run: impl Fn(Connection, Option<&'s Arc<Statements>>) -> Fut,
     ) -> Result<(T, Option<OwnedSemaphorePermit>), libsql::Error>
     where
         Fut: Future<Output = Result<T, libsql::Error>>,
@@ -352,12 +358,12 @@ impl Conn {
                     None if write => {
                         let turn = self.limits.writer.turn(QUEUE_TIMEOUT).await?;
                         let writer = turn.flush().await;
-                        Ok((run(self.inner.clone()).await?, Some(writer)))
+                        Ok((run(self.inner.clone(), self.stmts.as_ref()).await?, Some(writer)))
                     }
-                    None => Ok((run(self.inner.clone()).await?, None)),
+                    None => Ok((run(self.inner.clone(), self.stmts.as_ref()).await?, None)),
                     Some((database, slots)) => {
                         let slot = self.limits.acquire(slots, "no free connection").await?;
-                        Ok((run(database.connect()?).await?, Some(slot)))
+                        Ok((run(database.connect()?, None).await?, Some(slot)))
                     }
                 }
             })
@@ -385,7 +391,35 @@ impl Conn {
 /// dropped, so read them out and let them go.
 pub struct Rows {
     inner: libsql::Rows,
+    /// A local statement's lease: back to its cache, reset, once the rows are dropped (after `inner`).
+    _lease: Option<Lease>,
     _slot: Option<OwnedSemaphorePermit>,
+}
+
+/// Runs the query `sql` on `conn`, through its prepared statements when it has them.
+async fn query_on(
+    conn: &Connection,
+    stmts: Option<&Arc<Statements>>,
+    sql: &str,
+    params: libsql::params::Params,
+) -> Result<(libsql::Rows, Option<Lease>), libsql::Error> {
+    match stmts {
+        Some(stmts) => stmts.query(conn, sql, params).await.map(|(rows, lease)| (rows, Some(lease))),
+        None => Ok((conn.query(sql, params).await?, None)),
+    }
+}
+
+/// Runs the statement `sql` on `conn`, through its prepared statements when it has them.
+async fn execute_on(
+    conn: &Connection,
+    stmts: Option<&Arc<Statements>>,
+    sql: &str,
+    params: libsql::params::Params,
+) -> Result<u64, libsql::Error> {
+    match stmts {
+        Some(stmts) => stmts.execute(conn, sql, params).await,
+        None => conn.execute(sql, params).await,
+    }
 }
 
 impl Rows {
@@ -420,7 +454,8 @@ impl PooledConn<'_> {
         let turn = limits.writer.turn(QUEUE_TIMEOUT).await?;
         if self.db.local {
             let member = turn.join(limits, || self.db.connect()).await?;
-            let conn = Conn { inner: member.connection().clone(), in_tx: true, limits: limits.clone() };
+            let (inner, stmts) = member.connection();
+            let conn = Conn { inner: inner.clone(), stmts: Some(stmts.clone()), in_tx: true, limits: limits.clone() };
             return Ok(WriteTx { end: Some(Ending::Group(member)), conn, _conn: std::marker::PhantomData });
         }
         self.own_tx(turn.into_permit()).await
@@ -441,7 +476,7 @@ impl PooledConn<'_> {
     async fn own_tx(&self, writer: OwnedSemaphorePermit) -> Result<WriteTx<'_>, libsql::Error> {
         let limits = &self.db.limits;
         let tx = limits.retry(|| self.inner.transaction_with_behavior(TransactionBehavior::Immediate)).await?;
-        let conn = Conn { inner: (*tx).clone(), in_tx: true, limits: limits.clone() };
+        let conn = Conn { inner: (*tx).clone(), stmts: self.stmts.clone(), in_tx: true, limits: limits.clone() };
         Ok(WriteTx { end: Some(Ending::Own(tx, writer)), conn, _conn: std::marker::PhantomData })
     }
 }
@@ -459,8 +494,10 @@ impl Drop for PooledConn<'_> {
         // A local connection left inside a transaction is not reused.
         if self.db.local && conn.inner.is_autocommit() {
             let mut idle = self.db.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if idle.len() < MAX_IDLE {
-                idle.push(conn.inner);
+            if idle.len() < MAX_IDLE
+                && let Some(stmts) = conn.stmts
+            {
+                idle.push((conn.inner, stmts));
             }
         }
     }

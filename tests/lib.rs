@@ -613,19 +613,6 @@ impl TestApp {
         let mut rows = conn.query(sql, ()).await.unwrap();
         rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
     }
-
-    /// `count(sql)` once it equals `want`, or its last value after 5 s: for work a function finishes after the
-    /// events a test waits for (a purge after a push round; the gateway does not wait for a frame's function).
-    pub async fn count_settles(&self, sql: &str, want: i64) -> i64 {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let n = self.count(sql).await;
-            if n == want || tokio::time::Instant::now() >= deadline {
-                return n;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    }
 }
 
 impl TestUser {

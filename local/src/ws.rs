@@ -15,7 +15,7 @@ use base64::Engine as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use crate::gateway::{Gateway, into_axum};
 
@@ -38,11 +38,6 @@ impl Default for WsLimits {
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 /// Largest single frame.
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
-
-/// Messages of one connection whose route runs at once at most. API Gateway invokes a route's integration for
-/// each message as it arrives, without waiting for the previous one (their order is not kept); past this bound
-/// the gateway stops reading the socket until one finishes (TCP back-pressure).
-const MAX_IN_FLIGHT: usize = 32;
 
 /// What the gateway sends down a connection.
 #[derive(Debug)]
@@ -201,7 +196,6 @@ async fn run(
     let deadline = tokio::time::Instant::now() + limits.max_duration;
     let mut idle = tokio::time::Instant::now() + limits.idle_timeout;
     let mut close_code = 1000u16;
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let close: Option<(u16, &'static str)> = tokio::select! {
             out = rx.recv() => match out {
@@ -216,14 +210,13 @@ async fn run(
                 Some(Ok(Message::Text(text))) => {
                     idle = tokio::time::Instant::now() + limits.idle_timeout;
                     last_active.store(shared::time::now_ms(), Ordering::Relaxed);
-                    spawn_dispatch(&gw, &id, text.as_str().to_owned(), &identity, &in_flight).await;
+                    dispatch(&gw, &id, text.as_str(), &identity).await;
                     None
                 }
                 Some(Ok(Message::Binary(bytes))) => {
                     idle = tokio::time::Instant::now() + limits.idle_timeout;
                     last_active.store(shared::time::now_ms(), Ordering::Relaxed);
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
-                    spawn_dispatch(&gw, &id, text, &identity, &in_flight).await;
+                    dispatch(&gw, &id, &String::from_utf8_lossy(&bytes), &identity).await;
                     None
                 }
                 Some(Ok(Message::Close(frame))) => {
@@ -248,30 +241,11 @@ async fn run(
         }
     }
     lock(&gw.conns).remove(&id);
-    // `$disconnect` after the messages already handed to their routes (as API Gateway, it does not cancel them).
-    let _ = in_flight.acquire_many(u32::try_from(MAX_IN_FLIGHT).unwrap_or(u32::MAX)).await;
     let mut ctx = request_context(&gw, &id, "$disconnect", "DISCONNECT", (&identity.0, &identity.1, identity.2));
     ctx["disconnectStatusCode"] = json!(close_code);
     ctx["disconnectReason"] = json!("");
     let event = json!({"headers": {}, "multiValueHeaders": {}, "requestContext": ctx, "isBase64Encoded": false});
     let _ = invoke(&gw, "$disconnect", event).await;
-}
-
-/// Hands a message to its route in a task of its own, once fewer than [`MAX_IN_FLIGHT`] of the connection's
-/// messages are running.
-async fn spawn_dispatch(
-    gw: &Gateway,
-    id: &str,
-    text: String,
-    identity: &(String, String, i64),
-    in_flight: &Arc<Semaphore>,
-) {
-    let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
-    let (gw, id, identity) = (gw.clone(), id.to_owned(), identity.clone());
-    tokio::spawn(async move {
-        dispatch(&gw, &id, &text, &identity).await;
-        drop(permit);
-    });
 }
 
 /// Route selection on `$request.body.action`, `$default` as fallback.

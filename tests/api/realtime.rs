@@ -310,7 +310,7 @@ async fn a_connection_that_vanished_without_disconnect_is_purged_on_the_next_pus
     let mut a = app.ws(&alice.token).await;
     alice.send_via(&mut a, bob.id, "to a ghost").await;
     b.expect("new_message").await;
-    assert_eq!(app.count_settles("SELECT COUNT(*) FROM connection WHERE id = 'ghost='", 0).await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM connection WHERE id = 'ghost='").await, 0);
     assert_eq!(
         app.count(&format!("SELECT COUNT(*) FROM connection WHERE user_id = {}", bob.id)).await,
         1,
@@ -568,7 +568,7 @@ async fn purging_a_users_last_connection_announces_them_offline() {
     };
     assert_eq!(presence["is_online"], false);
     assert!(presence["last_seen"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(app.count_settles("SELECT COUNT(*) FROM connection WHERE id = 'ghost='", 0).await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM connection WHERE id = 'ghost='").await, 0);
 }
 
 #[tokio::test]

@@ -16,12 +16,14 @@ use wire::files::{PresignRequest, PresignUpload};
 use wire::keys::{
     ClaimKeys, ClaimKeysRequest, ClaimedDevice, CountKeys, Device, ListDevices, ListDevicesRequest, UploadKeys,
 };
+use wire::mls::{CountKeyPackages, UploadKeyPackages, UploadKeyPackagesRequest};
 use wire::users::{DeleteAccount, DeleteAccountRequest};
 use wire::ws::{ClientAction, Envelope, LooseId, SendMessage, ServerEvent};
 use wire::{MessageType, TokenResponse};
 
 use crate::api::Api;
 use crate::crypto::{Crypto, DeviceKeys, b64, open_file, seal_file, unb64};
+use crate::mls::Mls;
 use crate::store::{self, Home, Saved};
 
 /// Marker put in `encrypted_content` of end-to-end encrypted messages (the real content is in envelopes).
@@ -133,6 +135,7 @@ pub struct Client {
     pub user_id: i64,
     pub device_id: String,
     crypto: Crypto,
+    mls: Mls,
     identities: HashMap<String, String>,
     plaintexts: BTreeMap<i64, Value>,
     resets: HashMap<String, i64>,
@@ -167,6 +170,7 @@ impl Client {
             user_id: login.user_id,
             device_id: login.device_id,
             crypto: Crypto::new(),
+            mls: Mls::default(),
             identities: HashMap::new(),
             plaintexts: BTreeMap::new(),
             resets: HashMap::new(),
@@ -177,6 +181,7 @@ impl Client {
         let body = client.crypto.initial_keys(BATCH);
         client.api.call(UploadKeys, &body).await.context("publish device keys")?;
         client.save()?;
+        client.top_up_key_packages().await.context("publish MLS key packages")?;
         Ok(client)
     }
 
@@ -237,6 +242,7 @@ impl Client {
             user_id: saved.user_id,
             device_id: saved.device_id,
             crypto: Crypto { account: Account::from_pickle(saved.account), sessions, next_key_id: saved.next_key_id },
+            mls: Mls::import(&saved.mls).context("restore the MLS state")?,
             identities: saved.identities,
             plaintexts: saved.plaintexts,
             resets: saved.resets,
@@ -267,6 +273,7 @@ impl Client {
                 .map(|(k, v)| (k.clone(), v.iter().map(Session::pickle).collect()))
                 .collect(),
             next_key_id: self.crypto.next_key_id,
+            mls: self.mls.export(),
             identities: self.identities.clone(),
             plaintexts: self.plaintexts.clone(),
             resets: self.resets.clone(),
@@ -282,7 +289,7 @@ impl Client {
         Ok(Socket { stream, pending: VecDeque::new() })
     }
 
-    /// Uploads more one-time keys when fewer than 20 remain.
+    /// Uploads more one-time keys when fewer than 20 remain, and MLS key packages likewise.
     pub async fn top_up_keys(&mut self) -> anyhow::Result<()> {
         let count = self.api.call(CountKeys, &Empty {}).await?.one_time_key_count;
         if count < LOW_WATER {
@@ -290,6 +297,29 @@ impl Client {
             self.api.call(UploadKeys, &body).await?;
             self.save()?;
         }
+        self.top_up_key_packages().await
+    }
+
+    /// Uploads MLS key packages when fewer than 20 remain, and a last-resort package when there is none. The
+    /// private keys are saved before the upload: a package the server hands out must be usable here.
+    pub async fn top_up_key_packages(&mut self) -> anyhow::Result<()> {
+        let state = self.api.call(CountKeyPackages, &Empty {}).await?;
+        let want = if state.key_package_count < LOW_WATER { BATCH } else { 0 };
+        if want == 0 && state.has_last_resort {
+            return Ok(());
+        }
+        let account = &self.crypto.account;
+        let packages = (0..want)
+            .map(|_| self.mls.key_package(account, self.user_id, &self.device_id, false))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let last_resort =
+            (!state.has_last_resort).then(|| self.mls.key_package(account, self.user_id, &self.device_id, true));
+        let body = UploadKeyPackagesRequest {
+            key_packages: (!packages.is_empty()).then_some(packages),
+            last_resort: last_resort.transpose()?,
+        };
+        self.save()?;
+        self.api.call(UploadKeyPackages, &body).await?;
         Ok(())
     }
 

@@ -28,6 +28,9 @@ pub struct Saved {
     pub account: AccountPickle,
     pub sessions: HashMap<String, Vec<SessionPickle>>,
     pub next_key_id: u32,
+    /// The `openmls` store (key package private keys, group state), base64 key → base64 value.
+    #[serde(default)]
+    pub mls: Vec<(String, String)>,
     /// Pinned identity keys per `"<user>:<device>"`.
     pub identities: HashMap<String, String>,
     /// Decrypted payloads per message id (an Olm message can be decrypted only once).

@@ -17,6 +17,7 @@ mod keys;
 mod limits;
 mod load;
 mod logs;
+mod mls;
 mod privacy;
 mod processes;
 mod realtime;

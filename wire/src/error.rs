@@ -124,6 +124,12 @@ error_codes! {
     TooManyOneTimeKeys = 400 "too_many_one_time_keys" "Too many one-time keys",
     /// A one-time key id already used by this device.
     KeyIdConflict = 409 "key_id_conflict" "One-time key id already used",
+    /// An MLS key package that does not parse or verify, or is not the caller device's (API.md §15.1).
+    InvalidKeyPackage = 400 "invalid_key_package" "Invalid key package",
+    /// More than 100 MLS key packages per request or unclaimed per device.
+    TooManyKeyPackages = 400 "too_many_key_packages" "Too many key packages",
+    /// MLS key packages of a device that has not uploaded its identity keys (API.md §9.2).
+    NoDeviceKeys = 409 "no_device_keys" "Upload device keys first",
     /// No such device of the caller.
     DeviceNotFound = 404 "device_not_found" "Device not found",
     /// Every device of the account has keys and the cap is reached.

@@ -13,6 +13,7 @@ pub mod endpoint;
 pub mod error;
 pub mod files;
 pub mod keys;
+pub mod mls;
 pub mod objects;
 pub mod openapi;
 pub mod system;
@@ -56,7 +57,9 @@ pub fn parse_str<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
 
 /// Every REST endpoint of the contract.
 pub fn endpoints() -> Vec<EndpointInfo> {
-    use crate::{auth as a, chats as c, contacts as k, files as f, keys as e, system as s, themes as t, users as u};
+    use crate::{
+        auth as a, chats as c, contacts as k, files as f, keys as e, mls as m, system as s, themes as t, users as u,
+    };
     vec![
         info::<a::Register>(),
         info::<a::Login>(),
@@ -90,6 +93,9 @@ pub fn endpoints() -> Vec<EndpointInfo> {
         info::<e::ClaimKeys>(),
         info::<e::DeleteDevice>(),
         info::<e::ExchangeKey>(),
+        info::<m::UploadKeyPackages>(),
+        info::<m::CountKeyPackages>(),
+        info::<m::ClaimKeyPackages>(),
         info::<c::ListActiveChats>(),
         info::<c::ListMessages>(),
         info::<c::ClearChat>(),

@@ -1,5 +1,6 @@
 //! The `keys` function: the end-to-end encryption key directory (API.md §9). The server stores public keys
-//! only, verifies their signatures strictly and hands each one-time key out at most once.
+//! only, verifies their signatures strictly and hands each one-time key out at most once. The MLS key
+//! packages of group chats (API.md §15.1) are in [`mls`].
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use shared::api::Router;
@@ -14,6 +15,8 @@ use wire::keys::{
 };
 use wire::ws::KeyChangeKind;
 use wire::{Empty, ErrorCode};
+
+pub mod mls;
 
 /// Name of this function in `template.yaml`.
 pub const FUNCTION: &str = "keys";
@@ -30,13 +33,14 @@ const SPK_PREFIX: &[u8] = b"MSGR-SPK-V1";
 
 /// Every route of this function.
 pub fn router() -> Router {
-    Router::new(FUNCTION)
+    let router = Router::new(FUNCTION)
         .route(UploadKeys, upload_keys)
         .route(CountKeys, count_keys)
         .route(ListDevices, list_devices)
         .route(ClaimKeys, claim_keys)
         .route(DeleteDevice, delete_device)
-        .route(ExchangeKey, exchange_key)
+        .route(ExchangeKey, exchange_key);
+    mls::routes(router)
 }
 
 shared::http_function!(router);
@@ -169,6 +173,7 @@ async fn upload_keys(state: &AppState, user: AuthUser, input: UploadKeysRequest)
                 change = Some(if stored.is_some() { KeyChangeKind::IdentityChanged } else { KeyChangeKind::Added });
                 // A new identity invalidates every key signed or issued under the old one.
                 db::keys::delete_one_time_keys(&tx, device).await?;
+                db::mls::delete_of_device(&tx, device).await?;
                 db::keys::set_identity(&tx, device, user.id, &new.stored, now).await?;
             }
             new.signing_key

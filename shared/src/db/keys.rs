@@ -83,6 +83,7 @@ pub async fn counts(conn: &Conn, device_id: &str) -> Result<KeyCounts, libsql::E
 /// transaction).
 pub async fn delete_of_device(conn: &Conn, device_id: &str) -> Result<(), libsql::Error> {
     delete_one_time_keys(conn, device_id).await?;
+    crate::db::mls::delete_of_device(conn, device_id).await?;
     conn.execute("DELETE FROM device_key WHERE device_id = ?1", [device_id]).await?;
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod devices;
 mod group;
 pub mod keys;
 pub mod messages;
+pub mod mls;
 pub mod objects;
 mod pool;
 pub mod rate_limits;
@@ -36,6 +37,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "0007_bulk_jobs", include_str!("../../../migrations/0007_bulk_jobs.sql")),
     (8, "0008_user_search", include_str!("../../../migrations/0008_user_search.sql")),
     (9, "0009_user_bigram", include_str!("../../../migrations/0009_user_bigram.sql")),
+    (10, "0010_mls_key_packages", include_str!("../../../migrations/0010_mls_key_packages.sql")),
 ];
 
 /// The schema version this build expects.

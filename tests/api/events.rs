@@ -63,4 +63,13 @@ async fn every_sample_event_reaches_its_handler() {
         seen += 1;
     }
     assert!(seen >= wire::endpoints().len() + 3, "one event per route, saw {seen}");
+    for e in wire::endpoints() {
+        let sample = format!("{dir}/{}-{}.json", e.function, e.operation_id);
+        assert!(
+            std::path::Path::new(&sample).exists(),
+            "no sample event for {} {}: {sample}",
+            e.method.as_str(),
+            e.path
+        );
+    }
 }

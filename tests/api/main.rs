@@ -13,6 +13,7 @@ mod durability;
 mod e2ee;
 mod events;
 mod files;
+mod groups;
 mod keys;
 mod limits;
 mod load;

@@ -130,6 +130,14 @@ error_codes! {
     TooManyKeyPackages = 400 "too_many_key_packages" "Too many key packages",
     /// MLS key packages of a device that has not uploaded its identity keys (API.md §9.2).
     NoDeviceKeys = 409 "no_device_keys" "Upload device keys first",
+    /// No such group, or the caller is not a member (API.md §15.2).
+    GroupNotFound = 404 "group_not_found" "Group not found",
+    /// A group action for admins only.
+    NotGroupAdmin = 403 "not_group_admin" "Only group admins can do this",
+    /// `POST /groups` with an MLS group id already taken.
+    GroupExists = 409 "group_exists" "Group already exists",
+    /// The caller is in 100 groups already.
+    TooManyGroups = 400 "too_many_groups" "Too many groups",
     /// No such device of the caller.
     DeviceNotFound = 404 "device_not_found" "Device not found",
     /// Every device of the account has keys and the cap is reached.

@@ -84,3 +84,156 @@ endpoint! {
         errors: [UserNotFound],
     }
 }
+
+/// A device of a user, as group events and commits name them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MemberDevice {
+    /// The owner.
+    pub user_id: i64,
+    /// The device.
+    pub device_id: String,
+}
+
+/// A member device's role in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupRole {
+    /// May add and remove others and rename the group.
+    Admin,
+    /// May send and commit updates of its own.
+    Member,
+}
+
+/// One member device of a group (the server's routing table; membership crypto is the clients' job).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupMember {
+    /// The device's owner.
+    pub user_id: i64,
+    /// The device.
+    pub device_id: String,
+    /// Its role.
+    pub role: GroupRole,
+    /// The epoch the device joined in: its history starts there.
+    pub joined_epoch: i64,
+}
+
+/// The group object (API.md §15.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Group {
+    /// The server's id.
+    pub id: i64,
+    /// The MLS group id, 16–32 bytes, base64.
+    pub group_id: String,
+    /// The group's name, or null when the members keep it inside the group.
+    pub name: Option<String>,
+    /// The current epoch.
+    pub epoch: i64,
+    /// The creator.
+    pub created_by: i64,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// Every member device.
+    pub members: Vec<GroupMember>,
+}
+
+/// `POST /groups` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreateGroupRequest {
+    /// The MLS group id the creator's client chose, 16–32 bytes, base64; unique.
+    pub group_id: String,
+    /// Trimmed, 1–64 characters, display-safe; absent or null keeps the name out of the server.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `GET /groups` input.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListGroupsRequest {
+    /// Page size: 1–100, default 50.
+    #[serde(default)]
+    pub limit: Option<i64>,
+    /// Cursor: the `id` of the last group of the previous page.
+    #[serde(default)]
+    pub before: Option<i64>,
+}
+
+/// One row of `GET /groups`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupSummary {
+    /// The server's id.
+    pub id: i64,
+    /// The MLS group id, base64.
+    pub group_id: String,
+    /// The name, or null.
+    pub name: Option<String>,
+    /// The current epoch.
+    pub epoch: i64,
+    /// Member devices.
+    pub member_count: i64,
+    /// RFC 3339 UTC of the last message or commit, or null when there has been none.
+    pub last_message_at: Option<String>,
+}
+
+/// `GET /groups/{id}` input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GetGroupRequest {
+    /// Path: the group's server id.
+    pub id: i64,
+}
+
+/// `PUT /groups/{id}` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RenameGroupRequest {
+    /// Path: the group's server id.
+    pub id: i64,
+    /// Trimmed, 1–64 characters, display-safe; null removes the name.
+    pub name: Option<String>,
+}
+
+/// `DELETE /groups/{id}/members/me` input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LeaveGroupRequest {
+    /// Path: the group's server id.
+    pub id: i64,
+}
+
+endpoint! {
+    /// Create a group with the caller's device as its only member.
+    CreateGroup: Post "/groups" in "chats" {
+        op: "create_group", summary: "Create an MLS group with the caller's device as its admin", auth: true,
+        status: 201, input: Json, output: Json, request: CreateGroupRequest, response: Group,
+        errors: [GroupExists, TooManyGroups],
+    }
+}
+
+endpoint! {
+    /// The caller's groups, most recent activity first.
+    ListGroups: Get "/groups" in "chats" {
+        op: "list_groups", summary: "The caller's groups, most recent activity first", auth: true, status: 200,
+        input: Query, output: Json, request: ListGroupsRequest, response: Vec<GroupSummary>, errors: [],
+    }
+}
+
+endpoint! {
+    /// One group of the caller's.
+    GetGroup: Get "/groups/{id}" in "chats" {
+        op: "get_group", summary: "One group with its members", auth: true, status: 200,
+        input: None, output: Json, request: GetGroupRequest, response: Group, errors: [GroupNotFound],
+    }
+}
+
+endpoint! {
+    /// Rename a group (admins only).
+    RenameGroup: Put "/groups/{id}" in "chats" {
+        op: "rename_group", summary: "Rename a group (admins only)", auth: true, status: 200,
+        input: Json, output: Json, request: RenameGroupRequest, response: Group, errors: [GroupNotFound, NotGroupAdmin],
+    }
+}
+
+endpoint! {
+    /// Leave a group: the caller's devices stop receiving at once.
+    LeaveGroup: Delete "/groups/{id}/members/me" in "chats" {
+        op: "leave_group", summary: "Leave a group with every device of the caller", auth: true, status: 204,
+        input: None, output: Empty, request: LeaveGroupRequest, response: Empty, errors: [GroupNotFound],
+    }
+}

@@ -301,6 +301,20 @@ pub struct Pong {
     pub time: String,
 }
 
+/// `group_updated` data (API.md §15.5): `name` after a rename, `left` after members left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupUpdated {
+    /// The group's server id.
+    pub group_id: i64,
+    /// The new name (null: removed); present after a rename only.
+    #[serde(default, deserialize_with = "crate::present", skip_serializing_if = "Option::is_none")]
+    pub name: Option<Option<String>>,
+    /// The devices that left the routing table; present after a leave only. The group's next commit must
+    /// remove their leaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left: Option<Vec<crate::mls::MemberDevice>>,
+}
+
 /// Every server → client frame: `{"event": "<name>", "data": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
@@ -325,6 +339,8 @@ pub enum ServerEvent {
     KeyChange(KeyChange),
     /// Answer to `ping`.
     Pong(Pong),
+    /// A group was renamed or members left it (API.md §15.5).
+    GroupUpdated(GroupUpdated),
 }
 
 impl ServerEvent {

@@ -1,4 +1,5 @@
-//! The `chats` function: active chats, history, clearing, deletion, read receipts and media (API.md §5.1–5.6).
+//! The `chats` function: active chats, history, clearing, deletion, read receipts and media (API.md §5.1–5.6),
+//! and MLS groups (§15.2, in [`groups`]).
 
 use std::collections::HashMap;
 
@@ -26,14 +27,17 @@ const MAX_PAGE_BYTES: usize = 5 * 1024 * 1024;
 
 /// Every route of this function.
 pub fn router() -> Router {
-    Router::new(FUNCTION)
+    let router = Router::new(FUNCTION)
         .route(ListActiveChats, list_active_chats)
         .route(ListMessages, list_messages)
         .route(ClearChat, clear_chat)
         .route(DeleteMessage, delete_message)
         .route(MarkRead, mark_read)
-        .route(ListMedia, list_media)
+        .route(ListMedia, list_media);
+    groups::routes(router)
 }
+
+pub mod groups;
 
 shared::http_function!(router);
 

@@ -94,6 +94,8 @@ pub async fn delete_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Err
 /// queued one.
 pub async fn delete_with_keys(conn: &Conn, user_id: i64, device_id: &str, now_ms: i64) -> Result<bool, libsql::Error> {
     crate::db::keys::delete_of_device(conn, device_id).await?;
+    // Its group leaves stop receiving at once; each group's next commit must remove them (API.md §15.6).
+    crate::db::mls_groups::remove_device(conn, device_id).await?;
     delete(conn, device_id).await?;
     let envelopes =
         exists(conn.query("SELECT 1 FROM message_envelope WHERE device_id = ?1", [device_id]).await?).await?;

@@ -13,6 +13,7 @@ mod group;
 pub mod keys;
 pub mod messages;
 pub mod mls;
+pub mod mls_groups;
 pub mod objects;
 mod pool;
 pub mod rate_limits;
@@ -38,6 +39,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "0008_user_search", include_str!("../../../migrations/0008_user_search.sql")),
     (9, "0009_user_bigram", include_str!("../../../migrations/0009_user_bigram.sql")),
     (10, "0010_mls_key_packages", include_str!("../../../migrations/0010_mls_key_packages.sql")),
+    (11, "0011_mls_groups", include_str!("../../../migrations/0011_mls_groups.sql")),
 ];
 
 /// The schema version this build expects.

@@ -1,0 +1,214 @@
+//! MLS groups (API.md §15.2): `mls_group`, `mls_member` (the routing table) and `mls_pending_removal`.
+//! Ciphertext and MLS secrets never reach these tables; the group id and name are what clients chose to show.
+
+use super::Conn;
+use crate::db::{all, column, exists, first, value};
+use serde::Deserialize;
+
+/// Role of a group's creator.
+pub const ADMIN: &str = "admin";
+
+/// A group's own row.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GroupRow {
+    /// Server id.
+    pub id: i64,
+    /// MLS group id, base64.
+    pub group_id: String,
+    /// Name, if the members keep it on the server.
+    pub name: Option<String>,
+    /// Current epoch.
+    pub epoch: i64,
+    /// Creator.
+    pub created_by: i64,
+    /// Milliseconds.
+    pub created_at: i64,
+}
+
+/// One member device.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MemberRow {
+    /// Owner.
+    pub user_id: i64,
+    /// Device.
+    pub device_id: String,
+    /// `admin` or `member`.
+    pub role: String,
+    /// The epoch it joined in.
+    pub joined_epoch: i64,
+}
+
+/// Creates a group at epoch 0 with `device_id` of `user_id` as its admin; `None` when the MLS group id is
+/// taken. Run it in a write transaction.
+pub async fn create(
+    conn: &Conn,
+    group_id: &str,
+    name: Option<&str>,
+    user_id: i64,
+    device_id: &str,
+    now_ms: i64,
+) -> Result<Option<i64>, libsql::Error> {
+    let rows = conn
+        .query(
+            "INSERT INTO mls_group (group_id, name, epoch, created_by, created_at) VALUES (?1, ?2, 0, ?3, ?4) \
+             ON CONFLICT (group_id) DO NOTHING RETURNING id",
+            (group_id, name, user_id, now_ms),
+        )
+        .await?;
+    let Some(id) = value::<i64>(rows).await? else { return Ok(None) };
+    conn.execute(
+        "INSERT INTO mls_member (group_id, device_id, user_id, role, joined_epoch) VALUES (?1, ?2, ?3, ?4, 0)",
+        (id, device_id, user_id, ADMIN),
+    )
+    .await?;
+    Ok(Some(id))
+}
+
+/// How many groups any device of `user_id` is a member of.
+pub async fn count_of_user(conn: &Conn, user_id: i64) -> Result<i64, libsql::Error> {
+    let rows = conn.query("SELECT COUNT(DISTINCT group_id) FROM mls_member WHERE user_id = ?1", [user_id]).await?;
+    Ok(value(rows).await?.unwrap_or(0))
+}
+
+/// Group `id`, if any device of `user_id` is a member: to anyone else it does not exist.
+pub async fn get_for(conn: &Conn, id: i64, user_id: i64) -> Result<Option<GroupRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT id, group_id, name, epoch, created_by, created_at FROM mls_group g WHERE id = ?1 \
+             AND EXISTS (SELECT 1 FROM mls_member m WHERE m.group_id = g.id AND m.user_id = ?2)",
+            (id, user_id),
+        )
+        .await?;
+    first(rows).await
+}
+
+/// The member devices of group `id`, by user then device.
+pub async fn members(conn: &Conn, id: i64) -> Result<Vec<MemberRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT user_id, device_id, role, joined_epoch FROM mls_member WHERE group_id = ?1 \
+             ORDER BY user_id, device_id",
+            [id],
+        )
+        .await?;
+    all(rows).await
+}
+
+/// Whether a device of `user_id` is an admin of group `id`.
+pub async fn is_admin(conn: &Conn, id: i64, user_id: i64) -> Result<bool, libsql::Error> {
+    let rows = conn
+        .query("SELECT 1 FROM mls_member WHERE group_id = ?1 AND user_id = ?2 AND role = ?3", (id, user_id, ADMIN))
+        .await?;
+    exists(rows).await
+}
+
+/// Sets (or, with `None`, removes) the name of group `id`.
+pub async fn rename(conn: &Conn, id: i64, name: Option<&str>) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE mls_group SET name = ?2 WHERE id = ?1", (id, name)).await?;
+    Ok(())
+}
+
+/// One row of a user's group list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SummaryRow {
+    /// Server id.
+    pub id: i64,
+    /// MLS group id, base64.
+    pub group_id: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Current epoch.
+    pub epoch: i64,
+    /// Member devices.
+    pub member_count: i64,
+    /// Milliseconds of the last message or commit.
+    pub last_activity_at: Option<i64>,
+}
+
+/// The groups of `user_id`, most recent activity (else creation) first, ties by id descending; after the
+/// group `before` in that order when given (a group of the caller's; any other id gives an empty page).
+pub async fn list(
+    conn: &Conn,
+    user_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<SummaryRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT g.id, g.group_id, g.name, g.epoch, g.last_activity_at, \
+               (SELECT COUNT(*) FROM mls_member c WHERE c.group_id = g.id) AS member_count \
+             FROM mls_group g \
+             WHERE g.id IN (SELECT group_id FROM mls_member WHERE user_id = ?1) \
+               AND (?2 IS NULL OR (COALESCE(g.last_activity_at, g.created_at), g.id) < \
+                 (SELECT COALESCE(b.last_activity_at, b.created_at), b.id FROM mls_group b WHERE b.id = ?2 \
+                    AND b.id IN (SELECT group_id FROM mls_member WHERE user_id = ?1))) \
+             ORDER BY COALESCE(g.last_activity_at, g.created_at) DESC, g.id DESC LIMIT ?3",
+            (user_id, before, limit),
+        )
+        .await?;
+    all(rows).await
+}
+
+/// Takes every device of `user_id` out of group `id`'s routing table and records each as a pending removal
+/// for the group's next commit; a group left without members is deleted. Returns the devices taken out.
+pub async fn leave(conn: &Conn, id: i64, user_id: i64) -> Result<Vec<String>, libsql::Error> {
+    let devices: Vec<String> = column(
+        conn.query("SELECT device_id FROM mls_member WHERE group_id = ?1 AND user_id = ?2", (id, user_id)).await?,
+    )
+    .await?;
+    conn.execute(
+        "INSERT INTO mls_pending_removal (group_id, device_id, user_id) \
+         SELECT group_id, device_id, user_id FROM mls_member WHERE group_id = ?1 AND user_id = ?2 \
+         ON CONFLICT DO NOTHING",
+        (id, user_id),
+    )
+    .await?;
+    conn.execute("DELETE FROM mls_member WHERE group_id = ?1 AND user_id = ?2", (id, user_id)).await?;
+    delete_if_empty(conn, id).await?;
+    Ok(devices)
+}
+
+/// Takes device `device_id` out of every group (the device or its account is being deleted), recording
+/// pending removals; groups left without members are deleted.
+pub async fn remove_device(conn: &Conn, device_id: &str) -> Result<(), libsql::Error> {
+    let groups: Vec<i64> =
+        column(conn.query("SELECT group_id FROM mls_member WHERE device_id = ?1", [device_id]).await?).await?;
+    conn.execute(
+        "INSERT INTO mls_pending_removal (group_id, device_id, user_id) \
+         SELECT group_id, device_id, user_id FROM mls_member WHERE device_id = ?1 ON CONFLICT DO NOTHING",
+        [device_id],
+    )
+    .await?;
+    conn.execute("DELETE FROM mls_member WHERE device_id = ?1", [device_id]).await?;
+    for id in groups {
+        delete_if_empty(conn, id).await?;
+    }
+    Ok(())
+}
+
+/// Deletes group `id` with its pending removals when it has no member left: nobody could see it again.
+async fn delete_if_empty(conn: &Conn, id: i64) -> Result<(), libsql::Error> {
+    if exists(conn.query("SELECT 1 FROM mls_member WHERE group_id = ?1", [id]).await?).await? {
+        return Ok(());
+    }
+    conn.execute("DELETE FROM mls_pending_removal WHERE group_id = ?1", [id]).await?;
+    conn.execute("DELETE FROM mls_group WHERE id = ?1", [id]).await?;
+    Ok(())
+}
+
+/// The pending removals of group `id`: (user id, device id).
+pub async fn pending_removals(conn: &Conn, id: i64) -> Result<Vec<(i64, String)>, libsql::Error> {
+    #[derive(Deserialize)]
+    struct Row {
+        user_id: i64,
+        device_id: String,
+    }
+    let rows: Vec<Row> = all(conn
+        .query(
+            "SELECT user_id, device_id FROM mls_pending_removal WHERE group_id = ?1 ORDER BY user_id, device_id",
+            [id],
+        )
+        .await?)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.user_id, r.device_id)).collect())
+}

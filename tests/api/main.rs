@@ -14,6 +14,7 @@ mod e2ee;
 mod events;
 mod files;
 mod groups;
+mod handshake;
 mod keys;
 mod limits;
 mod load;

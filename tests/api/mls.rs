@@ -16,13 +16,13 @@ use serde_json::{Value, json};
 use vodozemac::olm::Account;
 
 /// A user whose device published its identity keys, with its MLS state.
-struct Device {
-    user: TestUser,
-    crypto: Crypto,
-    mls: Mls,
+pub(crate) struct Device {
+    pub(crate) user: TestUser,
+    pub(crate) crypto: Crypto,
+    pub(crate) mls: Mls,
 }
 
-async fn device(app: &TestApp) -> Device {
+pub(crate) async fn device(app: &TestApp) -> Device {
     let user = app.user().await;
     let mut crypto = Crypto::new();
     user.put("/keys", Some(&serde_json::to_value(crypto.initial_keys(0)).unwrap())).await.expect(200);
@@ -38,7 +38,7 @@ impl Device {
         format!("{}:{}", self.user.id, self.user.device_id)
     }
 
-    fn packages(&self, n: usize) -> Vec<String> {
+    pub(crate) fn packages(&self, n: usize) -> Vec<String> {
         (0..n)
             .map(|_| self.mls.key_package(&self.crypto.account, self.user.id, &self.user.device_id, false).unwrap())
             .collect()

@@ -132,9 +132,12 @@ expected = {
     "auth-change_password": 403,  # the sample's current password is not this user's
     "auth-login": 401,  # nor is its phone registered
     "auth-register": 201,
+    "chats-ack_welcome": 404,  # no welcome for this device
+    "chats-commit_group": 404,  # runs before chats-create_group: no group 1 yet
     "chats-create_group": 201,
     "chats-delete_message": 404,
     "chats-leave_group": 204,  # the group chats-create_group made (id 1): its only member leaves, it is gone
+    "chats-list_commits": 404,  # ... and its commits with it
     "chats-rename_group": 404,  # ... so renaming it finds no group
     "keys-delete_device": 404,
     "keys-upload_key_packages": 409,  # the device has no identity keys (keys-upload_keys' made-up ones fail)

@@ -138,6 +138,18 @@ error_codes! {
     GroupExists = 409 "group_exists" "Group already exists",
     /// The caller is in 100 groups already.
     TooManyGroups = 400 "too_many_groups" "Too many groups",
+    /// A commit or message for an epoch the group has left (API.md §15.3).
+    StaleEpoch = 409 "stale_epoch" "Group epoch has moved on",
+    /// An MLS object that does not parse, or is not what the endpoint takes (type, group, content type).
+    InvalidMlsMessage = 400 "invalid_mls_message" "Invalid MLS message",
+    /// A commit that leaves out a pending removal.
+    PendingRemovals = 409 "pending_removals" "The commit must remove every pending removal",
+    /// An added device that does not exist or is not its user's, or a removed one that is not in the group.
+    InvalidMember = 400 "invalid_member" "Invalid group member",
+    /// A commit that would take the group past 1 000 member devices.
+    GroupFull = 400 "group_full" "Group is full",
+    /// No such welcome for the caller's device.
+    WelcomeNotFound = 404 "welcome_not_found" "Welcome not found",
     /// No such device of the caller.
     DeviceNotFound = 404 "device_not_found" "Device not found",
     /// Every device of the account has keys and the cap is reached.

@@ -237,3 +237,115 @@ endpoint! {
         input: None, output: Empty, request: LeaveGroupRequest, response: Empty, errors: [GroupNotFound],
     }
 }
+
+/// `POST /groups/{id}/commits` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CommitRequest {
+    /// Path: the group's server id.
+    pub id: i64,
+    /// An `MLSMessage` (`PublicMessage` or `PrivateMessage`, content type commit) of this group at its current
+    /// epoch, base64.
+    pub commit: String,
+    /// The `Welcome` for the added devices, base64; required when `added` is not empty.
+    #[serde(default)]
+    pub welcome: Option<String>,
+    /// Devices the commit adds (admins only); each must exist and belong to its user.
+    #[serde(default)]
+    pub added: Option<Vec<MemberDevice>>,
+    /// Devices the commit removes: every pending removal, plus members (admins only).
+    #[serde(default)]
+    pub removed: Option<Vec<MemberDevice>>,
+    /// New roles by user id (admins only).
+    #[serde(default)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, GroupRole>>)]
+    pub role: Option<std::collections::BTreeMap<String, GroupRole>>,
+}
+
+/// `POST /groups/{id}/commits` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CommitAccepted {
+    /// The group's new epoch.
+    pub epoch: i64,
+}
+
+/// `GET /groups/{id}/commits` input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListCommitsRequest {
+    /// Path: the group's server id.
+    pub id: i64,
+    /// Commits that created epochs after this one (default 0: every commit kept).
+    #[serde(default)]
+    pub after_epoch: Option<i64>,
+}
+
+/// A stored commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StoredCommit {
+    /// The epoch the commit created.
+    pub epoch: i64,
+    /// The `MLSMessage`, base64, as the committer sent it.
+    pub commit: String,
+    /// The committer.
+    pub sender_id: i64,
+    /// The committer's device.
+    pub sender_device_id: String,
+    /// RFC 3339 UTC.
+    pub timestamp: String,
+}
+
+/// A welcome waiting for the caller's device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PendingWelcome {
+    /// Acknowledge it with `DELETE /mls/welcomes/{id}`.
+    pub id: i64,
+    /// The group as it is now.
+    pub group: Group,
+    /// The epoch the welcome is for.
+    pub epoch: i64,
+    /// The `Welcome` `MLSMessage`, base64.
+    pub welcome: String,
+    /// RFC 3339 UTC.
+    pub timestamp: String,
+}
+
+/// `DELETE /mls/welcomes/{id}` input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AckWelcomeRequest {
+    /// Path: the welcome's id.
+    pub id: i64,
+}
+
+endpoint! {
+    /// Commit to a group at its current epoch.
+    CommitGroup: Post "/groups/{id}/commits" in "chats" {
+        op: "commit_group", summary: "Commit to a group at its current epoch (exactly one commit wins each epoch)",
+        auth: true, status: 200, input: Json, output: Json, request: CommitRequest, response: CommitAccepted,
+        errors: [GroupNotFound, NotGroupAdmin, StaleEpoch, InvalidMlsMessage, PendingRemovals, InvalidMember, GroupFull,
+            PayloadTooLarge],
+    }
+}
+
+endpoint! {
+    /// Commits of a group after an epoch, oldest first.
+    ListCommits: Get "/groups/{id}/commits" in "chats" {
+        op: "list_commits", summary: "Commits of a group after an epoch, oldest first (at most 100)", auth: true,
+        status: 200, input: Query, output: Json, request: ListCommitsRequest, response: Vec<StoredCommit>,
+        errors: [GroupNotFound],
+    }
+}
+
+endpoint! {
+    /// Welcomes waiting for this device.
+    ListWelcomes: Get "/mls/welcomes" in "chats" {
+        op: "list_welcomes", summary: "Welcomes waiting for this device", auth: true, status: 200,
+        input: None, output: Json, request: Empty, response: Vec<PendingWelcome>, errors: [],
+    }
+}
+
+endpoint! {
+    /// Acknowledge a welcome.
+    AckWelcome: Delete "/mls/welcomes/{id}" in "chats" {
+        op: "ack_welcome", summary: "Acknowledge a welcome of this device", auth: true, status: 204,
+        input: None, output: Empty, request: AckWelcomeRequest, response: Empty, errors: [WelcomeNotFound],
+    }
+}

@@ -315,6 +315,34 @@ pub struct GroupUpdated {
     pub left: Option<Vec<crate::mls::MemberDevice>>,
 }
 
+/// `group_commit` data: a commit other members must merge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupCommitEvent {
+    /// The group's server id.
+    pub group_id: i64,
+    /// The epoch the commit created.
+    pub epoch: i64,
+    /// The commit `MLSMessage`, base64; null when over 64 KiB (fetch it with `GET /groups/{id}/commits`).
+    pub commit: Option<String>,
+    /// The committer.
+    pub sender_id: i64,
+    /// The committer's device.
+    pub sender_device_id: String,
+}
+
+/// `group_welcome` data: this device was added to a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupWelcomeEvent {
+    /// Acknowledge it with `DELETE /mls/welcomes/{id}`.
+    pub welcome_id: i64,
+    /// The group as the commit left it.
+    pub group: crate::mls::Group,
+    /// The epoch the welcome is for.
+    pub epoch: i64,
+    /// The `Welcome`, base64; null when over 64 KiB (fetch it with `GET /mls/welcomes`).
+    pub welcome: Option<String>,
+}
+
 /// Every server → client frame: `{"event": "<name>", "data": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
@@ -341,6 +369,10 @@ pub enum ServerEvent {
     Pong(Pong),
     /// A group was renamed or members left it (API.md §15.5).
     GroupUpdated(GroupUpdated),
+    /// A commit to a group this device is (or was, until this commit) a member of.
+    GroupCommit(GroupCommitEvent),
+    /// This device was added to a group.
+    GroupWelcome(GroupWelcomeEvent),
 }
 
 impl ServerEvent {

@@ -1,4 +1,5 @@
-//! MLS groups (API.md §15.2): `mls_group`, `mls_member` (the routing table) and `mls_pending_removal`.
+//! MLS groups (API.md §15.2–§15.3): `mls_group`, `mls_member` (the routing table), `mls_pending_removal`, and
+//! the handshake kept for members: `mls_commit`, `mls_welcome` with `mls_welcome_device`.
 //! Ciphertext and MLS secrets never reach these tables; the group id and name are what clients chose to show.
 
 use super::Conn;
@@ -180,20 +181,202 @@ pub async fn remove_device(conn: &Conn, device_id: &str) -> Result<(), libsql::E
     )
     .await?;
     conn.execute("DELETE FROM mls_member WHERE device_id = ?1", [device_id]).await?;
+    let welcomes: Vec<i64> =
+        column(conn.query("SELECT welcome_id FROM mls_welcome_device WHERE device_id = ?1", [device_id]).await?)
+            .await?;
+    for welcome in welcomes {
+        ack_welcome(conn, welcome, device_id).await?;
+    }
     for id in groups {
         delete_if_empty(conn, id).await?;
     }
     Ok(())
 }
 
-/// Deletes group `id` with its pending removals when it has no member left: nobody could see it again.
+/// Deletes group `id` with everything kept for it when it has no member left: nobody could see it again.
 async fn delete_if_empty(conn: &Conn, id: i64) -> Result<(), libsql::Error> {
     if exists(conn.query("SELECT 1 FROM mls_member WHERE group_id = ?1", [id]).await?).await? {
         return Ok(());
     }
     conn.execute("DELETE FROM mls_pending_removal WHERE group_id = ?1", [id]).await?;
+    conn.execute("DELETE FROM mls_commit WHERE group_id = ?1", [id]).await?;
+    conn.execute(
+        "DELETE FROM mls_welcome_device WHERE welcome_id IN (SELECT id FROM mls_welcome WHERE group_id = ?1)",
+        [id],
+    )
+    .await?;
+    conn.execute("DELETE FROM mls_welcome WHERE group_id = ?1", [id]).await?;
     conn.execute("DELETE FROM mls_group WHERE id = ?1", [id]).await?;
     Ok(())
+}
+
+/// The member row of `device_id` in group `id`.
+pub async fn member(conn: &Conn, id: i64, device_id: &str) -> Result<Option<MemberRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT user_id, device_id, role, joined_epoch FROM mls_member WHERE group_id = ?1 AND device_id = ?2",
+            (id, device_id),
+        )
+        .await?;
+    first(rows).await
+}
+
+/// Moves group `id` from epoch `from` to the next, stamping its activity; false when it is no longer at
+/// `from` (another commit won that epoch).
+pub async fn advance_epoch(conn: &Conn, id: i64, from: i64, now_ms: i64) -> Result<bool, libsql::Error> {
+    let updated = conn
+        .execute(
+            "UPDATE mls_group SET epoch = epoch + 1, last_activity_at = ?3 WHERE id = ?1 AND epoch = ?2",
+            (id, from, now_ms),
+        )
+        .await?;
+    Ok(updated > 0)
+}
+
+/// Adds a member device with role `member`, joined at `epoch`.
+pub async fn add_member(conn: &Conn, id: i64, user_id: i64, device_id: &str, epoch: i64) -> Result<(), libsql::Error> {
+    conn.execute(
+        "INSERT INTO mls_member (group_id, device_id, user_id, role, joined_epoch) VALUES (?1, ?2, ?3, 'member', ?4)",
+        (id, device_id, user_id, epoch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Takes a device out of group `id`, as a member and as a pending removal.
+pub async fn remove_member(conn: &Conn, id: i64, device_id: &str) -> Result<(), libsql::Error> {
+    conn.execute("DELETE FROM mls_member WHERE group_id = ?1 AND device_id = ?2", (id, device_id)).await?;
+    conn.execute("DELETE FROM mls_pending_removal WHERE group_id = ?1 AND device_id = ?2", (id, device_id)).await?;
+    Ok(())
+}
+
+/// Sets the role of every device of `user_id` in group `id`.
+pub async fn set_role(conn: &Conn, id: i64, user_id: i64, role: &str) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE mls_member SET role = ?3 WHERE group_id = ?1 AND user_id = ?2", (id, user_id, role)).await?;
+    Ok(())
+}
+
+/// Stores the commit that created `epoch` of group `id`.
+pub async fn insert_commit(
+    conn: &Conn,
+    id: i64,
+    epoch: i64,
+    (sender_id, sender_device_id): (i64, &str),
+    message: &str,
+    now_ms: i64,
+) -> Result<(), libsql::Error> {
+    conn.execute(
+        "INSERT INTO mls_commit (group_id, epoch, sender_id, sender_device_id, message, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        (id, epoch, sender_id, sender_device_id, message, now_ms),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A stored commit.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CommitRow {
+    /// The epoch it created.
+    pub epoch: i64,
+    /// The MLSMessage, base64.
+    pub message: String,
+    /// Committer.
+    pub sender_id: i64,
+    /// Committer's device.
+    pub sender_device_id: String,
+    /// Milliseconds.
+    pub created_at: i64,
+}
+
+/// The commits of group `id` that created epochs after `after_epoch`, oldest first, at most `limit`.
+pub async fn commits_after(
+    conn: &Conn,
+    id: i64,
+    after_epoch: i64,
+    limit: i64,
+) -> Result<Vec<CommitRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT epoch, message, sender_id, sender_device_id, created_at FROM mls_commit \
+             WHERE group_id = ?1 AND epoch > ?2 ORDER BY epoch LIMIT ?3",
+            (id, after_epoch, limit),
+        )
+        .await?;
+    all(rows).await
+}
+
+/// Stores a welcome of group `id` for `epoch`, once; [`add_welcome_device`] addresses it.
+pub async fn insert_welcome(
+    conn: &Conn,
+    id: i64,
+    epoch: i64,
+    message: &str,
+    now_ms: i64,
+) -> Result<i64, libsql::Error> {
+    let rows = conn
+        .query(
+            "INSERT INTO mls_welcome (group_id, epoch, message, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+            (id, epoch, message, now_ms),
+        )
+        .await?;
+    value(rows).await?.ok_or(libsql::Error::QueryReturnedNoRows)
+}
+
+/// Addresses welcome `welcome_id` to a device.
+pub async fn add_welcome_device(
+    conn: &Conn,
+    welcome_id: i64,
+    user_id: i64,
+    device_id: &str,
+) -> Result<(), libsql::Error> {
+    conn.execute(
+        "INSERT INTO mls_welcome_device (device_id, welcome_id, user_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        (device_id, welcome_id, user_id),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A welcome waiting for a device.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WelcomeRow {
+    /// Welcome id.
+    pub id: i64,
+    /// The group's server id.
+    pub group_id: i64,
+    /// Its epoch.
+    pub epoch: i64,
+    /// The Welcome MLSMessage, base64.
+    pub message: String,
+    /// Milliseconds.
+    pub created_at: i64,
+}
+
+/// The welcomes waiting for `device_id`, oldest first.
+pub async fn welcomes_of_device(conn: &Conn, device_id: &str) -> Result<Vec<WelcomeRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT w.id, w.group_id, w.epoch, w.message, w.created_at FROM mls_welcome_device d \
+             JOIN mls_welcome w ON w.id = d.welcome_id WHERE d.device_id = ?1 ORDER BY w.id",
+            [device_id],
+        )
+        .await?;
+    all(rows).await
+}
+
+/// Acknowledges welcome `welcome_id` for `device_id`; the welcome goes once no device waits for it. False
+/// when the device had no such welcome.
+pub async fn ack_welcome(conn: &Conn, welcome_id: i64, device_id: &str) -> Result<bool, libsql::Error> {
+    let deleted = conn
+        .execute("DELETE FROM mls_welcome_device WHERE device_id = ?1 AND welcome_id = ?2", (device_id, welcome_id))
+        .await?;
+    conn.execute(
+        "DELETE FROM mls_welcome WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM mls_welcome_device WHERE welcome_id = ?1)",
+        [welcome_id],
+    )
+    .await?;
+    Ok(deleted > 0)
 }
 
 /// The pending removals of group `id`: (user id, device id).

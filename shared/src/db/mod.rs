@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "0009_user_bigram", include_str!("../../../migrations/0009_user_bigram.sql")),
     (10, "0010_mls_key_packages", include_str!("../../../migrations/0010_mls_key_packages.sql")),
     (11, "0011_mls_groups", include_str!("../../../migrations/0011_mls_groups.sql")),
+    (12, "0012_mls_commits", include_str!("../../../migrations/0012_mls_commits.sql")),
 ];
 
 /// The schema version this build expects.

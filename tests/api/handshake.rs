@@ -1,0 +1,290 @@
+//! The MLS handshake through the Delivery Service (API.md §15.3): real `openmls` clients create a group, add
+//! and remove devices with commits and welcomes, race commits for one epoch and catch up from stored commits.
+//! The server sees plaintext headers only; every device ends in the same epoch and decrypts.
+
+use std::collections::HashMap;
+
+use messenger_client::crypto::{b64, random};
+use openmls::prelude::MlsGroup;
+use serde_json::{Value, json};
+use wire::mls::ClaimedKeyPackage;
+
+use super::mls::{Device, device};
+use messenger_tests::TestApp;
+
+/// A device in a group: its server-side id and its MLS group state.
+struct Member {
+    device: Device,
+    group: Option<MlsGroup>,
+}
+
+impl Member {
+    async fn new(app: &TestApp) -> Self {
+        let device = device(app).await;
+        let body = json!({"key_packages": device.packages(3)});
+        device.user.put("/mls/key-packages", Some(&body)).await.expect(200);
+        Self { device, group: None }
+    }
+
+    fn me(&self) -> Value {
+        json!({"user_id": self.device.user.id, "device_id": self.device.user.device_id})
+    }
+
+    fn epoch(&self) -> u64 {
+        self.group.as_ref().unwrap().epoch().as_u64()
+    }
+
+    /// Creates the group on the server and in MLS; returns its server id.
+    async fn create(&mut self) -> i64 {
+        let group_id = random::<16>();
+        let d = &self.device;
+        self.group = Some(d.mls.create_group(&d.crypto.account, d.user.id, &d.user.device_id, &group_id).unwrap());
+        d.user.post("/groups", Some(&json!({"group_id": b64(&group_id)}))).await.expect(201)["id"].as_i64().unwrap()
+    }
+
+    /// A commit adding `others` (their packages claimed now) with its welcome, as the commit body.
+    async fn add_body(&mut self, others: &[&Member]) -> Value {
+        let ids: Vec<i64> = others.iter().map(|m| m.device.user.id).collect();
+        let claimed =
+            self.device.user.post("/mls/key-packages/claim", Some(&json!({"user_ids": ids}))).await.expect(200);
+        let packages: Vec<ClaimedKeyPackage> = serde_json::from_value(claimed["key_packages"].clone()).unwrap();
+        let directory: HashMap<String, Vec<u8>> = others
+            .iter()
+            .map(|m| {
+                (m.device.user.device_id.clone(), m.device.crypto.account.identity_keys().ed25519.as_bytes().to_vec())
+            })
+            .collect();
+        let d = &self.device;
+        let (commit, welcome) = d
+            .mls
+            .add(&d.crypto.account, self.group.as_mut().unwrap(), &packages, |_, device| directory.get(device).cloned())
+            .unwrap();
+        json!({"commit": commit, "welcome": welcome, "added": others.iter().map(|m| m.me()).collect::<Vec<_>>()})
+    }
+
+    async fn commit(&self, id: i64, body: &Value) -> messenger_tests::Resp {
+        self.device.user.post(&format!("/groups/{id}/commits"), Some(body)).await
+    }
+
+    fn merge(&mut self) {
+        let d = &self.device;
+        self.group.as_mut().unwrap().merge_pending_commit(&d.mls).unwrap();
+    }
+
+    fn join(&mut self, welcome: &str) {
+        self.group = Some(self.device.mls.join(welcome).unwrap());
+    }
+
+    fn update(&mut self) -> String {
+        let d = &self.device;
+        d.mls.update(&d.crypto.account, self.group.as_mut().unwrap()).unwrap()
+    }
+
+    fn process(&mut self, message: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let d = &self.device;
+        d.mls.process(self.group.as_mut().unwrap(), message)
+    }
+
+    fn encrypt(&mut self, text: &str) -> String {
+        let d = &self.device;
+        d.mls.encrypt(&d.crypto.account, self.group.as_mut().unwrap(), text.as_bytes()).unwrap()
+    }
+
+    /// Fetches and merges the commits after its epoch.
+    async fn catch_up(&mut self, id: i64) {
+        let path = format!("/groups/{id}/commits?after_epoch={}", self.epoch());
+        let commits = self.device.user.get(&path).await.expect(200);
+        for c in commits.as_array().unwrap() {
+            assert_eq!(self.process(c["commit"].as_str().unwrap()).unwrap(), None);
+        }
+    }
+}
+
+/// Alice's group with Bob and Carol added by one commit; Bob joins from the event, Carol over REST.
+async fn three(app: &TestApp) -> (i64, Member, Member, Member) {
+    let (mut alice, mut bob, mut carol) = (Member::new(app).await, Member::new(app).await, Member::new(app).await);
+    let id = alice.create().await;
+    let mut bob_ws = app.ws(&bob.device.user.token).await;
+    let body = alice.add_body(&[&bob, &carol]).await;
+    assert_eq!(alice.commit(id, &body).await.expect(200), json!({"epoch": 1}));
+    alice.merge();
+
+    let event = bob_ws.expect("group_welcome").await;
+    assert_eq!(event["epoch"], 1);
+    assert_eq!(event["group"]["id"], id);
+    assert_eq!(event["group"]["members"].as_array().unwrap().len(), 3);
+    bob.join(event["welcome"].as_str().unwrap());
+    let welcome_id = event["welcome_id"].as_i64().unwrap();
+    bob.device.user.delete(&format!("/mls/welcomes/{welcome_id}")).await.expect(204);
+
+    let pending = carol.device.user.get("/mls/welcomes").await.expect(200);
+    assert_eq!(pending.as_array().unwrap().len(), 1, "{pending}");
+    assert_eq!(pending[0]["id"], welcome_id, "one welcome for every device it adds");
+    carol.join(pending[0]["welcome"].as_str().unwrap());
+    carol.device.user.delete(&format!("/mls/welcomes/{welcome_id}")).await.expect(204);
+    carol.device.user.delete(&format!("/mls/welcomes/{welcome_id}")).await.expect_error(404, "welcome_not_found");
+    assert!(carol.device.user.get("/mls/welcomes").await.expect(200).as_array().unwrap().is_empty());
+    (id, alice, bob, carol)
+}
+
+#[tokio::test]
+async fn devices_added_by_a_commit_join_from_the_welcome_and_decrypt() {
+    let app = TestApp::spawn().await;
+    let (id, mut alice, mut bob, mut carol) = three(&app).await;
+    assert_eq!((alice.epoch(), bob.epoch(), carol.epoch()), (1, 1, 1));
+    let group = bob.device.user.get(&format!("/groups/{id}")).await.expect(200);
+    assert_eq!(group["epoch"], 1);
+    let bob_row =
+        group["members"].as_array().unwrap().iter().find(|m| m["user_id"] == bob.device.user.id).unwrap().clone();
+    assert_eq!((bob_row["role"].as_str(), bob_row["joined_epoch"].as_i64()), (Some("member"), Some(1)));
+    let commits = carol.device.user.get(&format!("/groups/{id}/commits?after_epoch=0")).await.expect(200);
+    assert_eq!(commits.as_array().unwrap().len(), 1);
+    assert_eq!((commits[0]["epoch"].as_i64(), commits[0]["sender_id"].as_i64()), (Some(1), Some(alice.device.user.id)));
+    assert_eq!(alice.device.user.get("/groups").await.expect(200)[0]["member_count"], 3);
+
+    let ciphertext = alice.encrypt("hello, group");
+    for m in [&mut bob, &mut carol] {
+        assert_eq!(m.process(&ciphertext).unwrap().as_deref(), Some(&b"hello, group"[..]));
+    }
+}
+
+#[tokio::test]
+async fn concurrent_commits_serialise_one_per_epoch_and_the_loser_catches_up_and_retries() {
+    let app = TestApp::spawn().await;
+    let (id, mut alice, mut bob, mut carol) = three(&app).await;
+    let (a, b) = (alice.update(), bob.update());
+    let (a, b) = (json!({"commit": a}), json!({"commit": b}));
+    let (ra, rb) = tokio::join!(alice.commit(id, &a), bob.commit(id, &b));
+    let statuses = [ra.status.as_u16(), rb.status.as_u16()];
+    assert!(statuses.contains(&200) && statuses.contains(&409), "{statuses:?}: {} {}", ra.text, rb.text);
+    let (winner, loser, lost) =
+        if ra.status.as_u16() == 200 { (&mut alice, &mut bob, rb) } else { (&mut bob, &mut alice, ra) };
+    assert_eq!(lost.body["code"], "stale_epoch");
+    winner.merge();
+    // The loser drops its commit, merges the winner's from the server, and commits again at the new epoch.
+    loser.device.mls.discard_pending(loser.group.as_mut().unwrap()).unwrap();
+    loser.catch_up(id).await;
+    let again = loser.update();
+    assert_eq!(loser.commit(id, &json!({"commit": again})).await.expect(200), json!({"epoch": 3}));
+    loser.merge();
+    winner.catch_up(id).await;
+    carol.catch_up(id).await;
+    assert_eq!((alice.epoch(), bob.epoch(), carol.epoch()), (3, 3, 3));
+    let ciphertext = carol.encrypt("same epoch");
+    for m in [&mut alice, &mut bob] {
+        assert_eq!(m.process(&ciphertext).unwrap().as_deref(), Some(&b"same epoch"[..]));
+    }
+}
+
+#[tokio::test]
+async fn a_member_offline_during_two_commits_catches_up_from_the_server() {
+    let app = TestApp::spawn().await;
+    let (id, mut alice, mut bob, mut carol) = three(&app).await;
+    let mut alice_ws = app.ws(&alice.device.user.token).await;
+    for epoch in [2, 3] {
+        let commit = carol.update();
+        assert_eq!(carol.commit(id, &json!({"commit": commit})).await.expect(200)["epoch"], epoch);
+        carol.merge();
+        let event = alice_ws.expect("group_commit").await;
+        assert_eq!(event["epoch"], epoch);
+        assert_eq!(event["sender_id"], carol.device.user.id);
+        assert_eq!(alice.process(event["commit"].as_str().unwrap()).unwrap(), None);
+    }
+    // Bob was not connected: he reads both commits after his epoch.
+    assert_eq!(bob.epoch(), 1);
+    bob.catch_up(id).await;
+    assert_eq!(bob.epoch(), 3);
+    let ciphertext = carol.encrypt("while you were away");
+    assert_eq!(bob.process(&ciphertext).unwrap().as_deref(), Some(&b"while you were away"[..]));
+    assert_eq!(alice.process(&ciphertext).unwrap().as_deref(), Some(&b"while you were away"[..]));
+}
+
+#[tokio::test]
+async fn a_removed_device_hears_of_its_removal_then_nothing_and_cannot_decrypt_what_follows() {
+    let app = TestApp::spawn().await;
+    let (id, mut alice, mut bob, mut carol) = three(&app).await;
+    let mut carol_ws = app.ws(&carol.device.user.token).await;
+    let d = &alice.device;
+    let commit = d
+        .mls
+        .remove(
+            &d.crypto.account,
+            alice.group.as_mut().unwrap(),
+            &[(carol.device.user.id, carol.device.user.device_id.clone())],
+        )
+        .unwrap();
+    let body = json!({"commit": commit, "removed": [carol.me()]});
+    assert_eq!(alice.commit(id, &body).await.expect(200), json!({"epoch": 2}));
+    alice.merge();
+    // Carol is told of the commit that removed her, and the server routes nothing to her from then on.
+    let event = carol_ws.expect("group_commit").await;
+    assert_eq!(event["epoch"], 2);
+    let _ = carol.process(event["commit"].as_str().unwrap());
+    carol.device.user.get(&format!("/groups/{id}")).await.expect_error(404, "group_not_found");
+    carol.device.user.get(&format!("/groups/{id}/commits")).await.expect_error(404, "group_not_found");
+    bob.catch_up(id).await;
+    let ciphertext = alice.encrypt("after carol left");
+    assert_eq!(bob.process(&ciphertext).unwrap().as_deref(), Some(&b"after carol left"[..]));
+    assert!(carol.process(&ciphertext).is_err(), "a removed device cannot read what follows its removal");
+    carol_ws.expect_quiet().await;
+}
+
+#[tokio::test]
+async fn commits_that_do_not_fit_change_nothing() {
+    let app = TestApp::spawn().await;
+    let (id, mut alice, bob, mut carol) = three(&app).await;
+    let outsider = Member::new(&app).await;
+    let stale = alice.device.user.get(&format!("/groups/{id}/commits")).await.expect(200)[0]["commit"].clone();
+    let update = carol.update();
+
+    // A non-member's device gets 404 whatever it sends.
+    outsider.commit(id, &json!({"commit": update})).await.expect_error(404, "group_not_found");
+    outsider.commit(id, &json!({"commit": "garbage"})).await.expect_error(404, "group_not_found");
+    // Garbage, a welcome where a commit belongs, a commit of another group, an epoch already taken.
+    for garbage in [json!("AAAA"), json!(b64(&[0, 1, 0, 1])), json!("not base64!")] {
+        carol.commit(id, &json!({"commit": garbage})).await.expect_error(400, "invalid_mls_message");
+    }
+    let mut other = Member::new(&app).await;
+    let other_id = other.create().await;
+    let other_update = other.update();
+    carol.commit(id, &json!({"commit": other_update})).await.expect_error(400, "invalid_mls_message");
+    other.commit(other_id, &json!({"commit": update})).await.expect_error(400, "invalid_mls_message");
+    carol.commit(id, &json!({"commit": stale})).await.expect_error(409, "stale_epoch");
+    // A plain member cannot add or remove others, or change roles.
+    carol.device.mls.discard_pending(carol.group.as_mut().unwrap()).unwrap();
+    let add = carol.add_body(&[&outsider]).await;
+    carol.commit(id, &add).await.expect_error(403, "not_group_admin");
+    let remove = json!({"commit": update, "removed": [bob.me()]});
+    carol.commit(id, &remove).await.expect_error(403, "not_group_admin");
+    let promote = json!({"commit": update, "role": {carol.device.user.id.to_string(): "admin"}});
+    carol.commit(id, &promote).await.expect_error(403, "not_group_admin");
+    // An added device must be its user's; a welcome goes with added devices only.
+    let mut wrong = alice.add_body(&[&outsider]).await;
+    wrong["added"][0]["user_id"] = json!(bob.device.user.id);
+    alice.commit(id, &wrong).await.expect_error(400, "invalid_member");
+    let mut no_welcome = wrong.clone();
+    no_welcome.as_object_mut().unwrap().remove("welcome");
+    alice.commit(id, &no_welcome).await.expect_error(400, "invalid_mls_message");
+    let group = alice.device.user.get(&format!("/groups/{id}")).await.expect(200);
+    assert_eq!((group["epoch"].as_i64(), group["members"].as_array().unwrap().len()), (Some(1), 3), "nothing changed");
+
+    // After Bob leaves, a commit that does not remove his leaf is refused.
+    bob.device.user.delete(&format!("/groups/{id}/members/me")).await.expect(204);
+    carol.commit(id, &json!({"commit": update})).await.expect_error(409, "pending_removals");
+    let d = &carol.device;
+    d.mls.discard_pending(carol.group.as_mut().unwrap()).unwrap();
+    let removal = d
+        .mls
+        .remove(
+            &d.crypto.account,
+            carol.group.as_mut().unwrap(),
+            &[(bob.device.user.id, bob.device.user.device_id.clone())],
+        )
+        .unwrap();
+    // Any member may commit the removal of a pending one.
+    let body = json!({"commit": removal, "removed": [bob.me()]});
+    assert_eq!(carol.commit(id, &body).await.expect(200), json!({"epoch": 2}));
+    carol.merge();
+    alice.catch_up(id).await;
+    assert_eq!(alice.epoch(), 2);
+}

@@ -18,6 +18,7 @@ pub mod jwt;
 pub mod keys;
 pub mod lambda;
 pub mod messages;
+pub mod mls;
 pub mod privacy;
 pub mod ratelimit;
 pub mod realtime;

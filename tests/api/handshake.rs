@@ -288,3 +288,125 @@ async fn commits_that_do_not_fit_change_nothing() {
     alice.catch_up(id).await;
     assert_eq!(alice.epoch(), 2);
 }
+
+fn send(id: i64, ciphertext: &str, client_msg_id: &str) -> Value {
+    json!({"action": "send_group_message", "group_id": id, "ciphertext": ciphertext, "client_msg_id": client_msg_id})
+}
+
+#[tokio::test]
+async fn group_messages_reach_every_other_member_device_and_history_starts_where_a_device_joined() {
+    let app = TestApp::spawn().await;
+    let (mut alice, mut bob, mut carol, mut dave) =
+        (Member::new(&app).await, Member::new(&app).await, Member::new(&app).await, Member::new(&app).await);
+    let id = alice.create().await;
+    let early = alice.encrypt("from epoch 0");
+    let body = alice.add_body(&[&bob, &carol]).await;
+    alice.commit(id, &body).await.expect(200);
+    alice.merge();
+    let welcome = bob.device.user.get("/mls/welcomes").await.expect(200)[0]["welcome"].as_str().unwrap().to_owned();
+    bob.join(&welcome);
+    carol.join(&welcome);
+    let mut alice_ws = app.ws(&alice.device.user.token).await;
+    let mut bob_ws = app.ws(&bob.device.user.token).await;
+    let mut carol_ws = app.ws(&carol.device.user.token).await;
+
+    let ciphertext = alice.encrypt("hello, group");
+    alice_ws.send(&send(id, &ciphertext, "m-1")).await;
+    let sent = alice_ws.expect("group_message_sent").await;
+    assert_eq!(sent["client_msg_id"], "m-1");
+    let message_id = sent["message_id"].as_i64().unwrap();
+    for (ws, member) in [(&mut bob_ws, &mut bob), (&mut carol_ws, &mut carol)] {
+        let m = ws.expect("new_group_message").await;
+        assert_eq!(
+            (m["id"].as_i64(), m["group_id"].as_i64(), m["epoch"].as_i64()),
+            (Some(message_id), Some(id), Some(1))
+        );
+        assert_eq!(
+            (m["sender_id"].as_i64(), m["sender_device_id"].as_str()),
+            (Some(alice.device.user.id), Some(alice.device.user.device_id.as_str()))
+        );
+        let plain = member.process(m["ciphertext"].as_str().unwrap()).unwrap();
+        assert_eq!(plain.as_deref(), Some(&b"hello, group"[..]));
+    }
+    // A retry is acknowledged again and stored once.
+    alice_ws.send(&send(id, &ciphertext, "m-1")).await;
+    assert_eq!(alice_ws.expect("group_message_sent").await["message_id"], message_id);
+    bob_ws.expect_quiet().await;
+    alice_ws.expect_quiet().await;
+
+    // Dave joins at epoch 2: his history starts there.
+    let body = alice.add_body(&[&dave]).await;
+    alice.commit(id, &body).await.expect(200);
+    alice.merge();
+    assert_eq!(bob.process(bob_ws.expect("group_commit").await["commit"].as_str().unwrap()).unwrap(), None);
+    assert_eq!(carol.process(carol_ws.expect("group_commit").await["commit"].as_str().unwrap()).unwrap(), None);
+    let welcome = dave.device.user.get("/mls/welcomes").await.expect(200)[0]["welcome"].as_str().unwrap().to_owned();
+    dave.join(&welcome);
+    let later = carol.encrypt("from epoch 2");
+    carol_ws.send(&send(id, &later, "m-2")).await;
+    carol_ws.expect("group_message_sent").await;
+    for ws in [&mut alice_ws, &mut bob_ws] {
+        assert_eq!(ws.expect("new_group_message").await["client_msg_id"], "m-2");
+    }
+    let seen = dave.device.user.get(&format!("/groups/{id}/messages")).await.expect(200);
+    assert_eq!(seen.as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(dave.process(seen[0]["ciphertext"].as_str().unwrap()).unwrap().as_deref(), Some(&b"from epoch 2"[..]));
+    let all = bob.device.user.get(&format!("/groups/{id}/messages")).await.expect(200);
+    let ids: Vec<i64> = all.as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0] < ids[1], "ascending ids");
+    let newest = bob.device.user.get(&format!("/groups/{id}/messages?limit=1")).await.expect(200);
+    assert_eq!(newest[0]["id"], ids[1]);
+    let after = bob.device.user.get(&format!("/groups/{id}/messages?after_id={}", ids[0])).await.expect(200);
+    assert_eq!(after.as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect::<Vec<_>>(), vec![ids[1]]);
+    let outsider = Member::new(&app).await;
+    outsider.device.user.get(&format!("/groups/{id}/messages")).await.expect_error(404, "group_not_found");
+
+    // The database holds ciphertext only.
+    for plain in ["hello, group", "from epoch 2"] {
+        for text in [plain.to_owned(), b64(plain.as_bytes())] {
+            let sql = format!(
+                "SELECT COUNT(*) FROM mls_message WHERE instr(ciphertext, '{text}') > 0 OR instr(CAST(ciphertext AS BLOB), CAST('{text}' AS BLOB)) > 0"
+            );
+            assert_eq!(app.count(&sql).await, 0, "{plain} stored in the clear");
+        }
+    }
+
+    // The group is at epoch 2: a message of epoch 0 is refused, one of epoch 1 (sent just before a commit)
+    // is still taken.
+    alice_ws.send(&send(id, &early, "m-early")).await;
+    let e = alice_ws.expect("error").await;
+    assert_eq!((e["code"].as_str(), e["client_msg_id"].as_str()), (Some("stale_epoch"), Some("m-early")));
+    alice_ws.send(&send(id, &ciphertext, "m-one-back")).await;
+    alice_ws.expect("group_message_sent").await;
+}
+
+#[tokio::test]
+async fn group_messages_that_do_not_fit_are_refused_with_their_error() {
+    let app = TestApp::spawn().await;
+    let (id, mut alice, _bob, _carol) = three(&app).await;
+    let mut other = Member::new(&app).await;
+    let other_id = other.create().await;
+    let foreign = other.encrypt("other group");
+    let commit = alice.update();
+    let mut ws = app.ws(&alice.device.user.token).await;
+    let cases = [
+        (send(id, &foreign, "c-1"), "invalid_mls_message"),
+        (send(id, &commit, "c-2"), "invalid_mls_message"),
+        (send(id, "not base64!", "c-3"), "invalid_mls_message"),
+        (send(id, &b64(&[0, 1, 0, 2]), "c-4"), "invalid_mls_message"),
+        (send(other_id, &foreign, "c-5"), "group_not_found"),
+        (json!({"action": "send_group_message", "group_id": "x", "ciphertext": foreign}), "invalid_id"),
+        (json!({"action": "send_group_message", "group_id": id}), "missing_fields"),
+        (send(id, &foreign, "bad id!"), "invalid_client_msg_id"),
+    ];
+    for (frame, code) in cases {
+        ws.send(&frame).await;
+        let e = ws.expect("error").await;
+        assert_eq!(e["code"], code, "{frame}");
+    }
+    // Over 64 KiB (sent in 32 KB fragments, as API Gateway takes frames).
+    ws.send_fragmented(&send(id, &b64(&vec![7; 64 * 1024 + 1]), "c-6").to_string()).await;
+    assert_eq!(ws.expect("error").await["code"], "payload_too_large");
+    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM mls_message WHERE group_id IN ({id}, {other_id})")).await, 0);
+}

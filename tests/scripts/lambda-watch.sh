@@ -138,6 +138,7 @@ expected = {
     "chats-delete_message": 404,
     "chats-leave_group": 204,  # the group chats-create_group made (id 1): its only member leaves, it is gone
     "chats-list_commits": 404,  # ... and its commits with it
+    "chats-list_group_messages": 404,  # ... and its messages
     "chats-rename_group": 404,  # ... so renaming it finds no group
     "keys-delete_device": 404,
     "keys-upload_key_packages": 409,  # the device has no identity keys (keys-upload_keys' made-up ones fail)

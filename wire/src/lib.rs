@@ -105,6 +105,7 @@ pub fn endpoints() -> Vec<EndpointInfo> {
         info::<m::ListCommits>(),
         info::<m::ListWelcomes>(),
         info::<m::AckWelcome>(),
+        info::<m::ListGroupMessages>(),
         info::<c::ListActiveChats>(),
         info::<c::ListMessages>(),
         info::<c::ClearChat>(),

@@ -349,3 +349,49 @@ endpoint! {
         input: None, output: Empty, request: AckWelcomeRequest, response: Empty, errors: [WelcomeNotFound],
     }
 }
+
+/// A group message (API.md §15.4): ciphertext only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupMessage {
+    /// Server id, increasing.
+    pub id: i64,
+    /// The group's server id.
+    pub group_id: i64,
+    /// The sender.
+    pub sender_id: i64,
+    /// The sender's device.
+    pub sender_device_id: String,
+    /// The epoch it was encrypted in.
+    pub epoch: i64,
+    /// The `PrivateMessage`, base64.
+    pub ciphertext: String,
+    /// The sender's id for it, if it gave one.
+    pub client_msg_id: Option<String>,
+    /// RFC 3339 UTC.
+    pub timestamp: String,
+}
+
+/// `GET /groups/{id}/messages` input: a page, as `GET /chats/{id}/messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListGroupMessagesRequest {
+    /// Path: the group's server id.
+    pub id: i64,
+    /// Page size: default 50, capped at 200, at least 1.
+    #[serde(default)]
+    pub limit: Option<i64>,
+    /// The newest `limit` messages with a smaller id.
+    #[serde(default)]
+    pub before_id: Option<i64>,
+    /// The oldest `limit` messages with a greater id (optionally below `before_id`).
+    #[serde(default)]
+    pub after_id: Option<i64>,
+}
+
+endpoint! {
+    /// Group messages from the caller's device's joined epoch on.
+    ListGroupMessages: Get "/groups/{id}/messages" in "chats" {
+        op: "list_group_messages", summary: "Group messages from this device's joined epoch on", auth: true,
+        status: 200, input: Query, output: Json, request: ListGroupMessagesRequest, response: Vec<GroupMessage>,
+        errors: [GroupNotFound],
+    }
+}

@@ -96,6 +96,23 @@ pub struct MarkRead {
     pub up_to_id: Option<LooseId>,
 }
 
+/// `send_group_message` (API.md §15.4): an MLS application message for a group. Fields are optional in the
+/// type so that each failure gets its `error` code.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SendGroupMessage {
+    /// The group's server id (decimal text accepted); not an integer is `invalid_id`, absent `missing_fields`.
+    #[serde(default)]
+    pub group_id: Option<LooseId>,
+    /// A `PrivateMessage` (content type application) of this group at its current epoch or the one before,
+    /// base64, at most 64 KiB; absent or empty is `missing_fields`.
+    #[serde(default)]
+    pub ciphertext: Option<String>,
+    /// 1–64 chars of `[A-Za-z0-9_-]`, else `invalid_client_msg_id`; a repeat within 24 h only repeats
+    /// `group_message_sent`.
+    #[serde(default)]
+    pub client_msg_id: Option<String>,
+}
+
 /// Every client → server frame, routed by `action` (route selection `$request.body.action`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -108,6 +125,8 @@ pub enum ClientAction {
     MarkRead(MarkRead),
     /// Keep-alive; answered with `pong`.
     Ping,
+    /// Send an MLS application message to a group.
+    SendGroupMessage(SendGroupMessage),
 }
 
 impl ClientAction {
@@ -118,6 +137,7 @@ impl ClientAction {
             Self::Typing(_) => "typing",
             Self::MarkRead(_) => "mark_read",
             Self::Ping => "ping",
+            Self::SendGroupMessage(_) => "send_group_message",
         }
     }
 }
@@ -178,6 +198,12 @@ ws_error_codes! {
     InvalidJson = "invalid_json" "Invalid JSON",
     /// No such action.
     UnknownAction = "unknown_action" "Unknown action",
+    /// No such group, or the sending device is not a member (API.md §15.4).
+    GroupNotFound = "group_not_found" "Group not found",
+    /// A group message for an epoch older than the one before the group's current one.
+    StaleEpoch = "stale_epoch" "Group epoch has moved on",
+    /// A group message that is not an application message of this group.
+    InvalidMlsMessage = "invalid_mls_message" "Invalid MLS message",
 }
 
 /// `message_sent` data.
@@ -301,6 +327,17 @@ pub struct Pong {
     pub time: String,
 }
 
+/// `group_message_sent` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupMessageSent {
+    /// The stored message's id.
+    pub message_id: i64,
+    /// The sender's id for it, if it gave one.
+    pub client_msg_id: Option<String>,
+    /// RFC 3339 UTC.
+    pub timestamp: String,
+}
+
 /// `group_updated` data (API.md §15.5): `name` after a rename, `left` after members left.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GroupUpdated {
@@ -373,6 +410,10 @@ pub enum ServerEvent {
     GroupCommit(GroupCommitEvent),
     /// This device was added to a group.
     GroupWelcome(GroupWelcomeEvent),
+    /// A group message for this device.
+    NewGroupMessage(crate::mls::GroupMessage),
+    /// The sending connection's acknowledgement of a group message.
+    GroupMessageSent(GroupMessageSent),
 }
 
 impl ServerEvent {

@@ -3,18 +3,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use openmls::prelude::tls_codec::Deserialize as _;
-use openmls::prelude::{ContentType, MlsMessageBodyIn, MlsMessageIn};
-
 use shared::api::Router;
 use shared::auth::AuthUser;
 use shared::keys::{decode, encode};
-use shared::{ApiError, AppState, db, realtime};
+use shared::{ApiError, AppState, db, mls, realtime};
 use wire::mls::{
     AckWelcome, AckWelcomeRequest, CommitAccepted, CommitGroup, CommitRequest, CreateGroup, CreateGroupRequest,
-    GetGroup, GetGroupRequest, Group, GroupMember, GroupRole, GroupSummary, LeaveGroup, LeaveGroupRequest, ListCommits,
-    ListCommitsRequest, ListGroups, ListGroupsRequest, ListWelcomes, MemberDevice, PendingWelcome, RenameGroup,
-    RenameGroupRequest, StoredCommit,
+    GetGroup, GetGroupRequest, Group, GroupMember, GroupMessage, GroupRole, GroupSummary, LeaveGroup,
+    LeaveGroupRequest, ListCommits, ListCommitsRequest, ListGroupMessages, ListGroupMessagesRequest, ListGroups,
+    ListGroupsRequest, ListWelcomes, MemberDevice, PendingWelcome, RenameGroup, RenameGroupRequest, StoredCommit,
 };
 use wire::ws::{GroupCommitEvent, GroupUpdated, GroupWelcomeEvent, ServerEvent};
 use wire::{Empty, ErrorCode};
@@ -46,6 +43,7 @@ pub fn routes(router: Router) -> Router {
         .route(ListCommits, list_commits)
         .route(ListWelcomes, list_welcomes)
         .route(AckWelcome, ack_welcome)
+        .route(ListGroupMessages, list_group_messages)
 }
 
 /// A group name: trimmed, 1–64 characters, display-safe (the rules of names in API.md §4).
@@ -205,38 +203,6 @@ async fn leave_group(state: &AppState, user: AuthUser, input: LeaveGroupRequest)
     Ok(Empty {})
 }
 
-/// The plaintext header of a handshake or application message: what the server checks and nothing else.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    /// The MLS group id.
-    pub group_id: Vec<u8>,
-    /// The epoch it was made in.
-    pub epoch: u64,
-    /// Application, proposal or commit.
-    pub content_type: ContentType,
-}
-
-/// Parses an `MLSMessage` that must be a `PublicMessage` or `PrivateMessage` of a member (not an external
-/// sender); anything else is 400 `invalid_mls_message`.
-pub fn protocol_header(bytes: &[u8]) -> Result<Header, ApiError> {
-    let invalid = || ApiError::code(ErrorCode::InvalidMlsMessage);
-    let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| invalid())?;
-    let message = message.try_into_protocol_message().map_err(|_| invalid())?;
-    if message.is_external() {
-        return Err(invalid());
-    }
-    Ok(Header {
-        group_id: message.group_id().as_slice().to_vec(),
-        epoch: message.epoch().as_u64(),
-        content_type: message.content_type(),
-    })
-}
-
-/// Whether `bytes` is an `MLSMessage` carrying a `Welcome`.
-fn is_welcome(bytes: &[u8]) -> bool {
-    MlsMessageIn::tls_deserialize_exact(bytes).is_ok_and(|m| matches!(m.extract(), MlsMessageBodyIn::Welcome(_)))
-}
-
 fn blob(text: &str) -> Result<Vec<u8>, ApiError> {
     decode(text).filter(|b| !b.is_empty()).ok_or(ApiError::code(ErrorCode::InvalidMlsMessage))
 }
@@ -284,8 +250,8 @@ async fn commit_group(state: &AppState, user: AuthUser, input: CommitRequest) ->
     if commit.len() + welcome.as_ref().map_or(0, Vec::len) > MAX_HANDSHAKE_BYTES {
         return Err(ErrorCode::PayloadTooLarge.into());
     }
-    let header = protocol_header(&commit)?;
-    if header.content_type != ContentType::Commit || welcome.as_ref().is_some_and(|w| !is_welcome(w)) {
+    let header = mls::protocol_header(&commit)?;
+    if header.kind != mls::Kind::Commit || welcome.as_ref().is_some_and(|w| !mls::is_welcome(w)) {
         return Err(ErrorCode::InvalidMlsMessage.into());
     }
     let changes = changes(&input)?;
@@ -459,6 +425,48 @@ async fn ack_welcome(state: &AppState, user: AuthUser, input: AckWelcomeRequest)
     }
     tx.commit().await?;
     Ok(Empty {})
+}
+
+/// A stored group message as the wire has it.
+pub fn group_message(m: db::mls_groups::MessageRow) -> GroupMessage {
+    GroupMessage {
+        id: m.id,
+        group_id: m.group_id,
+        sender_id: m.sender_id,
+        sender_device_id: m.sender_device_id,
+        epoch: m.epoch,
+        ciphertext: m.ciphertext,
+        client_msg_id: m.client_msg_id,
+        timestamp: shared::time::format_ms(m.created_at),
+    }
+}
+
+/// `GET /groups/{id}/messages`
+/// - member devices only, and only messages from the epoch the device joined in: earlier ones were not
+///   encrypted for it
+/// - paged as `GET /chats/{id}/messages`: ascending ids; no cursor = newest `limit` (default 50, at most 200);
+///   `before_id` = newest below it; `after_id` = oldest above it
+async fn list_group_messages(
+    state: &AppState,
+    user: AuthUser,
+    input: ListGroupMessagesRequest,
+) -> Result<Vec<GroupMessage>, ApiError> {
+    let limit = match input.limit {
+        None => 50,
+        Some(l) if l < 1 => return Err(ApiError::field("limit", "must be at least 1")),
+        Some(l) => l.min(200),
+    };
+    let conn = state.db.conn().await?;
+    let member = db::mls_groups::member(&conn, input.id, &user.device_id)
+        .await?
+        .ok_or(ApiError::code(ErrorCode::GroupNotFound))?;
+    let before = input.before_id.unwrap_or(i64::MAX);
+    let mut page =
+        db::mls_groups::messages_page(&conn, input.id, member.joined_epoch, (input.after_id, before), limit).await?;
+    if input.after_id.is_none() {
+        page.reverse();
+    }
+    Ok(page.into_iter().map(group_message).collect())
 }
 
 #[cfg(test)]

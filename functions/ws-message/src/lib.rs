@@ -1,5 +1,5 @@
-//! The `ws-message` function: WebSocket actions `send_message`, `typing`, `mark_read`, `ping` and
-//! `$default` (API.md §7.2–7.4).
+//! The `ws-message` function: WebSocket actions `send_message`, `typing`, `mark_read`, `ping`,
+//! `send_group_message` (API.md §15.4) and `$default` (API.md §7.2–7.4).
 //!
 //! API Gateway selects the route by the frame's `action` (`$default` for anything else); [`decode`] turns
 //! the frame of a route into its [`ClientAction`], and `perform` has one arm per action.
@@ -18,8 +18,8 @@ use shared::{ApiError, AppState, db, realtime};
 use wire::ErrorCode;
 use wire::objects::MessageType;
 use wire::ws::{
-    ClientAction, Envelope, ErrorEvent, LooseId, MarkRead, MessageSent, Pong, SendMessage, ServerEvent, Typing,
-    TypingEvent, WsErrorCode,
+    ClientAction, Envelope, ErrorEvent, GroupMessageSent, LooseId, MarkRead, MessageSent, Pong, SendGroupMessage,
+    SendMessage, ServerEvent, Typing, TypingEvent, WsErrorCode,
 };
 
 /// Name of this function in `template.yaml`.
@@ -61,6 +61,9 @@ pub fn decode(route_key: &str, frame: &[u8]) -> Result<ClientAction, Refused> {
         }
         "typing" => fields(frame).map(ClientAction::Typing).map_err(|_| Refused::Dropped),
         "mark_read" => fields(frame).map(ClientAction::MarkRead).map_err(|_| Refused::Error(E::InvalidId)),
+        "send_group_message" => fields(frame)
+            .map(ClientAction::SendGroupMessage)
+            .map_err(|field| Refused::Error(send_group_message_error(&field))),
         _ => Err(Refused::Error(E::UnknownAction)),
     }
 }
@@ -85,6 +88,15 @@ fn send_message_error(field: &str) -> WsErrorCode {
         "client_msg_id" => WsErrorCode::InvalidClientMsgId,
         "envelopes" => WsErrorCode::InvalidEnvelope,
         // `encrypted_content` that is not a string counts as missing.
+        _ => WsErrorCode::MissingFields,
+    }
+}
+
+/// The `error` code for a `send_group_message` field of the wrong type (API.md §15.4).
+fn send_group_message_error(field: &str) -> WsErrorCode {
+    match field {
+        "group_id" => WsErrorCode::InvalidId,
+        "client_msg_id" => WsErrorCode::InvalidClientMsgId,
         _ => WsErrorCode::MissingFields,
     }
 }
@@ -157,7 +169,8 @@ pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
         return ok();
     }
     let decoded = decode(&route, frame);
-    if !matches!(decoded, Ok(ClientAction::SendMessage(_))) {
+    // Sends count their frame inside their own write transaction.
+    if !matches!(decoded, Ok(ClientAction::SendMessage(_) | ClientAction::SendGroupMessage(_))) {
         let limit = state.config.rate_limits.ws_frames;
         if let Err(e) = state.limiter.hit(&state.db, FRAMES, &connection_id, limit).await {
             fail(state, &connection_id, frame, e.into()).await;
@@ -222,6 +235,7 @@ async fn perform(state: &AppState, user: &AuthUser, connection_id: &str, action:
         ClientAction::Typing(input) => typing(state, user, input).await,
         ClientAction::MarkRead(input) => mark_read(state, user, input).await,
         ClientAction::Ping => ping(state, connection_id).await,
+        ClientAction::SendGroupMessage(input) => send_group_message(state, user, connection_id, input).await,
     }
 }
 
@@ -373,6 +387,130 @@ async fn send_message(
     }
     realtime::push(state, targets).await;
     // Connections whose session ended got nothing; they close after the others were served.
+    realtime::close(state, &ended).await;
+    Ok(())
+}
+
+/// `group_message_sent` for a stored group message.
+fn group_message_sent(msg: &db::mls_groups::MessageRow) -> String {
+    let sent = GroupMessageSent {
+        message_id: msg.id,
+        client_msg_id: msg.client_msg_id.clone(),
+        timestamp: format_ms(msg.created_at),
+    };
+    ServerEvent::GroupMessageSent(sent).to_frame()
+}
+
+/// The fields of a `send_group_message` checked before the database: the group id, the ciphertext's
+/// presence, size and plaintext header.
+fn check_group_fields(input: &SendGroupMessage) -> Result<(i64, &str, shared::mls::Header), Failed> {
+    let group_id = loose_id(input.group_id.as_ref(), WsErrorCode::InvalidId)?;
+    let ciphertext = input.ciphertext.as_deref().filter(|c| !c.is_empty());
+    let (Some(group_id), Some(ciphertext)) = (group_id, ciphertext) else {
+        return Err(Failed(WsErrorCode::MissingFields));
+    };
+    // Base64 of 64 KiB is at most this long; the decoded size is checked below as well.
+    if ciphertext.len() > MAX_CONTENT_BYTES.div_ceil(3) * 4 {
+        return Err(Failed(WsErrorCode::PayloadTooLarge));
+    }
+    let bytes = shared::keys::decode(ciphertext).ok_or(Failed(WsErrorCode::InvalidMlsMessage))?;
+    if bytes.len() > MAX_CONTENT_BYTES {
+        return Err(Failed(WsErrorCode::PayloadTooLarge));
+    }
+    let header = shared::mls::protocol_header(&bytes).map_err(|_| Failed(WsErrorCode::InvalidMlsMessage))?;
+    if header.kind != shared::mls::Kind::Application {
+        return Err(Failed(WsErrorCode::InvalidMlsMessage));
+    }
+    Ok((group_id, ciphertext, header))
+}
+
+/// `send_group_message` (API.md §15.4) — an MLS application message of a group the sending device is a member
+/// of, at the group's epoch or the one before (a message sent just before a commit); stored (idempotent on
+/// `client_msg_id`), acknowledged with `group_message_sent`, and fanned out as `new_group_message` to every
+/// connection of every other member device. The send limit counts group sends with one-to-one ones.
+async fn send_group_message(
+    state: &AppState,
+    user: &AuthUser,
+    connection_id: &str,
+    input: SendGroupMessage,
+) -> Result<(), Failed> {
+    let now = now_ms();
+    let conn = state.db.conn().await?;
+    let tx = conn.write_tx_queued(state.config.send_queue_limit).await?;
+    state.limiter.hit_on(&tx, FRAMES, connection_id, state.config.rate_limits.ws_frames).await?;
+    if input.client_msg_id.as_deref().is_some_and(|id| !valid_client_msg_id(id)) {
+        return refuse(tx, Failed(WsErrorCode::InvalidClientMsgId)).await;
+    }
+    let mut expired = None;
+    if let Some(cid) = &input.client_msg_id
+        && let Some(existing) = db::mls_groups::message_by_client_msg_id(&tx, user.id, cid).await?
+    {
+        if existing.created_at > now - IDEMPOTENCY_WINDOW_MS {
+            tx.commit().await?;
+            drop(conn);
+            realtime::push(state, vec![(connection_id.to_owned(), group_message_sent(&existing))]).await;
+            return Ok(());
+        }
+        expired = Some(existing.id);
+    }
+    let (group_id, ciphertext, header) = match check_group_fields(&input) {
+        Ok(checked) => checked,
+        Err(refused) => return refuse(tx, refused).await,
+    };
+    let limit = state.config.rate_limits.send_message;
+    state.limiter.hit_on(&tx, "send_message", &user.id.to_string(), limit).await?;
+    let group = match db::mls_groups::member(&tx, group_id, &user.device_id).await? {
+        Some(_) => db::mls_groups::get_for(&tx, group_id, user.id).await?,
+        None => None,
+    };
+    let Some(group) = group else { return refuse(tx, Failed(WsErrorCode::GroupNotFound)).await };
+    if shared::keys::decode(&group.group_id).unwrap_or_default() != header.group_id {
+        return refuse(tx, Failed(WsErrorCode::InvalidMlsMessage)).await;
+    }
+    let epoch = i64::try_from(header.epoch).unwrap_or(i64::MAX);
+    if epoch > group.epoch || epoch < group.epoch - 1 {
+        return refuse(tx, Failed(WsErrorCode::StaleEpoch)).await;
+    }
+    if let Some(id) = expired {
+        db::mls_groups::clear_client_msg_id(&tx, id).await?;
+    }
+    let new = db::mls_groups::NewMessage {
+        group_id,
+        sender: (user.id, &user.device_id),
+        epoch,
+        ciphertext,
+        client_msg_id: input.client_msg_id.as_deref(),
+        created_at: now,
+    };
+    let msg = db::mls_groups::insert_message(&tx, &new).await?;
+    let members = db::mls_groups::members(&tx, group_id).await?;
+    tx.commit().await?;
+    let mut users: Vec<i64> = members.iter().map(|m| m.user_id).collect();
+    users.sort_unstable();
+    users.dedup();
+    let conns = realtime::connections_of(&conn, &users).await?;
+    drop(conn);
+
+    let mut targets = vec![(connection_id.to_owned(), group_message_sent(&msg))];
+    let (conns, ended) = realtime::split_live(conns);
+    let event = ServerEvent::NewGroupMessage(wire::mls::GroupMessage {
+        id: msg.id,
+        group_id: msg.group_id,
+        sender_id: msg.sender_id,
+        sender_device_id: msg.sender_device_id.clone(),
+        epoch: msg.epoch,
+        ciphertext: msg.ciphertext.clone(),
+        client_msg_id: msg.client_msg_id.clone(),
+        timestamp: format_ms(msg.created_at),
+    })
+    .to_frame();
+    for c in conns {
+        let member = members.iter().any(|m| m.user_id == c.user_id && m.device_id == c.device_id);
+        if member && c.device_id != user.device_id {
+            targets.push((c.id, event.clone()));
+        }
+    }
+    realtime::push(state, targets).await;
     realtime::close(state, &ended).await;
     Ok(())
 }
@@ -529,11 +667,41 @@ mod tests {
             ClientAction::Typing(Typing { receiver_id: LooseId::Int(2), is_typing: true }),
             ClientAction::MarkRead(MarkRead { peer_id: LooseId::Int(2), up_to_id: Some(LooseId::Int(9)) }),
             ClientAction::Ping,
+            ClientAction::SendGroupMessage(SendGroupMessage {
+                group_id: Some(LooseId::Int(4)),
+                ciphertext: Some("AAEAAg==".into()),
+                client_msg_id: Some("g-1".into()),
+            }),
         ];
         for action in actions {
             let frame = serde_json::to_vec(&action).unwrap();
             assert_eq!(decode(action.name(), &frame), Ok(action.clone()), "{}", action.name());
         }
+    }
+
+    #[test]
+    fn send_group_message_fields_of_the_wrong_type_name_their_error() {
+        let error = |frame: &str| match decode("send_group_message", frame.as_bytes()) {
+            Err(Refused::Error(code)) => code,
+            other => panic!("{frame}: {other:?}"),
+        };
+        assert_eq!(error(r#"{"group_id": true, "ciphertext": "AA=="}"#), WsErrorCode::InvalidId);
+        assert_eq!(error(r#"{"group_id": 1, "ciphertext": 5}"#), WsErrorCode::MissingFields);
+        assert_eq!(
+            error(r#"{"group_id": 1, "ciphertext": "AA==", "client_msg_id": 5}"#),
+            WsErrorCode::InvalidClientMsgId
+        );
+        let input =
+            SendGroupMessage { group_id: Some(LooseId::Int(1)), ciphertext: Some("AA==".into()), client_msg_id: None };
+        assert_eq!(
+            check_group_fields(&input).unwrap_err(),
+            Failed(WsErrorCode::InvalidMlsMessage),
+            "not an MLS message"
+        );
+        let big = SendGroupMessage { ciphertext: Some("A".repeat(90_000)), ..input.clone() };
+        assert_eq!(check_group_fields(&big).unwrap_err(), Failed(WsErrorCode::PayloadTooLarge));
+        let absent = SendGroupMessage { ciphertext: Some(String::new()), ..input };
+        assert_eq!(check_group_fields(&absent).unwrap_err(), Failed(WsErrorCode::MissingFields));
     }
 
     #[test]
@@ -652,7 +820,9 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_frames_on_any_route_never_panic(
-            route in proptest::sample::select(vec!["send_message", "typing", "mark_read", "ping", "$default", "x"]),
+            route in proptest::sample::select(
+                vec!["send_message", "send_group_message", "typing", "mark_read", "ping", "$default", "x"],
+            ),
             frame in proptest::collection::vec(any::<u8>(), 0..200),
         ) {
             let _ = decode(route, &frame);

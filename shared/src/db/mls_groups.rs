@@ -1,5 +1,6 @@
 //! MLS groups (API.md §15.2–§15.3): `mls_group`, `mls_member` (the routing table), `mls_pending_removal`, and
-//! the handshake kept for members: `mls_commit`, `mls_welcome` with `mls_welcome_device`.
+//! the handshake kept for members: `mls_commit`, `mls_welcome` with `mls_welcome_device`; and the group
+//! messages, `mls_message` (§15.4), ciphertext only.
 //! Ciphertext and MLS secrets never reach these tables; the group id and name are what clients chose to show.
 
 use super::Conn;
@@ -200,6 +201,7 @@ async fn delete_if_empty(conn: &Conn, id: i64) -> Result<(), libsql::Error> {
     }
     conn.execute("DELETE FROM mls_pending_removal WHERE group_id = ?1", [id]).await?;
     conn.execute("DELETE FROM mls_commit WHERE group_id = ?1", [id]).await?;
+    conn.execute("DELETE FROM mls_message WHERE group_id = ?1", [id]).await?;
     conn.execute(
         "DELETE FROM mls_welcome_device WHERE welcome_id IN (SELECT id FROM mls_welcome WHERE group_id = ?1)",
         [id],
@@ -394,4 +396,115 @@ pub async fn pending_removals(conn: &Conn, id: i64) -> Result<Vec<(i64, String)>
         .await?)
     .await?;
     Ok(rows.into_iter().map(|r| (r.user_id, r.device_id)).collect())
+}
+
+/// A stored group message.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct MessageRow {
+    /// Id.
+    pub id: i64,
+    /// The group's server id.
+    pub group_id: i64,
+    /// Sender.
+    pub sender_id: i64,
+    /// Sender's device.
+    pub sender_device_id: String,
+    /// The epoch it was encrypted in.
+    pub epoch: i64,
+    /// The PrivateMessage, base64.
+    pub ciphertext: String,
+    /// The sender's id for it.
+    pub client_msg_id: Option<String>,
+    /// Milliseconds.
+    pub created_at: i64,
+}
+
+const MESSAGE_COLUMNS: &str = "id, group_id, sender_id, sender_device_id, epoch, ciphertext, client_msg_id, created_at";
+
+/// A new group message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage<'a> {
+    /// The group's server id.
+    pub group_id: i64,
+    /// Sender and its device.
+    pub sender: (i64, &'a str),
+    /// The epoch it was encrypted in.
+    pub epoch: i64,
+    /// The PrivateMessage, base64.
+    pub ciphertext: &'a str,
+    /// The sender's id for it.
+    pub client_msg_id: Option<&'a str>,
+    /// Milliseconds.
+    pub created_at: i64,
+}
+
+/// Stores a group message and stamps the group's activity; run it in a write transaction.
+pub async fn insert_message(conn: &Conn, m: &NewMessage<'_>) -> Result<MessageRow, libsql::Error> {
+    let rows = conn
+        .query(
+            &format!(
+                "INSERT INTO mls_message (group_id, sender_id, sender_device_id, epoch, ciphertext, client_msg_id, \
+                 created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {MESSAGE_COLUMNS}"
+            ),
+            (m.group_id, m.sender.0, m.sender.1, m.epoch, m.ciphertext, m.client_msg_id, m.created_at),
+        )
+        .await?;
+    let row = first(rows).await?.ok_or(libsql::Error::QueryReturnedNoRows)?;
+    conn.execute("UPDATE mls_group SET last_activity_at = ?2 WHERE id = ?1", (m.group_id, m.created_at)).await?;
+    Ok(row)
+}
+
+/// The group message `sender_id` sent with `client_msg_id`, if any.
+pub async fn message_by_client_msg_id(
+    conn: &Conn,
+    sender_id: i64,
+    client_msg_id: &str,
+) -> Result<Option<MessageRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            &format!("SELECT {MESSAGE_COLUMNS} FROM mls_message WHERE sender_id = ?1 AND client_msg_id = ?2"),
+            (sender_id, client_msg_id),
+        )
+        .await?;
+    first(rows).await
+}
+
+/// Releases a `client_msg_id` past its idempotency window for reuse.
+pub async fn clear_client_msg_id(conn: &Conn, id: i64) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE mls_message SET client_msg_id = NULL WHERE id = ?1", [id]).await?;
+    Ok(())
+}
+
+/// A page of group `id`'s messages from `min_epoch` on: with `after_id`, the oldest `limit` above it (and
+/// below `before_id`), oldest first; else the newest `limit` below `before_id`, newest first.
+pub async fn messages_page(
+    conn: &Conn,
+    id: i64,
+    min_epoch: i64,
+    (after_id, before_id): (Option<i64>, i64),
+    limit: i64,
+) -> Result<Vec<MessageRow>, libsql::Error> {
+    let rows = match after_id {
+        Some(after) => {
+            conn.query(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM mls_message WHERE group_id = ?1 AND epoch >= ?2 AND id > ?3 \
+                     AND id < ?4 ORDER BY id ASC LIMIT ?5"
+                ),
+                (id, min_epoch, after, before_id, limit),
+            )
+            .await?
+        }
+        None => {
+            conn.query(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM mls_message WHERE group_id = ?1 AND epoch >= ?2 AND id < ?3 \
+                     ORDER BY id DESC LIMIT ?4"
+                ),
+                (id, min_epoch, before_id, limit),
+            )
+            .await?
+        }
+    };
+    all(rows).await
 }

@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "0010_mls_key_packages", include_str!("../../../migrations/0010_mls_key_packages.sql")),
     (11, "0011_mls_groups", include_str!("../../../migrations/0011_mls_groups.sql")),
     (12, "0012_mls_commits", include_str!("../../../migrations/0012_mls_commits.sql")),
+    (13, "0013_mls_messages", include_str!("../../../migrations/0013_mls_messages.sql")),
 ];
 
 /// The schema version this build expects.

@@ -95,8 +95,11 @@ impl Api {
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {
-            let detail = serde_json::from_str::<wire::ErrorBody>(&text).map(|e| e.detail).unwrap_or(text);
-            bail!("{path}: {status} {detail}");
+            let (code, detail) = match serde_json::from_str::<wire::ErrorBody>(&text) {
+                Ok(e) => (Some(e.code), e.detail),
+                Err(_) => (None, text),
+            };
+            return Err(Refused { path, status, code, detail }.into());
         }
         let text = if E::OUTPUT == Output::Empty || text.is_empty() { "{}" } else { text.as_str() };
         serde_json::from_str(text).with_context(|| format!("answer of {path}"))
@@ -157,4 +160,30 @@ mod tests {
         assert_eq!(req.uri().query(), None);
         assert_eq!(req.headers()["sec-websocket-protocol"], "messenger.v1, bearer.aaa.bbb.ccc");
     }
+}
+
+/// An error answer of the server: `{path}: {status} {detail}`, with the contract's code to act on.
+#[derive(Debug)]
+pub struct Refused {
+    /// The request path.
+    pub path: String,
+    /// The HTTP status.
+    pub status: reqwest::StatusCode,
+    /// The contract's error code, when the body had one.
+    pub code: Option<wire::ErrorCode>,
+    /// The server's `detail`.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} {}", self.path, self.status, self.detail)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Whether `error` is the server's answer with `code`.
+pub fn refused_with(error: &anyhow::Error, code: wire::ErrorCode) -> bool {
+    error.downcast_ref::<Refused>().is_some_and(|r| r.code == Some(code))
 }

@@ -79,9 +79,23 @@ pub enum Event {
     /// A device that could not decrypt one of this device's messages started a fresh session with it; the
     /// next messages use that session.
     SessionRenewed { user_id: i64, device_id: String },
+    /// This device joined a group (from a welcome).
+    GroupJoined { group_id: i64, name: Option<String> },
+    /// A commit moved a group to `epoch` (merged here).
+    GroupCommit { group_id: i64, epoch: i64, sender_id: i64 },
+    /// A commit removed this device from a group.
+    GroupRemoved { group_id: i64 },
+    /// A group message.
+    GroupMessage(GroupReceived),
+    /// A group was renamed (`name`: `Some`) or devices left it (`left`, `"<user>:<device>"`).
+    GroupUpdated { group_id: i64, name: Option<Option<String>>, left: Vec<String> },
     /// Any other event, as sent.
     Other(ServerEvent),
 }
+
+mod groups;
+
+pub use groups::GroupReceived;
 
 /// A WebSocket connection to the server.
 pub struct Socket {
@@ -136,6 +150,8 @@ pub struct Client {
     pub device_id: String,
     crypto: Crypto,
     mls: Mls,
+    /// The groups this device is in: server id → MLS group id (base64).
+    groups: BTreeMap<i64, String>,
     identities: HashMap<String, String>,
     plaintexts: BTreeMap<i64, Value>,
     resets: HashMap<String, i64>,
@@ -171,6 +187,7 @@ impl Client {
             device_id: login.device_id,
             crypto: Crypto::new(),
             mls: Mls::default(),
+            groups: BTreeMap::new(),
             identities: HashMap::new(),
             plaintexts: BTreeMap::new(),
             resets: HashMap::new(),
@@ -243,6 +260,7 @@ impl Client {
             device_id: saved.device_id,
             crypto: Crypto { account: Account::from_pickle(saved.account), sessions, next_key_id: saved.next_key_id },
             mls: Mls::import(&saved.mls).context("restore the MLS state")?,
+            groups: saved.groups,
             identities: saved.identities,
             plaintexts: saved.plaintexts,
             resets: saved.resets,
@@ -274,6 +292,7 @@ impl Client {
                 .collect(),
             next_key_id: self.crypto.next_key_id,
             mls: self.mls.export(),
+            groups: self.groups.clone(),
             identities: self.identities.clone(),
             plaintexts: self.plaintexts.clone(),
             resets: self.resets.clone(),
@@ -606,7 +625,7 @@ impl Client {
                 }
                 Ok(Event::KeyChange { user_id, device_id, change })
             }
-            other => Ok(Event::Other(other)),
+            other => self.handle_group(other).await,
         }
     }
 

@@ -15,4 +15,4 @@ pub mod store;
 
 mod client;
 
-pub use client::{Client, Event, FileRef, LoginAs, Received, Socket};
+pub use client::{Client, Event, FileRef, GroupReceived, LoginAs, Received, Socket};

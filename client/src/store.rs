@@ -31,6 +31,9 @@ pub struct Saved {
     /// The `openmls` store (key package private keys, group state), base64 key → base64 value.
     #[serde(default)]
     pub mls: Vec<(String, String)>,
+    /// The groups this device is in: server id → MLS group id, base64.
+    #[serde(default)]
+    pub groups: BTreeMap<i64, String>,
     /// Pinned identity keys per `"<user>:<device>"`.
     pub identities: HashMap<String, String>,
     /// Decrypted payloads per message id (an Olm message can be decrypted only once).

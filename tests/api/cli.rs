@@ -233,3 +233,41 @@ async fn a_passphrase_protected_home_opens_only_with_its_passphrase() {
     command.env("MESSENGER_PASSPHRASE", "a long passphrase");
     assert!(ok(command, &["devices"]).await.contains("(this device)"));
 }
+
+#[tokio::test]
+async fn group_commands_create_add_send_and_remove_and_listen_prints_group_messages() {
+    let app = TestApp::spawn().await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (alice_home, bob_home, carol_home) = (dirs[0].path(), dirs[1].path(), dirs[2].path());
+    register(&app, alice_home, "Alice").await;
+    let bob = register(&app, bob_home, "Bob").await;
+    let carol = register(&app, carol_home, "Carol").await;
+    let mut listener = Listener::start(&app, bob_home).await;
+
+    let created = ok(cli(&app, alice_home), &["group", "create", "--name", "Team"]).await;
+    // "created group <id>"
+    let group = created.split_whitespace().nth(2).unwrap().to_owned();
+    let added = ok(cli(&app, alice_home), &["group", "add", &group, &bob.to_string(), &carol.to_string()]).await;
+    assert!(added.contains("epoch 1"), "{added}");
+    listener.expect(&format!("! group {group}: joined Team")).await;
+
+    ok(cli(&app, alice_home), &["group", "send", &group, "hello", "team"]).await;
+    let line = listener.expect(&format!("[group {group}]")).await;
+    assert!(line.ends_with(": hello team"), "{line}");
+    // Carol was not listening: her next group command joins from the waiting welcome first.
+    let sent = ok(cli(&app, carol_home), &["group", "send", &group, "hi from carol"]).await;
+    assert!(sent.contains(&format!("joined group {group}")), "{sent}");
+    assert!(listener.expect("hi from carol").await.contains(&format!("user {carol}")));
+    let listed = ok(cli(&app, bob_home), &["group", "list"]).await;
+    assert!(listed.contains(&format!("{group} Team — 3 devices, epoch 1")), "{listed}");
+
+    // Bob is no admin; Alice removes Carol, and Carol cannot send to the group any more.
+    let refused = run(cli(&app, bob_home), &["group", "remove", &group, &carol.to_string()]).await;
+    assert!(!refused.status.success() && stderr(&refused).contains("Only group admins"), "{}", stderr(&refused));
+    ok(cli(&app, alice_home), &["group", "remove", &group, &carol.to_string()]).await;
+    listener.expect(&format!("! group {group}: epoch 2")).await;
+    let after = run(cli(&app, carol_home), &["group", "send", &group, "am I still in?"]).await;
+    assert!(!after.status.success(), "{}", stdout(&after));
+    ok(cli(&app, alice_home), &["group", "send", &group, "just us"]).await;
+    assert!(listener.expect("just us").await.contains(&format!("[group {group}]")));
+}

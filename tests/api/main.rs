@@ -13,6 +13,7 @@ mod durability;
 mod e2ee;
 mod events;
 mod files;
+mod group_clients;
 mod groups;
 mod handshake;
 mod keys;

@@ -94,12 +94,56 @@ enum Command {
     },
     /// This account's devices.
     Devices,
+    /// Group chats, end-to-end encrypted with MLS.
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Delete this account and everything of it on the server; asks for the password (MESSENGER_PASSWORD).
     DeleteAccount {
         /// Filled in from the prompt, never from the command line.
         #[arg(skip)]
         password: String,
     },
+}
+
+/// `messenger group …`: groups are named by the server's group id (`group list`).
+#[derive(Debug, Subcommand, Serialize, Deserialize)]
+enum GroupCommand {
+    /// Create a group with this device as its admin.
+    Create {
+        /// A name the server shows to members (leave it out to keep it private).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Add every device of these users (admins only).
+    Add {
+        /// The group.
+        group: i64,
+        /// User ids.
+        #[arg(required = true, num_args = 1..)]
+        users: Vec<i64>,
+    },
+    /// Remove every device of a user (admins only).
+    Remove {
+        /// The group.
+        group: i64,
+        /// The user id.
+        user: i64,
+    },
+    /// Leave a group with every device of this account.
+    Leave {
+        /// The group.
+        group: i64,
+    },
+    /// Encrypt and send a message to a group.
+    Send {
+        /// The group.
+        group: i64,
+        /// The text.
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// This account's groups.
+    List,
 }
 
 /// A command handed to the listening process is one JSON line of [`Command`]; this is its answer.
@@ -238,6 +282,7 @@ async fn execute(c: &mut Client, socket: Option<&mut Socket>, command: Command) 
                 writeln!(out, "{} {}{this}", d.device_id, d.device_name.as_deref().unwrap_or(""))?;
             }
         }
+        Command::Group(group) => group_command(c, socket, group, &mut out).await?,
         Command::DeleteAccount { password } => {
             c.delete_account(&password).await?;
             writeln!(out, "deleted user {}; this home's device can no longer be used", c.user_id)?;
@@ -247,6 +292,50 @@ async fn execute(c: &mut Client, socket: Option<&mut Socket>, command: Command) 
         }
     }
     Ok(out)
+}
+
+/// Runs a `messenger group …` command.
+async fn group_command(
+    c: &mut Client,
+    socket: Option<&mut Socket>,
+    command: GroupCommand,
+    out: &mut String,
+) -> anyhow::Result<()> {
+    // Welcomes that arrived while no listener ran.
+    for g in c.group_join_pending().await? {
+        writeln!(out, "joined group {} {}", g.id, g.name.as_deref().unwrap_or(""))?;
+    }
+    match command {
+        GroupCommand::Create { name } => {
+            let g = c.group_create(name.as_deref()).await?;
+            writeln!(out, "created group {}", g.id)?;
+        }
+        GroupCommand::Add { group, users } => {
+            let epoch = c.group_add(group, &users).await?;
+            writeln!(out, "added to group {group} (epoch {epoch})")?;
+        }
+        GroupCommand::Remove { group, user } => {
+            let epoch = c.group_remove(group, user).await?;
+            writeln!(out, "removed user {user} from group {group} (epoch {epoch})")?;
+        }
+        GroupCommand::Leave { group } => {
+            c.group_leave(group).await?;
+            writeln!(out, "left group {group}")?;
+        }
+        GroupCommand::Send { group, text } => {
+            let mut own = None;
+            let socket = or_connect(c, socket, &mut own).await?;
+            let id = c.group_send(socket, group, &text.join(" ")).await?;
+            writeln!(out, "sent #{id} to group {group}")?;
+        }
+        GroupCommand::List => {
+            for g in c.group_list().await? {
+                let name = g.name.as_deref().unwrap_or("(unnamed)");
+                writeln!(out, "{} {name} — {} devices, epoch {}", g.id, g.member_count, g.epoch)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Removes the control socket when the listener stops.
@@ -327,6 +416,33 @@ async fn listen(home: &Path) -> anyhow::Result<()> {
                 "! session: user {user_id} device {device_id} could not decrypt a message from this device and \
                  started a fresh session; the next messages use it"
             )?,
+            Event::GroupJoined { group_id, name } => {
+                writeln!(out, "! group {group_id}: joined {}", name.as_deref().unwrap_or(""))?;
+                c.top_up_keys().await?;
+            }
+            Event::GroupCommit { group_id, epoch, sender_id } => {
+                writeln!(out, "! group {group_id}: epoch {epoch} (commit by user {sender_id})")?;
+            }
+            Event::GroupRemoved { group_id } => writeln!(out, "! group {group_id}: this device was removed")?,
+            Event::GroupMessage(m) => {
+                let who = format!("user {} ({})", m.sender_id, m.sender_device_id);
+                match &m.text {
+                    Some(t) => writeln!(out, "[group {}] #{} {who}: {t}", m.group_id, m.message_id)?,
+                    None => writeln!(
+                        out,
+                        "[group {}] #{} {who}: [cannot decrypt on this device]",
+                        m.group_id, m.message_id
+                    )?,
+                }
+            }
+            Event::GroupUpdated { group_id, name, left } => {
+                if let Some(name) = name {
+                    writeln!(out, "! group {group_id}: renamed to {}", name.as_deref().unwrap_or("(unnamed)"))?;
+                }
+                if !left.is_empty() {
+                    writeln!(out, "! group {group_id}: left: {}", left.join(", "))?;
+                }
+            }
             Event::Other(_) => {}
         }
         print!("{out}");

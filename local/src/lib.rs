@@ -204,6 +204,11 @@ async fn cleanup_hourly(state: Arc<AppState>, mut shutdown: watch::Receiver<bool
             Ok(swept) => tracing::info!(swept, "clean-up swept objects without a row"),
             Err(e) => tracing::warn!(error = ?e, "bucket sweep failed"),
         }
+        match shared::mls::expire(&state, shared::time::now_ms() - shared::mls::HANDSHAKE_TTL_MS).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "clean-up removed group commits and welcomes past 30 days"),
+            Err(e) => tracing::warn!(error = ?e, "clean-up of group commits and welcomes failed"),
+        }
         tokio::select! {
             _ = shutdown.changed() => return,
             () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}

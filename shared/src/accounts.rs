@@ -41,6 +41,7 @@ pub async fn delete(state: &AppState, user_id: i64) -> Result<bool, ApiError> {
     }
     for device in &deleted.devices {
         crate::keys::broadcast_key_change(state, user_id, device, KeyChangeKind::Removed).await;
+        crate::mls::announce_removed_device(state, user_id, device).await;
     }
     // What the account leaves in its conversations and devices goes in bounded steps (`crate::bulk`);
     // past the request's budget the clean-up finishes it.

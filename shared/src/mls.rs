@@ -52,6 +52,64 @@ pub fn is_welcome(bytes: &[u8]) -> bool {
     MlsMessageIn::tls_deserialize_exact(bytes).is_ok_and(|m| matches!(m.extract(), MlsMessageBodyIn::Welcome(_)))
 }
 
+/// Sends `event` to every live connection of the member devices `to` (user id, device id).
+pub async fn notify(state: &crate::AppState, to: &[(i64, String)], event: &wire::ws::ServerEvent) {
+    let mut users: Vec<i64> = to.iter().map(|(u, _)| *u).collect();
+    users.sort_unstable();
+    users.dedup();
+    let Ok(conn) = state.db.conn().await else { return };
+    let connections = crate::db::connections::of_users(&conn, &users).await.unwrap_or_default();
+    drop(conn);
+    let frame = event.to_frame();
+    let targets = connections
+        .into_iter()
+        .filter(|c| c.live && to.iter().any(|(u, d)| *u == c.user_id && *d == c.device_id))
+        .map(|c| (c.id, frame.clone()))
+        .collect();
+    crate::realtime::fanout::push(state, targets).await;
+}
+
+/// After a device of `user_id` was deleted (alone or with its account): `group_updated` with `left` to the
+/// remaining member devices of every group it was in, as a leave does (API.md §15.6).
+pub async fn announce_removed_device(state: &crate::AppState, user_id: i64, device_id: &str) {
+    let groups = match state.db.conn().await {
+        Ok(conn) => {
+            let mut out = Vec::new();
+            for id in crate::db::mls_groups::pending_groups_of_device(&conn, device_id).await.unwrap_or_default() {
+                let members = crate::db::mls_groups::members(&conn, id).await.unwrap_or_default();
+                out.push((id, members.into_iter().map(|m| (m.user_id, m.device_id)).collect::<Vec<_>>()));
+            }
+            out
+        }
+        Err(_) => return,
+    };
+    for (group_id, to) in groups {
+        let left = vec![wire::mls::MemberDevice { user_id, device_id: device_id.to_owned() }];
+        let event =
+            wire::ws::ServerEvent::GroupUpdated(wire::ws::GroupUpdated { group_id, name: None, left: Some(left) });
+        notify(state, &to, &event).await;
+    }
+}
+
+/// How long commits and welcomes are kept (API.md §15.3).
+pub const HANDSHAKE_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Deletes the commits and welcomes stored before `cutoff_ms`, in bounded write transactions (the hourly
+/// clean-up passes now minus [`HANDSHAKE_TTL_MS`]); returns how many it deleted.
+pub async fn expire(state: &crate::AppState, cutoff_ms: i64) -> Result<u64, ApiError> {
+    let mut total = 0;
+    loop {
+        let conn = state.db.conn().await?;
+        let tx = conn.write_tx().await?;
+        let removed = crate::db::mls_groups::expire_batch(&tx, cutoff_ms, 500).await?;
+        tx.commit().await?;
+        total += removed;
+        if removed == 0 {
+            return Ok(total);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

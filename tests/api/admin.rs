@@ -535,3 +535,33 @@ async fn the_migrate_function_is_the_operator_step_on_aws() {
     assert!(!run(&["admin", "promote", &user.phone]).0, "only grant or revoke");
     assert!(!run(&["admin", "grant", "nobody_at_all"]).0);
 }
+
+#[tokio::test]
+async fn the_panel_lists_groups_with_counts_and_never_their_ciphertext() {
+    let app = TestApp::spawn().await;
+    let op = operator(&app).await;
+    let member = app.user().await;
+    let group_id = messenger_client::crypto::b64(&[9; 16]);
+    let group = member.post("/groups", Some(&json!({"group_id": group_id, "name": "Book club"}))).await.expect(201);
+    let id = group["id"].as_i64().unwrap();
+    member.post("/groups", Some(&json!({"group_id": messenger_client::crypto::b64(&[8; 16])}))).await.expect(201);
+    // A stored group message (its ciphertext must not reach the page).
+    app.db()
+        .await
+        .execute(
+            "INSERT INTO mls_message (group_id, sender_id, sender_device_id, epoch, ciphertext, created_at) \
+             VALUES (?1, ?2, ?3, 0, 'Q0lQSEVSVEVYVC1TRUNSRVQ=', ?4)",
+            (id, member.id, member.device_id.as_str(), shared::time::now_ms()),
+        )
+        .await
+        .unwrap();
+    let (mut panel, _) = Panel::signed_in(&app, &op).await;
+    let page = panel.get("/admin/groups").await.expect(200).text;
+    let row = page.split("<tr>").find(|r| r.contains("Book club")).unwrap_or_else(|| panic!("{page}"));
+    let cells: Vec<&str> = row.split("<td>").skip(1).map(|c| c.split("</td>").next().unwrap()).collect();
+    assert_eq!(&cells[..5], &[format!("#{id}").as_str(), "Book club", "1", "0", "1"], "{row}");
+    assert!(row.contains(&format!("/admin/users/{}", member.id)));
+    assert!(page.contains("kept by its members"), "the unnamed group");
+    assert!(!page.contains("Q0lQSEVSVEVYVC1TRUNSRVQ") && !page.contains(&group_id), "no ciphertext or MLS id");
+    assert_eq!(panel.get("/admin/groups?before=x").await.status, 400);
+}

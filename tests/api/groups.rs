@@ -141,8 +141,10 @@ async fn leaving_stops_routing_at_once_and_leaves_a_pending_removal() {
     assert!(members.as_array().unwrap().iter().all(|m| m["user_id"] != bob.id), "{members}");
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM mls_pending_removal WHERE group_id = {id}")).await, 1);
 
-    // A deleted account's devices leave every group the same way.
+    // A deleted account's devices leave every group the same way, and the members are told.
     carol.delete_account().await.expect(204);
+    let gone = json!({"group_id": id, "left": [{"user_id": carol.id, "device_id": carol.device_id}]});
+    assert_eq!(alice_ws.expect("group_updated").await, gone);
     assert_eq!(alice.get(&format!("/groups/{id}")).await.expect(200)["members"].as_array().unwrap().len(), 1);
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM mls_pending_removal WHERE group_id = {id}")).await, 2);
 

@@ -410,3 +410,30 @@ async fn group_messages_that_do_not_fit_are_refused_with_their_error() {
     assert_eq!(ws.expect("error").await["code"], "payload_too_large");
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM mls_message WHERE group_id IN ({id}, {other_id})")).await, 0);
 }
+
+#[tokio::test]
+async fn commits_and_welcomes_are_kept_30_days() {
+    let app = TestApp::spawn().await;
+    let (id, mut alice, _bob, _carol) = three(&app).await;
+    let dave = Member::new(&app).await;
+    let body = alice.add_body(&[&dave]).await;
+    alice.commit(id, &body).await.expect(200);
+    alice.merge();
+    assert_eq!(dave.device.user.get("/mls/welcomes").await.expect(200).as_array().unwrap().len(), 1);
+    // The two commits and Dave's welcome were stored 31 days ago.
+    let month_ago = shared::time::now_ms() - 31 * 24 * 3600 * 1000;
+    let db = app.db().await;
+    db.execute("UPDATE mls_commit SET created_at = ?1", [month_ago]).await.unwrap();
+    db.execute("UPDATE mls_welcome SET created_at = ?1", [month_ago]).await.unwrap();
+    drop(db);
+    let update = alice.update();
+    alice.commit(id, &json!({"commit": update})).await.expect(200);
+    alice.merge();
+    let cutoff = shared::time::now_ms() - shared::mls::HANDSHAKE_TTL_MS;
+    assert_eq!(shared::mls::expire(&app.stack.state, cutoff).await.unwrap(), 3);
+    let left = alice.device.user.get(&format!("/groups/{id}/commits")).await.expect(200);
+    assert_eq!(left.as_array().unwrap().iter().map(|c| c["epoch"].as_i64().unwrap()).collect::<Vec<_>>(), vec![3]);
+    assert!(dave.device.user.get("/mls/welcomes").await.expect(200).as_array().unwrap().is_empty());
+    assert_eq!(app.count("SELECT COUNT(*) FROM mls_welcome_device").await, 0);
+    assert_eq!(shared::mls::expire(&app.stack.state, cutoff).await.unwrap(), 0);
+}

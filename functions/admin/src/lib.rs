@@ -27,6 +27,7 @@ pub const FUNCTION: &str = "admin";
 const USERS_PER_PAGE: i64 = 50;
 const MESSAGES_PER_PAGE: i64 = 100;
 const AUDIT_PER_PAGE: i64 = 100;
+const GROUPS_PER_PAGE: i64 = 100;
 const CONNECTIONS_LIMIT: i64 = 1000;
 const CHART_DAYS: usize = 14;
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -272,6 +273,12 @@ async fn route(state: &AppState, keys: &Keys, req: &Request) -> Result<Response<
         ["admin", "connections"] => {
             let conn = state.db.conn().await?;
             pages::connections(op.frame(), &db::admin::connections(&conn, CONNECTIONS_LIMIT).await?, CONNECTIONS_LIMIT)
+        }
+        ["admin", "groups"] => {
+            let q: DoneQuery = query(req)?;
+            let before = optional_id(q.before.as_deref(), "before")?;
+            let conn = state.db.conn().await?;
+            pages::groups(op.frame(), &db::admin::groups_page(&conn, before, GROUPS_PER_PAGE).await?, GROUPS_PER_PAGE)
         }
         ["admin", "audit"] => {
             #[derive(Deserialize)]

@@ -3,7 +3,7 @@
 //! strict `Content-Security-Policy` holds. Message contents and password hashes are never passed here.
 
 use maud::{DOCTYPE, Markup, html};
-use shared::db::admin::{AuditRow, ConnectionRow, Counts, MessageMeta, UserDetail, UserListRow, UserSort};
+use shared::db::admin::{AuditRow, ConnectionRow, Counts, GroupRow, MessageMeta, UserDetail, UserListRow, UserSort};
 use shared::time::format_ms;
 
 /// What every page of a signed-in operator carries: their name and the session's CSRF token.
@@ -41,6 +41,7 @@ pub fn layout(title: &str, frame: Option<Frame<'_>>, body: &Markup) -> Markup {
                             a href="/admin/users" { "Users" }
                             a href="/admin/messages" { "Messages" }
                             a href="/admin/connections" { "Connections" }
+                            a href="/admin/groups" { "Groups" }
                             a href="/admin/audit" { "Audit log" }
                         }
                         form.logout method="post" action="/admin/logout" {
@@ -339,6 +340,36 @@ pub fn connections(frame: Frame<'_>, rows: &[ConnectionRow], limit: i64) -> Mark
         }
     };
     layout("Connections", Some(frame), &body)
+}
+
+/// MLS groups, newest first: ids, names, member counts, epochs and message counts. The server has no group
+/// secret, and the panel shows no ciphertext either.
+pub fn groups(frame: Frame<'_>, rows: &[GroupRow], per_page: i64) -> Markup {
+    let older = rows.last().filter(|_| rows.len() as i64 == per_page).map(|g| format!("/admin/groups?before={}", g.id));
+    let body = html! {
+        table #groups {
+            thead { tr {
+                th { "Group" } th { "Name" } th { "Member devices" } th { "Epoch" } th { "Messages" }
+                th { "Created by" } th { "Created" } th { "Last activity" }
+            } }
+            tbody {
+                @for g in rows {
+                    tr {
+                        td { "#" (g.id) }
+                        td { @match &g.name { Some(n) => (n), None => "— (kept by its members)" } }
+                        td { (g.member_count) }
+                        td { (g.epoch) }
+                        td { (g.message_count) }
+                        td { (user_link(g.created_by, None)) }
+                        td { (time(g.created_at)) }
+                        td { (opt_time(g.last_activity_at)) }
+                    }
+                }
+            }
+        }
+        @if let Some(older) = older { nav.pages { a rel="next" href=(older) { "Older →" } } }
+    };
+    layout("Groups", Some(frame), &body)
 }
 
 /// The audit log, newest first.

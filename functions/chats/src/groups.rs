@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use shared::api::Router;
 use shared::auth::AuthUser;
 use shared::keys::{decode, encode};
-use shared::{ApiError, AppState, db, mls, realtime};
+use shared::mls::notify;
+use shared::{ApiError, AppState, db, mls};
 use wire::mls::{
     AckWelcome, AckWelcomeRequest, CommitAccepted, CommitGroup, CommitRequest, CreateGroup, CreateGroupRequest,
     GetGroup, GetGroupRequest, Group, GroupMember, GroupMessage, GroupRole, GroupSummary, LeaveGroup,
@@ -91,21 +92,6 @@ async fn group_object(conn: &db::Conn, row: db::mls_groups::GroupRow) -> Result<
             })
             .collect(),
     })
-}
-
-/// Sends `event` to every live connection of the member devices `to`.
-async fn notify(state: &AppState, to: &[(i64, String)], event: &ServerEvent) {
-    let users: Vec<i64> = to.iter().map(|(u, _)| *u).collect::<BTreeSet<_>>().into_iter().collect();
-    let Ok(conn) = state.db.conn().await else { return };
-    let connections = db::connections::of_users(&conn, &users).await.unwrap_or_default();
-    drop(conn);
-    let frame = event.to_frame();
-    let targets = connections
-        .into_iter()
-        .filter(|c| c.live && to.iter().any(|(u, d)| *u == c.user_id && *d == c.device_id))
-        .map(|c| (c.id, frame.clone()))
-        .collect();
-    realtime::fanout::push(state, targets).await;
 }
 
 /// `POST /groups`

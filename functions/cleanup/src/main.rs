@@ -1,6 +1,6 @@
 //! Hourly clean-up (a scheduled function): finishes bulk jobs a request left (a long chat clear, a killed
 //! process: `shared::bulk`), deletes uploads nothing referenced within 24 hours, retries pending object
-//! deletions and sweeps the bucket for objects without a row.
+//! deletions, sweeps the bucket for objects without a row and drops group commits and welcomes kept 30 days.
 
 use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
 use serde::Serialize;
@@ -16,6 +16,7 @@ struct Removed {
     jobs: usize,
     removed: usize,
     swept: usize,
+    expired: u64,
 }
 
 #[tokio::main]
@@ -36,8 +37,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let swept = shared::files::sweep_bucket(state, shared::time::now_ms() - shared::files::SWEEP_MIN_AGE_MS)
             .await
             .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
-        tracing::info!(jobs, removed, swept, "clean-up done");
-        Ok::<Removed, lambda_runtime::Error>(Removed { jobs, removed, swept })
+        let expired = shared::mls::expire(state, shared::time::now_ms() - shared::mls::HANDSHAKE_TTL_MS)
+            .await
+            .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
+        tracing::info!(jobs, removed, swept, expired, "clean-up done");
+        Ok::<Removed, lambda_runtime::Error>(Removed { jobs, removed, swept, expired })
     };
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| run())).await

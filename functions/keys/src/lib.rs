@@ -307,6 +307,7 @@ async fn delete_device(state: &AppState, user: AuthUser, input: DeleteDeviceRequ
     realtime::close(state, &connections).await;
     shared::bulk::finish_queued(state, user.id).await;
     broadcast_key_change(state, user.id, &device_id, KeyChangeKind::Removed).await;
+    shared::mls::announce_removed_device(state, user.id, &device_id).await;
     Ok(Empty {})
 }
 

@@ -410,6 +410,41 @@ pub async fn connections(conn: &Conn, limit: i64) -> Result<Vec<ConnectionRow>, 
     all(rows).await
 }
 
+/// An MLS group as the panel lists it: counts and epochs, never names of members' messages or ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GroupRow {
+    /// Server id.
+    pub id: i64,
+    /// The name members keep on the server, if any.
+    pub name: Option<String>,
+    /// Current epoch.
+    pub epoch: i64,
+    /// Member devices.
+    pub member_count: i64,
+    /// Stored group messages.
+    pub message_count: i64,
+    /// Creator.
+    pub created_by: i64,
+    /// Created at (ms).
+    pub created_at: i64,
+    /// Last message or commit (ms).
+    pub last_activity_at: Option<i64>,
+}
+
+/// MLS groups, newest first, below id `before` when given, at most `limit`.
+pub async fn groups_page(conn: &Conn, before: Option<i64>, limit: i64) -> Result<Vec<GroupRow>, libsql::Error> {
+    let rows = conn
+        .query(
+            "SELECT g.id, g.name, g.epoch, g.created_by, g.created_at, g.last_activity_at, \
+               (SELECT COUNT(*) FROM mls_member m WHERE m.group_id = g.id) AS member_count, \
+               (SELECT COUNT(*) FROM mls_message x WHERE x.group_id = g.id) AS message_count \
+             FROM mls_group g WHERE g.id < ?1 ORDER BY g.id DESC LIMIT ?2",
+            (before.unwrap_or(i64::MAX), limit),
+        )
+        .await?;
+    all(rows).await
+}
+
 /// Bans (`true`, also revoking every token, so an unban revives none) or unbans a live account; returns
 /// whether the account exists.
 pub async fn set_banned(conn: &Conn, user_id: i64, banned: bool) -> Result<bool, libsql::Error> {

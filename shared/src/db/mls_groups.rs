@@ -508,3 +508,27 @@ pub async fn messages_page(
     };
     all(rows).await
 }
+
+/// Deletes up to `limit` commits and up to `limit` welcomes (with their devices) stored before `cutoff_ms`;
+/// returns how many rows of the two it deleted. Run it in a write transaction, again until it returns 0.
+pub async fn expire_batch(conn: &Conn, cutoff_ms: i64, limit: i64) -> Result<u64, libsql::Error> {
+    let commits = conn
+        .execute(
+            "DELETE FROM mls_commit WHERE id IN (SELECT id FROM mls_commit WHERE created_at < ?1 LIMIT ?2)",
+            (cutoff_ms, limit),
+        )
+        .await?;
+    let welcomes: Vec<i64> =
+        column(conn.query("SELECT id FROM mls_welcome WHERE created_at < ?1 LIMIT ?2", (cutoff_ms, limit)).await?)
+            .await?;
+    for id in &welcomes {
+        conn.execute("DELETE FROM mls_welcome_device WHERE welcome_id = ?1", [*id]).await?;
+        conn.execute("DELETE FROM mls_welcome WHERE id = ?1", [*id]).await?;
+    }
+    Ok(commits + welcomes.len() as u64)
+}
+
+/// The groups in which `device_id` is a pending removal.
+pub async fn pending_groups_of_device(conn: &Conn, device_id: &str) -> Result<Vec<i64>, libsql::Error> {
+    column(conn.query("SELECT group_id FROM mls_pending_removal WHERE device_id = ?1", [device_id]).await?).await
+}

@@ -5,9 +5,11 @@
 //! rates, latency from the scheduled send time), `http` (`GET /me` at a concurrency sweep), `history`
 //! (pages of a large conversation), `login-burst` (logins while the relay runs), `cold-start` (exec → ready
 //! of every function binary next to a hello-world), `scale` (the reads whose cost must not grow with the
-//! database: run it on a small and on a seeded one), and `all`.
+//! database: run it on a small and on a seeded one), `group` (one MLS group message to every other member
+//! device, next to the one-to-one sends reaching the same devices), and `all`.
 
 pub mod cold;
+pub mod group;
 pub mod http;
 pub mod plot;
 pub mod relay;
@@ -89,6 +91,8 @@ pub struct Report {
     pub cold_start: Vec<cold::ColdStart>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<group::GroupReport>,
 }
 
 /// The reads whose cost must not grow with the database (issue 9 item 4), measured the same way on any
@@ -341,6 +345,34 @@ pub fn table(r: &Report) -> String {
             level_line(&mut o, &format!("history page ×{} (10k)", l.concurrency), l);
         }
         let _ = writeln!(o, "{:<26} p50 {:.0} p99 {:.0} ms", "login, one at a time", x.login.p50_ms, x.login.p99_ms);
+    }
+    if let Some(g) = &r.group {
+        let server = |p: &group::Phase| {
+            p.server_cpu_ms_per_round.map_or(String::new(), |ms| format!("  server {ms:.2} ms CPU per round"))
+        };
+        let _ = writeln!(
+            o,
+            "{:<26} fan-out p50 {:>7.2} p99 {:>8.2} ms  {} deliveries{}  {}",
+            format!("group of {}, 1 message", g.devices),
+            g.group.fan_out.p50_ms,
+            g.group.fan_out.p99_ms,
+            g.group.deliveries,
+            server(&g.group),
+            cores(&g.group.cpu)
+        );
+        let _ = writeln!(
+            o,
+            "{:<26} fan-out p50 {:>7.2} p99 {:>8.2} ms  {} deliveries{}  {}",
+            format!("{} one-to-one sends", g.devices - 1),
+            g.one_to_one.fan_out.p50_ms,
+            g.one_to_one.fan_out.p99_ms,
+            g.one_to_one.deliveries,
+            server(&g.one_to_one),
+            cores(&g.one_to_one.cpu)
+        );
+        if let Some(ratio) = g.server_cpu_ratio {
+            let _ = writeln!(o, "{:<26} ×{ratio:.3} the server CPU of the one-to-one sends", "group message costs");
+        }
     }
     for c in &r.cold_start {
         let _ = writeln!(

@@ -108,6 +108,16 @@ struct ScaleArgs {
     duration: f64,
 }
 
+#[derive(Debug, Args, Clone)]
+struct GroupArgs {
+    /// Member devices, the sender's included.
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    /// Rounds of each phase.
+    #[arg(long, default_value_t = 50)]
+    rounds: usize,
+}
+
 #[derive(Debug, Subcommand)]
 enum Scenario {
     /// Chatting pairs, each sender waiting for its `message_sent`.
@@ -125,6 +135,8 @@ enum Scenario {
     /// Reads whose cost must not grow with the database: chat list, search, history, login. Run it on a
     /// fresh stack and on a seeded one (`SEED_USERS=… SEED_MESSAGES=… bench/local.sh scale`).
     Scale(ScaleArgs),
+    /// One MLS group message to every other member device, next to one-to-one sends reaching the same devices.
+    Group(GroupArgs),
     /// Every scenario with its defaults (cold start when the function binaries are found).
     All,
 }
@@ -161,6 +173,9 @@ async fn run(cli: &Cli, report: &mut Report) -> anyhow::Result<()> {
         }
         Scenario::Scale(a) => {
             report.scale = Some(messenger_bench::scale(&t, a.chats, &a.concurrency, secs(a.duration)).await?);
+        }
+        Scenario::Group(a) => {
+            report.group = Some(messenger_bench::group::run(&t.url, a.devices, a.rounds.max(1), t.server_pid).await?);
         }
         Scenario::All => {
             let dir = default_functions_dir();

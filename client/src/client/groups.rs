@@ -151,10 +151,21 @@ impl Client {
 
     /// Encrypts and sends a text to a group; returns the message id.
     pub async fn group_send(&mut self, socket: &mut Socket, id: i64, text: &str) -> anyhow::Result<i64> {
+        self.group_send_as(socket, id, text, &uuid::Uuid::new_v4().to_string()).await
+    }
+
+    /// [`Client::group_send`] with the caller's `client_msg_id` (a retry with the same one is stored once).
+    pub async fn group_send_as(
+        &mut self,
+        socket: &mut Socket,
+        id: i64,
+        text: &str,
+        client_msg_id: &str,
+    ) -> anyhow::Result<i64> {
         self.group_sync(id).await?;
         let mut group = self.mls_group(id)?;
         let ciphertext = self.mls.encrypt(&self.crypto.account, &mut group, text.as_bytes())?;
-        let client_msg_id = uuid::Uuid::new_v4().to_string();
+        let client_msg_id = client_msg_id.to_owned();
         let frame = ClientAction::SendGroupMessage(SendGroupMessage {
             group_id: Some(LooseId::Int(id)),
             ciphertext: Some(ciphertext),

@@ -100,12 +100,14 @@ impl Member {
     }
 }
 
-/// Alice's group with Bob and Carol added by one commit; Bob joins from the event, Carol over REST.
+/// Alice's group with Bob (made an admin too) and Carol added by one commit; Bob joins from the event,
+/// Carol over REST.
 async fn three(app: &TestApp) -> (i64, Member, Member, Member) {
     let (mut alice, mut bob, mut carol) = (Member::new(app).await, Member::new(app).await, Member::new(app).await);
     let id = alice.create().await;
     let mut bob_ws = app.ws(&bob.device.user.token).await;
-    let body = alice.add_body(&[&bob, &carol]).await;
+    let mut body = alice.add_body(&[&bob, &carol]).await;
+    body["role"] = json!({bob.device.user.id.to_string(): "admin"});
     assert_eq!(alice.commit(id, &body).await.expect(200), json!({"epoch": 1}));
     alice.merge();
 
@@ -134,9 +136,10 @@ async fn devices_added_by_a_commit_join_from_the_welcome_and_decrypt() {
     assert_eq!((alice.epoch(), bob.epoch(), carol.epoch()), (1, 1, 1));
     let group = bob.device.user.get(&format!("/groups/{id}")).await.expect(200);
     assert_eq!(group["epoch"], 1);
-    let bob_row =
-        group["members"].as_array().unwrap().iter().find(|m| m["user_id"] == bob.device.user.id).unwrap().clone();
-    assert_eq!((bob_row["role"].as_str(), bob_row["joined_epoch"].as_i64()), (Some("member"), Some(1)));
+    let row = |user: i64| group["members"].as_array().unwrap().iter().find(|m| m["user_id"] == user).unwrap().clone();
+    let (bob_row, carol_row) = (row(bob.device.user.id), row(carol.device.user.id));
+    assert_eq!((bob_row["role"].as_str(), bob_row["joined_epoch"].as_i64()), (Some("admin"), Some(1)));
+    assert_eq!((carol_row["role"].as_str(), carol_row["joined_epoch"].as_i64()), (Some("member"), Some(1)));
     let commits = carol.device.user.get(&format!("/groups/{id}/commits?after_epoch=0")).await.expect(200);
     assert_eq!(commits.as_array().unwrap().len(), 1);
     assert_eq!((commits[0]["epoch"].as_i64(), commits[0]["sender_id"].as_i64()), (Some(1), Some(alice.device.user.id)));
@@ -149,29 +152,41 @@ async fn devices_added_by_a_commit_join_from_the_welcome_and_decrypt() {
 }
 
 #[tokio::test]
-async fn concurrent_commits_serialise_one_per_epoch_and_the_loser_catches_up_and_retries() {
+async fn two_admins_adding_at_once_serialise_and_the_loser_catches_up_and_retries() {
     let app = TestApp::spawn().await;
     let (id, mut alice, mut bob, mut carol) = three(&app).await;
-    let (a, b) = (alice.update(), bob.update());
-    let (a, b) = (json!({"commit": a}), json!({"commit": b}));
+    let (mut dave, mut erin) = (Member::new(&app).await, Member::new(&app).await);
+    let (a, b) = (alice.add_body(&[&dave]).await, bob.add_body(&[&erin]).await);
     let (ra, rb) = tokio::join!(alice.commit(id, &a), bob.commit(id, &b));
     let statuses = [ra.status.as_u16(), rb.status.as_u16()];
     assert!(statuses.contains(&200) && statuses.contains(&409), "{statuses:?}: {} {}", ra.text, rb.text);
-    let (winner, loser, lost) =
-        if ra.status.as_u16() == 200 { (&mut alice, &mut bob, rb) } else { (&mut bob, &mut alice, ra) };
+    let alice_won = ra.status.as_u16() == 200;
+    let lost = if alice_won { rb } else { ra };
     assert_eq!(lost.body["code"], "stale_epoch");
+    let (winner, loser, loser_adds) =
+        if alice_won { (&mut alice, &mut bob, &erin) } else { (&mut bob, &mut alice, &dave) };
     winner.merge();
-    // The loser drops its commit, merges the winner's from the server, and commits again at the new epoch.
+    // The loser drops its commit, merges the winner's from the server, and adds again at the new epoch.
     loser.device.mls.discard_pending(loser.group.as_mut().unwrap()).unwrap();
     loser.catch_up(id).await;
-    let again = loser.update();
-    assert_eq!(loser.commit(id, &json!({"commit": again})).await.expect(200), json!({"epoch": 3}));
+    let again = loser.add_body(&[loser_adds]).await;
+    assert_eq!(loser.commit(id, &again).await.expect(200), json!({"epoch": 3}));
     loser.merge();
     winner.catch_up(id).await;
     carol.catch_up(id).await;
-    assert_eq!((alice.epoch(), bob.epoch(), carol.epoch()), (3, 3, 3));
+    for newcomer in [&mut dave, &mut erin] {
+        let welcome =
+            newcomer.device.user.get("/mls/welcomes").await.expect(200)[0]["welcome"].as_str().unwrap().to_owned();
+        newcomer.join(&welcome);
+        newcomer.catch_up(id).await;
+    }
+    assert_eq!([alice.epoch(), bob.epoch(), carol.epoch(), dave.epoch(), erin.epoch()], [3; 5]);
+    assert_eq!(
+        alice.device.user.get(&format!("/groups/{id}")).await.expect(200)["members"].as_array().unwrap().len(),
+        5
+    );
     let ciphertext = carol.encrypt("same epoch");
-    for m in [&mut alice, &mut bob] {
+    for m in [&mut alice, &mut bob, &mut dave, &mut erin] {
         assert_eq!(m.process(&ciphertext).unwrap().as_deref(), Some(&b"same epoch"[..]));
     }
 }

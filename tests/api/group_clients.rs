@@ -87,4 +87,15 @@ async fn three_users_with_two_devices_each_all_read_every_message_and_a_removed_
         assert_eq!(d.text_from(group).await, "without carol");
     }
     assert!(c1.client.group_send(&mut c1.socket, group, "still here?").await.is_err());
+
+    // Bob leaves with both devices; Alice's next add first commits the removal of his leaves, which the
+    // server requires, then adds Dave.
+    b1.client.group_leave(group).await.unwrap();
+    let (mut d1, _d2) = user(&app, "Dave").await;
+    assert_eq!(a1.client.group_add(group, &[d1.client.user_id]).await.unwrap(), 4, "removal at 3, add at 4");
+    d1.until(|e| matches!(e, Event::GroupJoined { group_id, .. } if *group_id == group).then_some(())).await;
+    a2.until(|e| matches!(e, Event::GroupCommit { epoch: 4, .. }).then_some(())).await;
+    a2.client.group_send(&mut a2.socket, group, "welcome dave").await.unwrap();
+    assert_eq!(d1.text_from(group).await, "welcome dave");
+    assert_eq!(a1.text_from(group).await, "welcome dave");
 }

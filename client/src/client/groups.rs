@@ -132,14 +132,20 @@ impl Client {
         bail!("group {id} kept moving on; try again")
     }
 
-    /// Adds every device of `users` that has a key package; returns the new epoch.
+    /// Adds every device of `users` that has a key package; returns the new epoch. Leaves that left the
+    /// group's routing (pending removals) are removed by a commit of their own first.
     pub async fn group_add(&mut self, id: i64, users: &[i64]) -> anyhow::Result<i64> {
+        self.group_sync(id).await?;
+        let group = self.mls_group(id)?;
+        if !self.pending_removals(id, &group).await?.is_empty() {
+            self.commit_with(id, Remove(None)).await?;
+        }
         self.commit_with(id, Add(users.to_vec())).await
     }
 
-    /// Removes every device of `user` from the group; returns the new epoch.
+    /// Removes every device of `user` from the group (and the pending removals); returns the new epoch.
     pub async fn group_remove(&mut self, id: i64, user: i64) -> anyhow::Result<i64> {
-        self.commit_with(id, Remove(user)).await
+        self.commit_with(id, Remove(Some(user))).await
     }
 
     /// Leaves the group with every device of this account.
@@ -303,9 +309,9 @@ impl AsyncCommit for Add {
                 directory.insert((user, keys.device_id.clone()), keys.signing_key.as_bytes().to_vec());
             }
         }
-        let removed = c.pending_removals(id, group).await?;
-        if !removed.is_empty() {
-            bail!("the group has pending removals; remove them first (they are removed with the next `group remove`)");
+        if !c.pending_removals(id, group).await?.is_empty() {
+            // Another device left meanwhile: the retry removes it first.
+            bail!("the group has pending removals: try again");
         }
         let (commit, welcome) = c.mls.add(&c.crypto.account, group, &packages, |user, device| {
             directory.get(&(user, device.to_owned())).cloned()
@@ -316,19 +322,19 @@ impl AsyncCommit for Add {
     }
 }
 
-/// Removes every device of a user (and whatever leaves the server no longer routes to).
-struct Remove(i64);
+/// Removes every device of a user, if given, and whatever leaves the server no longer routes to.
+struct Remove(Option<i64>);
 
 impl AsyncCommit for Remove {
     async fn make(&mut self, c: &mut Client, id: i64, group: &mut MlsGroup) -> anyhow::Result<CommitRequest> {
         let mut removed: Vec<MemberDevice> = c.pending_removals(id, group).await?;
         for (user_id, device_id) in group.members().filter_map(|m| leaf_of(&m.credential)) {
-            if user_id == self.0 && !removed.iter().any(|r| r.device_id == device_id) {
+            if Some(user_id) == self.0 && !removed.iter().any(|r| r.device_id == device_id) {
                 removed.push(MemberDevice { user_id, device_id });
             }
         }
         if removed.is_empty() {
-            bail!("user {} has no device in group {id}", self.0);
+            bail!("nothing to remove from group {id}");
         }
         let devices: Vec<(i64, String)> = removed.iter().map(|r| (r.user_id, r.device_id.clone())).collect();
         let commit = c.mls.remove(&c.crypto.account, group, &devices)?;

@@ -298,8 +298,12 @@ impl AsyncCommit for Add {
     async fn make(&mut self, c: &mut Client, id: i64, group: &mut MlsGroup) -> anyhow::Result<CommitRequest> {
         let in_tree: BTreeSet<String> =
             group.members().filter_map(|m| leaf_of(&m.credential)).map(|(_, d)| d).collect();
-        let claimed = c.api.call(ClaimKeyPackages, &ClaimKeyPackagesRequest { user_ids: self.0.clone() }).await?;
-        let packages: Vec<_> = claimed.key_packages.into_iter().filter(|p| !in_tree.contains(&p.device_id)).collect();
+        let mut packages = Vec::new();
+        // A claim names at most 50 users.
+        for users in self.0.chunks(50) {
+            let claimed = c.api.call(ClaimKeyPackages, &ClaimKeyPackagesRequest { user_ids: users.to_vec() }).await?;
+            packages.extend(claimed.key_packages.into_iter().filter(|p| !in_tree.contains(&p.device_id)));
+        }
         if packages.is_empty() {
             bail!("no device of these users can be added (none has a key package, or all are in the group)");
         }

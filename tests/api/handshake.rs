@@ -452,3 +452,19 @@ async fn commits_and_welcomes_are_kept_30_days() {
     assert_eq!(app.count("SELECT COUNT(*) FROM mls_welcome_device").await, 0);
     assert_eq!(shared::mls::expire(&app.stack.state, cutoff).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn group_sends_count_against_the_same_send_limit_as_one_to_one_sends() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_SEND_MESSAGE", "2/60")]).await;
+    let (id, mut alice, bob, _carol) = three(&app).await;
+    let mut ws = app.ws(&alice.device.user.token).await;
+    alice.device.user.send_via(&mut ws, bob.device.user.id, "one-to-one").await;
+    let first = alice.encrypt("group one");
+    ws.send(&send(id, &first, "l-1")).await;
+    ws.expect("group_message_sent").await;
+    let second = alice.encrypt("group two");
+    ws.send(&send(id, &second, "l-2")).await;
+    let e = ws.expect("error").await;
+    assert_eq!((e["code"].as_str(), e["client_msg_id"].as_str()), (Some("rate_limited"), Some("l-2")));
+    assert_eq!(app.count("SELECT COUNT(*) FROM mls_message").await, 1, "the refused one is not stored");
+}

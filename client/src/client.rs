@@ -128,6 +128,27 @@ impl Socket {
         self.read().await
     }
 
+    /// Waits for the acknowledgement (`message_sent` or `group_message_sent`) of the frame sent with
+    /// `client_msg_id`, or its `error`; other events are kept for later. Returns the message id.
+    async fn acknowledgement(&mut self, client_msg_id: &str) -> anyhow::Result<i64> {
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(30), self.read())
+                .await
+                .map_err(|_| anyhow!("no acknowledgement from the server"))??
+                .ok_or_else(|| anyhow!("connection closed before the acknowledgement"))?;
+            match event {
+                ServerEvent::MessageSent(sent) if sent.client_msg_id.as_deref() == Some(client_msg_id) => {
+                    return Ok(sent.message_id);
+                }
+                ServerEvent::GroupMessageSent(sent) if sent.client_msg_id.as_deref() == Some(client_msg_id) => {
+                    return Ok(sent.message_id);
+                }
+                ServerEvent::Error(e) if e.client_msg_id.as_deref() == Some(client_msg_id) => bail!("{}", e.message),
+                other => self.pending.push_back(other),
+            }
+        }
+    }
+
     /// Sends a `ping` (clients must at least every 5 minutes).
     pub async fn ping(&mut self) -> anyhow::Result<()> {
         self.send(&ClientAction::Ping).await
@@ -441,21 +462,7 @@ impl Client {
         // Session state advanced: persist before the frame leaves, so a crash cannot reuse a ratchet step.
         self.save()?;
         socket.send(&frame).await?;
-        loop {
-            let event = tokio::time::timeout(Duration::from_secs(30), socket.read())
-                .await
-                .map_err(|_| anyhow!("no acknowledgement from the server"))??
-                .ok_or_else(|| anyhow!("connection closed before the acknowledgement"))?;
-            match event {
-                ServerEvent::MessageSent(sent) if sent.client_msg_id.as_deref() == Some(client_msg_id.as_str()) => {
-                    return Ok(sent.message_id);
-                }
-                ServerEvent::Error(e) if e.client_msg_id.as_deref() == Some(client_msg_id.as_str()) => {
-                    bail!("{}", e.message)
-                }
-                other => socket.pending.push_back(other),
-            }
-        }
+        socket.acknowledgement(&client_msg_id).await
     }
 
     /// Sends an end-to-end encrypted text.

@@ -52,6 +52,20 @@ pub fn is_welcome(bytes: &[u8]) -> bool {
     MlsMessageIn::tls_deserialize_exact(bytes).is_ok_and(|m| matches!(m.extract(), MlsMessageBodyIn::Welcome(_)))
 }
 
+/// A stored group message as the wire has it.
+pub fn group_message(m: crate::db::mls_groups::MessageRow) -> wire::mls::GroupMessage {
+    wire::mls::GroupMessage {
+        id: m.id,
+        group_id: m.group_id,
+        sender_id: m.sender_id,
+        sender_device_id: m.sender_device_id,
+        epoch: m.epoch,
+        ciphertext: m.ciphertext,
+        client_msg_id: m.client_msg_id,
+        timestamp: crate::time::format_ms(m.created_at),
+    }
+}
+
 /// Sends `event` to every live connection of the member devices `to` (user id, device id).
 pub async fn notify(state: &crate::AppState, to: &[(i64, String)], event: &wire::ws::ServerEvent) {
     let mut users: Vec<i64> = to.iter().map(|(u, _)| *u).collect();

@@ -171,31 +171,14 @@ impl Client {
         self.group_sync(id).await?;
         let mut group = self.mls_group(id)?;
         let ciphertext = self.mls.encrypt(&self.crypto.account, &mut group, text.as_bytes())?;
-        let client_msg_id = client_msg_id.to_owned();
         let frame = ClientAction::SendGroupMessage(SendGroupMessage {
             group_id: Some(LooseId::Int(id)),
             ciphertext: Some(ciphertext),
-            client_msg_id: Some(client_msg_id.clone()),
+            client_msg_id: Some(client_msg_id.to_owned()),
         });
         self.save()?;
         socket.send(&frame).await?;
-        loop {
-            let event = tokio::time::timeout(std::time::Duration::from_secs(30), socket.read())
-                .await
-                .map_err(|_| anyhow!("no acknowledgement from the server"))??
-                .ok_or_else(|| anyhow!("connection closed before the acknowledgement"))?;
-            match event {
-                ServerEvent::GroupMessageSent(sent)
-                    if sent.client_msg_id.as_deref() == Some(client_msg_id.as_str()) =>
-                {
-                    return Ok(sent.message_id);
-                }
-                ServerEvent::Error(e) if e.client_msg_id.as_deref() == Some(client_msg_id.as_str()) => {
-                    bail!("{}", e.message)
-                }
-                other => socket.pending.push_back(other),
-            }
-        }
+        socket.acknowledgement(client_msg_id).await
     }
 
     /// Joins the groups whose welcomes wait for this device.

@@ -413,20 +413,6 @@ async fn ack_welcome(state: &AppState, user: AuthUser, input: AckWelcomeRequest)
     Ok(Empty {})
 }
 
-/// A stored group message as the wire has it.
-pub fn group_message(m: db::mls_groups::MessageRow) -> GroupMessage {
-    GroupMessage {
-        id: m.id,
-        group_id: m.group_id,
-        sender_id: m.sender_id,
-        sender_device_id: m.sender_device_id,
-        epoch: m.epoch,
-        ciphertext: m.ciphertext,
-        client_msg_id: m.client_msg_id,
-        timestamp: shared::time::format_ms(m.created_at),
-    }
-}
-
 /// `GET /groups/{id}/messages`
 /// - member devices only, and only messages from the epoch the device joined in: earlier ones were not
 ///   encrypted for it
@@ -437,11 +423,7 @@ async fn list_group_messages(
     user: AuthUser,
     input: ListGroupMessagesRequest,
 ) -> Result<Vec<GroupMessage>, ApiError> {
-    let limit = match input.limit {
-        None => 50,
-        Some(l) if l < 1 => return Err(ApiError::field("limit", "must be at least 1")),
-        Some(l) => l.min(200),
-    };
+    let limit = crate::page_limit(input.limit, 50, 200)?;
     let conn = state.db.conn().await?;
     let member = db::mls_groups::member(&conn, input.id, &user.device_id)
         .await?
@@ -452,7 +434,7 @@ async fn list_group_messages(
     if input.after_id.is_none() {
         page.reverse();
     }
-    Ok(page.into_iter().map(group_message).collect())
+    Ok(page.into_iter().map(mls::group_message).collect())
 }
 
 #[cfg(test)]

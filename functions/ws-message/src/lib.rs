@@ -493,17 +493,7 @@ async fn send_group_message(
 
     let mut targets = vec![(connection_id.to_owned(), group_message_sent(&msg))];
     let (conns, ended) = realtime::split_live(conns);
-    let event = ServerEvent::NewGroupMessage(wire::mls::GroupMessage {
-        id: msg.id,
-        group_id: msg.group_id,
-        sender_id: msg.sender_id,
-        sender_device_id: msg.sender_device_id.clone(),
-        epoch: msg.epoch,
-        ciphertext: msg.ciphertext.clone(),
-        client_msg_id: msg.client_msg_id.clone(),
-        timestamp: format_ms(msg.created_at),
-    })
-    .to_frame();
+    let event = ServerEvent::NewGroupMessage(shared::mls::group_message(msg)).to_frame();
     for c in conns {
         let member = members.iter().any(|m| m.user_id == c.user_id && m.device_id == c.device_id);
         if member && c.device_id != user.device_id {

@@ -25,11 +25,20 @@ pub async fn delete_dead(conn: &Conn, device_id: &str, now_s: i64) -> Result<(),
 
 /// Stores an ordinary package; false when a package with the same ref is already stored (or was handed out).
 pub async fn insert(conn: &Conn, device_id: &str, p: &NewKeyPackage<'_>) -> Result<bool, libsql::Error> {
+    insert_kind(conn, device_id, p, false).await
+}
+
+async fn insert_kind(
+    conn: &Conn,
+    device_id: &str,
+    p: &NewKeyPackage<'_>,
+    last_resort: bool,
+) -> Result<bool, libsql::Error> {
     let inserted = conn
         .execute(
-            "INSERT INTO mls_key_package (device_id, ref, package, last_resort, not_after) VALUES (?1, ?2, ?3, 0, ?4) \
+            "INSERT INTO mls_key_package (device_id, ref, package, last_resort, not_after) VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (ref) DO NOTHING",
-            (device_id, p.key_ref, p.package, p.not_after),
+            (device_id, p.key_ref, p.package, i64::from(last_resort), p.not_after),
         )
         .await?;
     Ok(inserted > 0)
@@ -39,14 +48,7 @@ pub async fn insert(conn: &Conn, device_id: &str, p: &NewKeyPackage<'_>) -> Resu
 /// an ordinary package (then nothing changes, inside the caller's transaction the delete is rolled back with it).
 pub async fn replace_last_resort(conn: &Conn, device_id: &str, p: &NewKeyPackage<'_>) -> Result<bool, libsql::Error> {
     conn.execute("DELETE FROM mls_key_package WHERE device_id = ?1 AND last_resort = 1", [device_id]).await?;
-    let inserted = conn
-        .execute(
-            "INSERT INTO mls_key_package (device_id, ref, package, last_resort, not_after) VALUES (?1, ?2, ?3, 1, ?4) \
-             ON CONFLICT (ref) DO NOTHING",
-            (device_id, p.key_ref, p.package, p.not_after),
-        )
-        .await?;
-    Ok(inserted > 0)
+    insert_kind(conn, device_id, p, true).await
 }
 
 /// A device's usable packages.

@@ -151,13 +151,16 @@ async fn init_failed(State(api): State<Api>, UrlPath(run): UrlPath<String>, body
 }
 
 /// The configuration every function gets: a fresh database under `dir` and the local stack's settings.
-fn environment(dir: &Path) -> Vec<(String, String)> {
+fn environment(dir: &Path, database_url: Option<&str>) -> Vec<(String, String)> {
     let secret = |label: &str| format!("{label}-{}", "0123456789abcdef".repeat(4));
     vec![
         ("JWT_SECRET".into(), secret("bench-jwt")),
         ("ADMIN_SESSION_SECRET".into(), secret("bench-admin")),
         ("ADMIN_COOKIE_SECURE".into(), "false".into()),
-        ("DATABASE_URL".into(), format!("file:{}", dir.join("bench.db").display())),
+        (
+            "DATABASE_URL".into(),
+            database_url.map_or_else(|| format!("file:{}", dir.join("bench.db").display()), str::to_owned),
+        ),
         ("S3_BUCKET".into(), "messenger".into()),
         ("S3_ENDPOINT".into(), "http://127.0.0.1:9".into()),
         ("AWS_REGION".into(), "us-east-1".into()),
@@ -168,8 +171,14 @@ fn environment(dir: &Path) -> Vec<(String, String)> {
     ]
 }
 
-/// Measures `runs` cold starts of every function binary found in `dir`.
-pub async fn measure(dir: &Path, runs: usize, only: &[String]) -> anyhow::Result<Vec<ColdStart>> {
+/// Measures `runs` cold starts of every function binary found in `dir`, against a fresh database file or
+/// the database at `database_url` (migrated first).
+pub async fn measure(
+    dir: &Path,
+    runs: usize,
+    only: &[String],
+    database_url: Option<&str>,
+) -> anyhow::Result<Vec<ColdStart>> {
     let mut nonce = [0u8; 8];
     let _ = getrandom::fill(&mut nonce);
     let scratch = std::env::temp_dir().join(format!(
@@ -178,13 +187,19 @@ pub async fn measure(dir: &Path, runs: usize, only: &[String]) -> anyhow::Result
         u64::from_le_bytes(nonce)
     ));
     std::fs::create_dir(&scratch).with_context(|| format!("create {}", scratch.display()))?;
-    let result = measure_in(dir, &scratch, runs, only).await;
+    let result = measure_in(dir, &scratch, runs, only, database_url).await;
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }
 
-async fn measure_in(dir: &Path, scratch: &Path, runs: usize, only: &[String]) -> anyhow::Result<Vec<ColdStart>> {
-    let env = environment(scratch);
+async fn measure_in(
+    dir: &Path,
+    scratch: &Path,
+    runs: usize,
+    only: &[String],
+    database_url: Option<&str>,
+) -> anyhow::Result<Vec<ColdStart>> {
+    let env = environment(scratch, database_url);
     let migrate = dir.join("migrate");
     anyhow::ensure!(
         migrate.is_file(),

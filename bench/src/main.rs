@@ -93,6 +93,10 @@ struct ColdArgs {
     /// Only these functions (besides the hello-world baseline).
     #[arg(long = "function")]
     functions: Vec<String>,
+    /// The database the functions open, e.g. a libSQL server's `http://127.0.0.1:8080` as on AWS (migrated
+    /// first) [default: a fresh database file].
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -169,7 +173,8 @@ async fn run(cli: &Cli, report: &mut Report) -> anyhow::Result<()> {
         }
         Scenario::ColdStart(a) => {
             let dir = a.functions_dir.clone().unwrap_or_else(default_functions_dir);
-            report.cold_start = messenger_bench::cold::measure(&dir, a.runs.max(1), &a.functions).await?;
+            report.cold_start =
+                messenger_bench::cold::measure(&dir, a.runs.max(1), &a.functions, a.database_url.as_deref()).await?;
         }
         Scenario::Scale(a) => {
             report.scale = Some(messenger_bench::scale(&t, a.chats, &a.concurrency, secs(a.duration)).await?);
@@ -180,7 +185,7 @@ async fn run(cli: &Cli, report: &mut Report) -> anyhow::Result<()> {
         Scenario::All => {
             let dir = default_functions_dir();
             if dir.join("migrate").is_file() {
-                report.cold_start = messenger_bench::cold::measure(&dir, 20, &[]).await?;
+                report.cold_start = messenger_bench::cold::measure(&dir, 20, &[], None).await?;
             } else {
                 eprintln!("cold start skipped: no function binaries next to this one");
             }

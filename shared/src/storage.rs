@@ -89,10 +89,10 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// The S3 bucket of the deployment, with a client built once per process.
+/// The S3 bucket of the deployment, with a client built once per process, on first use.
 #[derive(Debug, Clone)]
 pub struct S3Storage {
-    client: aws_sdk_s3::Client,
+    client: crate::aws::OnFirstCall<aws_sdk_s3::Config, aws_sdk_s3::Client>,
     bucket: String,
     get_ttl: Duration,
     put_ttl: Duration,
@@ -119,7 +119,7 @@ impl S3Storage {
             builder = builder.endpoint_url(endpoint).force_path_style(true);
         }
         Self {
-            client: aws_sdk_s3::Client::from_conf(builder.build()),
+            client: crate::aws::OnFirstCall::new(builder.build(), aws_sdk_s3::Client::from_conf),
             bucket: config.s3_bucket.clone(),
             get_ttl: config.presigned_get_ttl,
             put_ttl: config.presigned_put_ttl,
@@ -128,7 +128,7 @@ impl S3Storage {
 
     /// The underlying client (for tools and tests).
     pub fn client(&self) -> &aws_sdk_s3::Client {
-        &self.client
+        self.client.get()
     }
 }
 
@@ -148,6 +148,7 @@ impl ObjectStore for S3Storage {
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, content_type: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             self.client
+                .get()
                 .put_object()
                 .bucket(&self.bucket)
                 .key(key)
@@ -162,7 +163,8 @@ impl ObjectStore for S3Storage {
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<u8>>> {
         Box::pin(async move {
-            let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.context("s3 get_object")?;
+            let out =
+                self.client.get().get_object().bucket(&self.bucket).key(key).send().await.context("s3 get_object")?;
             Ok(out.body.collect().await.context("s3 get_object body")?.into_bytes().to_vec())
         })
     }
@@ -186,6 +188,7 @@ impl ObjectStore for S3Storage {
         Box::pin(async move {
             let out = self
                 .client
+                .get()
                 .list_objects_v2()
                 .bucket(&self.bucket)
                 .prefix(KEY_PREFIX)
@@ -209,7 +212,7 @@ impl ObjectStore for S3Storage {
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            self.client.delete_object().bucket(&self.bucket).key(key).send().await.context("s3 delete_object")?;
+            self.client.get().delete_object().bucket(&self.bucket).key(key).send().await.context("s3 delete_object")?;
             Ok(())
         })
     }
@@ -220,7 +223,7 @@ impl ObjectStore for S3Storage {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
             let start = UNIX_EPOCH + signing_start(now, self.get_ttl);
             let presigning = PresigningConfig::builder().start_time(start).expires_in(self.get_ttl).build()?;
-            let mut get = self.client.get_object().bucket(&self.bucket).key(key);
+            let mut get = self.client.get().get_object().bucket(&self.bucket).key(key);
             if attachment {
                 get = get.response_content_type("application/octet-stream").response_content_disposition("attachment");
             }
@@ -239,6 +242,7 @@ impl ObjectStore for S3Storage {
             let presigning = PresigningConfig::expires_in(self.put_ttl)?;
             let req = self
                 .client
+                .get()
                 .put_object()
                 .bucket(&self.bucket)
                 .key(key)

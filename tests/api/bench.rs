@@ -101,7 +101,7 @@ fn functions_dir() -> tempfile::TempDir {
 #[tokio::test]
 async fn cold_starts_are_measured_on_real_processes_through_a_runtime_api() {
     let dir = functions_dir();
-    let results = messenger_bench::cold::measure(dir.path(), 3, &[]).await.unwrap();
+    let results = messenger_bench::cold::measure(dir.path(), 3, &[], None).await.unwrap();
     let names: Vec<&str> = results.iter().map(|c| c.function.as_str()).collect();
     assert_eq!(names, ["bench-hello", "migrate"], "functions not in the directory are skipped");
     let hello = &results[0];
@@ -124,7 +124,7 @@ async fn a_function_that_dies_in_init_is_an_error_naming_it() {
     let mut err = String::new();
     // Exec of a file just written can meet ETXTBSY while another test's thread forks: try again then.
     for _ in 0..5 {
-        err = messenger_bench::cold::measure(dir.path(), 1, &["auth".into()]).await.unwrap_err().to_string();
+        err = messenger_bench::cold::measure(dir.path(), 1, &["auth".into()], None).await.unwrap_err().to_string();
         if !err.contains("Text file busy") {
             break;
         }
@@ -147,4 +147,19 @@ async fn the_group_scenario_counts_every_delivery_of_both_phases() {
     assert_eq!(app.count("SELECT COUNT(*) FROM mls_message").await, 2);
     assert_eq!(app.count("SELECT COUNT(*) FROM message").await, 102);
     assert!(r.server_cpu_ratio.is_none(), "no server process id given");
+}
+
+#[tokio::test]
+async fn cold_starts_open_the_database_they_are_given() {
+    let dir = functions_dir();
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("chosen.db");
+    let url = format!("file:{}", db.display());
+    let results = messenger_bench::cold::measure(dir.path(), 1, &[], Some(url.as_str())).await.unwrap();
+    assert_eq!(results.len(), 2, "{results:?}");
+    // migrate ran against the given database, not a scratch file of the meter's.
+    let conn = libsql::Builder::new_local(&db).build().await.unwrap().connect().unwrap();
+    let mut rows = conn.query("SELECT COUNT(*) FROM sqlite_master WHERE name = 'user'", ()).await.unwrap();
+    let row = rows.next().await.unwrap().unwrap();
+    assert_eq!(row.get::<i64>(0).unwrap(), 1);
 }

@@ -30,10 +30,10 @@ pub trait PushToConnection: Send + Sync + std::fmt::Debug {
     fn delete<'a>(&'a self, connection_id: &'a str) -> BoxFuture<'a, Result<(), PushError>>;
 }
 
-/// The management API client, built once per process with `WS_ENDPOINT` as its endpoint.
+/// The management API client, built once per process (on first use) with `WS_ENDPOINT` as its endpoint.
 #[derive(Debug, Clone)]
 pub struct ApiGatewayPush {
-    client: aws_sdk_apigatewaymanagement::Client,
+    client: crate::aws::OnFirstCall<aws_sdk_apigatewaymanagement::Config, aws_sdk_apigatewaymanagement::Client>,
 }
 
 impl ApiGatewayPush {
@@ -48,7 +48,12 @@ impl ApiGatewayPush {
                 .credentials_provider(Credentials::new(c.access_key, c.secret_key, None, None, "static")),
             None => Builder::from(&crate::aws::load_defaults().await),
         };
-        Self { client: aws_sdk_apigatewaymanagement::Client::from_conf(builder.endpoint_url(endpoint).build()) }
+        Self {
+            client: crate::aws::OnFirstCall::new(
+                builder.endpoint_url(endpoint).build(),
+                aws_sdk_apigatewaymanagement::Client::from_conf,
+            ),
+        }
     }
 }
 
@@ -66,6 +71,7 @@ impl PushToConnection for ApiGatewayPush {
     fn post<'a>(&'a self, connection_id: &'a str, payload: String) -> BoxFuture<'a, Result<(), PushError>> {
         Box::pin(async move {
             self.client
+                .get()
                 .post_to_connection()
                 .connection_id(connection_id)
                 .data(Blob::new(payload))
@@ -78,7 +84,7 @@ impl PushToConnection for ApiGatewayPush {
 
     fn delete<'a>(&'a self, connection_id: &'a str) -> BoxFuture<'a, Result<(), PushError>> {
         Box::pin(async move {
-            self.client.delete_connection().connection_id(connection_id).send().await.map_err(classify)?;
+            self.client.get().delete_connection().connection_id(connection_id).send().await.map_err(classify)?;
             Ok(())
         })
     }

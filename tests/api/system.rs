@@ -170,3 +170,15 @@ async fn a_broken_template_is_reported_with_its_path() {
     };
     assert!(err.contains("nope.yaml"), "{err}");
 }
+
+/// The cold-start schema check is one executed statement (one round trip to a libSQL server): it must tell
+/// the build's version from any other on the suite's database, the embedded file or a real `sqld`.
+#[tokio::test]
+async fn the_cold_start_schema_check_tells_versions_apart_on_this_database() {
+    let app = TestApp::spawn().await;
+    let conn = app.db().await;
+    let latest = shared::db::latest_version();
+    assert!(shared::db::at_version(&conn, latest).await);
+    assert!(!shared::db::at_version(&conn, latest - 1).await);
+    assert!(!shared::db::at_version(&conn, latest + 1).await);
+}

@@ -336,6 +336,7 @@ impl Config {
                 namespace: get("DATABASE_NAMESPACE"),
                 max_concurrency: usize::try_from(number("DATABASE_MAX_CONCURRENCY", 16)?.max(1)).unwrap_or(16),
                 retry_budget: Duration::from_millis(number("DATABASE_RETRY_BUDGET_MS", 2000)?),
+                ..crate::db::DbOptions::default()
             },
             s3_bucket: get("S3_BUCKET").ok_or(ConfigError::Missing("S3_BUCKET"))?,
             s3_endpoint: get("S3_ENDPOINT"),

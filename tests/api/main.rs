@@ -24,6 +24,7 @@ mod mls;
 mod privacy;
 mod processes;
 mod realtime;
+mod remote;
 mod robustness;
 mod system;
 mod template;

@@ -2,10 +2,12 @@
 //! the retry policy for an overloaded database.
 //!
 //! - **Streams.** Against a remote libSQL server every connection is a Hrana stream that holds one of the
-//!   server's connections until it is closed. A statement outside a transaction therefore runs on a stream
-//!   of its own, closed as soon as its rows are dropped, and at most [`DbOptions::max_concurrency`] such
-//!   statements run at once per process. A task never holds one slot while waiting for another, so
-//!   nested use (a rate-limit check while a connection is checked out) cannot deadlock.
+//!   server's connections until it is closed. A statement outside a transaction, and each write transaction,
+//!   therefore runs on a connection of its own, checked out of the process's kept ones, and at most
+//!   [`DbOptions::max_concurrency`] such statements run at once per process. A task never holds one slot
+//!   while waiting for another, so nested use (a rate-limit check while a connection is checked out) cannot
+//!   deadlock. A kept connection keeps its stream (for 5 s) and its prepared queries, so a query is one
+//!   request, where libSQL alone sends a request to describe it first and opens a new stream for it.
 //! - **Writers.** SQLite has one writer, so a process runs one write transaction at a time ([`WriteTx`]);
 //!   the others queue in the process (up to API Gateway's 29 s) instead of holding server connections while
 //!   they wait for the lock. On a local file, the transactions that queue are committed together (see
@@ -30,7 +32,7 @@ use super::group::{Member, Writer};
 use super::statements::{Lease, Statements};
 use crate::config::Secret;
 
-/// Local connections kept open for reuse; more are opened on demand and closed when returned.
+/// Connections kept open for reuse; more are opened on demand and closed when returned.
 const MAX_IDLE: usize = 32;
 
 /// First back-off delay; it doubles up to [`MAX_DELAY`], each sleep a random part of it.
@@ -50,11 +52,19 @@ pub struct DbOptions {
     pub max_concurrency: usize,
     /// How long an overloaded database is retried before the request gives up with 503.
     pub retry_budget: Duration,
+    /// How long a kept remote connection keeps its stream for its next request. sqld expires a stream after
+    /// 10 s without one; a connection idle for longer starts a new stream (its prepared queries stay valid).
+    pub stream_idle: Duration,
 }
 
 impl Default for DbOptions {
     fn default() -> Self {
-        Self { namespace: None, max_concurrency: 16, retry_budget: Duration::from_secs(2) }
+        Self {
+            namespace: None,
+            max_concurrency: 16,
+            retry_budget: Duration::from_secs(2),
+            stream_idle: Duration::from_secs(5),
+        }
     }
 }
 
@@ -92,6 +102,15 @@ pub fn is_overloaded(err: &libsql::Error) -> bool {
     }
 }
 
+/// Whether `err` is a server's answer that it does not know the stream a request was sent on: it expired
+/// (sqld: after 10 s without a request) or the server restarted. Nothing was executed.
+fn is_lost_stream(err: &libsql::Error) -> bool {
+    let text = err.to_string();
+    ["STREAM_EXPIRED", "stream has expired", "invalid baton", "Stream for this baton was closed"]
+        .iter()
+        .any(|needle| text.contains(needle))
+}
+
 /// Whether anything in the chain of `err` is an overloaded database.
 pub fn chain_is_overloaded(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
@@ -105,8 +124,8 @@ pub(super) fn overloaded(what: &'static str) -> libsql::Error {
 
 /// The per-process limits every connection shares.
 pub(super) struct Limits {
-    /// Remote only: the server, to open a stream per statement, and how many may run at once.
-    remote: Option<(Arc<Database>, Arc<Semaphore>)>,
+    /// Remote only: the server's connections, and how many statements may run at once outside a transaction.
+    remote: Option<Remote>,
     /// One write transaction at a time (on a local file, one group of them).
     writer: Arc<Writer>,
     retry_budget: Duration,
@@ -146,6 +165,80 @@ impl Limits {
                 }
                 other => return other,
             }
+        }
+    }
+}
+
+/// The connections of a remote libSQL server, kept with their streams and prepared statements.
+///
+/// libSQL's remote client describes every statement it prepares in a request of its own, and prepares every
+/// query; a fresh connection also opens a fresh stream, which is a fresh connection on the server. A query on a
+/// kept connection whose statement is cached is one request on a stream the server already has.
+struct Remote {
+    database: Arc<Database>,
+    slots: Arc<Semaphore>,
+    idle: Mutex<Vec<RemoteConn>>,
+    stream_idle: Duration,
+}
+
+/// A remote connection with the queries prepared on it, checked out by one statement or transaction at a time.
+pub(super) struct RemoteConn {
+    conn: Connection,
+    /// Queries only: an `execute` of libSQL's own computes whether it ends the stream from the transaction
+    /// state at the time, where a prepared statement fixed it when prepared.
+    stmts: Arc<Statements>,
+    used: Instant,
+}
+
+impl Remote {
+    /// The most recently used idle connection, else a new one (which opens its stream on its first request).
+    async fn checkout(&self) -> Result<RemoteConn, libsql::Error> {
+        let idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        match idle {
+            Some(kept) => {
+                if kept.used.elapsed() >= self.stream_idle {
+                    // Forget a stream the server may have expired; the next request opens a new one.
+                    kept.conn.reset().await;
+                }
+                Ok(kept)
+            }
+            None => Ok(RemoteConn { conn: self.database.connect()?, stmts: Arc::default(), used: Instant::now() }),
+        }
+    }
+
+    /// Runs `run` on a kept connection; if the server no longer knows its stream (it expired, or the server
+    /// restarted), which it says before executing anything, once more on a new stream.
+    async fn run<T, Fut>(
+        &self,
+        run: impl Fn(Connection, Option<Arc<Statements>>) -> Fut,
+    ) -> Result<(T, RemoteConn), libsql::Error>
+    where
+        Fut: Future<Output = Result<T, libsql::Error>>,
+    {
+        let kept = self.checkout().await?;
+        match run(kept.conn.clone(), Some(kept.stmts.clone())).await {
+            Ok(out) => Ok((out, kept)),
+            Err(e) if is_lost_stream(&e) => {
+                tracing::debug!(error = %e, "database stream lost; starting a new one");
+                kept.conn.reset().await;
+                let out = run(kept.conn.clone(), Some(kept.stmts.clone())).await?;
+                Ok((out, kept))
+            }
+            // The connection is dropped, and with it a stream in an unknown state.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps `kept` for reuse: only a connection that is known to be outside a transaction, with no statement
+    /// mid-way, comes back (any failure drops it, which closes its stream).
+    fn checkin(&self, mut kept: RemoteConn) {
+        if !kept.conn.is_autocommit() {
+            return;
+        }
+        kept.used = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(kept);
         }
     }
 }
@@ -228,10 +321,15 @@ impl Db {
             (database, shared_writer(key.to_string_lossy().into_owned()))
         };
         let database = Arc::new(database);
-        let per_statement =
-            remote.then(|| (database.clone(), Arc::new(Semaphore::new(options.max_concurrency.max(1)))));
-        let limits = Arc::new(Limits { remote: per_statement, writer, retry_budget: options.retry_budget });
-        let db = Self { database, local: !remote, idle: Mutex::new(Vec::new()), limits };
+        let remote = remote.then(|| Remote {
+            database: database.clone(),
+            slots: Arc::new(Semaphore::new(options.max_concurrency.max(1))),
+            idle: Mutex::new(Vec::new()),
+            stream_idle: options.stream_idle,
+        });
+        let local = remote.is_none();
+        let limits = Arc::new(Limits { remote, writer, retry_budget: options.retry_budget });
+        let db = Self { database, local, idle: Mutex::new(Vec::new()), limits };
         if db.local {
             let conn = db.conn().await?;
             // journal_mode returns a row, so it is a query, not an execute.
@@ -320,23 +418,25 @@ impl Conn {
         let params = params.into_params()?;
         if self.in_tx {
             let (inner, lease) = query_on(&self.inner, self.stmts.as_ref(), sql, params).await?;
-            return Ok(Rows { inner, _lease: lease, _slot: None });
+            return Ok(Rows { inner, lease, _slot: None, home: None, done: false });
         }
-        // The rows keep a remote statement's stream (and its slot); dropping them closes it on the server.
-        let ((inner, lease), slot) = self
+        // The rows keep a remote statement's connection (and its slot) until they are dropped; it is kept for
+        // reuse if they were read to the end.
+        let ((inner, lease), slot, home) = self
             .autocommit(sql, |c, stmts| {
                 let params = params.clone();
-                async move { query_on(&c, stmts, sql, params).await }
+                async move { query_on(&c, stmts.as_ref(), sql, params).await }
             })
             .await?;
-        Ok(Rows { inner, _lease: lease, _slot: slot })
+        let home = home.map(|kept| (kept, self.limits.clone()));
+        Ok(Rows { inner, lease, _slot: slot, home, done: false })
     }
 
     /// Runs a statement and returns the number of rows it changed.
     pub async fn execute(&self, sql: &str, params: impl IntoParams) -> Result<u64, libsql::Error> {
         let params = params.into_params()?;
         if self.in_tx {
-            let changed = execute_on(&self.inner, self.stmts.as_ref(), sql, params).await?;
+            let changed = execute_on(&self.inner, self.prepared_writes(), sql, params).await?;
             if self.inner.is_autocommit() {
                 // The server ended the transaction under us (sqld rolls back one that held the lock past
                 // its timeout while others waited): stop here instead of going on outside a transaction.
@@ -345,24 +445,35 @@ impl Conn {
             return Ok(changed);
         }
         // Outside a transaction the request that executes a remote statement also closes its stream.
-        Ok(self
+        let local = self.limits.remote.is_none();
+        let (changed, _slot, home) = self
             .autocommit(sql, |c, stmts| {
                 let params = params.clone();
-                async move { execute_on(&c, stmts, sql, params).await }
+                async move { execute_on(&c, stmts.as_ref().filter(|_| local), sql, params).await }
             })
-            .await?
-            .0)
+            .await?;
+        if let (Some(kept), Some(remote)) = (home, &self.limits.remote) {
+            remote.checkin(kept);
+        }
+        Ok(changed)
+    }
+
+    /// The prepared statements `execute` uses: a local connection's. libSQL's remote client sends a statement
+    /// to be executed in one request, but one it prepares costs a request more (it describes it first), and a
+    /// prepared one would keep the choice, made when it was prepared, of whether it ends the stream.
+    fn prepared_writes(&self) -> Option<&Arc<Statements>> {
+        self.stmts.as_ref().filter(|_| self.limits.remote.is_none())
     }
 
     /// Runs `run` (statement `sql`) outside a transaction, retried while the database is overloaded: locally
-    /// on this connection (with its prepared statements), a write under the writer slot; remotely on a fresh
-    /// stream under one of the process's slots. The slot is returned with the result (rows keep it until they
-    /// are dropped).
-    async fn autocommit<'s, T, Fut>(
-        &'s self,
+    /// on this connection (with its prepared statements), a write under the writer slot; remotely on a kept
+    /// connection (with its prepared queries) under one of the process's slots. The slot and the remote
+    /// connection are returned with the result (rows keep them until they are dropped).
+    async fn autocommit<T, Fut>(
+        &self,
         sql: &str,
-        run: impl Fn(Connection, Option<&'s Arc<Statements>>) -> Fut,
-    ) -> Result<(T, Option<OwnedSemaphorePermit>), libsql::Error>
+        run: impl Fn(Connection, Option<Arc<Statements>>) -> Fut,
+    ) -> Result<(T, Option<OwnedSemaphorePermit>, Option<RemoteConn>), libsql::Error>
     where
         Fut: Future<Output = Result<T, libsql::Error>>,
     {
@@ -373,12 +484,13 @@ impl Conn {
                     None if write => {
                         let turn = self.limits.writer.turn(QUEUE_TIMEOUT).await?;
                         let writer = turn.flush().await;
-                        Ok((run(self.inner.clone(), self.stmts.as_ref()).await?, Some(writer)))
+                        Ok((run(self.inner.clone(), self.stmts.clone()).await?, Some(writer), None))
                     }
-                    None => Ok((run(self.inner.clone(), self.stmts.as_ref()).await?, None)),
-                    Some((database, slots)) => {
-                        let slot = self.limits.acquire(slots, "no free connection").await?;
-                        Ok((run(database.connect()?, None).await?, Some(slot)))
+                    None => Ok((run(self.inner.clone(), self.stmts.clone()).await?, None, None)),
+                    Some(remote) => {
+                        let slot = self.limits.acquire(&remote.slots, "no free connection").await?;
+                        let (out, kept) = remote.run(&run).await?;
+                        Ok((out, Some(slot), Some(kept)))
                     }
                 }
             })
@@ -402,13 +514,31 @@ impl Conn {
     }
 }
 
-/// The rows of a query. Against a remote server they hold the statement's stream (and its slot) until
+/// The rows of a query. Against a remote server they hold the statement's connection (and its slot) until
 /// dropped, so read them out and let them go.
 pub struct Rows {
     inner: libsql::Rows,
-    /// A local statement's lease: back to its cache, reset, once the rows are dropped (after `inner`).
-    _lease: Option<Lease>,
+    /// A statement's lease: back to its cache once the rows are dropped.
+    lease: Option<Lease>,
     _slot: Option<OwnedSemaphorePermit>,
+    /// A remote connection outside a transaction, kept for reuse when the rows were read to their end (a
+    /// cursor left mid-way may still run on the server).
+    home: Option<(RemoteConn, Arc<Limits>)>,
+    done: bool,
+}
+
+impl Drop for Rows {
+    fn drop(&mut self) {
+        let Some((kept, limits)) = self.home.take() else { return };
+        // A remote statement goes back first (it holds no cursor: the rows do), so that whoever takes the
+        // connection next finds it cached.
+        drop(self.lease.take());
+        if self.done
+            && let Some(remote) = &limits.remote
+        {
+            remote.checkin(kept);
+        }
+    }
 }
 
 /// Runs the query `sql` on `conn`, through its prepared statements when it has them.
@@ -440,7 +570,9 @@ async fn execute_on(
 impl Rows {
     /// The next row, `None` after the last.
     pub async fn next(&mut self) -> Result<Option<Row>, libsql::Error> {
-        self.inner.next().await
+        let row = self.inner.next().await?;
+        self.done = row.is_none();
+        Ok(row)
     }
 }
 
@@ -487,9 +619,19 @@ impl PooledConn<'_> {
         self.own_tx(writer).await
     }
 
-    /// `BEGIN IMMEDIATE` on this connection, holding the process's `writer` turn until it ends.
+    /// `BEGIN IMMEDIATE` on this connection (remotely: on a kept one), holding the process's `writer` turn
+    /// until it ends.
     async fn own_tx(&self, writer: OwnedSemaphorePermit) -> Result<WriteTx<'_>, libsql::Error> {
         let limits = &self.db.limits;
+        if let Some(remote) = &limits.remote {
+            // On a kept stream, with its prepared queries: libSQL's own transactions open a stream (a server
+            // connection) each and describe every query in a request of its own.
+            let begin = |c: Connection, _| async move { c.execute("BEGIN IMMEDIATE", ()).await };
+            let (_, kept) = limits.retry(|| remote.run(begin)).await?;
+            let conn =
+                Conn { inner: kept.conn.clone(), stmts: Some(kept.stmts.clone()), in_tx: true, limits: limits.clone() };
+            return Ok(WriteTx { end: Some(Ending::Remote(kept, writer)), conn, _conn: std::marker::PhantomData });
+        }
         let tx = limits.retry(|| self.inner.transaction_with_behavior(TransactionBehavior::Immediate)).await?;
         let conn = Conn { inner: (*tx).clone(), stmts: self.stmts.clone(), in_tx: true, limits: limits.clone() };
         Ok(WriteTx { end: Some(Ending::Own(tx, writer)), conn, _conn: std::marker::PhantomData })
@@ -529,8 +671,10 @@ pub struct WriteTx<'c> {
 
 /// How a write transaction ends.
 enum Ending {
-    /// A transaction of its own (a remote server), with the process's writer slot.
+    /// A transaction of its own on a local file (bulk work), with the process's writer slot.
     Own(Transaction, OwnedSemaphorePermit),
+    /// A transaction on a kept remote connection, with the process's writer slot.
+    Remote(RemoteConn, OwnedSemaphorePermit),
     /// A member of the file's group commit.
     Group(Member),
 }
@@ -548,6 +692,19 @@ impl WriteTx<'_> {
                 }
                 result
             }
+            Ending::Remote(kept, _writer) => {
+                // `COMMIT` also ends the stream, failed or not (the server then rolls back what is open).
+                kept.conn.execute("COMMIT", ()).await?;
+                self.keep(kept);
+                Ok(())
+            }
+        }
+    }
+
+    /// Keeps a remote connection whose transaction has ended for reuse.
+    fn keep(&self, kept: RemoteConn) {
+        if let Some(remote) = &self.conn.limits.remote {
+            remote.checkin(kept);
         }
     }
 
@@ -556,6 +713,11 @@ impl WriteTx<'_> {
         match self.end.take().expect("transaction present until it ends") {
             Ending::Group(member) => member.end(false).await,
             Ending::Own(tx, _writer) => tx.rollback().await,
+            Ending::Remote(kept, _writer) => {
+                kept.conn.execute("ROLLBACK", ()).await?;
+                self.keep(kept);
+                Ok(())
+            }
         }
     }
 }
@@ -585,6 +747,24 @@ impl Drop for WriteTx<'_> {
                 }
                 // No runtime (process shutdown): libSQL's own drop rolls back as well as it can.
                 Err(_) => drop(tx),
+            },
+            Some(Ending::Remote(kept, writer)) => match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    let limits = self.conn.limits.clone();
+                    rt.spawn(async move {
+                        match kept.conn.execute("ROLLBACK", ()).await {
+                            Ok(_) => {
+                                if let Some(remote) = &limits.remote {
+                                    remote.checkin(kept);
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "rollback of an abandoned transaction failed"),
+                        }
+                        drop(writer);
+                    });
+                }
+                // No runtime: the server rolls back when the stream expires.
+                Err(_) => drop((kept, writer)),
             },
         }
     }

@@ -4,7 +4,11 @@
 //!
 //! A statement is checked out while it runs and while its rows are read, and goes back reset when they are
 //! dropped, so two uses of the same SQL on one connection never share a cursor. SQLite re-prepares a cached
-//! statement itself when the schema changed under it. Remote connections have no cache: the server prepares.
+//! statement itself when the schema changed under it.
+//!
+//! A kept remote connection caches its queries the same way: libSQL's remote client sends a request to
+//! describe every statement it prepares, and prepares every query, so a cached one saves a round trip to the
+//! server each time (the server parses and plans it either way).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,209 @@
+//! The remote database path request by request: what the process asks a libSQL server (sqld, Turso), counted
+//! by a TCP proxy in front of a real one. On AWS every request is a round trip, so these counts are latency.
+//!
+//! These run against the server `TEST_DATABASE_URL` names, in a namespace of their own
+//! (`tests/scripts/sqld-suite.sh`, a stage of `.ci/run`); with a database file there is no request to count,
+//! and they say so and pass.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use messenger_tests::create_namespace;
+use shared::db::{Db, DbOptions};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A server to count requests to, or `None` (with a note) when the suite runs on files.
+fn server() -> Option<(String, String)> {
+    match (std::env::var("TEST_DATABASE_URL"), std::env::var("TEST_SQLD_ADMIN_URL")) {
+        (Ok(url), Ok(admin)) => Some((url, admin)),
+        _ => {
+            eprintln!("no libSQL server (TEST_DATABASE_URL and TEST_SQLD_ADMIN_URL): nothing to count");
+            None
+        }
+    }
+}
+
+/// A proxy in front of `upstream` (`http://host:port`) that counts the HTTP requests passing through it.
+struct Counter {
+    url: String,
+    requests: Arc<AtomicUsize>,
+}
+
+impl Counter {
+    async fn start(upstream: &str) -> Self {
+        let target = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&target).await else { continue };
+                tokio::spawn(relay(client, server, counted.clone()));
+            }
+        });
+        Self { url, requests }
+    }
+
+    /// Requests since the last call.
+    fn take(&self) -> usize {
+        self.requests.swap(0, Ordering::SeqCst)
+    }
+}
+
+/// Copies both ways; counts request lines (`POST /…`) from the client. Hrana bodies are JSON, in which the
+/// statements of these tests never spell a request line.
+async fn relay(client: TcpStream, server: TcpStream, requests: Arc<AtomicUsize>) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let upstream = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut tail = Vec::new();
+        loop {
+            let n = match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            // A request line split over two reads is seen in the last bytes of one and the first of the next.
+            tail.extend_from_slice(&buf[..n]);
+            let lines = tail.windows(6).filter(|w| *w == b"POST /").count();
+            requests.fetch_add(lines, Ordering::SeqCst);
+            let keep = tail.len().min(5);
+            tail.drain(..tail.len() - keep);
+            if server_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = server_write.shutdown().await;
+    };
+    let downstream = async move {
+        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let _ = client_write.shutdown().await;
+    };
+    tokio::join!(upstream, downstream);
+}
+
+/// A database handle through a counting proxy, on a fresh namespace with a table `t` of three rows.
+async fn counted_db(options: DbOptions) -> Option<(Db, Counter)> {
+    let (url, admin) = server()?;
+    let counter = Counter::start(&url).await;
+    let namespace = create_namespace(&admin).await;
+    let db = Db::open_with(&counter.url, None, DbOptions { namespace: Some(namespace), ..options }).await.unwrap();
+    let conn = db.conn().await.unwrap();
+    conn.execute("CREATE TABLE t (x INTEGER)", ()).await.unwrap();
+    for x in 1..=3 {
+        conn.execute("INSERT INTO t VALUES (?1)", [x]).await.unwrap();
+    }
+    drop(conn);
+    Some((db, counter))
+}
+
+/// The integers of a query, read to the end.
+async fn ints(conn: &shared::db::Conn, sql: &str) -> Vec<i64> {
+    let mut rows = conn.query(sql, ()).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await.unwrap() {
+        out.push(row.get::<i64>(0).unwrap());
+    }
+    out
+}
+
+const ALL_X: &str = "SELECT x FROM t ORDER BY x";
+
+#[tokio::test]
+async fn a_repeated_query_is_one_request_on_a_kept_stream() {
+    let Some((db, counter)) = counted_db(DbOptions::default()).await else { return };
+    let conn = db.conn().await.unwrap();
+    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
+    counter.take();
+    for _ in 0..10 {
+        assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
+    }
+    // libSQL alone: a request to describe the query, one for its cursor, one to close its stream, each time.
+    assert_eq!(counter.take(), 10, "one request per query");
+    let changed = conn.execute("INSERT INTO t VALUES (?1)", [4]).await.unwrap();
+    assert_eq!((changed, counter.take()), (1, 1), "one request per executed statement");
+    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3, 4], "and the next query sees its row");
+}
+
+#[tokio::test]
+async fn a_query_dropped_mid_way_does_not_leave_its_stream_to_the_next() {
+    let Some((db, counter)) = counted_db(DbOptions::default()).await else { return };
+    let conn = db.conn().await.unwrap();
+    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
+    for _ in 0..3 {
+        let mut rows = conn.query(ALL_X, ()).await.unwrap();
+        assert_eq!(rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap(), 1);
+        drop(rows);
+        // The connection that ran it is not kept (its cursor may still run on the server): a new one answers.
+        assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
+    }
+    // The dropped connections close their streams in requests of their own, sent in the background.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    counter.take();
+    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
+    assert_eq!(counter.take(), 1, "the connection that read to the end was kept");
+}
+
+#[tokio::test]
+async fn a_write_transaction_is_its_statements_between_begin_and_commit() {
+    let Some((db, counter)) = counted_db(DbOptions::default()).await else { return };
+    let conn = db.conn().await.unwrap();
+    let count = "SELECT COUNT(*) FROM t";
+    for x in [10, 11] {
+        counter.take();
+        let tx = conn.write_tx().await.unwrap();
+        let before = ints(&tx, count).await;
+        tx.execute("INSERT INTO t VALUES (?1)", [x]).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(before, [x - 7]);
+    }
+    // BEGIN, the query (prepared on this connection the first time), the insert, COMMIT.
+    assert_eq!(counter.take(), 4);
+    assert_eq!(ints(&conn, count).await, [5]);
+
+    let tx = conn.write_tx().await.unwrap();
+    tx.execute("INSERT INTO t VALUES (99)", ()).await.unwrap();
+    tx.rollback().await.unwrap();
+    let tx = conn.write_tx().await.unwrap();
+    tx.execute("INSERT INTO t VALUES (98)", ()).await.unwrap();
+    drop(tx); // an error path between the write and the commit
+    let tx = conn.write_tx().await.expect("the next writer begins once the dropped one has rolled back");
+    assert_eq!(ints(&tx, count).await, [5], "neither row is there");
+    tx.commit().await.unwrap();
+    // Whatever a kept connection ran before, a transaction of another one sees only what was committed.
+    let other = db.conn().await.unwrap();
+    assert_eq!(ints(&other, "SELECT x FROM t WHERE x > 90").await, Vec::<i64>::new());
+}
+
+#[tokio::test]
+async fn a_connection_idle_past_its_stream_starts_a_new_one_and_keeps_its_statements() {
+    // Every checkout finds its stream too old: each statement goes out on a new stream.
+    let options = DbOptions { stream_idle: Duration::ZERO, ..DbOptions::default() };
+    let Some((db, counter)) = counted_db(options).await else { return };
+    let conn = db.conn().await.unwrap();
+    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
+    counter.take();
+    for _ in 0..5 {
+        assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
+    }
+    assert_eq!(counter.take(), 5, "a new stream, but no new description of the query");
+}
+
+#[tokio::test]
+async fn a_stream_the_server_expired_is_replaced_without_an_error() {
+    // Kept longer than the server keeps a stream (sqld: 10 s without a request).
+    let options = DbOptions { stream_idle: Duration::from_secs(3600), ..DbOptions::default() };
+    let Some((db, _counter)) = counted_db(options).await else { return };
+    let conn = db.conn().await.unwrap();
+    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3], "a query");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let tx = conn.write_tx().await.expect("a transaction");
+    tx.execute("INSERT INTO t VALUES (4)", ()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3, 4]);
+}

@@ -112,17 +112,22 @@ async fn ints(conn: &shared::db::Conn, sql: &str) -> Vec<i64> {
 
 const ALL_X: &str = "SELECT x FROM t ORDER BY x";
 
+/// Runs [`ALL_X`] once to prepare it, then `times` times more; the requests those took.
+async fn requests_of_repeated_query(conn: &shared::db::Conn, counter: &Counter, times: usize) -> usize {
+    assert_eq!(ints(conn, ALL_X).await, [1, 2, 3]);
+    counter.take();
+    for _ in 0..times {
+        assert_eq!(ints(conn, ALL_X).await, [1, 2, 3]);
+    }
+    counter.take()
+}
+
 #[tokio::test]
 async fn a_repeated_query_is_one_request_on_a_kept_stream() {
     let Some((db, counter)) = counted_db(DbOptions::default()).await else { return };
     let conn = db.conn().await.unwrap();
-    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
-    counter.take();
-    for _ in 0..10 {
-        assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
-    }
     // libSQL alone: a request to describe the query, one for its cursor, one to close its stream, each time.
-    assert_eq!(counter.take(), 10, "one request per query");
+    assert_eq!(requests_of_repeated_query(&conn, &counter, 10).await, 10, "one request per query");
     let changed = conn.execute("INSERT INTO t VALUES (?1)", [4]).await.unwrap();
     assert_eq!((changed, counter.take()), (1, 1), "one request per executed statement");
     assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3, 4], "and the next query sees its row");
@@ -184,12 +189,8 @@ async fn a_connection_idle_past_its_stream_starts_a_new_one_and_keeps_its_statem
     let options = DbOptions { stream_idle: Duration::ZERO, ..DbOptions::default() };
     let Some((db, counter)) = counted_db(options).await else { return };
     let conn = db.conn().await.unwrap();
-    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
-    counter.take();
-    for _ in 0..5 {
-        assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
-    }
-    assert_eq!(counter.take(), 5, "a new stream, but no new description of the query");
+    let requests = requests_of_repeated_query(&conn, &counter, 5).await;
+    assert_eq!(requests, 5, "a new stream, but no new description of the query");
 }
 
 #[tokio::test]

@@ -26,5 +26,16 @@ for _ in $(seq 100); do
 done
 
 echo "==> full-stack suite against sqld ($SQLD) on 127.0.0.1:$HTTP_PORT"
+# The stacks' log (warnings and errors only) goes to a file; when a test fails its last lines say which
+# statement the database refused, or why.
+status=0
 TEST_DATABASE_URL="http://127.0.0.1:$HTTP_PORT" TEST_SQLD_ADMIN_URL="http://127.0.0.1:$ADMIN_PORT" \
-    cargo test -p messenger-tests --test api
+    TEST_LOG_FILE="$DATA/stacks.log" RUST_LOG="${RUST_LOG:-warn}" \
+    cargo test -p messenger-tests --test api || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "==> the stacks' warnings and errors (last 60 lines of $(wc -l <"$DATA/stacks.log" 2>/dev/null || echo 0))"
+    tail -n 60 "$DATA/stacks.log" 2>/dev/null || true
+    echo "==> sqld's log (last 30 lines)"
+    tail -n 30 "$DATA/sqld.log" || true
+fi
+exit "$status"

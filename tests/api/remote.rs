@@ -89,15 +89,24 @@ async fn relay(client: TcpStream, server: TcpStream, requests: Arc<AtomicUsize>)
 async fn counted_db(options: DbOptions) -> Option<(Db, Counter)> {
     let (url, admin) = server()?;
     let counter = Counter::start(&url).await;
-    let namespace = create_namespace(&admin).await;
-    let db = Db::open_with(&counter.url, None, DbOptions { namespace: Some(namespace), ..options }).await.unwrap();
-    let conn = db.conn().await.unwrap();
-    conn.execute("CREATE TABLE t (x INTEGER)", ()).await.unwrap();
-    for x in 1..=3 {
-        conn.execute("INSERT INTO t VALUES (?1)", [x]).await.unwrap();
+    for attempt in 1..=3 {
+        let namespace = create_namespace(&admin).await;
+        let options = DbOptions { namespace: Some(namespace), ..options.clone() };
+        let db = Db::open_with(&counter.url, None, options).await.unwrap();
+        let conn = db.conn().await.unwrap();
+        match conn.execute("CREATE TABLE t (x INTEGER)", ()).await {
+            Ok(_) => {}
+            // sqld now and then forgets a namespace it has just created (as `TestApp` knows): a new one.
+            Err(e) if attempt < 3 && e.to_string().contains("doesn't exist") => continue,
+            Err(e) => panic!("create table: {e}"),
+        }
+        for x in 1..=3 {
+            conn.execute("INSERT INTO t VALUES (?1)", [x]).await.unwrap();
+        }
+        drop(conn);
+        return Some((db, counter));
     }
-    drop(conn);
-    Some((db, counter))
+    unreachable!("the last attempt returns or panics")
 }
 
 /// The integers of a query, read to the end.

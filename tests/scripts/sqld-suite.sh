@@ -33,8 +33,8 @@ TEST_DATABASE_URL="http://127.0.0.1:$HTTP_PORT" TEST_SQLD_ADMIN_URL="http://127.
     TEST_LOG_FILE="$DATA/stacks.log" RUST_LOG="${RUST_LOG:-warn}" \
     cargo test -p messenger-tests --test api || status=$?
 if [ "$status" -ne 0 ]; then
-    echo "==> the stacks' warnings and errors (last 60 lines of $(wc -l <"$DATA/stacks.log" 2>/dev/null || echo 0))"
-    tail -n 60 "$DATA/stacks.log" 2>/dev/null || true
+    echo "==> the stacks' last 40 warnings and errors (their backtraces left out)"
+    grep -E '^[0-9T:.-]+Z +(WARN|ERROR) ' "$DATA/stacks.log" 2>/dev/null | cut -c1-600 | tail -n 40 || true
     echo "==> sqld's log (last 30 lines)"
     tail -n 30 "$DATA/sqld.log" || true
 fi

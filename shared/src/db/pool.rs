@@ -143,6 +143,13 @@ impl Limits {
         }
     }
 
+    /// Keeps a remote connection for reuse ([`Remote::checkin`]).
+    fn keep(&self, kept: RemoteConn) {
+        if let Some(remote) = &self.remote {
+            remote.checkin(kept);
+        }
+    }
+
     /// Runs `op` until it succeeds, fails for another reason than overload, or the budget is spent.
     pub(super) async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, libsql::Error>
     where
@@ -452,8 +459,8 @@ impl Conn {
                 async move { execute_on(&c, stmts.as_ref().filter(|_| local), sql, params).await }
             })
             .await?;
-        if let (Some(kept), Some(remote)) = (home, &self.limits.remote) {
-            remote.checkin(kept);
+        if let Some(kept) = home {
+            self.limits.keep(kept);
         }
         Ok(changed)
     }
@@ -533,10 +540,8 @@ impl Drop for Rows {
         // A remote statement goes back first (it holds no cursor: the rows do), so that whoever takes the
         // connection next finds it cached.
         drop(self.lease.take());
-        if self.done
-            && let Some(remote) = &limits.remote
-        {
-            remote.checkin(kept);
+        if self.done {
+            limits.keep(kept);
         }
     }
 }
@@ -695,16 +700,9 @@ impl WriteTx<'_> {
             Ending::Remote(kept, _writer) => {
                 // `COMMIT` also ends the stream, failed or not (the server then rolls back what is open).
                 kept.conn.execute("COMMIT", ()).await?;
-                self.keep(kept);
+                self.conn.limits.keep(kept);
                 Ok(())
             }
-        }
-    }
-
-    /// Keeps a remote connection whose transaction has ended for reuse.
-    fn keep(&self, kept: RemoteConn) {
-        if let Some(remote) = &self.conn.limits.remote {
-            remote.checkin(kept);
         }
     }
 
@@ -715,7 +713,7 @@ impl WriteTx<'_> {
             Ending::Own(tx, _writer) => tx.rollback().await,
             Ending::Remote(kept, _writer) => {
                 kept.conn.execute("ROLLBACK", ()).await?;
-                self.keep(kept);
+                self.conn.limits.keep(kept);
                 Ok(())
             }
         }
@@ -753,11 +751,7 @@ impl Drop for WriteTx<'_> {
                     let limits = self.conn.limits.clone();
                     rt.spawn(async move {
                         match kept.conn.execute("ROLLBACK", ()).await {
-                            Ok(_) => {
-                                if let Some(remote) = &limits.remote {
-                                    remote.checkin(kept);
-                                }
-                            }
+                            Ok(_) => limits.keep(kept),
                             Err(e) => tracing::warn!(error = %e, "rollback of an abandoned transaction failed"),
                         }
                         drop(writer);

@@ -298,26 +298,32 @@ pub fn unique_phone() -> String {
 /// Creates a fresh namespace on a libSQL server through its admin API; returns its name. Creations are
 /// serialised: sqld sometimes loses a namespace created concurrently with others.
 pub async fn create_namespace(admin_url: &str) -> String {
+    // sqld rolls back a transaction that has held the write lock for 5 s once another writer waits. On a
+    // 2-core machine running many stacks at once a test's task can be starved that long between two
+    // statements; only `remote.rs` exercises that takeover, so the test namespaces allow 30 s.
+    create_namespace_with(admin_url, 30).await
+}
+
+/// [`create_namespace`] with the server's write-lock takeover after `txn_timeout_s` (sqld reads it when it
+/// opens the namespace, so it is given at creation: set later, it is stored but not used).
+pub async fn create_namespace_with(admin_url: &str, txn_timeout_s: u64) -> String {
     static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one_at_a_time = CREATING.lock().await;
     let name = format!("t{:08x}{:08x}", random_u32(), random_u32());
     let http = reqwest::Client::new();
     let resp = http
         .post(format!("{admin_url}/v1/namespaces/{name}/create"))
-        .json(&json!({}))
+        .json(&json!({"txn_timeout_s": txn_timeout_s}))
         .send()
         .await
         .expect("sqld admin API reachable");
     assert!(resp.status().is_success(), "namespace {name} not created: {}", resp.text().await.unwrap_or_default());
-    // sqld rolls back a transaction that has held the write lock for 5 s once another writer waits. On a
-    // 2-core machine running many stacks at once a test's task can be starved that long between two
-    // statements; no test exercises that takeover, so the test namespaces allow 30 s.
     // Under load sqld may not know the namespace it just created yet: configuring it is retried briefly.
     let mut configured = false;
     for _ in 0..50 {
         let config = http
             .post(format!("{admin_url}/v1/namespaces/{name}/config"))
-            .json(&json!({"block_reads": false, "block_writes": false, "txn_timeout_s": 30}))
+            .json(&json!({"block_reads": false, "block_writes": false, "txn_timeout_s": txn_timeout_s}))
             .send()
             .await
             .expect("sqld admin API reachable");

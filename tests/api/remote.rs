@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use messenger_tests::create_namespace;
+use messenger_tests::create_namespace_with;
 use shared::db::{Db, DbOptions};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -87,10 +87,15 @@ async fn relay(client: TcpStream, server: TcpStream, requests: Arc<AtomicUsize>)
 
 /// A database handle through a counting proxy, on a fresh namespace with a table `t` of three rows.
 async fn counted_db(options: DbOptions) -> Option<(Db, Counter)> {
+    counted_db_with(options, 30).await
+}
+
+/// [`counted_db`] on a namespace whose server takes the write lock from a transaction after `txn_timeout_s`.
+async fn counted_db_with(options: DbOptions, txn_timeout_s: u64) -> Option<(Db, Counter)> {
     let (url, admin) = server()?;
     let counter = Counter::start(&url).await;
     for attempt in 1..=3 {
-        let namespace = create_namespace(&admin).await;
+        let namespace = create_namespace_with(&admin, txn_timeout_s).await;
         let options = DbOptions { namespace: Some(namespace), ..options.clone() };
         let db = Db::open_with(&counter.url, None, options).await.unwrap();
         let conn = db.conn().await.unwrap();
@@ -216,4 +221,23 @@ async fn a_stream_the_server_expired_is_replaced_without_an_error() {
     tx.execute("INSERT INTO t VALUES (4)", ()).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3, 4]);
+}
+
+/// A server rolls back a transaction that held the write lock past its timeout once another writer waits
+/// (sqld and Turso: 5 s). What the transaction hears next is an overloaded database (503, retried by the
+/// client), not a failure of ours (500), and the other writer goes ahead.
+#[tokio::test]
+async fn a_transaction_the_server_timed_out_is_an_overload() {
+    let Some((db, _counter)) = counted_db_with(DbOptions::default(), 5).await else { return };
+    let conn = db.conn().await.unwrap();
+    let tx = conn.write_tx().await.unwrap();
+    tx.execute("INSERT INTO t VALUES (10)", ()).await.unwrap();
+    // Another process's writer (this process's would queue behind the transaction) waits for the lock.
+    let other = db.conn().await.unwrap().raw().clone();
+    let waiting = tokio::spawn(async move { other.execute("INSERT INTO t VALUES (20)", ()).await });
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let err = tx.commit().await.expect_err("the server ended the transaction");
+    assert!(shared::db::is_overloaded(&err), "not an overload: {err}");
+    waiting.await.unwrap().expect("the waiting writer took the lock");
+    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3, 20]);
 }

@@ -15,8 +15,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 HTTP_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
 DATA=$(mktemp -d)
+# Every test stack gets a namespace of its own, and the suite makes over 200: sqld keeps at most
+# --max-active-namespaces of them open (default 100) and closes others as it sees fit. Keep them all open.
 "$SQLD" --db-path "$DATA/db" --http-listen-addr "127.0.0.1:$HTTP_PORT" --admin-listen-addr "127.0.0.1:$ADMIN_PORT" \
-    --enable-namespaces >"$DATA/sqld.log" 2>&1 &
+    --enable-namespaces --max-active-namespaces 2000 >"$DATA/sqld.log" 2>&1 &
 SQLD_PID=$!
 trap 'kill "$SQLD_PID" 2>/dev/null || true; wait "$SQLD_PID" 2>/dev/null || true; rm -rf "$DATA"' EXIT
 
@@ -33,8 +35,11 @@ TEST_DATABASE_URL="http://127.0.0.1:$HTTP_PORT" TEST_SQLD_ADMIN_URL="http://127.
     TEST_LOG_FILE="$DATA/stacks.log" RUST_LOG="${RUST_LOG:-warn}" \
     cargo test -p messenger-tests --test api || status=$?
 if [ "$status" -ne 0 ]; then
-    echo "==> the stacks' last 40 warnings and errors (their backtraces left out)"
-    grep -E '^[0-9T:.-]+Z +(WARN|ERROR) ' "$DATA/stacks.log" 2>/dev/null | cut -c1-600 | tail -n 40 || true
+    echo "==> the stacks' last 40 warnings and errors, each with its first cause (backtraces left out)"
+    awk '/^[0-9T:.-]+Z +(WARN|ERROR) / { if (line != "") print line; line = substr($0, 1, 400); want = 0; next }
+         /^Caused by:/ { want = 1; next }
+         want && NF { line = line "  <- " substr($0, 1, 300); want = 0 }
+         END { if (line != "") print line }' "$DATA/stacks.log" 2>/dev/null | tail -n 40 || true
     echo "==> sqld's log (last 30 lines)"
     tail -n 30 "$DATA/sqld.log" || true
 fi

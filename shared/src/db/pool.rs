@@ -91,9 +91,11 @@ pub fn is_overloaded(err: &libsql::Error) -> bool {
                 "database is locked",
                 "error trying to connect",
                 "Connection refused",
-                // sqld interrupts a transaction that held the write lock too long and rolls it back.
+                // sqld (and Turso) roll back a transaction that held the write lock past its timeout (5 s)
+                // while another writer waited: its running statement is interrupted, its next one told so.
                 "SQLite error: interrupted",
                 "SQLITE_INTERRUPT",
+                "TRANSACTION_TIMEOUT",
                 "no transaction is active",
             ]
             .iter()

@@ -28,36 +28,51 @@ fn server() -> Option<(String, String)> {
 /// A proxy in front of `upstream` (`http://host:port`) that counts the HTTP requests passing through it.
 struct Counter {
     url: String,
-    requests: Arc<AtomicUsize>,
+    seen: Arc<Seen>,
 }
+
+/// What the proxy saw, shared by its connections.
+#[derive(Default)]
+struct Seen {
+    requests: AtomicUsize,
+    /// Hold the last bytes of every chunked response (`0\r\n\r\n`) back for [`HOLD`] before passing them on.
+    hold_ends: std::sync::atomic::AtomicBool,
+    /// Connections the client closed while the end of a response was held back: it abandoned the response.
+    abandoned: AtomicUsize,
+}
+
+/// How long the end of a response is held back (see [`Seen::hold_ends`]).
+const HOLD: Duration = Duration::from_millis(300);
 
 impl Counter {
     async fn start(upstream: &str) -> Self {
         let target = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counted = requests.clone();
+        let seen = Arc::new(Seen::default());
+        let shared = seen.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(&target).await else { continue };
-                tokio::spawn(relay(client, server, counted.clone()));
+                tokio::spawn(relay(client, server, shared.clone()));
             }
         });
-        Self { url, requests }
+        Self { url, seen }
     }
 
     /// Requests since the last call.
     fn take(&self) -> usize {
-        self.requests.swap(0, Ordering::SeqCst)
+        self.seen.requests.swap(0, Ordering::SeqCst)
     }
 }
 
 /// Copies both ways; counts request lines (`POST /…`) from the client. Hrana bodies are JSON, in which the
 /// statements of these tests never spell a request line.
-async fn relay(client: TcpStream, server: TcpStream, requests: Arc<AtomicUsize>) {
+async fn relay(client: TcpStream, server: TcpStream, seen: Arc<Seen>) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
+    let holding = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (up_seen, up_holding) = (seen.clone(), holding.clone());
     let upstream = async move {
         let mut buf = vec![0u8; 64 * 1024];
         let mut tail = Vec::new();
@@ -69,17 +84,41 @@ async fn relay(client: TcpStream, server: TcpStream, requests: Arc<AtomicUsize>)
             // A request line split over two reads is seen in the last bytes of one and the first of the next.
             tail.extend_from_slice(&buf[..n]);
             let lines = tail.windows(6).filter(|w| *w == b"POST /").count();
-            requests.fetch_add(lines, Ordering::SeqCst);
+            up_seen.requests.fetch_add(lines, Ordering::SeqCst);
             let keep = tail.len().min(5);
             tail.drain(..tail.len() - keep);
             if server_write.write_all(&buf[..n]).await.is_err() {
                 break;
             }
         }
+        if up_holding.load(Ordering::SeqCst) {
+            up_seen.abandoned.fetch_add(1, Ordering::SeqCst);
+        }
         let _ = server_write.shutdown().await;
     };
     let downstream = async move {
-        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match server_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let end = b"0\r\n\r\n";
+            let mut rest = &buf[..n];
+            if seen.hold_ends.load(Ordering::SeqCst) && rest.ends_with(end) {
+                holding.store(true, Ordering::SeqCst);
+                if client_write.write_all(&rest[..n - end.len()]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(HOLD).await;
+                rest = end;
+            }
+            let sent = client_write.write_all(rest).await;
+            holding.store(false, Ordering::SeqCst);
+            if sent.is_err() {
+                break;
+            }
+        }
         let _ = client_write.shutdown().await;
     };
     tokio::join!(upstream, downstream);
@@ -240,4 +279,26 @@ async fn a_transaction_the_server_timed_out_is_an_overload() {
     assert!(shared::db::is_overloaded(&err), "not an overload: {err}");
     waiting.await.unwrap().expect("the waiting writer took the lock");
     assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3, 20]);
+}
+
+/// libsql stops reading a query's response at its last row, before the server has ended it; sqld cancels a
+/// response its client abandons, and the cancellation interrupts the stream's next statement if that one has
+/// begun (its transaction is rolled back). So a connection the client lets go is read to the end of the
+/// response before it closes: here the proxy holds every response's end back, and no response is abandoned.
+#[tokio::test]
+async fn a_query_read_to_its_end_lets_the_server_end_its_response() {
+    let Some((db, counter)) = counted_db(DbOptions::default()).await else { return };
+    counter.seen.hold_ends.store(true, Ordering::SeqCst);
+    let conn = db.conn().await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
+    }
+    let tx = conn.write_tx().await.unwrap();
+    assert_eq!(ints(&tx, "SELECT COUNT(*) FROM t").await, [3]);
+    tx.execute("INSERT INTO t VALUES (4)", ()).await.unwrap();
+    tx.commit().await.unwrap();
+    // Connections dropped last linger until the held-back ends arrive.
+    tokio::time::sleep(HOLD * 2).await;
+    assert_eq!(counter.seen.abandoned.load(Ordering::SeqCst), 0, "responses abandoned before their end");
+    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3, 4]);
 }

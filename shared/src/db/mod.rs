@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod bulk;
 pub mod connections;
+mod connector;
 pub mod contacts;
 pub mod devices;
 mod group;

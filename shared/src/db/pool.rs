@@ -313,7 +313,7 @@ impl Db {
         let remote = ["libsql://", "https://", "http://", "wss://", "ws://"].iter().any(|p| url.starts_with(p));
         let (database, writer) = if remote {
             let token = auth_token.map(|t| t.expose().to_owned()).unwrap_or_default();
-            let mut builder = libsql::Builder::new_remote(url.to_owned(), token).connector(remote_connector());
+            let mut builder = libsql::Builder::new_remote(url.to_owned(), token).connector(super::connector::remote_connector());
             if let Some(namespace) = &options.namespace {
                 builder = builder.namespace(namespace.clone());
             }
@@ -370,21 +370,6 @@ impl Db {
         }
         Ok(c)
     }
-}
-
-/// The connector of the remote database client: HTTP/1.1 over TLS (`libsql://`, `https://`) or plain TCP
-/// (`http://`), with Nagle off, as libsql's own. Its trust anchors are the compiled-in Mozilla roots: libsql's
-/// default connector reads the platform's certificate directory (about 150 files, parsed one by one) when the
-/// database is opened, which is at every cold start, and was most of one.
-fn remote_connector() -> libsql_hyper_rustls::HttpsConnector<libsql_hyper::client::HttpConnector> {
-    let mut http = libsql_hyper::client::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    libsql_hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http)
 }
 
 /// Creates (or restricts) the database file with mode 0600 before SQLite opens it: it holds phone numbers and

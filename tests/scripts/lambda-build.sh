@@ -29,14 +29,15 @@ fi
 
 [ "${1:-}" != "--tools" ] || exit 0
 
+# Each function by its package (a package is named as its binary): `--workspace` would also select the local
+# stack and the tests, and so build every function with the features they ask for (the embedded SQLite).
 if [ "${1:-}" = "--all" ]; then
-    packages=(--workspace)
     functions=$(python3 -c 'import re,sys; print(" ".join(re.findall(r"Binary: (\S+)", open("template.yaml").read())))')
 else
     functions="${*:-system}"
-    packages=()
-    for f in $functions; do packages+=(-p "$f"); done
 fi
+packages=()
+for f in $functions; do packages+=(-p "$f"); done
 
 echo "==> cargo lambda build --release --arm64 --output-format zip ${packages[*]}"
 cargo lambda build --release --arm64 --output-format zip "${packages[@]}"

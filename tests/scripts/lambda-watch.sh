@@ -50,12 +50,13 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-# The environment the local stack gives its functions, pointed at its data.
+# The environment the local stack gives its functions, pointed at its data: a database file, which a function
+# opens only with `shared`'s `embedded` feature (builds for AWS leave SQLite out).
 echo "==> cargo lambda watch on $watch_url (the stack on $stack_url)"
 JWT_SECRET=$(cat "$data/jwt_secret") ADMIN_SESSION_SECRET=$(cat "$data/admin_session_secret") DATABASE_URL="file:$data/messenger.db" S3_BUCKET=messenger \
 S3_ENDPOINT="http://127.0.0.1:$S3_PORT" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=messenger-local \
 AWS_SECRET_ACCESS_KEY=messenger-local-secret WS_ENDPOINT="$stack_url/ws" BCRYPT_COST=4 \
-    setsid cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" >"$work/watch.log" 2>&1 &
+    setsid cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" --features shared/embedded >"$work/watch.log" 2>&1 &
 watch=$!
 for _ in $(seq 600); do
     curl -sf -o /dev/null "$watch_url/lambda-url/system/health" && break

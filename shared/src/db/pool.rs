@@ -320,14 +320,7 @@ impl Db {
             let key = format!("{url}#{}", options.namespace.as_deref().unwrap_or_default());
             (builder.build().await.context("open remote database")?, shared_writer(key))
         } else {
-            let path = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url);
-            if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).context("create database directory")?;
-            }
-            owner_only_file(std::path::Path::new(path))?;
-            let database = libsql::Builder::new_local(path).build().await.context("open database file")?;
-            let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
-            (database, shared_writer(key.to_string_lossy().into_owned()))
+            open_file(url).await?
         };
         let database = Arc::new(database);
         let remote = remote.then(|| Remote {
@@ -372,8 +365,32 @@ impl Db {
     }
 }
 
+/// Opens the database file `url` names (`file:<path>` or a bare path) and its process-wide writer.
+#[cfg(feature = "embedded")]
+async fn open_file(url: &str) -> anyhow::Result<(Database, Arc<Writer>)> {
+    let path = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url);
+    if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).context("create database directory")?;
+    }
+    owner_only_file(std::path::Path::new(path))?;
+    let database = libsql::Builder::new_local(path).build().await.context("open database file")?;
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
+    Ok((database, shared_writer(key.to_string_lossy().into_owned())))
+}
+
+/// A build for AWS opens only a libSQL server: the embedded SQLite (the `embedded` feature, which the local
+/// stack, the tests and `cargo lambda watch` turn on) would add about half a MiB to every zipped function.
+#[cfg(not(feature = "embedded"))]
+async fn open_file(_url: &str) -> anyhow::Result<(Database, Arc<Writer>)> {
+    anyhow::bail!(
+        "DATABASE_URL must name a libSQL server (libsql://, https:// or http://): this build has no embedded \
+         database (the `embedded` feature of `shared`)"
+    )
+}
+
 /// Creates (or restricts) the database file with mode 0600 before SQLite opens it: it holds phone numbers and
 /// password hashes, and SQLite gives its `-wal` and `-shm` files the database file's mode.
+#[cfg(feature = "embedded")]
 fn owner_only_file(path: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let file = std::fs::OpenOptions::new()

@@ -313,7 +313,8 @@ impl Db {
         let remote = ["libsql://", "https://", "http://", "wss://", "ws://"].iter().any(|p| url.starts_with(p));
         let (database, writer) = if remote {
             let token = auth_token.map(|t| t.expose().to_owned()).unwrap_or_default();
-            let mut builder = libsql::Builder::new_remote(url.to_owned(), token).connector(super::connector::remote_connector());
+            let mut builder =
+                libsql::Builder::new_remote(url.to_owned(), token).connector(super::connector::remote_connector());
             if let Some(namespace) = &options.namespace {
                 builder = builder.namespace(namespace.clone());
             }

@@ -6,7 +6,7 @@
 //! and they say so and pass.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use messenger_tests::create_namespace_with;
@@ -36,7 +36,7 @@ struct Counter {
 struct Seen {
     requests: AtomicUsize,
     /// Hold the last bytes of every chunked response (`0\r\n\r\n`) back for [`HOLD`] before passing them on.
-    hold_ends: std::sync::atomic::AtomicBool,
+    hold_ends: AtomicBool,
     /// Connections the client closed while the end of a response was held back: it abandoned the response.
     abandoned: AtomicUsize,
 }
@@ -71,7 +71,7 @@ impl Counter {
 async fn relay(client: TcpStream, server: TcpStream, seen: Arc<Seen>) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
-    let holding = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holding = Arc::new(AtomicBool::new(false));
     let (up_seen, up_holding) = (seen.clone(), holding.clone());
     let upstream = async move {
         let mut buf = vec![0u8; 64 * 1024];

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Checks Lambda deployment packages as the provided.al2023 runtime takes them: a zip holding exactly one
-executable `bootstrap`, an arm64 ELF without the embedded SQLite, zipped within the size budget. Prints each package's size.
+executable `bootstrap`, an arm64 ELF without the embedded SQLite, zipped within the size budget. Prints each
+package's size.
 
 Usage: check-bootstrap.py TOOL BUDGET_BYTES NAME=PATH ...
 PATH is a `bootstrap.zip` (cargo lambda's), or a directory holding `bootstrap` (sam build's), zipped here with
@@ -50,7 +51,7 @@ def main() -> int:
             print(f"{tool}: {name} is not an arm64 ELF executable", file=sys.stderr)
             status = 1
         # On AWS a function talks to a libSQL server; the embedded SQLite (whose file header this is) would be
-        # half a MiB of dead weight, linked in when a build unifies the local stack's features into it.
+        # about 0.8 MiB of dead weight, linked in when a build unifies the local stack's features into it.
         if b"SQLite format 3\0" in binary:
             print(f"{tool}: {name} links the embedded SQLite (shared's `embedded` feature)", file=sys.stderr)
             status = 1

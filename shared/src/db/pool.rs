@@ -380,7 +380,7 @@ async fn open_file(url: &str) -> anyhow::Result<(Database, Arc<Writer>)> {
 }
 
 /// A build for AWS opens only a libSQL server: the embedded SQLite (the `embedded` feature, which the local
-/// stack, the tests and `cargo lambda watch` turn on) would add about half a MiB to every zipped function.
+/// stack, the tests and `cargo lambda watch` turn on) would add about 0.8 MiB to every zipped function.
 #[cfg(not(feature = "embedded"))]
 async fn open_file(_url: &str) -> anyhow::Result<(Database, Arc<Writer>)> {
     anyhow::bail!(

@@ -6,8 +6,8 @@
 //! and they say so and pass.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use messenger_tests::create_namespace_with;
 use shared::db::{Db, DbOptions};
@@ -39,6 +39,10 @@ struct Seen {
     hold_ends: AtomicBool,
     /// Connections the client closed while the end of a response was held back: it abandoned the response.
     abandoned: AtomicUsize,
+    /// Connections the client opened.
+    connections: AtomicUsize,
+    /// Close a connection idle this many milliseconds, as a server does (0: never).
+    close_idle_ms: AtomicU64,
 }
 
 /// How long the end of a response is held back (see [`Seen::hold_ends`]).
@@ -53,6 +57,7 @@ impl Counter {
         let shared = seen.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                shared.connections.fetch_add(1, Ordering::SeqCst);
                 let Ok(server) = TcpStream::connect(&target).await else { continue };
                 tokio::spawn(relay(client, server, shared.clone()));
             }
@@ -66,9 +71,34 @@ impl Counter {
     }
 }
 
+/// Copies both ways until either side closes, or the connection has been idle for
+/// [`Seen::close_idle_ms`].
+async fn relay(client: TcpStream, server: TcpStream, seen: Arc<Seen>) {
+    let start = Instant::now();
+    let active = Arc::new(AtomicU64::new(0));
+    let copying = copy_both_ways(client, server, seen.clone(), start, active.clone());
+    let idle_close = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let limit = seen.close_idle_ms.load(Ordering::SeqCst);
+            let idle = (start.elapsed().as_millis() as u64).saturating_sub(active.load(Ordering::SeqCst));
+            if limit > 0 && idle >= limit {
+                return;
+            }
+        }
+    };
+    // Dropping the copies closes both sockets.
+    tokio::select! {
+        () = copying => {}
+        () = idle_close => {}
+    }
+}
+
 /// Copies both ways; counts request lines (`POST /…`) from the client. Hrana bodies are JSON, in which the
 /// statements of these tests never spell a request line.
-async fn relay(client: TcpStream, server: TcpStream, seen: Arc<Seen>) {
+async fn copy_both_ways(client: TcpStream, server: TcpStream, seen: Arc<Seen>, start: Instant, active: Arc<AtomicU64>) {
+    let touch = move || active.store(start.elapsed().as_millis() as u64, Ordering::SeqCst);
+    let up_touch = touch.clone();
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let holding = Arc::new(AtomicBool::new(false));
@@ -81,6 +111,7 @@ async fn relay(client: TcpStream, server: TcpStream, seen: Arc<Seen>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            up_touch();
             // A request line split over two reads is seen in the last bytes of one and the first of the next.
             tail.extend_from_slice(&buf[..n]);
             let lines = tail.windows(6).filter(|w| *w == b"POST /").count();
@@ -103,6 +134,7 @@ async fn relay(client: TcpStream, server: TcpStream, seen: Arc<Seen>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            touch();
             let end = b"0\r\n\r\n";
             let mut rest = &buf[..n];
             if seen.hold_ends.load(Ordering::SeqCst) && rest.ends_with(end) {
@@ -114,6 +146,7 @@ async fn relay(client: TcpStream, server: TcpStream, seen: Arc<Seen>) {
                 rest = end;
             }
             let sent = client_write.write_all(rest).await;
+            touch();
             holding.store(false, Ordering::SeqCst);
             if sent.is_err() {
                 break;
@@ -301,4 +334,48 @@ async fn a_query_read_to_its_end_lets_the_server_end_its_response() {
     tokio::time::sleep(HOLD * 2).await;
     assert_eq!(counter.seen.abandoned.load(Ordering::SeqCst), 0, "responses abandoned before their end");
     assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3, 4]);
+}
+
+/// libsql lets go of the connection of every query it reads (see above); read to the end of the response, it
+/// is kept and carries the next request. On AWS a new connection to the database is a TCP and a TLS handshake.
+#[tokio::test]
+async fn queries_one_after_another_share_their_connections() {
+    let Some((db, counter)) = counted_db(DbOptions::default()).await else { return };
+    let conn = db.conn().await.unwrap();
+    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    counter.seen.connections.store(0, Ordering::SeqCst);
+    counter.take();
+    for x in 10..20 {
+        assert_eq!(ints(&conn, ALL_X).await.len(), x - 7);
+        let tx = conn.write_tx().await.unwrap();
+        tx.execute("INSERT INTO t VALUES (?1)", [x as i64]).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let requests = counter.take();
+    let connections = counter.seen.connections.load(Ordering::SeqCst);
+    assert!(requests >= 40, "{requests} requests");
+    // A query's connection is kept once its response has ended, which may be a moment after the next request
+    // wanted one: a few connections, not one per query.
+    assert!(connections <= 4, "{connections} connections for {requests} requests");
+}
+
+/// A kept connection the server has closed since (idle too long) is not handed out: the next request goes
+/// out on a new one, without an error.
+#[tokio::test]
+async fn a_kept_connection_the_server_closed_is_not_used() {
+    let Some((db, counter)) = counted_db(DbOptions::default()).await else { return };
+    counter.seen.close_idle_ms.store(150, Ordering::SeqCst);
+    let conn = db.conn().await.unwrap();
+    assert_eq!(ints(&conn, ALL_X).await, [1, 2, 3]);
+    counter.seen.connections.store(0, Ordering::SeqCst);
+    for x in 4..9 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let tx = conn.write_tx().await.expect("a transaction after the server closed the last connection");
+        tx.execute("INSERT INTO t VALUES (?1)", [x]).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(ints(&conn, ALL_X).await, (1..=x).collect::<Vec<_>>());
+    }
+    let connections = counter.seen.connections.load(Ordering::SeqCst);
+    assert!(connections >= 5, "the server closed each round's connections: {connections}");
 }

@@ -11,6 +11,7 @@ mod connector;
 pub mod contacts;
 pub mod devices;
 mod group;
+mod http1;
 pub mod keys;
 pub mod messages;
 pub mod mls;

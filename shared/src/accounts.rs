@@ -24,7 +24,7 @@ pub async fn delete(state: &AppState, user_id: i64) -> Result<bool, ApiError> {
     let Some(row) = db::users::find(&conn, user_id).await?.filter(|u| !u.is_deleted) else {
         return Ok(false);
     };
-    let peers = realtime::peers_of(&conn, user_id).await?;
+    let peers = db::messages::peers_of(&conn, user_id).await?;
     let deleted = async {
         let tx = conn.write_tx().await?;
         let deleted = db::users::delete_account(&tx, user_id).await?;

@@ -46,7 +46,7 @@ pub async fn owned_key_on(
     reference: &str,
 ) -> Result<Option<String>, ApiError> {
     let key = key_of(state.storage.bucket(), reference);
-    Ok(still_owned(conn, owner, &key).await?.then_some(key))
+    Ok(objects::is_live_upload_of(conn, owner, &key).await?.then_some(key))
 }
 
 /// A fresh presigned GET URL for an object, or `None` when the object is gone. Attachments from the
@@ -61,10 +61,6 @@ pub async fn url(state: &AppState, key: &str) -> Result<Option<String>, ApiError
         Some(k) => Ok(Some(state.storage.presign_get_as(key, k == kind::PRESIGNED).await?)),
     }
 }
-
-/// Inside a write transaction that is about to reference `key`: whether it is still a live upload of
-/// `owner` (a concurrent clean-up may have marked it deleted since it was first checked).
-pub use crate::db::objects::is_live_upload_of as still_owned;
 
 /// Deletes an S3 object, retrying transient failures.
 async fn delete_object(state: &AppState, key: &str) -> bool {

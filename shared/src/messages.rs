@@ -10,12 +10,6 @@ use crate::state::AppState;
 
 pub use crate::db::messages::MessageRow;
 
-/// Whether both users show read receipts (reciprocal, §4.3).
-pub use crate::db::users::both_show_read_receipts as receipts_shared;
-
-/// The envelopes addressed to `device_id` among `message_ids`.
-pub use crate::db::messages::envelopes_for;
-
 /// The type of a stored message: only `text`, `image` and `file` are ever stored (their
 /// [`MessageType::as_str`]); anything else reads as `text`.
 pub fn message_type(stored: &str) -> MessageType {

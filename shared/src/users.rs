@@ -1,7 +1,7 @@
 //! Users: profile rules (usernames, phones, search text) and the fixed avatar catalogues. Rows and queries
 //! are [`crate::db::users`]'.
 
-pub use crate::db::users::{UserRow, find};
+pub use crate::db::users::UserRow;
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -98,9 +98,9 @@ async fn list_messages(state: &AppState, user: AuthUser, input: ListMessagesRequ
         Some(after) => db::messages::page_after(&conn, user.id, peer, after, before, limit).await?,
         None => db::messages::page_before(&conn, user.id, peer, before, limit).await?,
     };
-    let receipts = messages::receipts_shared(&conn, user.id, peer).await?;
+    let receipts = db::users::both_show_read_receipts(&conn, user.id, peer).await?;
     let ids: Vec<i64> = page.iter().map(|m| m.id).collect();
-    let mut envelopes = messages::envelopes_for(&conn, &ids, &user.device_id).await?;
+    let mut envelopes = db::messages::envelopes_for(&conn, &ids, &user.device_id).await?;
     drop(conn);
     cap_size(&mut page, &envelopes);
     if input.after_id.is_none() {

@@ -142,7 +142,7 @@ async fn validate(state: &AppState, user: &AuthUser, input: ThemeFields) -> Resu
 /// (a concurrent clean-up may have marked it deleted since it was validated).
 async fn ensure_wallpaper(tx: &shared::db::Conn, user: &AuthUser, key: Option<&str>) -> Result<(), ApiError> {
     match key {
-        Some(key) if !shared::files::still_owned(tx, user.id, key).await? => {
+        Some(key) if !db::objects::is_live_upload_of(tx, user.id, key).await? => {
             Err(ApiError::field("wallpaper_url", FOREIGN_WALLPAPER))
         }
         _ => Ok(()),

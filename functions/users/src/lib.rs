@@ -7,7 +7,7 @@ use shared::db::users::PrivacyUpdate;
 use shared::error::OnConstraint as _;
 use shared::privacy::{public_view, public_views, self_view};
 use shared::storage::{ImageType, new_key};
-use shared::users::{AVATAR_FRAMES, PRESET_AVATAR_IDS, UserRow, find, search_text, valid_username};
+use shared::users::{AVATAR_FRAMES, PRESET_AVATAR_IDS, UserRow, search_text, valid_username};
 use shared::{ApiError, AppState, db};
 use wire::endpoint::Empty;
 use wire::users::{
@@ -46,7 +46,7 @@ shared::http_function!(router);
 
 async fn load_self(state: &AppState, user: &AuthUser) -> Result<UserRow, ApiError> {
     let conn = state.db.conn().await?;
-    find(&conn, user.id).await?.filter(|u| !u.is_deleted).ok_or(ApiError::InvalidToken)
+    db::users::find(&conn, user.id).await?.filter(|u| !u.is_deleted).ok_or(ApiError::InvalidToken)
 }
 
 async fn self_response(state: &AppState, user: &AuthUser) -> Result<User, ApiError> {
@@ -199,7 +199,7 @@ async fn get_profile(state: &AppState, user: AuthUser, input: GetProfileRequest)
         shared::users::count_lookup(state, user.id).await?;
     }
     let conn = state.db.conn().await?;
-    let target = find(&conn, id).await?.ok_or(ErrorCode::UserNotFound)?;
+    let target = db::users::find(&conn, id).await?.ok_or(ErrorCode::UserNotFound)?;
     if target.id == user.id {
         let mut view = self_view(state, &target).await?;
         view.local_name = None;

@@ -64,7 +64,7 @@ async fn connect(state: &AppState, req: &Request) -> Result<Response<Body>, ApiE
             connected_at: shared::time::now_ms(),
         };
         db::connections::insert(&tx, new).await?;
-        let conns = realtime::connections_of(&tx, &[user.id]).await?;
+        let conns = db::connections::of_users(&tx, &[user.id]).await?;
         tx.commit().await?;
         let first = conns.len() == 1;
         (conns, first)

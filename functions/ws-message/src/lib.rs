@@ -368,7 +368,7 @@ async fn send_message(
         db::messages::insert_envelope(&tx, msg.id, &e.device_id, e.user_id, &e.ciphertext).await?;
     }
     tx.commit().await?;
-    let conns = realtime::connections_of(&conn, &[user.id, checked.receiver_id]).await?;
+    let conns = db::connections::of_users(&conn, &[user.id, checked.receiver_id]).await?;
     drop(conn);
 
     let mut targets = vec![(connection_id.to_owned(), message_sent(&msg))];
@@ -488,7 +488,7 @@ async fn send_group_message(
     let mut users: Vec<i64> = members.iter().map(|m| m.user_id).collect();
     users.sort_unstable();
     users.dedup();
-    let conns = realtime::connections_of(&conn, &users).await?;
+    let conns = db::connections::of_users(&conn, &users).await?;
     drop(conn);
 
     let mut targets = vec![(connection_id.to_owned(), group_message_sent(&msg))];

@@ -1,13 +1,13 @@
 //! The `connection` table: open WebSocket connections (API Gateway connection ids).
 
-use super::Conn as DbConn;
+use super::Conn;
 use crate::db::{all, column, exists, first, id_list, value};
 use serde::Deserialize;
 use std::collections::HashSet;
 
-/// An open connection of a user.
+/// An open WebSocket connection of a user (a `connection` row; [`Conn`] is a database connection).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Conn {
+pub struct Socket {
     /// API Gateway connection id.
     pub id: String,
     /// Its user.
@@ -35,7 +35,7 @@ pub struct ConnSession {
 
 /// Every open connection of `users`, oldest first (`connection_user`), each with whether its session still
 /// holds at this moment.
-pub async fn of_users(conn: &DbConn, users: &[i64]) -> Result<Vec<Conn>, libsql::Error> {
+pub async fn of_users(conn: &Conn, users: &[i64]) -> Result<Vec<Socket>, libsql::Error> {
     let now_s = crate::time::now_ms() / 1000;
     let rows = conn
         .query(
@@ -51,17 +51,17 @@ pub async fn of_users(conn: &DbConn, users: &[i64]) -> Result<Vec<Conn>, libsql:
 }
 
 /// Deletes a connection row; returns its user, `None` if it was already gone.
-pub async fn remove(conn: &DbConn, connection_id: &str) -> Result<Option<i64>, libsql::Error> {
+pub async fn remove(conn: &Conn, connection_id: &str) -> Result<Option<i64>, libsql::Error> {
     value(conn.query("DELETE FROM connection WHERE id = ?1 RETURNING user_id", [connection_id]).await?).await
 }
 
 /// Whether the user has any open connection.
-pub async fn user_has_any(conn: &DbConn, user_id: i64) -> Result<bool, libsql::Error> {
+pub async fn user_has_any(conn: &Conn, user_id: i64) -> Result<bool, libsql::Error> {
     exists(conn.query("SELECT 1 FROM connection WHERE user_id = ?1 LIMIT 1", [user_id]).await?).await
 }
 
 /// Which of `owners` have an open connection, as seen by `viewer` (nothing when `viewer` is NULL).
-pub async fn online_among(conn: &DbConn, viewer: i64, owners: &[i64]) -> Result<HashSet<i64>, libsql::Error> {
+pub async fn online_among(conn: &Conn, viewer: i64, owners: &[i64]) -> Result<HashSet<i64>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT DISTINCT user_id FROM connection WHERE ?1 IS NOT NULL AND user_id IN (SELECT value FROM json_each(?2))",
@@ -73,7 +73,7 @@ pub async fn online_among(conn: &DbConn, viewer: i64, owners: &[i64]) -> Result<
 
 /// The session of a connection whose user is live and unbanned, whose token version is current and whose
 /// device still exists; `None` otherwise (expiry is the caller's check).
-pub async fn session(conn: &DbConn, connection_id: &str) -> Result<Option<ConnSession>, libsql::Error> {
+pub async fn session(conn: &Conn, connection_id: &str) -> Result<Option<ConnSession>, libsql::Error> {
     let rows = conn
         .query(
             "SELECT c.user_id, c.device_id, c.token_version, c.token_exp FROM connection c \
@@ -86,19 +86,19 @@ pub async fn session(conn: &DbConn, connection_id: &str) -> Result<Option<ConnSe
 }
 
 /// The connection ids of one device of a user.
-pub async fn ids_of_device(conn: &DbConn, user_id: i64, device_id: &str) -> Result<Vec<String>, libsql::Error> {
+pub async fn ids_of_device(conn: &Conn, user_id: i64, device_id: &str) -> Result<Vec<String>, libsql::Error> {
     let rows =
         conn.query("SELECT id FROM connection WHERE device_id = ?1 AND user_id = ?2", (device_id, user_id)).await?;
     column(rows).await
 }
 
 /// The connection ids of a user.
-pub async fn ids_of_user(conn: &DbConn, user_id: i64) -> Result<Vec<String>, libsql::Error> {
+pub async fn ids_of_user(conn: &Conn, user_id: i64) -> Result<Vec<String>, libsql::Error> {
     column(conn.query("SELECT id FROM connection WHERE user_id = ?1", [user_id]).await?).await
 }
 
 /// Deletes every connection row of a user (account deletion).
-pub async fn delete_of_user(conn: &DbConn, user_id: i64) -> Result<(), libsql::Error> {
+pub async fn delete_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Error> {
     conn.execute("DELETE FROM connection WHERE user_id = ?1", [user_id]).await?;
     Ok(())
 }
@@ -121,7 +121,7 @@ pub struct NewConnection<'a> {
 }
 
 /// Records a connection; a connection id already recorded is kept as it is.
-pub async fn insert(conn: &DbConn, new: NewConnection<'_>) -> Result<(), libsql::Error> {
+pub async fn insert(conn: &Conn, new: NewConnection<'_>) -> Result<(), libsql::Error> {
     conn.execute(
         "INSERT INTO connection (id, user_id, device_id, token_version, token_exp, connected_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",

@@ -602,7 +602,7 @@ mod tests {
         };
         update_privacy(&conn, ada, &update).await.unwrap();
         set_bio(&conn, ada, Some("bio")).await.unwrap();
-        let shared_row = crate::users::find(&conn, ada).await.unwrap().unwrap();
+        let shared_row = crate::db::users::find(&conn, ada).await.unwrap().unwrap();
         let listed = list_page(&conn, 0, me, 100).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(format!("{:?}", listed[0]), format!("{shared_row:?}"));
@@ -715,7 +715,7 @@ mod tests {
         assert!(devices::ids_of_user(&conn, id).await.unwrap().is_empty());
         assert!(find_login_by_phone(&conn, "15550000003").await.unwrap().is_none());
         assert!(!phone_exists(&conn, "15550000003").await.unwrap(), "the phone is free again");
-        let stub = crate::users::find(&conn, id).await.unwrap().unwrap();
+        let stub = crate::db::users::find(&conn, id).await.unwrap().unwrap();
         assert!(stub.is_deleted && stub.first_name.is_none());
     }
 }

@@ -1,11 +1,9 @@
 //! Connection bookkeeping with the process state: forgetting, listing and closing connections.
 
-use crate::realtime::transport::{self, Conn};
+use crate::db::connections::{self, Socket};
+use crate::realtime::transport;
 use crate::realtime::{fanout, presence};
 use crate::state::AppState;
-
-/// Every open connection of `users`, oldest first.
-pub use crate::db::connections::of_users as connections_of;
 
 /// Removes a connection row; when it was the user's last, records `last_seen`. Returns the user id if
 /// the user went offline.
@@ -33,8 +31,8 @@ pub async fn close(state: &AppState, connection_ids: &[String]) {
 /// expired or revoked, account banned or deleted, device removed). The ended ones get no event: the caller
 /// [`close`]s them after its push, so a revocation whose sockets were not closed (a crash between commit
 /// and close) stops delivery at the next push.
-pub fn split_live(conns: Vec<Conn>) -> (Vec<Conn>, Vec<String>) {
-    let (live, ended): (Vec<Conn>, Vec<Conn>) = conns.into_iter().partition(|c| c.live);
+pub fn split_live(conns: Vec<Socket>) -> (Vec<Socket>, Vec<String>) {
+    let (live, ended): (Vec<Socket>, Vec<Socket>) = conns.into_iter().partition(|c| c.live);
     (live, ended.into_iter().map(|c| c.id).collect())
 }
 
@@ -42,7 +40,7 @@ pub fn split_live(conns: Vec<Conn>) -> (Vec<Conn>, Vec<String>) {
 /// connections whose session ended are closed instead ([`split_live`]).
 pub async fn push_to_users(state: &AppState, users: &[i64], except: Option<&str>, payload: &str) {
     let conns = match state.db.conn().await {
-        Ok(c) => connections_of(&c, users).await,
+        Ok(c) => connections::of_users(&c, users).await,
         Err(e) => Err(e),
     };
     match conns {
@@ -63,7 +61,7 @@ pub async fn push_to_users(state: &AppState, users: &[i64], except: Option<&str>
 /// Closes every connection of `user_id` except those of `keep_device`.
 pub async fn close_user_connections(state: &AppState, user_id: i64, keep_device: Option<&str>) {
     let conns = match state.db.conn().await {
-        Ok(c) => connections_of(&c, &[user_id]).await.unwrap_or_default(),
+        Ok(c) => connections::of_users(&c, &[user_id]).await.unwrap_or_default(),
         Err(_) => Vec::new(),
     };
     let ids: Vec<String> =

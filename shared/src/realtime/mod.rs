@@ -17,8 +17,6 @@ pub mod sessions;
 pub mod transport;
 
 pub use crate::realtime::connections::{
-    close, close_user_connections, connections_of, forget, push_to_users, split_live,
+    close, close_user_connections, forget, push_to_users, split_live,
 };
 pub use crate::realtime::fanout::{broadcast_presence, push};
-pub use crate::realtime::presence::peers_of;
-pub use crate::realtime::transport::Conn;

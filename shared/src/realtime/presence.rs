@@ -6,9 +6,6 @@ use crate::realtime::transport::Target;
 use crate::state::AppState;
 use wire::ws::{Presence, ServerEvent};
 
-/// Peers sharing a conversation with `user_id` that is still visible to the peer.
-pub use crate::db::messages::peers_of;
-
 /// The `presence` frames for `user_id`, one per connection of its peers. None when the user is deleted or
 /// hides the online status (§4.2: the timing of presence events would reveal it); `last_seen` only when
 /// the user shows it.

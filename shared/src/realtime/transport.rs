@@ -5,7 +5,6 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures_util::future::{BoxFuture, join_all};
 
 use crate::db::Db;
-pub use crate::db::connections::Conn;
 use crate::storage::StaticCredentials;
 
 /// One push: (connection id, serialized frame).

@@ -16,6 +16,7 @@ use wire::{Endpoint, EndpointInfo, FileUpload, Input, Output};
 use crate::auth::{AuthUser, authenticate_request};
 use crate::error::ApiError;
 use crate::http::{decode_input, json_response, match_path, multipart_file, source_ip, specificity};
+use crate::ratelimit::Scope;
 use crate::state::AppState;
 
 /// The caller of an endpoint without authentication.
@@ -94,11 +95,10 @@ where
 async fn authenticate_counted(state: &AppState, req: &Request) -> Result<AuthUser, ApiError> {
     let user = authenticate_request(state, req).await?;
     let subject = user.id.to_string();
-    let limits = &state.config.rate_limits;
     if matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
-        state.limiter.hit_local("rest_read", &subject, limits.rest_read)?;
+        state.limiter.hit_local(Scope::RestRead, &subject)?;
     } else {
-        state.limiter.hit_local("rest_write", &subject, limits.rest_write)?;
+        state.limiter.hit_local(Scope::RestWrite, &subject)?;
     }
     Ok(user)
 }

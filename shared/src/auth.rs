@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use crate::db::users;
 use crate::error::{ApiError, ErrorCode};
 pub use crate::jwt::{Claims, JwtKeys};
+use crate::ratelimit::Scope;
 use crate::state::AppState;
 
 /// The authenticated caller of a request.
@@ -99,14 +100,13 @@ pub async fn check_login(
     name: LoginName,
     password: String,
 ) -> Result<users::LoginRecord, ApiError> {
-    let limits = &state.config.rate_limits;
-    state.limiter.hit(&state.db, "login_ip", source_ip, limits.login_ip).await?;
+    state.limiter.hit(&state.db, Scope::LoginIp, source_ip).await?;
     let typed = match &name {
         LoginName::Phone(digits) => format!("phone:{digits}"),
         LoginName::Username(lower) => format!("username:{lower}"),
     };
     let from_here = format!("{typed}|{source_ip}");
-    state.limiter.hit(&state.db, "login_subject_ip", &from_here, limits.login_account_ip).await?;
+    state.limiter.hit(&state.db, Scope::LoginSubjectIp, &from_here).await?;
     let found = {
         let conn = state.db.conn().await?;
         match &name {
@@ -115,7 +115,7 @@ pub async fn check_login(
         }
     };
     let account = found.as_ref().map_or(typed, |f| format!("user:{}", f.id));
-    let capped = match state.limiter.hit(&state.db, "login_account", &account, limits.login_account).await {
+    let capped = match state.limiter.hit(&state.db, Scope::LoginAccount, &account).await {
         Ok(()) => false,
         Err(ApiError::RateLimited { .. }) => true,
         Err(other) => return Err(other),
@@ -128,7 +128,7 @@ pub async fn check_login(
     if account.is_banned {
         return Err(ErrorCode::AccountBanned.into());
     }
-    state.limiter.clear(&state.db, "login_subject_ip", &from_here).await?;
+    state.limiter.clear(&state.db, Scope::LoginSubjectIp, &from_here).await?;
     Ok(account)
 }
 
@@ -160,8 +160,7 @@ pub async fn verify_password(cost: u32, password: String, hash: Option<String>) 
 /// `PASSWORD_CHANGE` budget, which all password checks under a token share (with a stolen token each one is
 /// an oracle for the password); an empty or over-long password never matches. Bcrypt runs off the runtime.
 pub async fn password_matches(state: &AppState, user_id: i64, password: &str) -> Result<bool, ApiError> {
-    let limit = state.config.rate_limits.password_change;
-    state.limiter.hit(&state.db, "password_change", &user_id.to_string(), limit).await?;
+    state.limiter.hit(&state.db, Scope::PasswordChange, &user_id.to_string()).await?;
     if password.is_empty() || password.len() > 72 {
         return Ok(false);
     }

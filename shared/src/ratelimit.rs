@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 
-use crate::config::Limit;
+use crate::config::{Limit, RateLimits};
 use crate::db::{Conn, Db, rate_limits};
 use crate::error::ApiError;
 
@@ -39,9 +39,142 @@ fn retry_after(window_end: i64, now: i64) -> u64 {
     u64::try_from((window_end - now + 999) / 1000).unwrap_or(1).max(1)
 }
 
-/// The rate limiter of one process: the HMAC key of its counters and the refusals it remembers.
+/// What a rate limit counts: the prefix of its counter keys (stored: renaming one starts its windows over)
+/// and the configured limit ([`RateLimits`]) it counts against. The MLS claims count under the claim limits,
+/// in counters of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Login attempts per account, from all addresses.
+    LoginAccount,
+    /// Per (phone or username as typed, source IP).
+    LoginSubjectIp,
+    /// Login attempts per source address.
+    LoginIp,
+    /// Registrations per source address.
+    RegisterIp,
+    /// Searches and username checks per user.
+    Search,
+    /// `send_message` per user.
+    SendMessage,
+    /// Per (sender, receiver).
+    Typing,
+    /// Key claims per caller.
+    Claim,
+    /// Key claims per (caller, target device).
+    ClaimDevice,
+    /// One-time keys taken per target device, from all callers.
+    ClaimTarget,
+    /// MLS key-package claims per caller.
+    MlsClaim,
+    /// MLS key-package claims per (caller, target device).
+    MlsClaimDevice,
+    /// MLS key packages taken per target device, from all callers.
+    MlsClaimTarget,
+    /// Uploads per user.
+    Upload,
+    /// Password checks under a token per user.
+    PasswordChange,
+    /// Look-ups of other users per user.
+    Directory,
+    /// Username changes per user.
+    UsernameChange,
+    /// WebSocket connections per user.
+    Connect,
+    /// Key uploads per device (identity keys) or identity (MLS key packages).
+    KeyUpload,
+    /// Per WebSocket connection.
+    WsFrames,
+    /// Per user and process, in memory ([`Limiter::hit_local`]).
+    RestWrite,
+    /// Per user and process, in memory ([`Limiter::hit_local`]).
+    RestRead,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 22] = [
+        Scope::LoginAccount,
+        Scope::LoginSubjectIp,
+        Scope::LoginIp,
+        Scope::RegisterIp,
+        Scope::Search,
+        Scope::SendMessage,
+        Scope::Typing,
+        Scope::Claim,
+        Scope::ClaimDevice,
+        Scope::ClaimTarget,
+        Scope::MlsClaim,
+        Scope::MlsClaimDevice,
+        Scope::MlsClaimTarget,
+        Scope::Upload,
+        Scope::PasswordChange,
+        Scope::Directory,
+        Scope::UsernameChange,
+        Scope::Connect,
+        Scope::KeyUpload,
+        Scope::WsFrames,
+        Scope::RestWrite,
+        Scope::RestRead,
+    ];
+
+    /// The prefix of its counter keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::LoginAccount => "login_account",
+            Scope::LoginSubjectIp => "login_subject_ip",
+            Scope::LoginIp => "login_ip",
+            Scope::RegisterIp => "register_ip",
+            Scope::Search => "search",
+            Scope::SendMessage => "send_message",
+            Scope::Typing => "typing",
+            Scope::Claim => "claim",
+            Scope::ClaimDevice => "claim_device",
+            Scope::ClaimTarget => "claim_target",
+            Scope::MlsClaim => "mls_claim",
+            Scope::MlsClaimDevice => "mls_claim_device",
+            Scope::MlsClaimTarget => "mls_claim_target",
+            Scope::Upload => "upload",
+            Scope::PasswordChange => "password_change",
+            Scope::Directory => "directory",
+            Scope::UsernameChange => "username_change",
+            Scope::Connect => "connect",
+            Scope::KeyUpload => "key_upload",
+            Scope::WsFrames => "ws_frames",
+            Scope::RestWrite => "rest_write",
+            Scope::RestRead => "rest_read",
+        }
+    }
+
+    /// The limit it counts against.
+    pub fn limit(self, limits: &RateLimits) -> Limit {
+        match self {
+            Scope::LoginAccount => limits.login_account,
+            Scope::LoginSubjectIp => limits.login_account_ip,
+            Scope::LoginIp => limits.login_ip,
+            Scope::RegisterIp => limits.register_ip,
+            Scope::Search => limits.search,
+            Scope::SendMessage => limits.send_message,
+            Scope::Typing => limits.typing,
+            Scope::Claim | Scope::MlsClaim => limits.claim,
+            Scope::ClaimDevice | Scope::MlsClaimDevice => limits.claim_device,
+            Scope::ClaimTarget | Scope::MlsClaimTarget => limits.claim_target,
+            Scope::Upload => limits.upload,
+            Scope::PasswordChange => limits.password_change,
+            Scope::Directory => limits.directory,
+            Scope::UsernameChange => limits.username_change,
+            Scope::Connect => limits.connect,
+            Scope::KeyUpload => limits.key_upload,
+            Scope::WsFrames => limits.ws_frames,
+            Scope::RestWrite => limits.rest_write,
+            Scope::RestRead => limits.rest_read,
+        }
+    }
+}
+
+/// The rate limiter of one process: the HMAC key of its counters, the limits, and the refusals it remembers.
 pub struct Limiter {
     key: Hmac<Sha256>,
+    limits: RateLimits,
     /// Counter key → a window known to be full.
     full: Mutex<HashMap<String, Full>>,
     /// (scope, subject) → the window of a limit counted in this process only ([`Limiter::hit_local`]).
@@ -73,16 +206,22 @@ impl std::fmt::Debug for Limiter {
 }
 
 impl Limiter {
-    /// A limiter whose counter keys are derived from `secret` (the JWT secret).
-    pub fn new(secret: &[u8]) -> Self {
+    /// A limiter of `limits` whose counter keys are derived from `secret` (the JWT secret).
+    pub fn new(secret: &[u8], limits: RateLimits) -> Self {
         let mut derive = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
         derive.update(b"messenger rate-limit keys v1");
         let key = Hmac::<Sha256>::new_from_slice(&derive.finalize().into_bytes()).expect("32-byte key");
-        Self { key, full: Mutex::new(HashMap::new()), local: Mutex::new(HashMap::new()) }
+        Self { key, limits, full: Mutex::new(HashMap::new()), local: Mutex::new(HashMap::new()) }
+    }
+
+    /// The limit `scope` counts against.
+    pub fn limit(&self, scope: Scope) -> Limit {
+        scope.limit(&self.limits)
     }
 
     /// The counter key of (`scope`, `subject`).
-    fn counter(&self, scope: &str, subject: &str) -> String {
+    fn counter(&self, scope: Scope, subject: &str) -> String {
+        let scope = scope.name();
         let mut mac = self.key.clone();
         mac.update(scope.as_bytes());
         mac.update(&[0]);
@@ -114,7 +253,7 @@ impl Limiter {
 
     /// How many events of (`scope`, `subject`) this process refused in the current window (0 when it knows
     /// of no full window).
-    pub fn refusals(&self, scope: &str, subject: &str) -> u32 {
+    pub fn refusals(&self, scope: Scope, subject: &str) -> u32 {
         let counter = self.counter(scope, subject);
         let now = crate::time::now_ms();
         let full = self.full.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -123,7 +262,7 @@ impl Limiter {
 
     /// Refuses (`scope`, `subject`) when this process knows its window is full, without asking the database;
     /// [`Limiter::hit`] or [`Limiter::hit_on`] still count an event that passes.
-    pub fn check(&self, scope: &str, subject: &str) -> Result<(), ApiError> {
+    pub fn check(&self, scope: Scope, subject: &str) -> Result<(), ApiError> {
         self.unrefused(scope, subject).map(drop)
     }
 
@@ -131,30 +270,32 @@ impl Limiter {
         self.full.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(counter);
     }
 
-    /// Counts one event for (`scope`, `subject`); fails with 429 once the window already holds `limit.max`.
-    pub async fn hit(&self, db: &Db, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
+    /// Counts one event for (`scope`, `subject`); fails with 429 once the window already holds the scope's
+    /// limit.
+    pub async fn hit(&self, db: &Db, scope: Scope, subject: &str) -> Result<(), ApiError> {
         let (counter, now) = self.unrefused(scope, subject)?;
         let conn = db.conn().await?;
-        self.count(&conn, counter, now, limit).await
+        self.count(&conn, counter, now, self.limit(scope)).await
     }
 
     /// Counts one event like [`Limiter::hit`], on `conn`: inside the caller's write transaction the count
     /// commits or rolls back with the rest of it (one transaction per message sent).
-    pub async fn hit_on(&self, conn: &Conn, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
+    pub async fn hit_on(&self, conn: &Conn, scope: Scope, subject: &str) -> Result<(), ApiError> {
         let (counter, now) = self.unrefused(scope, subject)?;
-        self.count(conn, counter, now, limit).await
+        self.count(conn, counter, now, self.limit(scope)).await
     }
 
     /// Counts one event for (`scope`, `subject`) in this process's memory only, without any database work;
-    /// fails with 429 once the window already holds `limit.max`. For coarse budgets where a counter in the
+    /// fails with 429 once the window already holds the scope's limit. For coarse budgets where a counter in the
     /// database would add a write to every call: each process (each Lambda execution environment) counts on
     /// its own, so the budget of a deployment is `limit.max` per process a user's requests reach, bounded by
     /// the functions' concurrency.
-    pub fn hit_local(&self, scope: &str, subject: &str, limit: Limit) -> Result<(), ApiError> {
+    pub fn hit_local(&self, scope: Scope, subject: &str) -> Result<(), ApiError> {
+        let limit = self.limit(scope);
         let now = crate::time::now_ms();
         let mut local = self.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         make_room(&mut local, now, |w| w.end);
-        let window = local.entry(format!("{scope}\0{subject}")).or_insert(Local { end: 0, count: 0 });
+        let window = local.entry(format!("{}\0{subject}", scope.name())).or_insert(Local { end: 0, count: 0 });
         if window.end <= now {
             *window = Local { end: now.saturating_add(window_ms(limit)), count: 0 };
         }
@@ -166,7 +307,7 @@ impl Limiter {
     }
 
     /// The counter of (`scope`, `subject`) and the time, or the 429 this process remembers for it.
-    fn unrefused(&self, scope: &str, subject: &str) -> Result<(String, i64), ApiError> {
+    fn unrefused(&self, scope: Scope, subject: &str) -> Result<(String, i64), ApiError> {
         let now = crate::time::now_ms();
         let counter = self.counter(scope, subject);
         match self.remembered(&counter, now) {
@@ -194,7 +335,7 @@ impl Limiter {
     }
 
     /// Forgets the counter of (`scope`, `subject`), e.g. after a successful login.
-    pub async fn clear(&self, db: &Db, scope: &str, subject: &str) -> Result<(), ApiError> {
+    pub async fn clear(&self, db: &Db, scope: Scope, subject: &str) -> Result<(), ApiError> {
         let counter = self.counter(scope, subject);
         self.forget(&counter);
         let conn = db.conn().await?;
@@ -208,8 +349,36 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn limiter() -> Limiter {
-        Limiter::new(b"a test secret of at least thirty-two bytes")
+    /// The scope most tests count in.
+    const T: Scope = Scope::Search;
+
+    /// Every scope limited to `limit`.
+    fn every(limit: Limit) -> RateLimits {
+        RateLimits {
+            login_account: limit,
+            login_account_ip: limit,
+            login_ip: limit,
+            register_ip: limit,
+            search: limit,
+            send_message: limit,
+            typing: limit,
+            claim: limit,
+            claim_device: limit,
+            claim_target: limit,
+            upload: limit,
+            password_change: limit,
+            directory: limit,
+            username_change: limit,
+            connect: limit,
+            key_upload: limit,
+            ws_frames: limit,
+            rest_write: limit,
+            rest_read: limit,
+        }
+    }
+
+    fn limiter(limit: Limit) -> Limiter {
+        Limiter::new(b"a test secret of at least thirty-two bytes", every(limit))
     }
 
     async fn db() -> (tempfile::TempDir, Db) {
@@ -222,18 +391,18 @@ mod tests {
     #[tokio::test]
     async fn the_event_after_the_limit_is_refused_with_retry_after() {
         let (_dir, db) = db().await;
-        let l = limiter();
         let limit = Limit { max: 3, window: Duration::from_secs(60) };
+        let l = limiter(limit);
         for _ in 0..3 {
-            l.hit(&db, "t", "alice", limit).await.unwrap();
+            l.hit(&db, T, "alice").await.unwrap();
         }
-        match l.hit(&db, "t", "alice", limit).await {
+        match l.hit(&db, T, "alice").await {
             Err(ApiError::RateLimited { retry_after }) => assert!((1..=60).contains(&retry_after)),
             other => panic!("expected 429, got {other:?}"),
         }
-        l.hit(&db, "t", "bob", limit).await.expect("other subjects have their own window");
-        l.clear(&db, "t", "alice").await.unwrap();
-        l.hit(&db, "t", "alice", limit).await.expect("a cleared counter starts over");
+        l.hit(&db, T, "bob").await.expect("other subjects have their own window");
+        l.clear(&db, T, "alice").await.unwrap();
+        l.hit(&db, T, "alice").await.expect("a cleared counter starts over");
     }
 
     /// `PRAGMA data_version` of another connection changes whenever a write is committed.
@@ -246,16 +415,16 @@ mod tests {
     async fn refusals_write_nothing_neither_in_the_database_nor_through_a_fresh_process() {
         let (dir, db) = db().await;
         let limit = Limit { max: 2, window: Duration::from_secs(60) };
-        let l = limiter();
-        l.hit(&db, "t", "x", limit).await.unwrap();
-        l.hit(&db, "t", "x", limit).await.unwrap();
+        let l = limiter(limit);
+        l.hit(&db, T, "x").await.unwrap();
+        l.hit(&db, T, "x").await.unwrap();
         let watcher = Db::open(&format!("file:{}", dir.path().join("r.db").display()), None).await.unwrap();
         let before = data_version(&watcher).await;
         // This process remembers the refusal; another one (a second limiter) asks the database, whose
         // counting statement changes nothing once the window is full.
-        for l in [&l, &limiter()] {
+        for l in [&l, &limiter(limit)] {
             for _ in 0..20 {
-                assert!(matches!(l.hit(&db, "t", "x", limit).await, Err(ApiError::RateLimited { .. })));
+                assert!(matches!(l.hit(&db, T, "x").await, Err(ApiError::RateLimited { .. })));
             }
         }
         assert_eq!(data_version(&watcher).await, before, "a refused hit wrote to the database");
@@ -269,9 +438,9 @@ mod tests {
     async fn keys_are_keyed_hashes_that_hold_no_subject() {
         let (_dir, db) = db().await;
         let limit = Limit { max: 5, window: Duration::from_secs(60) };
-        limiter().hit(&db, "login_account", "15550100001", limit).await.unwrap();
-        Limiter::new(b"another secret of at least thirty-two bytes")
-            .hit(&db, "login_account", "15550100001", limit)
+        limiter(limit).hit(&db, Scope::LoginAccount, "15550100001").await.unwrap();
+        Limiter::new(b"another secret of at least thirty-two bytes", every(limit))
+            .hit(&db, Scope::LoginAccount, "15550100001")
             .await
             .unwrap();
         let conn = db.conn().await.unwrap();
@@ -282,38 +451,47 @@ mod tests {
         }
         assert_eq!(keys.len(), 2, "another secret gives another key: {keys:?}");
         assert!(keys.iter().all(|k| k.starts_with("login_account:") && !k.contains("5550100001")), "{keys:?}");
-        assert_eq!(limiter().counter("s", "a"), limiter().counter("s", "a"), "stable for one secret");
+        assert_eq!(limiter(limit).counter(T, "a"), limiter(limit).counter(T, "a"), "stable for one secret");
     }
 
     #[tokio::test]
     async fn refusals_are_counted_per_full_window() {
         let (_dir, db) = db().await;
-        let l = limiter();
         let limit = Limit { max: 2, window: Duration::from_millis(300) };
-        l.hit(&db, "t", "x", limit).await.unwrap();
-        l.check("t", "x").expect("a window with room passes the check");
-        l.hit(&db, "t", "x", limit).await.unwrap();
-        assert_eq!(l.refusals("t", "x"), 0, "a full window refused nothing yet");
-        assert!(l.hit(&db, "t", "x", limit).await.is_err());
-        assert_eq!(l.refusals("t", "x"), 1);
-        assert!(l.check("t", "x").is_err(), "known full without asking the database");
-        assert!(l.hit(&db, "t", "x", limit).await.is_err());
-        assert_eq!(l.refusals("t", "x"), 3);
-        assert_eq!(l.refusals("t", "y"), 0, "each subject has its own count");
-        assert_eq!(limiter().refusals("t", "x"), 0, "refusals are this process's");
+        let l = limiter(limit);
+        l.hit(&db, T, "x").await.unwrap();
+        l.check(T, "x").expect("a window with room passes the check");
+        l.hit(&db, T, "x").await.unwrap();
+        assert_eq!(l.refusals(T, "x"), 0, "a full window refused nothing yet");
+        assert!(l.hit(&db, T, "x").await.is_err());
+        assert_eq!(l.refusals(T, "x"), 1);
+        assert!(l.check(T, "x").is_err(), "known full without asking the database");
+        assert!(l.hit(&db, T, "x").await.is_err());
+        assert_eq!(l.refusals(T, "x"), 3);
+        assert_eq!(l.refusals(T, "y"), 0, "each subject has its own count");
+        assert_eq!(limiter(limit).refusals(T, "x"), 0, "refusals are this process's");
         tokio::time::sleep(Duration::from_millis(350)).await;
-        assert_eq!(l.refusals("t", "x"), 0, "a new window starts with none");
-        l.hit(&db, "t", "x", limit).await.unwrap();
+        assert_eq!(l.refusals(T, "x"), 0, "a new window starts with none");
+        l.hit(&db, T, "x").await.unwrap();
+    }
+
+    #[test]
+    fn every_scope_has_counters_of_its_own() {
+        let names: std::collections::HashSet<&str> = Scope::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(names.len(), Scope::ALL.len(), "two scopes share a counter prefix");
+        let limits = RateLimits::default();
+        assert_eq!(Scope::MlsClaim.limit(&limits), limits.claim);
+        assert_eq!(Scope::LoginSubjectIp.limit(&limits), limits.login_account_ip);
     }
 
     #[tokio::test]
     async fn a_new_window_starts_after_the_old_one_passed() {
         let (_dir, db) = db().await;
-        let l = limiter();
         let limit = Limit { max: 1, window: Duration::from_millis(50) };
-        l.hit(&db, "t", "x", limit).await.unwrap();
-        assert!(l.hit(&db, "t", "x", limit).await.is_err());
+        let l = limiter(limit);
+        l.hit(&db, T, "x").await.unwrap();
+        assert!(l.hit(&db, T, "x").await.is_err());
         tokio::time::sleep(Duration::from_millis(80)).await;
-        l.hit(&db, "t", "x", limit).await.unwrap();
+        l.hit(&db, T, "x").await.unwrap();
     }
 }

@@ -44,7 +44,7 @@ impl AppState {
             }
             None => None,
         };
-        let limiter = Limiter::new(config.jwt_secret.expose().as_bytes());
+        let limiter = Limiter::new(config.jwt_secret.expose().as_bytes(), config.rate_limits.clone());
         let sessions = SessionCache::new(config.ws_session_cache);
         Ok(Self { jwt: JwtKeys::new(&config), db, storage, push, limiter, sessions, config })
     }

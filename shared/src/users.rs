@@ -4,12 +4,13 @@
 pub use crate::db::users::UserRow;
 
 use crate::error::ApiError;
+use crate::ratelimit::Scope;
 use crate::state::AppState;
 
 /// Counts one look-up of other users by `viewer` under `RATE_LIMIT_DIRECTORY`: the user list, profiles,
 /// device lists, legacy keys and contact names share one budget, since each answers whether an id exists.
 pub async fn count_lookup(state: &AppState, viewer: i64) -> Result<(), ApiError> {
-    state.limiter.hit(&state.db, "directory", &viewer.to_string(), state.config.rate_limits.directory).await
+    state.limiter.hit(&state.db, Scope::Directory, &viewer.to_string()).await
 }
 
 /// Avatar frames of API.md §10.1: id, original name, colour hint.

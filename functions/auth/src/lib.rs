@@ -3,6 +3,7 @@
 use shared::api::{Caller, Router};
 use shared::auth::{AuthUser, LoginName, check_login, hash_password};
 use shared::error::{FieldError, OnConstraint as _};
+use shared::ratelimit::Scope;
 use shared::time::now_ms;
 use shared::users::{normalize_phone, search_text};
 use shared::{ApiError, AppState, db};
@@ -136,7 +137,7 @@ async fn register(state: &AppState, caller: Caller, input: RegisterRequest) -> R
     checks.finish()?;
     let password = password.unwrap_or_default();
 
-    state.limiter.hit(&state.db, "register_ip", &caller.source_ip, state.config.rate_limits.register_ip).await?;
+    state.limiter.hit(&state.db, Scope::RegisterIp, &caller.source_ip).await?;
     {
         let conn = state.db.conn().await?;
         if db::users::phone_exists(&conn, &phone).await? {

@@ -3,6 +3,7 @@
 use shared::api::Router;
 use shared::auth::AuthUser;
 use shared::files::kind;
+use shared::ratelimit::Scope;
 use shared::storage::{ImageType, new_key};
 use shared::{ApiError, AppState, db};
 use wire::files::{PresignRequest, PresignUpload, Presigned, PresignedHeaders, UploadFile, Uploaded};
@@ -48,7 +49,7 @@ async fn upload_file(state: &AppState, user: AuthUser, part: FileUpload) -> Resu
         return Err(ApiError::with_detail(ErrorCode::PayloadTooLarge, TOO_LARGE_FOR_DIRECT_UPLOAD));
     }
     let image = ImageType::detect(&part.file).ok_or(ApiError::code(ErrorCode::InvalidImage))?;
-    state.limiter.hit(&state.db, "upload", &user.id.to_string(), state.config.rate_limits.upload).await?;
+    state.limiter.hit(&state.db, Scope::Upload, &user.id.to_string()).await?;
     let key = new_key();
     let size = part.file.len() as u64;
     // The row comes first: an object in S3 is always owned by someone and visible to the clean-up.
@@ -89,7 +90,7 @@ async fn presign_upload(state: &AppState, user: AuthUser, input: PresignRequest)
     if !valid_content_type(&content_type) {
         return Err(ApiError::field("content_type", "must be a MIME type such as application/octet-stream"));
     }
-    state.limiter.hit(&state.db, "upload", &user.id.to_string(), state.config.rate_limits.upload).await?;
+    state.limiter.hit(&state.db, Scope::Upload, &user.id.to_string()).await?;
     let key = new_key();
     record(state, &key, user.id, kind::PRESIGNED, &content_type, size).await?;
     let put = state.storage.presign_put(&key, &content_type, size).await?;

@@ -7,6 +7,7 @@ use shared::api::Router;
 use shared::auth::AuthUser;
 use shared::db::keys::KeyIdUse;
 use shared::keys::{broadcast_key_change, decode, delete_device_rows, encode};
+use shared::ratelimit::Scope;
 use shared::{ApiError, AppState, db, realtime};
 use wire::keys::{
     ClaimKeys, ClaimKeysRequest, ClaimedDevice, ClaimedKeys, CountKeys, DeleteDevice, DeleteDeviceRequest, Device,
@@ -111,7 +112,7 @@ async fn upload_keys(state: &AppState, user: AuthUser, input: UploadKeysRequest)
     let identity = identity_part(&input)?;
     // An identity change is announced to every peer.
     let device = format!("{}:{}", user.id, user.device_id);
-    state.limiter.hit(&state.db, "key_upload", &device, state.config.rate_limits.key_upload).await?;
+    state.limiter.hit(&state.db, Scope::KeyUpload, &device).await?;
     let spk = match &input.signed_prekey {
         None => None,
         Some(spk) => Some((
@@ -246,8 +247,7 @@ async fn claim_keys(state: &AppState, user: AuthUser, input: ClaimKeysRequest) -
     if wanted.as_ref().is_some_and(|w| w.len() > MAX_CLAIMED_DEVICES) {
         return Err(ApiError::field("device_ids", "must be a list of at most 100 device ids"));
     }
-    let limits = &state.config.rate_limits;
-    state.limiter.hit(&state.db, "claim", &user.id.to_string(), limits.claim).await?;
+    state.limiter.hit(&state.db, Scope::Claim, &user.id.to_string()).await?;
     let claimable = |devices: Vec<db::keys::Claimable>| {
         let mut devices = devices;
         devices.retain(|d| wanted.as_ref().is_none_or(|w| w.contains(&d.device_id)));
@@ -263,7 +263,7 @@ async fn claim_keys(state: &AppState, user: AuthUser, input: ClaimKeysRequest) -
     // Every per-device limit is counted before any key is taken, so a refused request consumes none.
     for device in &devices {
         let subject = format!("{}:{}", user.id, device.device_id);
-        state.limiter.hit(&state.db, "claim_device", &subject, limits.claim_device).await?;
+        state.limiter.hit(&state.db, Scope::ClaimDevice, &subject).await?;
     }
     let conn = state.db.conn().await?;
     let tx = conn.write_tx().await?;
@@ -271,7 +271,7 @@ async fn claim_keys(state: &AppState, user: AuthUser, input: ClaimKeysRequest) -
     let devices = claimable(db::keys::claimable_devices(&tx, target).await?);
     let mut out = Vec::with_capacity(devices.len());
     for d in devices {
-        let otk = match state.limiter.hit_on(&tx, "claim_target", &d.device_id, limits.claim_target).await {
+        let otk = match state.limiter.hit_on(&tx, Scope::ClaimTarget, &d.device_id).await {
             Ok(()) => db::keys::take_one_time_key(&tx, &d.device_id).await?,
             Err(ApiError::RateLimited { .. }) => None,
             Err(other) => return Err(other),

@@ -18,6 +18,7 @@ use sha2::Digest as _;
 use shared::api::Router;
 use shared::auth::AuthUser;
 use shared::keys::{decode, encode};
+use shared::ratelimit::Scope;
 use shared::{ApiError, AppState, db};
 use wire::mls::{
     ClaimKeyPackages, ClaimKeyPackagesRequest, ClaimedKeyPackage, ClaimedKeyPackages, CountKeyPackages,
@@ -234,7 +235,7 @@ async fn upload_key_packages(
     }
     let device = user.device_id.as_str();
     let identity = format!("{}:{device}", user.id);
-    state.limiter.hit(&state.db, "key_upload", &identity, state.config.rate_limits.key_upload).await?;
+    state.limiter.hit(&state.db, Scope::KeyUpload, &identity).await?;
     let signing_key = {
         let conn = state.db.conn().await?;
         db::keys::identity(&conn, device).await?.ok_or(ApiError::code(ErrorCode::NoDeviceKeys))?.signing_key
@@ -294,8 +295,7 @@ async fn claim_key_packages(
     }
     users.sort_unstable();
     users.dedup();
-    let limits = &state.config.rate_limits;
-    state.limiter.hit(&state.db, "mls_claim", &user.id.to_string(), limits.claim).await?;
+    state.limiter.hit(&state.db, Scope::MlsClaim, &user.id.to_string()).await?;
     let holders = {
         let conn = state.db.conn().await?;
         if db::mls::live_count(&conn, &users).await? != users.len() as i64 {
@@ -305,7 +305,7 @@ async fn claim_key_packages(
     };
     for holder in &holders {
         let subject = format!("{}:{}", user.id, holder.device_id);
-        state.limiter.hit(&state.db, "mls_claim_device", &subject, limits.claim_device).await?;
+        state.limiter.hit(&state.db, Scope::MlsClaimDevice, &subject).await?;
     }
     let conn = state.db.conn().await?;
     let tx = conn.write_tx().await?;
@@ -313,7 +313,7 @@ async fn claim_key_packages(
     let mut out = Vec::new();
     // Read again under the writer: devices removed meanwhile have no packages left.
     for holder in db::mls::holders(&tx, &users).await? {
-        let taken = match state.limiter.hit_on(&tx, "mls_claim_target", &holder.device_id, limits.claim_target).await {
+        let taken = match state.limiter.hit_on(&tx, Scope::MlsClaimTarget, &holder.device_id).await {
             Ok(()) => db::mls::take(&tx, &holder.device_id, now, now_ms).await?,
             Err(ApiError::RateLimited { .. }) => db::mls::last_resort(&tx, &holder.device_id, now).await?,
             Err(other) => return Err(other),

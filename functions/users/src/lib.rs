@@ -6,6 +6,7 @@ use shared::auth::AuthUser;
 use shared::db::users::PrivacyUpdate;
 use shared::error::OnConstraint as _;
 use shared::privacy::{public_view, public_views, self_view};
+use shared::ratelimit::Scope;
 use shared::storage::{ImageType, new_key};
 use shared::users::{AVATAR_FRAMES, PRESET_AVATAR_IDS, UserRow, search_text, valid_username};
 use shared::{ApiError, AppState, db};
@@ -68,8 +69,7 @@ async fn set_username(state: &AppState, user: AuthUser, input: SetUsernameReques
     }
     let row = load_self(state, &user).await?;
     if row.username.as_deref() != Some(name.as_str()) {
-        let limit = state.config.rate_limits.username_change;
-        state.limiter.hit(&state.db, "username_change", &user.id.to_string(), limit).await?;
+        state.limiter.hit(&state.db, Scope::UsernameChange, &user.id.to_string()).await?;
         let conn = state.db.conn().await?;
         let text = search_text(Some(&name), row.first_name.as_deref(), row.last_name.as_deref());
         db::users::set_username(&conn, user.id, &name, &text).await.on_unique(ErrorCode::UsernameTaken.into())?;
@@ -84,7 +84,7 @@ async fn check_availability(
     input: CheckAvailabilityRequest,
 ) -> Result<Availability, ApiError> {
     let name = input.username.trim().to_owned();
-    state.limiter.hit(&state.db, "search", &user.id.to_string(), state.config.rate_limits.search).await?;
+    state.limiter.hit(&state.db, Scope::Search, &user.id.to_string()).await?;
     if !valid_username(&name) {
         return Ok(Availability { available: false, reason: Some(UnavailableReason::Invalid) });
     }
@@ -180,7 +180,7 @@ async fn search_users(state: &AppState, user: AuthUser, input: SearchUsersReques
     if query.chars().count() > 64 {
         return Err(ApiError::field("query", "must be at most 64 characters"));
     }
-    state.limiter.hit(&state.db, "search", &user.id.to_string(), state.config.rate_limits.search).await?;
+    state.limiter.hit(&state.db, Scope::Search, &user.id.to_string()).await?;
     if query.chars().count() < 2 {
         return Ok(Vec::new());
     }
@@ -351,7 +351,7 @@ async fn upload_avatar(state: &AppState, user: AuthUser, input: FileUpload) -> R
         return Err(ApiError::with_detail(ErrorCode::PayloadTooLarge, "Avatar too large"));
     }
     let kind = ImageType::detect(&data).ok_or(ErrorCode::InvalidImage)?;
-    state.limiter.hit(&state.db, "upload", &user.id.to_string(), state.config.rate_limits.upload).await?;
+    state.limiter.hit(&state.db, Scope::Upload, &user.id.to_string()).await?;
     let key = new_key();
     let size = i64::try_from(data.len()).unwrap_or(i64::MAX);
     state.storage.put(&key, data, kind.mime()).await?;

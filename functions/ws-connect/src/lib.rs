@@ -4,6 +4,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt as _, Response};
 use shared::auth::{authenticate_token, bearer_token};
 use shared::db::connections::NewConnection;
+use shared::ratelimit::Scope;
 use shared::{ApiError, AppState, db, realtime};
 use wire::ErrorCode;
 
@@ -48,7 +49,7 @@ async fn connect(state: &AppState, req: &Request) -> Result<Response<Body>, ApiE
     let (token, by_subprotocol) = token_of(req)?;
     let user = authenticate_token(state, &token).await?;
     // Each connection (and its disconnect) is announced to every peer.
-    state.limiter.hit(&state.db, "connect", &user.id.to_string(), state.config.rate_limits.connect).await?;
+    state.limiter.hit(&state.db, Scope::Connect, &user.id.to_string()).await?;
 
     let (conns, first) = {
         let conn = state.db.conn().await?;

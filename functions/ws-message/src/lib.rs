@@ -13,6 +13,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use shared::auth::AuthUser;
 use shared::db::messages::NewMessage;
 use shared::messages::{self, MessageRow};
+use shared::ratelimit::Scope;
 use shared::time::{format_ms, now_ms};
 use shared::{ApiError, AppState, db, realtime};
 use wire::ErrorCode;
@@ -148,7 +149,7 @@ fn ok() -> Response<Body> {
 }
 
 /// The rate-limit scope of every frame of a connection.
-const FRAMES: &str = "ws_frames";
+const FRAMES: Scope = Scope::WsFrames;
 
 /// Serves one WebSocket event; the answer always is 200, results travel as pushed events.
 ///
@@ -171,8 +172,7 @@ pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
     let decoded = decode(&route, frame);
     // Sends count their frame inside their own write transaction.
     if !matches!(decoded, Ok(ClientAction::SendMessage(_) | ClientAction::SendGroupMessage(_))) {
-        let limit = state.config.rate_limits.ws_frames;
-        if let Err(e) = state.limiter.hit(&state.db, FRAMES, &connection_id, limit).await {
+        if let Err(e) = state.limiter.hit(&state.db, FRAMES, &connection_id).await {
             fail(state, &connection_id, frame, e.into()).await;
             return ok();
         }
@@ -219,7 +219,7 @@ async fn fail(state: &AppState, connection_id: &str, frame: &[u8], Failed(code):
 /// into a full window is closed (its client reconnects through `$connect`, which has its own limit).
 async fn over_budget(state: &AppState, connection_id: &str, frame: &[u8]) {
     let refusals = state.limiter.refusals(FRAMES, connection_id);
-    if refusals >= state.config.rate_limits.ws_frames.max.max(1) {
+    if refusals >= state.limiter.limit(FRAMES).max.max(1) {
         tracing::warn!("connection closed: frames far over its budget");
         realtime::close(state, &[connection_id.to_owned()]).await;
     } else if refusals <= 1 {
@@ -320,7 +320,7 @@ async fn send_message(
     // waiting behind a queue that grows with the load.
     let tx = conn.write_tx_queued(state.config.send_queue_limit).await?;
     // The frame counts first, whatever follows (a refusal writes nothing).
-    state.limiter.hit_on(&tx, FRAMES, connection_id, state.config.rate_limits.ws_frames).await?;
+    state.limiter.hit_on(&tx, FRAMES, connection_id).await?;
     if input.client_msg_id.as_deref().is_some_and(|id| !valid_client_msg_id(id)) {
         return refuse(tx, Failed(WsErrorCode::InvalidClientMsgId)).await;
     }
@@ -343,8 +343,7 @@ async fn send_message(
         Err(refused) => return refuse(tx, refused).await,
     };
     // A refusal is `rate_limited`; a limiter that could not count is not (see `From<ApiError> for Failed`).
-    let limit = state.config.rate_limits.send_message;
-    state.limiter.hit_on(&tx, "send_message", &user.id.to_string(), limit).await?;
+    state.limiter.hit_on(&tx, Scope::SendMessage, &user.id.to_string()).await?;
     let allowed = match allowed(state, &tx, user.id, &checked, input.media_url.as_deref(), listed_envelopes).await {
         Ok(allowed) => allowed,
         Err(refused) => return refuse(tx, refused).await,
@@ -437,7 +436,7 @@ async fn send_group_message(
     let now = now_ms();
     let conn = state.db.conn().await?;
     let tx = conn.write_tx_queued(state.config.send_queue_limit).await?;
-    state.limiter.hit_on(&tx, FRAMES, connection_id, state.config.rate_limits.ws_frames).await?;
+    state.limiter.hit_on(&tx, FRAMES, connection_id).await?;
     if input.client_msg_id.as_deref().is_some_and(|id| !valid_client_msg_id(id)) {
         return refuse(tx, Failed(WsErrorCode::InvalidClientMsgId)).await;
     }
@@ -457,8 +456,7 @@ async fn send_group_message(
         Ok(checked) => checked,
         Err(refused) => return refuse(tx, refused).await,
     };
-    let limit = state.config.rate_limits.send_message;
-    state.limiter.hit_on(&tx, "send_message", &user.id.to_string(), limit).await?;
+    state.limiter.hit_on(&tx, Scope::SendMessage, &user.id.to_string()).await?;
     let group = match db::mls_groups::member(&tx, group_id, &user.device_id).await? {
         Some(_) => db::mls_groups::get_for(&tx, group_id, user.id).await?,
         None => None,
@@ -596,7 +594,7 @@ async fn typing(state: &AppState, user: &AuthUser, input: Typing) -> Result<(), 
         return Ok(());
     }
     let pair = format!("{}:{receiver_id}", user.id);
-    if state.limiter.hit(&state.db, "typing", &pair, state.config.rate_limits.typing).await.is_err() {
+    if state.limiter.hit(&state.db, Scope::Typing, &pair).await.is_err() {
         return Ok(());
     }
     let event = ServerEvent::Typing(TypingEvent { sender_id: user.id, is_typing: input.is_typing });

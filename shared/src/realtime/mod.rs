@@ -16,7 +16,5 @@ pub mod presence;
 pub mod sessions;
 pub mod transport;
 
-pub use crate::realtime::connections::{
-    close, close_user_connections, forget, push_to_users, split_live,
-};
+pub use crate::realtime::connections::{close, close_user_connections, forget, push_to_users, split_live};
 pub use crate::realtime::fanout::{broadcast_presence, push};

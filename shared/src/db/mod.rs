@@ -17,6 +17,8 @@ pub mod messages;
 pub mod mls;
 pub mod mls_groups;
 pub mod objects;
+#[cfg(test)]
+mod plans;
 mod pool;
 pub mod rate_limits;
 mod statements;
@@ -44,6 +46,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "0011_mls_groups", include_str!("../../../migrations/0011_mls_groups.sql")),
     (12, "0012_mls_commits", include_str!("../../../migrations/0012_mls_commits.sql")),
     (13, "0013_mls_messages", include_str!("../../../migrations/0013_mls_messages.sql")),
+    (14, "0014_plan_indexes", include_str!("../../../migrations/0014_plan_indexes.sql")),
 ];
 
 /// The schema version this build expects.

@@ -596,6 +596,14 @@ impl TestApp {
         Ws { stream }
     }
 
+    /// Two new users (who share no conversation yet), each online with one WebSocket connection:
+    /// `(alice, alice's socket, bob, bob's socket)`.
+    pub async fn two_online(&self) -> (TestUser, Ws, TestUser, Ws) {
+        let (alice, bob) = (self.user().await, self.user().await);
+        let (a, b) = (self.ws(&alice.token).await, self.ws(&bob.token).await);
+        (alice, a, bob, b)
+    }
+
     /// Inserts messages straight into the database (for arranging large histories).
     pub async fn insert_messages(&self, from: i64, to: i64, count: usize) -> Vec<i64> {
         let conn = self.db().await;

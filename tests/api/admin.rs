@@ -328,9 +328,7 @@ async fn deleting_a_user_is_account_deletion_and_needs_confirming() {
 async fn messages_show_metadata_only_and_delete_for_everyone() {
     let app = TestApp::spawn().await;
     let op = operator(&app).await;
-    let (alice, bob) = (app.user().await, app.user().await);
-    let mut a_ws = app.ws(&alice.token).await;
-    let mut b_ws = app.ws(&bob.token).await;
+    let (alice, mut a_ws, bob, mut b_ws) = app.two_online().await;
     let secret = "ciphertext-that-the-panel-never-shows";
     let id = alice.send_via(&mut a_ws, bob.id, secret).await;
     b_ws.expect("new_message").await;

@@ -251,10 +251,7 @@ async fn active_chats_follow_clearing_and_deletion() {
 #[tokio::test]
 async fn deleting_a_message_for_everyone_or_for_me() {
     let app = TestApp::spawn().await;
-    let alice = app.user().await;
-    let bob = app.user().await;
-    let mut a = app.ws(&alice.token).await;
-    let mut b = app.ws(&bob.token).await;
+    let (alice, mut a, bob, mut b) = app.two_online().await;
     let m1 = alice.send_via(&mut a, bob.id, "one").await;
     let m2 = alice.send_via(&mut a, bob.id, "two").await;
     b.expect("new_message").await;
@@ -294,10 +291,7 @@ async fn deleting_a_message_for_everyone_or_for_me() {
 #[tokio::test]
 async fn clearing_a_chat_for_me_keeps_the_peers_copy_and_for_everyone_tells_both() {
     let app = TestApp::spawn().await;
-    let alice = app.user().await;
-    let bob = app.user().await;
-    let mut a = app.ws(&alice.token).await;
-    let mut b = app.ws(&bob.token).await;
+    let (alice, mut a, bob, mut b) = app.two_online().await;
     alice.send_via(&mut a, bob.id, "1").await;
     b.expect("new_message").await;
     let last = bob.send_via(&mut b, alice.id, "2").await;

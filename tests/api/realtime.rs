@@ -82,10 +82,7 @@ async fn a_message_reaches_every_receiver_connection_and_the_senders_other_ones(
 #[tokio::test]
 async fn a_retried_client_msg_id_stores_one_message() {
     let app = TestApp::spawn().await;
-    let alice = app.user().await;
-    let bob = app.user().await;
-    let mut a = app.ws(&alice.token).await;
-    let mut b = app.ws(&bob.token).await;
+    let (alice, mut a, bob, mut b) = app.two_online().await;
     let frame = json!({"action": "send_message", "receiver_id": bob.id, "encrypted_content": "once", "client_msg_id": "retry-1"});
     a.send(&frame).await;
     let first = a.expect("message_sent").await;
@@ -215,10 +212,7 @@ async fn sends_over_the_rate_limit_are_refused_with_an_error_naming_the_message(
 #[tokio::test]
 async fn typing_is_relayed_only_within_a_conversation_and_per_privacy() {
     let app = TestApp::spawn().await;
-    let alice = app.user().await;
-    let bob = app.user().await;
-    let mut a = app.ws(&alice.token).await;
-    let mut b = app.ws(&bob.token).await;
+    let (alice, mut a, bob, mut b) = app.two_online().await;
     a.send(&json!({"action": "typing", "receiver_id": bob.id, "is_typing": true})).await;
     b.expect_quiet().await;
     alice.send_via(&mut a, bob.id, "hi").await;
@@ -238,10 +232,7 @@ async fn typing_is_relayed_only_within_a_conversation_and_per_privacy() {
 #[tokio::test]
 async fn read_receipts_are_sent_only_when_both_users_show_them() {
     let app = TestApp::spawn().await;
-    let alice = app.user().await;
-    let bob = app.user().await;
-    let mut a = app.ws(&alice.token).await;
-    let mut b = app.ws(&bob.token).await;
+    let (alice, mut a, bob, mut b) = app.two_online().await;
     let m1 = alice.send_via(&mut a, bob.id, "one").await;
     let m2 = alice.send_via(&mut a, bob.id, "two").await;
     b.expect("new_message").await;

@@ -1,7 +1,8 @@
 //! The module graph of this crate stays acyclic, and the lower layers never reach the process state.
 //!
-//! The graph comes from the source text: every `crate::` path outside comments and `#[cfg(test)]`
-//! modules is an edge from the file's module to the longest module prefix of the path.
+//! The graph comes from the source text: every path outside comments and `#[cfg(test)]` modules, whether
+//! `crate::`, `super::`, `self::` or a `use` of a child module, is an edge from the file's module to the
+//! longest module prefix of the path it names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -65,9 +66,18 @@ fn expand(path: &str, out: &mut Vec<String>) {
 
 /// Every `crate::` path of `code`, braces expanded.
 fn paths_of(code: &str) -> Vec<String> {
+    paths_after(code, "crate::")
+}
+
+/// Every path of `code` that begins with `start` (`crate::`, `super::`, …), without it, braces expanded.
+fn paths_after(code: &str, start: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for (i, _) in code.match_indices("crate::") {
-        let rest = &code[i + "crate::".len()..];
+    for (i, _) in code.match_indices(start) {
+        // A whole path segment only: not the tail of `super::super::` or of another name.
+        if code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+            continue;
+        }
+        let rest = &code[i + start.len()..];
         let mut depth = 0;
         let end = rest
             .char_indices()
@@ -89,6 +99,32 @@ fn paths_of(code: &str) -> Vec<String> {
     out
 }
 
+/// The crate-relative paths of `code` in module `module`: `crate::` paths, `super::` and `self::` ones, and
+/// `use` paths that begin with a child module (`pub use pool::Conn;` in `db`).
+fn resolved_paths(code: &str, module: &str, modules: &BTreeSet<String>) -> Vec<String> {
+    let join = |base: &str, path: &str| if base.is_empty() { path.to_owned() } else { format!("{base}::{path}") };
+    let parent = module.rsplit_once("::").map_or("", |(parent, _)| parent);
+    let mut out = paths_of(code);
+    for path in paths_after(code, "super::") {
+        let (mut base, mut rest) = (parent, path.as_str());
+        while let Some(deeper) = rest.strip_prefix("super::") {
+            base = base.rsplit_once("::").map_or("", |(up, _)| up);
+            rest = deeper;
+        }
+        out.push(join(base, rest));
+    }
+    out.extend(paths_after(code, "self::").iter().map(|p| join(module, p)));
+    for line in code.lines() {
+        let line = line.trim_start();
+        let Some(path) = line.strip_prefix("pub use ").or_else(|| line.strip_prefix("use ")) else { continue };
+        let first = path.split("::").next().unwrap_or_default();
+        if modules.contains(&join(module, first)) {
+            out.extend(paths_after(line, &format!("{first}::")).iter().map(|p| join(module, &format!("{first}::{p}"))));
+        }
+    }
+    out
+}
+
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
@@ -98,7 +134,7 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
     for file in &files {
         let from = module_of(&src, file);
         let edges: &mut BTreeSet<String> = graph.entry(from.clone()).or_default();
-        for path in paths_of(&code_of(&std::fs::read_to_string(file).unwrap())) {
+        for path in resolved_paths(&code_of(&std::fs::read_to_string(file).unwrap()), &from, &modules) {
             let segments: Vec<&str> = path.split("::").collect();
             let target = (1..=segments.len()).rev().map(|n| segments[..n].join("::")).find(|m| modules.contains(m));
             if let Some(to) = target
@@ -157,6 +193,22 @@ fn brace_groups_and_renames_expand_to_paths() {
         ["db::self", "db::users::find", "db::users::UserRow", "db::Db", "time::now_ms"]
     );
     assert_eq!(paths_of("pub use crate::db::users::both as receipts;"), ["db::users::both"]);
+}
+
+#[test]
+fn relative_paths_resolve_from_their_module() {
+    let modules: BTreeSet<String> = ["db", "db::pool", "db::group", "db::group::inner"].map(String::from).into();
+    let resolved = |code: &str, module: &str| resolved_paths(code, module, &modules);
+    assert_eq!(
+        resolved("use super::pool::{Limits, overloaded};", "db::group"),
+        ["db::pool::Limits", "db::pool::overloaded"]
+    );
+    assert_eq!(
+        resolved("pub use pool::{Conn, Db};\nuse serde::Deserialize;", "db"),
+        ["db::pool::Conn", "db::pool::Db"]
+    );
+    assert_eq!(resolved("let x = self::inner::f();", "db::group"), ["db::group::inner::f"]);
+    assert_eq!(resolved("use super::super::pool::Conn;", "db::group::inner"), ["db::pool::Conn"]);
 }
 
 #[test]

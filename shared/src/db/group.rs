@@ -19,7 +19,7 @@ use std::time::Duration;
 use libsql::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use super::pool::{Limits, overloaded};
+use super::overload::{QUEUE_TIMEOUT, overloaded, retry};
 use super::statements::Statements;
 
 /// Members of one group at most: the first member of a group waits for the statements of all the others.
@@ -149,10 +149,10 @@ impl Turn {
         Some((conn, std::mem::replace(&mut group.done, fresh)))
     }
 
-    /// Joins the open group, or begins one (retried within `limits`' budget while another process holds the
+    /// Joins the open group, or begins one (retried within `retry_budget` while another process holds the
     /// lock): the member writes inside a savepoint of its own on the file's writer connection, which `connect`
     /// opens the first time.
-    pub(super) async fn join<F, Fut>(self, limits: &Limits, connect: F) -> Result<Member, libsql::Error>
+    pub(super) async fn join<F, Fut>(self, retry_budget: Duration, connect: F) -> Result<Member, libsql::Error>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Connection, libsql::Error>>,
@@ -170,7 +170,7 @@ impl Turn {
             }
         };
         if !open {
-            limits.retry(|| conn.execute("BEGIN IMMEDIATE", ())).await?;
+            retry(retry_budget, || conn.execute("BEGIN IMMEDIATE", ())).await?;
             self.writer.group().open = true;
         }
         if let Err(e) = conn.execute("SAVEPOINT member", ()).await {
@@ -238,7 +238,7 @@ impl Member {
                 Some(false) => return Err(overloaded("the group commit failed")),
                 None => {
                     // Nobody committed in time: while the outcome is unknown, the group is the open one.
-                    let turn = writer.turn(super::pool::QUEUE_TIMEOUT).await?;
+                    let turn = writer.turn(QUEUE_TIMEOUT).await?;
                     if outcome.borrow().is_none() {
                         turn.commit_group().await?;
                     }

@@ -17,6 +17,7 @@ pub mod messages;
 pub mod mls;
 pub mod mls_groups;
 pub mod objects;
+mod overload;
 #[cfg(test)]
 mod plans;
 mod pool;
@@ -25,7 +26,8 @@ mod statements;
 pub mod themes;
 pub mod users;
 
-pub use pool::{Conn, Db, DbOptions, Overloaded, PooledConn, Rows, WriteTx, chain_is_overloaded, is_overloaded};
+pub use overload::{Overloaded, chain_is_overloaded, is_overloaded};
+pub use pool::{Conn, Db, DbOptions, PooledConn, Rows, WriteTx};
 
 use anyhow::Context as _;
 use libsql::Row;

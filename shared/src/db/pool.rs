@@ -16,8 +16,8 @@
 //!   path: an error, an early return, a panic.
 //! - **Overload.** A busy or locked database, a server that refuses connections (Hrana 429) or cannot be
 //!   reached is retried with jittered back-off within [`DbOptions::retry_budget`] when nothing was executed
-//!   (a statement outside a transaction, a `BEGIN`), then reported as [`Overloaded`]: 503
-//!   `service_unavailable` with `Retry-After`, never 500.
+//!   (a statement outside a transaction, a `BEGIN`), then reported as [`super::Overloaded`]: 503
+//!   `service_unavailable` with `Retry-After`, never 500 ([`super::overload`]).
 
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
@@ -29,19 +29,12 @@ use libsql::{Connection, Database, Row, Transaction, TransactionBehavior};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::group::{Member, Writer};
+use super::overload::{QUEUE_TIMEOUT, overloaded};
 use super::statements::{Lease, Statements};
 use crate::config::Secret;
 
 /// Connections kept open for reuse; more are opened on demand and closed when returned.
 const MAX_IDLE: usize = 32;
-
-/// First back-off delay; it doubles up to [`MAX_DELAY`], each sleep a random part of it.
-const FIRST_DELAY: Duration = Duration::from_millis(10);
-const MAX_DELAY: Duration = Duration::from_millis(200);
-
-/// How long a request may queue in the process for a connection or the writer slot: API Gateway's
-/// integration timeout. On AWS an instance serves one request at a time, so only the local stack queues.
-pub(super) const QUEUE_TIMEOUT: Duration = Duration::from_secs(29);
 
 /// How the database layer shares the database with the rest of the world.
 #[derive(Debug, Clone)]
@@ -68,42 +61,6 @@ impl Default for DbOptions {
     }
 }
 
-/// The database was too busy (or unreachable) for the retry budget; nothing was done. Answered with 503.
-#[derive(Debug, thiserror::Error)]
-#[error("database overloaded: {0}")]
-pub struct Overloaded(&'static str);
-
-/// Whether `err` means the database is overloaded or unreachable for now (rather than a bug or bad data).
-pub fn is_overloaded(err: &libsql::Error) -> bool {
-    match err {
-        // SQLITE_BUSY = 5, SQLITE_LOCKED = 6, extended codes keep the primary code in the low byte.
-        libsql::Error::SqliteFailure(code, _) => matches!(code & 0xff, 5 | 6),
-        libsql::Error::RemoteSqliteFailure(code, _, _) => matches!(code & 0xff, 5 | 6 | 9),
-        libsql::Error::Hrana(inner) if inner.downcast_ref::<Overloaded>().is_some() => true,
-        other => {
-            let text = other.to_string();
-            [
-                "status=429",
-                "status=503",
-                "Too Many Requests",
-                "SQLITE_BUSY",
-                "SQLITE_LOCKED",
-                "database is locked",
-                "error trying to connect",
-                "Connection refused",
-                // sqld (and Turso) roll back a transaction that held the write lock past its timeout (5 s)
-                // while another writer waited: its running statement is interrupted, its next one told so.
-                "SQLite error: interrupted",
-                "SQLITE_INTERRUPT",
-                "TRANSACTION_TIMEOUT",
-                "no transaction is active",
-            ]
-            .iter()
-            .any(|needle| text.contains(needle))
-        }
-    }
-}
-
 /// Whether `err` is a server's answer that it does not know the stream a request was sent on: it expired
 /// (sqld: after 10 s without a request) or the server restarted. Nothing was executed.
 fn is_lost_stream(err: &libsql::Error) -> bool {
@@ -111,17 +68,6 @@ fn is_lost_stream(err: &libsql::Error) -> bool {
     ["STREAM_EXPIRED", "stream has expired", "invalid baton", "Stream for this baton was closed"]
         .iter()
         .any(|needle| text.contains(needle))
-}
-
-/// Whether anything in the chain of `err` is an overloaded database.
-pub fn chain_is_overloaded(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause.downcast_ref::<libsql::Error>().is_some_and(is_overloaded) || cause.downcast_ref::<Overloaded>().is_some()
-    })
-}
-
-pub(super) fn overloaded(what: &'static str) -> libsql::Error {
-    libsql::Error::Hrana(Box::new(Overloaded(what)))
 }
 
 /// The per-process limits every connection shares.
@@ -153,28 +99,12 @@ impl Limits {
     }
 
     /// Runs `op` until it succeeds, fails for another reason than overload, or the budget is spent.
-    pub(super) async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, libsql::Error>
+    pub(super) async fn retry<T, F, Fut>(&self, op: F) -> Result<T, libsql::Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, libsql::Error>>,
     {
-        let start = Instant::now();
-        let mut delay = FIRST_DELAY;
-        loop {
-            match op().await {
-                Err(e) if is_overloaded(&e) => {
-                    let pause = jitter(delay);
-                    if start.elapsed() + pause >= self.retry_budget {
-                        tracing::warn!(error = %e, "database overloaded; giving up");
-                        return Err(e);
-                    }
-                    tracing::debug!(error = %e, "database overloaded; retrying");
-                    tokio::time::sleep(pause).await;
-                    delay = (delay * 2).min(MAX_DELAY);
-                }
-                other => return other,
-            }
-        }
+        super::overload::retry(self.retry_budget, op).await
     }
 }
 
@@ -250,13 +180,6 @@ impl Remote {
             idle.push(kept);
         }
     }
-}
-
-/// A random duration in `[delay / 2, delay]`, so that retries of many clients spread out.
-fn jitter(delay: Duration) -> Duration {
-    let mut b = [0u8; 2];
-    let r = if getrandom::fill(&mut b).is_ok() { u16::from_le_bytes(b) } else { u16::MAX / 2 };
-    delay / 2 + delay.mul_f64(f64::from(r) / f64::from(u16::MAX) / 2.0)
 }
 
 /// The writer of a database, shared by every [`Db`] of this process on that database (the local stack runs
@@ -610,7 +533,7 @@ impl PooledConn<'_> {
         }
         let turn = limits.writer.turn(QUEUE_TIMEOUT).await?;
         if self.db.local {
-            let member = turn.join(limits, || self.db.connect()).await?;
+            let member = turn.join(limits.retry_budget, || self.db.connect()).await?;
             let (inner, stmts) = member.connection();
             let conn = Conn { inner: inner.clone(), stmts: Some(stmts.clone()), in_tx: true, limits: limits.clone() };
             return Ok(WriteTx { end: Some(Ending::Group(member)), conn, _conn: std::marker::PhantomData });
@@ -772,6 +695,7 @@ impl Drop for WriteTx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::is_overloaded;
 
     async fn file_db(dir: &tempfile::TempDir, budget: Duration) -> Db {
         let url = format!("file:{}", dir.path().join("p.db").display());
@@ -875,7 +799,7 @@ mod tests {
         assert!(is_overloaded(&err), "{err}");
         let Err(err) = conn.write_tx().await else { panic!("BEGIN IMMEDIATE must fail while the lock is held") };
         assert!(is_overloaded(&err), "{err}");
-        assert!(chain_is_overloaded(&anyhow::Error::new(err).context("send message")));
+        assert!(crate::db::chain_is_overloaded(&anyhow::Error::new(err).context("send message")));
 
         holder.execute("COMMIT", ()).await.unwrap();
         conn.execute("INSERT INTO t VALUES (1)", ()).await.unwrap();
@@ -974,17 +898,5 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(count(&db).await, 64 - 13);
-    }
-
-    #[test]
-    fn overload_is_told_apart_from_other_failures() {
-        assert!(is_overloaded(&libsql::Error::SqliteFailure(5, "database is locked".into())));
-        assert!(is_overloaded(&libsql::Error::SqliteFailure(517, "busy snapshot".into())));
-        assert!(is_overloaded(&libsql::Error::SqliteFailure(6, "locked".into())));
-        assert!(!is_overloaded(&libsql::Error::SqliteFailure(2067, "UNIQUE constraint failed".into())));
-        assert!(is_overloaded(&overloaded("test")));
-        assert!(!is_overloaded(&libsql::Error::Misuse("no such column".into())));
-        assert!(jitter(Duration::from_millis(100)) >= Duration::from_millis(50));
-        assert!(jitter(Duration::from_millis(100)) <= Duration::from_millis(100));
     }
 }

@@ -363,7 +363,10 @@ impl TestApp {
     }
 
     /// Starts a fresh stack with configuration overrides and WebSocket limits.
-    pub async fn spawn_full(overrides: &[(&str, &str)], ws_limits: Option<messenger_local::ws::WsLimits>) -> Self {
+    pub async fn spawn_full(
+        overrides: &[(&str, &str)],
+        ws_limits: Option<messenger_local::connections::WsLimits>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().to_owned();
         Self::start(dir, data_dir, Some(template_path()), overrides, ws_limits).await
@@ -382,7 +385,7 @@ impl TestApp {
         data_dir: PathBuf,
         template: Option<PathBuf>,
         overrides: &[(&str, &str)],
-        ws_limits: Option<messenger_local::ws::WsLimits>,
+        ws_limits: Option<messenger_local::connections::WsLimits>,
     ) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
             shared::lambda::init_tracing();

@@ -16,12 +16,10 @@ use http::{HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Response};
 use serde_json::{Map, Value, json};
 use shared::{ApiError, AppState};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use wire::ErrorCode;
 
+use crate::connections::{Registry, WsLimits};
 use crate::template::{HttpRoute, WsRoute};
-use crate::ws::{Registry, WsLimits};
 use shared::http::match_path;
 
 /// API Gateway's payload limit for HTTP APIs (10 MB): a larger request never reaches a function.
@@ -128,33 +126,6 @@ impl Gateway {
     }
 }
 
-/// Serves the HTTP API on `listener` until shutdown.
-pub async fn serve(listener: TcpListener, gateway: Gateway, mut shutdown: watch::Receiver<bool>) {
-    let app = axum::Router::new()
-        .route("/ws", axum::routing::get(crate::ws::entry))
-        .route(
-            "/ws/@connections/{id}",
-            axum::routing::post(crate::ws::post_to_connection)
-                .get(crate::ws::get_connection)
-                .delete(crate::ws::delete_connection),
-        )
-        .fallback(http_entry)
-        .with_state(gateway);
-    // Frames and answers go out at once, as API Gateway's do: with Nagle's algorithm a small write behind an
-    // unacknowledged one waits for the peer's delayed ACK (40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.changed().await;
-        })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = ?e, "HTTP server stopped");
-    }
-}
-
 pub(crate) fn error_response(err: ApiError) -> AxumResponse {
     into_axum(err.into_response())
 }
@@ -213,7 +184,7 @@ fn cors_origin(state: &AppState, headers: &http::HeaderMap) -> Option<HeaderValu
     state.config.cors_allowed_origins.iter().any(|o| o == text).then(|| origin.clone())
 }
 
-async fn http_entry(
+pub(crate) async fn http_entry(
     State(gw): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: http::Request<AxumBody>,

@@ -1,6 +1,7 @@
 //! The local stack: an API Gateway emulator calling the functions in-process through `lambda_http`'s own
 //! types, an embedded S3 endpoint (s3s + s3s-fs) and a libSQL file. One process, zero configuration.
 
+pub mod connections;
 pub mod gateway;
 pub mod processes;
 pub mod s3;
@@ -41,7 +42,7 @@ pub struct Options {
     /// Whether to read the process environment for configuration.
     pub use_env: bool,
     /// WebSocket idle timeout and maximum duration.
-    pub ws_limits: ws::WsLimits,
+    pub ws_limits: connections::WsLimits,
     /// Run each function as its own process behind a Lambda Runtime API endpoint (as on AWS) instead of
     /// in-process; the binaries come from `functions_dir`.
     pub processes: bool,
@@ -58,7 +59,7 @@ impl Default for Options {
             template: None,
             overrides: Vec::new(),
             use_env: true,
-            ws_limits: ws::WsLimits::default(),
+            ws_limits: connections::WsLimits::default(),
             processes: false,
             functions_dir: None,
         }
@@ -171,7 +172,7 @@ impl Stack {
             options.ws_limits,
             http_addr.to_string(),
         );
-        tasks.push(tokio::spawn(gateway::serve(http_listener, gw, shutdown_rx)));
+        tasks.push(tokio::spawn(serve(http_listener, gw, shutdown_rx)));
         Ok(Self { http_addr, s3_addr, state, shutdown, tasks })
     }
 
@@ -249,4 +250,31 @@ fn local_secret(data_dir: &std::path::Path, file: &str) -> anyhow::Result<String
         file.write_all(secret.as_bytes())?;
     }
     Ok(secret)
+}
+
+/// Serves the HTTP API and the WebSocket API on `listener` until shutdown.
+async fn serve(listener: TcpListener, gateway: gateway::Gateway, mut shutdown: watch::Receiver<bool>) {
+    let app = axum::Router::new()
+        .route("/ws", axum::routing::get(crate::ws::entry))
+        .route(
+            "/ws/@connections/{id}",
+            axum::routing::post(crate::ws::post_to_connection)
+                .get(crate::ws::get_connection)
+                .delete(crate::ws::delete_connection),
+        )
+        .fallback(gateway::http_entry)
+        .with_state(gateway);
+    // Frames and answers go out at once, as API Gateway's do: with Nagle's algorithm a small write behind an
+    // unacknowledged one waits for the peer's delayed ACK (40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = ?e, "HTTP server stopped");
+    }
 }

@@ -1,11 +1,9 @@
 //! The API Gateway WebSocket API emulator: `$connect` / `$disconnect` / route selection on `action`, the
 //! `@connections` management endpoint, API Gateway's size limits, idle timeout and maximum duration.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Body as AxumBody;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -17,53 +15,13 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
+use crate::connections::{ConnEntry, Outgoing, lock};
 use crate::gateway::{Gateway, into_axum};
-
-/// API Gateway's limits and timeouts for WebSocket connections.
-#[derive(Debug, Clone, Copy)]
-pub struct WsLimits {
-    /// Close after this long without a message from the client (API Gateway: 10 minutes).
-    pub idle_timeout: Duration,
-    /// Close any connection after this long (API Gateway: 2 hours).
-    pub max_duration: Duration,
-}
-
-impl Default for WsLimits {
-    fn default() -> Self {
-        Self { idle_timeout: Duration::from_secs(600), max_duration: Duration::from_secs(7200) }
-    }
-}
 
 /// Largest message (API Gateway: 128 KB) and frame (32 KB).
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 /// Largest single frame.
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
-
-/// What the gateway sends down a connection.
-#[derive(Debug)]
-pub enum Outgoing {
-    /// A text frame (from `PostToConnection`).
-    Text(String),
-    /// Close with this code (from `DeleteConnection`, limits, timeouts).
-    Close(u16, &'static str),
-}
-
-/// An open connection as the gateway tracks it.
-#[derive(Debug)]
-pub struct ConnEntry {
-    tx: mpsc::UnboundedSender<Outgoing>,
-    connected_at: i64,
-    last_active: Arc<AtomicI64>,
-    source_ip: String,
-    user_agent: String,
-}
-
-/// Open connections by id.
-pub type Registry = Arc<Mutex<HashMap<String, ConnEntry>>>;
-
-fn lock(reg: &Registry) -> std::sync::MutexGuard<'_, HashMap<String, ConnEntry>> {
-    reg.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// An id shaped like API Gateway's (16 characters, base64).
 fn connection_id() -> String {

@@ -401,7 +401,7 @@ async fn changing_the_password_closes_every_connection_and_the_new_token_reconne
 
 #[tokio::test]
 async fn idle_connections_are_closed() {
-    let limits = messenger_local::ws::WsLimits {
+    let limits = messenger_local::connections::WsLimits {
         idle_timeout: Duration::from_millis(300),
         max_duration: Duration::from_secs(60),
     };
@@ -420,7 +420,7 @@ async fn idle_connections_are_closed() {
 
 #[tokio::test]
 async fn connections_end_at_the_maximum_duration_even_when_active() {
-    let limits = messenger_local::ws::WsLimits {
+    let limits = messenger_local::connections::WsLimits {
         idle_timeout: Duration::from_secs(60),
         max_duration: Duration::from_millis(500),
     };

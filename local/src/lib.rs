@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use shared::AppState;
 use shared::config::Config;
-use shared::storage::StaticCredentials;
+use shared::secret::StaticCredentials;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

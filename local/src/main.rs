@@ -92,7 +92,7 @@ async fn admin(data_dir: &std::path::Path, action: AdminAction) -> anyhow::Resul
             format!("file:{}", file.display())
         }
     };
-    let token = env("DATABASE_AUTH_TOKEN").map(shared::config::Secret::new);
+    let token = env("DATABASE_AUTH_TOKEN").map(shared::secret::Secret::new);
     let db = shared::db::Db::open_with(
         &url,
         token.as_ref(),

@@ -1,28 +1,8 @@
 //! Typed configuration, read once per process (API.md §12 plus the database and S3 endpoints).
 
-use std::fmt;
 use std::time::Duration;
 
-/// A secret string that never shows up in `Debug` output or logs.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The secret itself; call only where it is used.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+use crate::secret::Secret;
 
 /// Why the configuration could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,7 @@ pub mod ratelimit;
 pub mod realtime;
 pub mod response;
 pub mod routes;
+pub mod secret;
 pub mod secrets;
 pub mod state;
 pub mod storage;

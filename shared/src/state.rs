@@ -10,7 +10,8 @@ use crate::jwt::JwtKeys;
 use crate::ratelimit::Limiter;
 use crate::realtime::sessions::SessionCache;
 use crate::realtime::transport::{ApiGatewayPush, PushToConnection};
-use crate::storage::{ObjectStore, S3Storage, StaticCredentials};
+use crate::secret::StaticCredentials;
+use crate::storage::{ObjectStore, S3Storage};
 
 /// Shared per-process state.
 #[derive(Debug)]

@@ -11,6 +11,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use futures_util::future::BoxFuture;
 
 use crate::config::Config;
+use crate::secret::StaticCredentials;
 
 /// Presigned GET URLs are signed at the start of a window of at most 15 minutes, so a viewer gets the same URL
 /// within the window and clients can cache by URL.
@@ -22,15 +23,6 @@ const SIGNING_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub fn signing_start(now: Duration, ttl: Duration) -> Duration {
     let window = SIGNING_WINDOW.min(ttl / 2).as_secs().max(1);
     Duration::from_secs(now.as_secs() - now.as_secs() % window)
-}
-
-/// Static credentials for a local S3 endpoint (the local stack); `None` uses the default AWS chain.
-#[derive(Debug, Clone)]
-pub struct StaticCredentials {
-    /// Access key id.
-    pub access_key: String,
-    /// Secret access key.
-    pub secret_key: String,
 }
 
 /// A presigned upload: the URL and the headers the client must send with the PUT.

@@ -31,7 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::group::{Member, Writer};
 use super::overload::{QUEUE_TIMEOUT, overloaded};
 use super::statements::{Lease, Statements};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Connections kept open for reuse; more are opened on demand and closed when returned.
 const MAX_IDLE: usize = 32;

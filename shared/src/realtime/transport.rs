@@ -5,7 +5,7 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures_util::future::{BoxFuture, join_all};
 
 use crate::db::Db;
-use crate::storage::StaticCredentials;
+use crate::secret::StaticCredentials;
 
 /// One push: (connection id, serialized frame).
 pub type Target = (String, String);

@@ -6,7 +6,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use crate::db;
 use crate::error::ApiError;
-use crate::realtime::fanout;
+use crate::realtime;
 use crate::state::AppState;
 use wire::ws::{KeyChange, KeyChangeKind, ServerEvent};
 
@@ -46,7 +46,7 @@ pub async fn broadcast_key_change(state: &AppState, user_id: i64, device_id: &st
             }
         }
     }
-    fanout::push(state, targets).await;
+    realtime::push(state, targets).await;
 }
 
 /// Deletes the rows of a device and its keys inside a caller's transaction, and queues the purge of its

@@ -80,7 +80,7 @@ pub async fn notify(state: &crate::AppState, to: &[(i64, String)], event: &wire:
         .filter(|c| c.live && to.iter().any(|(u, d)| *u == c.user_id && *d == c.device_id))
         .map(|c| (c.id, frame.clone()))
         .collect();
-    crate::realtime::fanout::push(state, targets).await;
+    crate::realtime::push(state, targets).await;
 }
 
 /// After a device of `user_id` was deleted (alone or with its account): `group_updated` with `left` to the

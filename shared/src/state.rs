@@ -7,10 +7,10 @@ use anyhow::Context as _;
 use crate::config::Config;
 use crate::db::Db;
 use crate::jwt::JwtKeys;
+use crate::push::{ApiGatewayPush, PushToConnection};
 use crate::ratelimit::Limiter;
-use crate::realtime::sessions::SessionCache;
-use crate::realtime::transport::{ApiGatewayPush, PushToConnection};
 use crate::secret::StaticCredentials;
+use crate::sessions::SessionCache;
 use crate::storage::{ObjectStore, S3Storage};
 
 /// Shared per-process state.

@@ -32,6 +32,7 @@ pub mod state;
 pub mod storage;
 pub mod time;
 pub mod users;
+pub mod validate;
 
 pub use error::ApiError;
 pub use lambda_http;

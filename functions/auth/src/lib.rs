@@ -6,6 +6,7 @@ use shared::error::{FieldError, OnConstraint as _};
 use shared::ratelimit::Scope;
 use shared::time::now_ms;
 use shared::users::{normalize_phone, search_text};
+use shared::validate::DisplayName;
 use shared::{ApiError, AppState, db};
 use wire::ErrorCode;
 use wire::auth::{ChangePassword, ChangePasswordRequest, Login, LoginRequest, Register, RegisterRequest};
@@ -44,13 +45,12 @@ impl Checks {
         if self.0.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.0)) }
     }
 
-    /// A trimmed name of 1–64 characters that is safe to display (`shared::users::is_display_safe`).
+    /// A name ([`DisplayName`]), trimmed.
     fn name(&mut self, field: &str, value: &str) -> String {
-        let value = value.trim().to_owned();
-        if value.is_empty() || value.chars().count() > 64 || !shared::users::is_display_safe(&value) {
-            self.fail(field, "must be 1-64 characters without control, bidirectional or invisible characters");
-        }
-        value
+        DisplayName::parse(value).map(DisplayName::into_string).unwrap_or_else(|rule| {
+            self.fail(field, rule);
+            value.trim().to_owned()
+        })
     }
 
     /// A password of `min`–72 bytes; `None` when it fails.
@@ -63,18 +63,15 @@ impl Checks {
         }
     }
 
-    /// An optional text, trimmed (blank is none), at most `max_chars` characters, safe to display.
-    fn optional(&mut self, field: &str, value: Option<&str>, max_chars: usize) -> Option<String> {
-        let value = value.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-        if value.as_ref().is_some_and(|s| s.chars().count() > max_chars || !shared::users::is_display_safe(s)) {
-            self.fail(
-                field,
-                &format!(
-                    "must be at most {max_chars} characters without control, bidirectional or invisible characters"
-                ),
-            );
+    /// An optional name ([`DisplayName`]): blank is none.
+    fn optional(&mut self, field: &str, value: Option<&str>) -> Option<String> {
+        match DisplayName::parse_optional(value) {
+            Ok(name) => name.map(DisplayName::into_string),
+            Err(rule) => {
+                self.fail(field, rule);
+                None
+            }
         }
-        value
     }
 }
 
@@ -133,7 +130,7 @@ async fn register(state: &AppState, caller: Caller, input: RegisterRequest) -> R
         }
         k => k.filter(|k| !k.is_empty()),
     };
-    let device_name = checks.optional("device_name", input.device_name.as_deref(), 64);
+    let device_name = checks.optional("device_name", input.device_name.as_deref());
     checks.finish()?;
     let password = password.unwrap_or_default();
 
@@ -177,8 +174,8 @@ async fn login(state: &AppState, caller: Caller, input: LoginRequest) -> Result<
     if input.phone.is_some() == input.username.is_some() {
         checks.fail("phone", "give exactly one of phone or username");
     }
-    let device_name = checks.optional("device_name", input.device_name.as_deref(), 64);
-    let device_id = checks.optional("device_id", input.device_id.as_deref(), 64);
+    let device_name = checks.optional("device_name", input.device_name.as_deref());
+    let device_id = checks.optional("device_id", input.device_id.as_deref());
     checks.finish()?;
     let password = password.unwrap_or_default();
 
@@ -257,8 +254,8 @@ mod tests {
         checks.name("last_name", " ");
         assert_eq!(checks.password("password", "short", 8), None);
         assert_eq!(checks.password("current_password", "x", 1), Some("x"));
-        assert_eq!(checks.optional("device_name", Some("  "), 64), None);
-        checks.optional("device_id", Some(&"d".repeat(65)), 64);
+        assert_eq!(checks.optional("device_name", Some("  ")), None);
+        checks.optional("device_id", Some(&"d".repeat(65)));
         assert_eq!(fields(checks), ["last_name", "password", "device_id"]);
     }
 
@@ -272,7 +269,7 @@ mod tests {
         checks.name("first_name", "A\u{7}");
         checks.name("last_name", &"n".repeat(65));
         checks.password("password", &"x".repeat(73), 8);
-        checks.optional("device_name", Some("a\nb"), 64);
+        checks.optional("device_name", Some("a\nb"));
         assert_eq!(fields(checks), ["first_name", "last_name", "password", "device_name"]);
     }
 }

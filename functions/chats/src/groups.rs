@@ -7,6 +7,7 @@ use shared::api::Router;
 use shared::auth::AuthUser;
 use shared::keys::{decode, encode};
 use shared::mls::notify;
+use shared::validate::DisplayName;
 use shared::{ApiError, AppState, db, mls};
 use wire::mls::{
     AckWelcome, AckWelcomeRequest, CommitAccepted, CommitGroup, CommitRequest, CreateGroup, CreateGroupRequest,
@@ -50,14 +51,8 @@ pub fn routes(router: Router) -> Router {
 /// A group name: trimmed, 1–64 characters, display-safe (the rules of names in API.md §4).
 fn group_name(name: Option<&str>) -> Result<Option<String>, ApiError> {
     let Some(name) = name else { return Ok(None) };
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 64 || !shared::users::is_display_safe(name) {
-        return Err(ApiError::field(
-            "name",
-            "must be 1-64 characters without control, bidirectional or invisible characters",
-        ));
-    }
-    Ok(Some(name.to_owned()))
+    let name = DisplayName::parse(name).map_err(|rule| ApiError::field("name", rule))?;
+    Ok(Some(name.into_string()))
 }
 
 /// An MLS group id: 16–32 bytes of canonical base64.

@@ -2,6 +2,7 @@
 
 use shared::api::Router;
 use shared::auth::AuthUser;
+use shared::validate::DisplayName;
 use shared::{ApiError, AppState, db};
 use wire::ErrorCode;
 use wire::contacts::{DeleteLocalName, DeleteLocalNameRequest, LocalName, SetLocalName, SetLocalNameRequest};
@@ -21,10 +22,9 @@ shared::http_function!(router);
 /// - trimmed, at most 64 characters, empty stores null; 404 for unknown or deleted users, then 400 for oneself
 async fn set_local_name(state: &AppState, user: AuthUser, input: SetLocalNameRequest) -> Result<LocalName, ApiError> {
     let contact = input.contact_id;
-    let name = input.local_name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-    if name.as_ref().is_some_and(|n| n.chars().count() > 64 || !shared::users::is_display_safe(n)) {
-        return Err(ApiError::field("local_name", "must be at most 64 characters"));
-    }
+    let name = DisplayName::parse_optional(input.local_name.as_deref())
+        .map_err(|rule| ApiError::field("local_name", rule))?
+        .map(DisplayName::into_string);
     shared::users::count_lookup(state, user.id).await?;
     let conn = state.db.conn().await?;
     if !db::users::is_live(&conn, contact).await? {

@@ -4,6 +4,7 @@ use shared::api::Router;
 use shared::auth::AuthUser;
 use shared::db::themes::ThemeValues;
 use shared::error::FieldError;
+use shared::validate::DisplayName;
 use shared::{ApiError, AppState, db};
 use wire::themes::{
     CreateTheme, CreateThemeRequest, DeleteTheme, DeleteThemeRequest, ListThemes, Theme, ThemeFields, UpdateTheme,
@@ -87,10 +88,10 @@ async fn validate(state: &AppState, user: &AuthUser, input: ThemeFields) -> Resu
     let mut errors = Vec::new();
     let mut fail =
         |field: &str, message: &str| errors.push(FieldError { field: field.into(), message: message.into() });
-    let name = input.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 64 || !shared::users::is_display_safe(&name) {
-        fail("name", "must be 1-64 characters");
-    }
+    let name = DisplayName::parse(&input.name).map(DisplayName::into_string).unwrap_or_else(|rule| {
+        fail("name", rule);
+        String::new()
+    });
     let mut color = |field: &str, value: &str| {
         parse_color(value).unwrap_or_else(|| {
             fail(field, "must be a 32-bit ARGB colour as a decimal integer or 0x hex");

@@ -171,11 +171,11 @@ pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
     }
     let decoded = decode(&route, frame);
     // Sends count their frame inside their own write transaction.
-    if !matches!(decoded, Ok(ClientAction::SendMessage(_) | ClientAction::SendGroupMessage(_))) {
-        if let Err(e) = state.limiter.hit(&state.db, FRAMES, &connection_id).await {
-            fail(state, &connection_id, frame, e.into()).await;
-            return ok();
-        }
+    if !matches!(decoded, Ok(ClientAction::SendMessage(_) | ClientAction::SendGroupMessage(_)))
+        && let Err(e) = state.limiter.hit(&state.db, FRAMES, &connection_id).await
+    {
+        fail(state, &connection_id, frame, e.into()).await;
+        return ok();
     }
     let user = match session(state, &connection_id).await {
         Ok(Some(user)) => user,

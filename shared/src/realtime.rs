@@ -7,7 +7,7 @@
 //! - **Connections**: forgetting, listing and closing them (a forgotten connection leaves the session cache,
 //!   [`crate::sessions`], too).
 
-use futures_util::future::{BoxFuture, join_all};
+use futures_util::future::join_all;
 use wire::ws::{Presence, ServerEvent};
 
 use crate::db::connections::{self, Socket};
@@ -36,7 +36,7 @@ async fn forget_row(db: &Db, connection_id: &str) -> Result<Option<i64>, libsql:
 
 /// One round of posts, concurrently. A gone connection's row (and only that row) is deleted; other failures
 /// are logged. Returns the users whose last connection was purged.
-pub async fn send_round(push: Option<&dyn PushToConnection>, db: &Db, targets: Vec<Target>) -> Vec<i64> {
+async fn send_round(push: Option<&dyn PushToConnection>, db: &Db, targets: Vec<Target>) -> Vec<i64> {
     let Some(push) = push else {
         tracing::debug!(count = targets.len(), "no WS_ENDPOINT configured, events dropped");
         return Vec::new();
@@ -63,28 +63,8 @@ pub async fn send_round(push: Option<&dyn PushToConnection>, db: &Db, targets: V
     offline
 }
 
-/// Sends `targets` in rounds: when a purge takes a user's last connection, `announce(user)` gives the
-/// follow-up frames (their peers' `presence`), sent in the next round. Each round can only purge
-/// connections, so this ends; the bound of three rounds keeps a pathological case short.
-pub async fn push_rounds<'s, F>(push: Option<&dyn PushToConnection>, db: &Db, targets: Vec<Target>, announce: F)
-where
-    F: Fn(i64) -> BoxFuture<'s, Vec<Target>>,
-{
-    let mut targets = targets;
-    for _ in 0..3 {
-        if targets.is_empty() {
-            return;
-        }
-        let offline = send_round(push, db, targets).await;
-        targets = Vec::new();
-        for user in offline {
-            targets.extend(announce(user).await);
-        }
-    }
-}
-
 /// Closes connections at the gateway (`DeleteConnection`), concurrently; a connection already gone is fine.
-pub async fn close_at_gateway(push: Option<&dyn PushToConnection>, connection_ids: &[String]) {
+async fn close_at_gateway(push: Option<&dyn PushToConnection>, connection_ids: &[String]) {
     let Some(push) = push else { return };
     let closes = connection_ids.iter().map(|id| push.delete(id));
     for (id, result) in connection_ids.iter().zip(join_all(closes).await) {
@@ -95,9 +75,20 @@ pub async fn close_at_gateway(push: Option<&dyn PushToConnection>, connection_id
 }
 
 /// Sends each `(connection id, payload)` concurrently; gone connections are purged and, when a purge takes
-/// a user's last connection, their peers get `presence` (offline) in a following round.
+/// a user's last connection, their peers get `presence` (offline) in a following round. Each round can only
+/// purge connections, so this ends; the bound of three rounds keeps a pathological case short.
 pub async fn push(state: &AppState, targets: Vec<Target>) {
-    push_rounds(state.push.as_deref(), &state.db, targets, |user| Box::pin(presence_targets(state, user))).await;
+    let mut targets = targets;
+    for _ in 0..3 {
+        if targets.is_empty() {
+            return;
+        }
+        let offline = send_round(state.push.as_deref(), &state.db, targets).await;
+        targets = Vec::new();
+        for user in offline {
+            targets.extend(presence_targets(state, user).await);
+        }
+    }
 }
 
 /// Sends `presence` for `user_id` to its peers, privacy applied; nothing when the online status is hidden.
@@ -109,7 +100,7 @@ pub async fn broadcast_presence(state: &AppState, user_id: i64) {
 /// The `presence` frames for `user_id`, one per connection of its peers. None when the user is deleted or
 /// hides the online status (§4.2: the timing of presence events would reveal it); `last_seen` only when
 /// the user shows it.
-pub async fn presence_targets(state: &AppState, user_id: i64) -> Vec<Target> {
+async fn presence_targets(state: &AppState, user_id: i64) -> Vec<Target> {
     let result = async {
         let conn = state.db.conn().await?;
         let Some(user) = users::find(&conn, user_id).await? else { return Ok(Vec::new()) };

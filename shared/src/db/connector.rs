@@ -188,13 +188,9 @@ async fn linger<S: AsyncRead + Unpin>(mut io: S, mut exchange: Exchange, key: Ar
     while exchange.awaits_response() {
         let wait = LINGER_IDLE.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
         match tokio::time::timeout(wait, io.read(&mut buf)).await {
-            Ok(Ok(n)) => {
-                exchange.on_read(&buf[..n]);
-                if n == 0 {
-                    return;
-                }
-            }
-            Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(n)) if n > 0 => exchange.on_read(&buf[..n]),
+            // Closed, failed or silent: the connection closes.
+            _ => return,
         }
     }
     if exchange.at_boundary() {

@@ -183,6 +183,11 @@ pub async fn list_page(conn: &Conn, after_id: i64, viewer: i64, limit: i64) -> R
 /// text holding it as a substring) and each candidate checked with `instr`; one of two characters, which has
 /// no trigram, in `user_bigram`. Both read their index in id order and stop at the 20th match.
 pub async fn search(conn: &Conn, viewer: i64, needle: &str) -> Result<Vec<UserRow>, libsql::Error> {
+    // No search text holds a control character (names refuse them, usernames are `[a-z0-9_]`), and FTS5 reads
+    // its query only up to a NUL, which leaves the phrase unterminated: a syntax error, not "no match".
+    if needle.chars().any(char::is_control) {
+        return Ok(Vec::new());
+    }
     let rows = match needle.chars().count() {
         3.. => {
             let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
@@ -665,6 +670,15 @@ mod tests {
         }
         let rows = conn.query(&format!("EXPLAIN QUERY PLAN {sql}"), params).await.unwrap();
         all::<Step>(rows).await.unwrap().into_iter().map(|s| s.detail).collect()
+    }
+
+    #[tokio::test]
+    async fn a_needle_with_a_control_character_matches_nothing_and_is_no_error() {
+        let (_dir, db) = database().await;
+        let conn = db.conn().await.unwrap();
+        for needle in ["\u{11}\u{b9}\u{f5}`\0\u{f8}", "ab\0", "a\nb"] {
+            assert!(search(&conn, 1, needle).await.unwrap().is_empty(), "{needle:?}");
+        }
     }
 
     #[tokio::test]

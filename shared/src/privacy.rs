@@ -26,7 +26,7 @@ fn profile(user: &UserRow) -> User {
         first_name: user.first_name.clone(),
         last_name: user.last_name.clone(),
         public_key: user.public_key.clone(),
-        avatar_frame: user.avatar_frame.clone(),
+        avatar_frame: user.avatar_frame,
         bio: user.bio.clone(),
         birthdate: user.birthdate.clone(),
         ..User::default()

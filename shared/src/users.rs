@@ -6,6 +6,7 @@ pub use crate::db::users::UserRow;
 use crate::error::ApiError;
 use crate::ratelimit::Scope;
 use crate::state::AppState;
+use wire::AvatarFrameId;
 
 /// Counts one look-up of other users by `viewer` under `RATE_LIMIT_DIRECTORY`: the user list, profiles,
 /// device lists, legacy keys and contact names share one budget, since each answers whether an id exists.
@@ -14,11 +15,11 @@ pub async fn count_lookup(state: &AppState, viewer: i64) -> Result<(), ApiError>
 }
 
 /// Avatar frames of API.md §10.1: id, original name, colour hint.
-pub const AVATAR_FRAMES: [(&str, &str, &str); 4] = [
-    ("none", "Без рамки", "#000000"),
-    ("fire", "Огненная", "#FF4500"),
-    ("rainbow", "Радужная", "#FF0000"),
-    ("purple", "Фиолетовая", "#800080"),
+pub const AVATAR_FRAMES: [(AvatarFrameId, &str, &str); 4] = [
+    (AvatarFrameId::None, "Без рамки", "#000000"),
+    (AvatarFrameId::Fire, "Огненная", "#FF4500"),
+    (AvatarFrameId::Rainbow, "Радужная", "#FF0000"),
+    (AvatarFrameId::Purple, "Фиолетовая", "#800080"),
 ];
 
 /// Preset avatar ids of API.md §10.2.

@@ -23,7 +23,9 @@ pub mod ws;
 
 pub use endpoint::{Empty, Endpoint, EndpointInfo, Input, Method, Output, info};
 pub use error::{ErrorBody, ErrorCode, FieldError};
-pub use objects::{AvatarVisibility, Message, MessageText, MessageType, PhoneVisibility, TokenResponse, User};
+pub use objects::{
+    AvatarFrameId, AvatarVisibility, Message, MessageText, MessageType, PhoneVisibility, TokenResponse, User,
+};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;

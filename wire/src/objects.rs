@@ -18,6 +18,40 @@ pub struct TokenResponse {
     pub device_id: String,
 }
 
+/// An avatar frame (API.md §10.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AvatarFrameId {
+    /// No frame: chosen as `none`, stored and answered as null.
+    None,
+    /// Fire.
+    Fire,
+    /// Rainbow.
+    Rainbow,
+    /// Purple.
+    Purple,
+}
+
+impl AvatarFrameId {
+    /// Every frame, in the order `GET /avatar-frames/list` lists them.
+    pub const ALL: [Self; 4] = [Self::None, Self::Fire, Self::Rainbow, Self::Purple];
+
+    /// The wire (and stored) id.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Fire => "fire",
+            Self::Rainbow => "rainbow",
+            Self::Purple => "purple",
+        }
+    }
+
+    /// The frame of a wire id, exactly as written.
+    pub fn parse(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == id)
+    }
+}
+
 /// The user object (`UserResponse`, API.md §3.1): the self view or a public view with privacy applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct User {
@@ -36,7 +70,7 @@ pub struct User {
     /// Presigned S3 URL or preset URL; others per `avatar_visibility`.
     pub avatar_url: Option<String>,
     /// Frame id (§10.1); null = no frame.
-    pub avatar_frame: Option<String>,
+    pub avatar_frame: Option<AvatarFrameId>,
     /// At most 500 characters.
     pub bio: Option<String>,
     /// `YYYY-MM-DD`.

@@ -5,6 +5,7 @@ use utoipa::ToSchema;
 
 use crate::endpoint;
 use crate::endpoint::Empty;
+use crate::objects::AvatarFrameId;
 
 /// `GET /` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -42,8 +43,8 @@ pub struct PresetAvatars {
 /// An avatar frame (§10.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Frame {
-    /// `none`, `fire`, `rainbow` or `purple`.
-    pub id: String,
+    /// Its id.
+    pub id: AvatarFrameId,
     /// The original (Russian) name.
     pub name: String,
     /// A colour hint such as `#FF4500`.

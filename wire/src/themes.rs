@@ -6,6 +6,27 @@ use utoipa::ToSchema;
 use crate::endpoint;
 use crate::endpoint::Empty;
 
+/// A theme's brightness.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Brightness {
+    /// Dark text on light colours.
+    #[default]
+    Light,
+    /// Light text on dark colours.
+    Dark,
+}
+
+impl Brightness {
+    /// The wire (and stored) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Light => "light",
+            Self::Dark => "dark",
+        }
+    }
+}
+
 /// Every theme field a client sends: the `POST /users/me/themes` body. Colours and the blur are strings, as
 /// the original client writes them (JSON numbers are refused).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -25,7 +46,7 @@ pub struct ThemeFields {
     /// Colour, as `primary_color`.
     pub secondary_text_color: String,
     /// `light` or `dark`.
-    pub brightness: String,
+    pub brightness: Brightness,
     /// A URL or key from our upload endpoints, owned by the caller; null or blank for none.
     #[serde(default)]
     pub wallpaper_url: Option<String>,
@@ -58,7 +79,7 @@ pub struct UpdateThemeRequest {
     /// Colour, as `primary_color`.
     pub secondary_text_color: String,
     /// `light` or `dark`.
-    pub brightness: String,
+    pub brightness: Brightness,
     /// A URL or key from our upload endpoints, owned by the caller; null or blank for none.
     #[serde(default)]
     pub wallpaper_url: Option<String>,
@@ -113,7 +134,7 @@ pub struct Theme {
     /// Decimal ARGB text.
     pub secondary_text_color: String,
     /// `light` or `dark`.
-    pub brightness: String,
+    pub brightness: Brightness,
     /// Fresh presigned URL of the wallpaper, or null.
     pub wallpaper_url: Option<String>,
     /// Decimal text such as `"0.0"` (always present in this server's answers).

@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 
 use crate::endpoint;
 use crate::endpoint::Empty;
-use crate::objects::{AvatarVisibility, PhoneVisibility, User};
+use crate::objects::{AvatarFrameId, AvatarVisibility, PhoneVisibility, User};
 use crate::{FileUpload, present};
 
 /// `PUT /users/me/username` input.
@@ -166,8 +166,9 @@ fn exceptions_schema() -> utoipa::openapi::schema::Schema {
 /// `PUT /users/me/avatar-frame` input.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SetAvatarFrameRequest {
-    /// `none`, `fire`, `rainbow` or `purple`.
+    /// `none`, `fire`, `rainbow` or `purple`; anything else is `invalid_frame` (a 400, so decoded as text).
     #[serde(default)]
+    #[schema(value_type = Option<AvatarFrameId>)]
     pub frame: Option<String>,
 }
 
@@ -175,7 +176,7 @@ pub struct SetAvatarFrameRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AvatarFrame {
     /// The stored frame id; `none` is stored and returned as null.
-    pub avatar_frame: Option<String>,
+    pub avatar_frame: Option<AvatarFrameId>,
 }
 
 /// `PUT /users/me/preset-avatar` input.

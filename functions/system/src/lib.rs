@@ -54,7 +54,7 @@ async fn list_preset_avatars(state: &AppState, _caller: Caller, _input: Empty) -
 /// `GET /avatar-frames/list`
 async fn list_avatar_frames(_state: &AppState, _caller: Caller, _input: Empty) -> Result<Frames, ApiError> {
     let frames = AVATAR_FRAMES.iter().map(|(id, name, color)| Frame {
-        id: (*id).to_owned(),
+        id: *id,
         name: (*name).to_owned(),
         color: (*color).to_owned(),
     });

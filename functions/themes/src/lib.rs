@@ -104,9 +104,6 @@ async fn validate(state: &AppState, user: &AuthUser, input: ThemeFields) -> Resu
     let bubble_color_other = color("bubble_color_other", &input.bubble_color_other);
     let text_color = color("text_color", &input.text_color);
     let secondary_text_color = color("secondary_text_color", &input.secondary_text_color);
-    if input.brightness != "light" && input.brightness != "dark" {
-        fail("brightness", "must be light or dark");
-    }
     let wallpaper_blur = parse_blur(input.wallpaper_blur.as_deref()).unwrap_or_else(|| {
         fail("wallpaper_blur", "must be a number between 0 and 20");
         String::new()

@@ -8,7 +8,7 @@ use shared::error::OnConstraint as _;
 use shared::privacy::{public_view, public_views, self_view};
 use shared::ratelimit::Scope;
 use shared::storage::{ImageType, new_key};
-use shared::users::{AVATAR_FRAMES, PRESET_AVATAR_IDS, UserRow, search_text, valid_username};
+use shared::users::{PRESET_AVATAR_IDS, UserRow, search_text, valid_username};
 use shared::{ApiError, AppState, db};
 use wire::endpoint::Empty;
 use wire::users::{
@@ -18,7 +18,7 @@ use wire::users::{
     SetBirthdate, SetBirthdateRequest, SetPresetAvatar, SetPresetAvatarRequest, SetUsername, SetUsernameRequest,
     UnavailableReason, UpdatePrivacy, UpdatePrivacyRequest, UpdateProfile, UpdateProfileRequest, UploadAvatar,
 };
-use wire::{AvatarVisibility, ErrorCode, FileUpload, PhoneVisibility, User};
+use wire::{AvatarFrameId, AvatarVisibility, ErrorCode, FileUpload, PhoneVisibility, User};
 
 /// Name of this function in `template.yaml`.
 pub const FUNCTION: &str = "users";
@@ -296,13 +296,10 @@ async fn set_avatar_frame(
     user: AuthUser,
     input: SetAvatarFrameRequest,
 ) -> Result<AvatarFrame, ApiError> {
-    let frame = input.frame.unwrap_or_default();
-    if !AVATAR_FRAMES.iter().any(|f| f.0 == frame) {
-        return Err(ErrorCode::InvalidFrame.into());
-    }
-    let stored = (frame != "none").then_some(frame);
+    let frame = input.frame.as_deref().and_then(AvatarFrameId::parse).ok_or(ErrorCode::InvalidFrame)?;
+    let stored = (frame != AvatarFrameId::None).then_some(frame);
     let conn = state.db.conn().await?;
-    db::users::set_avatar_frame(&conn, user.id, stored.as_deref()).await?;
+    db::users::set_avatar_frame(&conn, user.id, stored).await?;
     Ok(AvatarFrame { avatar_frame: stored })
 }
 

@@ -3,6 +3,7 @@
 use super::Conn;
 use crate::db::{all, first, value};
 use serde::Deserialize;
+use wire::themes::Brightness;
 
 /// Deletes a user's theme; false if there was none.
 pub async fn delete(conn: &Conn, id: i64, user_id: i64) -> Result<bool, libsql::Error> {
@@ -35,7 +36,7 @@ pub struct Theme {
     /// Decimal ARGB text.
     pub secondary_text_color: String,
     /// `light` or `dark`.
-    pub brightness: String,
+    pub brightness: Brightness,
     /// Object key of the wallpaper.
     pub wallpaper_key: Option<String>,
     /// Decimal text such as `"0.0"`.
@@ -62,7 +63,7 @@ pub struct ThemeValues {
     /// Decimal ARGB text.
     pub secondary_text_color: String,
     /// `light` or `dark`.
-    pub brightness: String,
+    pub brightness: Brightness,
     /// Object key of the wallpaper, owned by the theme's user.
     pub wallpaper_key: Option<String>,
     /// Decimal text such as `"0.0"`.

@@ -6,6 +6,7 @@ use crate::db::{
     value,
 };
 use serde::Deserialize;
+use wire::AvatarFrameId;
 pub use wire::{AvatarVisibility, PhoneVisibility};
 
 /// A user's privacy settings.
@@ -45,8 +46,8 @@ pub struct UserRow {
     pub avatar_key: Option<String>,
     /// Preset avatar id.
     pub avatar_preset: Option<String>,
-    /// Frame id.
-    pub avatar_frame: Option<String>,
+    /// Frame id (never `none`: no frame is null).
+    pub avatar_frame: Option<AvatarFrameId>,
     /// Bio.
     pub bio: Option<String>,
     /// `YYYY-MM-DD`.
@@ -99,7 +100,7 @@ impl From<UserColumns> for UserRow {
             public_key: c.public_key,
             avatar_key: c.avatar_key,
             avatar_preset: c.avatar_preset,
-            avatar_frame: c.avatar_frame,
+            avatar_frame: c.avatar_frame.as_deref().and_then(AvatarFrameId::parse),
             bio: c.bio,
             birthdate: c.birthdate,
             last_seen: c.last_seen,
@@ -412,8 +413,8 @@ pub async fn set_birthdate(conn: &Conn, id: i64, birthdate: Option<&str>) -> Res
 }
 
 /// Sets (or with `None` clears) the avatar frame id.
-pub async fn set_avatar_frame(conn: &Conn, id: i64, frame: Option<&str>) -> Result<(), libsql::Error> {
-    conn.execute("UPDATE user SET avatar_frame = ?2 WHERE id = ?1", (id, frame)).await?;
+pub async fn set_avatar_frame(conn: &Conn, id: i64, frame: Option<AvatarFrameId>) -> Result<(), libsql::Error> {
+    conn.execute("UPDATE user SET avatar_frame = ?2 WHERE id = ?1", (id, frame.map(AvatarFrameId::as_str))).await?;
     Ok(())
 }
 

@@ -82,6 +82,17 @@ async fn openapi_lists_exactly_the_routes_of_the_template() {
     assert_eq!(doc["paths"]["/users/{user_id}/profile"]["get"]["parameters"][0]["schema"]["type"], "integer");
 }
 
+#[test]
+fn the_template_routes_exactly_the_client_actions_to_ws_message() {
+    let yaml = std::fs::read_to_string(template_path()).unwrap();
+    let routes = messenger_local::template::ws_routes(&yaml).unwrap();
+    let to_ws_message: BTreeSet<&str> =
+        routes.iter().filter(|r| r.function == fn_ws_message::FUNCTION).map(|r| r.route_key.as_str()).collect();
+    let mut declared: BTreeSet<&str> = wire::ws::ClientAction::NAMES.iter().copied().collect();
+    declared.insert("$default");
+    assert_eq!(to_ws_message, declared, "one route per action, and $default for anything else");
+}
+
 #[tokio::test]
 async fn docs_render_every_route_as_html() {
     let app = TestApp::spawn().await;

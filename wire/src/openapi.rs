@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 
 use crate::endpoint::{EndpointInfo, Input, Output};
 use crate::error::{ErrorBody, ErrorCode, FieldError};
+use crate::ws::{ClientAction, ServerEvent};
 
 fn to_value<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
@@ -137,7 +138,17 @@ pub fn document(endpoints: &[EndpointInfo], version: &str) -> Value {
     named.push((ErrorBody::name().into_owned(), ErrorBody::schema()));
     ErrorBody::schemas(&mut named);
     named.push((FieldError::name().into_owned(), FieldError::schema()));
-    let components: Map<String, Value> = named.iter().map(|(name, schema)| (name.clone(), to_value(schema))).collect();
+    named.push((<ClientAction as utoipa::ToSchema>::name().into_owned(), ClientAction::schema()));
+    ClientAction::schemas(&mut named);
+    named.push((ServerEvent::name().into_owned(), ServerEvent::schema()));
+    ServerEvent::schemas(&mut named);
+    let mut components = Map::new();
+    for (name, schema) in &named {
+        let schema = to_value(schema);
+        let previous = components.insert(name.clone(), schema.clone());
+        // Two types of one name would leave one of them documented as the other.
+        debug_assert!(previous.is_none_or(|p| p == schema), "two schemas are named {name}");
+    }
     let mut paths = Map::new();
     for e in endpoints {
         let entry = paths.entry(e.path.to_owned()).or_insert_with(|| json!({}));
@@ -152,6 +163,13 @@ pub fn document(endpoints: &[EndpointInfo], version: &str) -> Value {
                             real-time is a WebSocket API (see ClientAction and ServerEvent).",
         },
         "paths": paths,
+        // The WebSocket API (API Gateway routes each frame by its `action`; OpenAPI has no place for it).
+        "x-websocket": {
+            "routeSelectionExpression": "$request.body.action",
+            "actions": ClientAction::NAMES,
+            "clientFrame": {"$ref": "#/components/schemas/ClientAction"},
+            "serverFrame": {"$ref": "#/components/schemas/ServerEvent"},
+        },
         "components": {
             "schemas": components,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
@@ -211,6 +229,21 @@ mod tests {
         assert!(users["items"]["properties"]["is_deleted"].is_object(), "{users}");
         let media = &doc["paths"]["/chats/{target_user_id}/media"]["get"]["responses"]["200"]["content"];
         assert!(media["application/json"]["schema"]["items"]["properties"]["media_url"].is_object());
+    }
+
+    #[test]
+    fn the_websocket_actions_are_listed_with_the_frame_schemas() {
+        let doc = doc();
+        let ws = &doc["x-websocket"];
+        assert_eq!(ws["actions"], json!(ClientAction::NAMES));
+        let client = &doc["components"]["schemas"]["ClientAction"];
+        let tags: Vec<&Value> =
+            client["oneOf"].as_array().unwrap().iter().map(|v| &v["properties"]["action"]).collect();
+        assert_eq!(tags.len(), ClientAction::NAMES.len(), "{client}");
+        for name in ClientAction::NAMES {
+            assert!(client.to_string().contains(&format!("\"{name}\"")), "{name} in {client}");
+        }
+        assert!(doc["components"]["schemas"]["ServerEvent"]["oneOf"].is_array());
     }
 
     #[test]

@@ -113,33 +113,109 @@ pub struct SendGroupMessage {
     pub client_msg_id: Option<String>,
 }
 
-/// Every client → server frame, routed by `action` (route selection `$request.body.action`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum ClientAction {
-    /// Send a message.
-    SendMessage(SendMessage),
-    /// Typing indicator.
-    Typing(Typing),
-    /// Read receipt.
-    MarkRead(MarkRead),
-    /// Keep-alive; answered with `pong`.
-    Ping,
-    /// Send an MLS application message to a group.
-    SendGroupMessage(SendGroupMessage),
+/// Why a frame has no action to perform (API.md §7.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Answered with an `error` event of this code.
+    Error(WsErrorCode),
+    /// Dropped without an answer: bad `typing` input, which the original server ignored too.
+    Dropped,
 }
 
-impl ClientAction {
-    /// The `action` name.
-    pub const fn name(&self) -> &'static str {
-        match self {
-            Self::SendMessage(_) => "send_message",
-            Self::Typing(_) => "typing",
-            Self::MarkRead(_) => "mark_read",
-            Self::Ping => "ping",
-            Self::SendGroupMessage(_) => "send_group_message",
+/// Deserializes one action's fields from a JSON frame (its `action` is ignored); on failure, the top-level
+/// field that failed (empty when the frame itself did).
+fn fields<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result<T, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(frame);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| match e.path().iter().next() {
+        Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
+        _ => String::new(),
+    })
+}
+
+/// Declares the client actions once: the [`ClientAction`] enum, each action's name (its API Gateway route
+/// key), and how a frame whose field fails to decode is refused — per field (named as in its input type, so
+/// a renamed field fails to compile), then for any other failure.
+macro_rules! client_actions {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident $(($input:ident { $($field:ident => $refusal:expr,)* _ => $otherwise:expr $(,)? }))? = $name:literal,
+    )*) => {
+        /// Every client → server frame, routed by `action` (route selection `$request.body.action`).
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+        #[serde(tag = "action", rename_all = "snake_case")]
+        pub enum ClientAction {
+            $($(#[$doc])* $variant $(($input))?,)*
         }
-    }
+
+        impl ClientAction {
+            /// Every action's name: the routes of `ws-message` in `template.yaml` besides `$default`.
+            pub const NAMES: &[&str] = &[$($name),*];
+
+            /// The `action` name.
+            pub const fn name(&self) -> &'static str {
+                match self {
+                    $(client_actions!(@pattern $variant $($input)?) => $name,)*
+                }
+            }
+
+            /// Decodes the frame API Gateway routed to `route_key` into its action (API.md §7.2–7.3): an action
+            /// without fields reads none, unparsable JSON is `invalid_json`, `$default` (no or an unknown
+            /// `action`) `unknown_action`, and a field of the wrong type is refused as declared for it.
+            pub fn decode(route_key: &str, frame: &[u8]) -> Result<Self, Refused> {
+                #[allow(unused_imports)]
+                use {Refused::{Dropped, Error}, WsErrorCode::*};
+                $(client_actions!(@fieldless route_key, $name, $variant $($input)?);)*
+                if serde_json::from_slice::<serde::de::IgnoredAny>(frame).is_err() {
+                    return Err(Error(InvalidJson));
+                }
+                match route_key {
+                    $($($name => fields::<$input>(frame).map(Self::$variant).map_err(|field| {
+                        // Each named field exists in the input type.
+                        let _ = |_input: &$input| { $(let _ = &_input.$field;)* };
+                        match field.as_str() {
+                            $(stringify!($field) => $refusal,)*
+                            _ => $otherwise,
+                        }
+                    }),)?)*
+                    _ => Err(Error(UnknownAction)),
+                }
+            }
+        }
+    };
+    (@pattern $variant:ident) => { Self::$variant };
+    (@pattern $variant:ident $input:ident) => { Self::$variant(_) };
+    (@fieldless $route:ident, $name:literal, $variant:ident) => {
+        if $route == $name {
+            return Ok(Self::$variant);
+        }
+    };
+    (@fieldless $route:ident, $name:literal, $variant:ident $input:ident) => {};
+}
+
+client_actions! {
+    /// Send a message.
+    SendMessage(SendMessage {
+        receiver_id => Error(InvalidId),
+        message_type => Error(InvalidMessageType),
+        media_url => Error(InvalidMedia),
+        reply_to_message_id => Error(ReplyNotFound),
+        client_msg_id => Error(InvalidClientMsgId),
+        envelopes => Error(InvalidEnvelope),
+        // `encrypted_content` that is not a string counts as missing.
+        _ => Error(MissingFields),
+    }) = "send_message",
+    /// Typing indicator.
+    Typing(Typing { _ => Dropped }) = "typing",
+    /// Read receipt.
+    MarkRead(MarkRead { _ => Error(InvalidId) }) = "mark_read",
+    /// Keep-alive; answered with `pong`.
+    Ping = "ping",
+    /// Send an MLS application message to a group.
+    SendGroupMessage(SendGroupMessage {
+        group_id => Error(InvalidId),
+        client_msg_id => Error(InvalidClientMsgId),
+        _ => Error(MissingFields),
+    }) = "send_group_message",
 }
 
 macro_rules! ws_error_codes {
@@ -266,6 +342,7 @@ pub struct MessageDeleted {
 
 /// `chat_cleared` data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = ChatClearedEvent)]
 pub struct ChatCleared {
     /// The other user, from the recipient's point of view.
     pub peer_id: i64,
@@ -435,6 +512,20 @@ mod tests {
         let a: ClientAction = serde_json::from_str(r#"{"action":"ping"}"#).unwrap();
         assert_eq!(a.name(), "ping");
         assert!(serde_json::from_str::<ClientAction>(r#"{"action":"fly"}"#).is_err());
+    }
+
+    #[test]
+    fn the_declared_names_are_the_action_tags() {
+        for name in ClientAction::NAMES {
+            let tagged = serde_json::json!({"action": name});
+            if let Err(e) = serde_json::from_value::<ClientAction>(tagged) {
+                assert!(!e.to_string().contains("unknown variant"), "{name}: {e}");
+            }
+        }
+        let e = serde_json::from_value::<ClientAction>(serde_json::json!({"action": "fly"})).unwrap_err();
+        assert!(e.to_string().contains("unknown variant"), "the check above can fail: {e}");
+        let ping: ClientAction = serde_json::from_str(r#"{"action":"ping"}"#).unwrap();
+        assert_eq!(ClientAction::decode(ping.name(), b"{}"), Ok(ping));
     }
 
     #[test]

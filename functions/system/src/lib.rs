@@ -329,6 +329,26 @@ fn render_docs(doc: &Value) -> String {
     }
     html.push_str("</table>");
 
+    if let Some(ws) = doc.get("x-websocket") {
+        let actions: Vec<String> = ws
+            .get("actions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|a| format!("<code>{}</code>", escape(a)))
+            .collect();
+        let _ = write!(
+            html,
+            "<h2>WebSocket</h2><p>Frames are routed by <code>{}</code>; actions: {}. Any other frame is answered \
+             with an <code>error</code> event.</p><p>Client frames: {}. Server frames: {}.</p>",
+            escape(text(ws, "routeSelectionExpression")),
+            actions.join(", "),
+            type_html(ws.get("clientFrame").unwrap_or(&Value::Null)),
+            type_html(ws.get("serverFrame").unwrap_or(&Value::Null)),
+        );
+    }
+
     for (method, path, op) in &operations {
         operation_html(&mut html, method, path, op);
     }
@@ -385,6 +405,12 @@ mod tests {
         assert!(html.contains("id=\"schema-ClaimKeysRequest\""));
         assert!(html.contains("<code>device_ids</code>"));
         assert!(html.contains("A one-time key handed out to this caller only"), "nullable references keep their text");
+        let ws = html.split("<h2>WebSocket</h2>").nth(1).unwrap().split("</p><p>").next().unwrap();
+        for action in wire::ws::ClientAction::NAMES {
+            assert!(ws.contains(&format!("<code>{action}</code>")), "{action} in {ws}");
+        }
+        assert!(html.contains("<a href=\"#schema-ClientAction\">ClientAction</a>"));
+        assert!(html.contains("id=\"schema-ServerEvent\""));
         let health = html.split("id=\"op-health\"").nth(1).unwrap().split("</section>").next().unwrap();
         assert!(health.contains("Auth: none"));
         assert!(!html.contains("<script"), "no scripts");

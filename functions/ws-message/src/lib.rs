@@ -1,15 +1,15 @@
 //! The `ws-message` function: WebSocket actions `send_message`, `typing`, `mark_read`, `ping`,
 //! `send_group_message` (API.md §15.4) and `$default` (API.md §7.2–7.4).
 //!
-//! API Gateway selects the route by the frame's `action` (`$default` for anything else); [`decode`] turns
-//! the frame of a route into its [`ClientAction`], and `perform` has one arm per action.
+//! API Gateway selects the route by the frame's `action` (`$default` for anything else);
+//! [`ClientAction::decode`] turns the frame of a route into its action, and `perform` has one arm per action.
 
 use std::collections::HashMap;
 
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt as _, Response};
 use serde::Deserialize;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::IgnoredAny;
 use shared::auth::AuthUser;
 use shared::db::messages::NewMessage;
 use shared::messages::{self, MessageRow};
@@ -19,8 +19,8 @@ use shared::{ApiError, AppState, db, realtime};
 use wire::ErrorCode;
 use wire::objects::MessageType;
 use wire::ws::{
-    ClientAction, Envelope, ErrorEvent, GroupMessageSent, LooseId, MarkRead, MessageSent, Pong, SendGroupMessage,
-    SendMessage, ServerEvent, Typing, TypingEvent, WsErrorCode,
+    ClientAction, Envelope, ErrorEvent, GroupMessageSent, LooseId, MarkRead, MessageSent, Pong, Refused,
+    SendGroupMessage, SendMessage, ServerEvent, Typing, TypingEvent, WsErrorCode,
 };
 
 /// Name of this function in `template.yaml`.
@@ -34,73 +34,6 @@ const MAX_TOTAL_BYTES: usize = 120 * 1024;
 const MAX_ENVELOPES: usize = 50;
 /// A repeated `client_msg_id` within this window replays the original.
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
-
-/// Why a frame has no action to perform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// Answered with an `error` event of this code.
-    Error(WsErrorCode),
-    /// Dropped without an answer: bad `typing` input, which the original server ignored too.
-    Dropped,
-}
-
-/// Decodes the frame API Gateway routed to `route_key` into its action (API.md §7.2–7.3): unparsable
-/// JSON is `invalid_json`, `$default` (no or an unknown `action`) `unknown_action`, and a field of the wrong
-/// type the error §7.3 names for it (see [`send_message_error`]); bad `typing` input is dropped.
-pub fn decode(route_key: &str, frame: &[u8]) -> Result<ClientAction, Refused> {
-    use WsErrorCode as E;
-    // `ping` reads no field.
-    if route_key == "ping" {
-        return Ok(ClientAction::Ping);
-    }
-    if serde_json::from_slice::<IgnoredAny>(frame).is_err() {
-        return Err(Refused::Error(E::InvalidJson));
-    }
-    match route_key {
-        "send_message" => {
-            fields(frame).map(ClientAction::SendMessage).map_err(|field| Refused::Error(send_message_error(&field)))
-        }
-        "typing" => fields(frame).map(ClientAction::Typing).map_err(|_| Refused::Dropped),
-        "mark_read" => fields(frame).map(ClientAction::MarkRead).map_err(|_| Refused::Error(E::InvalidId)),
-        "send_group_message" => fields(frame)
-            .map(ClientAction::SendGroupMessage)
-            .map_err(|field| Refused::Error(send_group_message_error(&field))),
-        _ => Err(Refused::Error(E::UnknownAction)),
-    }
-}
-
-/// Deserializes one action's fields from a JSON frame (its `action` is ignored); on failure, the top-level
-/// field that failed (empty when the frame itself did).
-fn fields<T: DeserializeOwned>(frame: &[u8]) -> Result<T, String> {
-    let mut deserializer = serde_json::Deserializer::from_slice(frame);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| match e.path().iter().next() {
-        Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
-        _ => String::new(),
-    })
-}
-
-/// The `error` code for a `send_message` field of the wrong type (API.md §7.3).
-fn send_message_error(field: &str) -> WsErrorCode {
-    match field {
-        "receiver_id" => WsErrorCode::InvalidId,
-        "message_type" => WsErrorCode::InvalidMessageType,
-        "media_url" => WsErrorCode::InvalidMedia,
-        "reply_to_message_id" => WsErrorCode::ReplyNotFound,
-        "client_msg_id" => WsErrorCode::InvalidClientMsgId,
-        "envelopes" => WsErrorCode::InvalidEnvelope,
-        // `encrypted_content` that is not a string counts as missing.
-        _ => WsErrorCode::MissingFields,
-    }
-}
-
-/// The `error` code for a `send_group_message` field of the wrong type (API.md §15.4).
-fn send_group_message_error(field: &str) -> WsErrorCode {
-    match field {
-        "group_id" => WsErrorCode::InvalidId,
-        "client_msg_id" => WsErrorCode::InvalidClientMsgId,
-        _ => WsErrorCode::MissingFields,
-    }
-}
 
 /// The `client_msg_id` an `error` event echoes: the frame's when it is a string (a malformed one too).
 fn echoed_client_msg_id(frame: &[u8]) -> Option<String> {
@@ -169,7 +102,7 @@ pub async fn handle(state: &AppState, req: Request) -> Response<Body> {
         over_budget(state, &connection_id, frame).await;
         return ok();
     }
-    let decoded = decode(&route, frame);
+    let decoded = ClientAction::decode(&route, frame);
     // Sends count their frame inside their own write transaction.
     if !matches!(decoded, Ok(ClientAction::SendMessage(_) | ClientAction::SendGroupMessage(_)))
         && let Err(e) = state.limiter.hit(&state.db, FRAMES, &connection_id).await
@@ -623,7 +556,7 @@ mod tests {
     use WsErrorCode as E;
 
     fn send(frame: &str) -> Result<ClientAction, Refused> {
-        decode("send_message", frame.as_bytes())
+        ClientAction::decode("send_message", frame.as_bytes())
     }
 
     fn send_error(frame: &str) -> WsErrorCode {
@@ -663,13 +596,13 @@ mod tests {
         ];
         for action in actions {
             let frame = serde_json::to_vec(&action).unwrap();
-            assert_eq!(decode(action.name(), &frame), Ok(action.clone()), "{}", action.name());
+            assert_eq!(ClientAction::decode(action.name(), &frame), Ok(action.clone()), "{}", action.name());
         }
     }
 
     #[test]
     fn send_group_message_fields_of_the_wrong_type_name_their_error() {
-        let error = |frame: &str| match decode("send_group_message", frame.as_bytes()) {
+        let error = |frame: &str| match ClientAction::decode("send_group_message", frame.as_bytes()) {
             Err(Refused::Error(code)) => code,
             other => panic!("{frame}: {other:?}"),
         };
@@ -695,12 +628,12 @@ mod tests {
     #[test]
     fn unparsable_frames_and_unknown_actions() {
         for route in ["send_message", "typing", "mark_read", "$default"] {
-            assert_eq!(decode(route, b"{not json"), Err(Refused::Error(E::InvalidJson)), "{route}");
+            assert_eq!(ClientAction::decode(route, b"{not json"), Err(Refused::Error(E::InvalidJson)), "{route}");
         }
-        assert_eq!(decode("ping", b"{not json"), Ok(ClientAction::Ping), "ping reads nothing");
-        assert_eq!(decode("$default", br#"{"action":"dance"}"#), Err(Refused::Error(E::UnknownAction)));
-        assert_eq!(decode("$default", br#"{"no_action":true}"#), Err(Refused::Error(E::UnknownAction)));
-        assert_eq!(decode("$default", b"[1]"), Err(Refused::Error(E::UnknownAction)));
+        assert_eq!(ClientAction::decode("ping", b"{not json"), Ok(ClientAction::Ping), "ping reads nothing");
+        assert_eq!(ClientAction::decode("$default", br#"{"action":"dance"}"#), Err(Refused::Error(E::UnknownAction)));
+        assert_eq!(ClientAction::decode("$default", br#"{"no_action":true}"#), Err(Refused::Error(E::UnknownAction)));
+        assert_eq!(ClientAction::decode("$default", b"[1]"), Err(Refused::Error(E::UnknownAction)));
     }
 
     #[test]
@@ -771,12 +704,17 @@ mod tests {
     fn bad_typing_is_dropped_and_bad_mark_read_is_an_invalid_id() {
         for frame in [r#"{"receiver_id": null, "is_typing": true}"#, r#"{"receiver_id": 2, "is_typing": "yes"}"#, "{}"]
         {
-            assert_eq!(decode("typing", frame.as_bytes()), Err(Refused::Dropped), "{frame}");
+            assert_eq!(ClientAction::decode("typing", frame.as_bytes()), Err(Refused::Dropped), "{frame}");
         }
         for frame in ["{}", r#"{"peer_id": null}"#, r#"{"peer_id": 2, "up_to_id": 1.5}"#] {
-            assert_eq!(decode("mark_read", frame.as_bytes()), Err(Refused::Error(E::InvalidId)), "{frame}");
+            assert_eq!(
+                ClientAction::decode("mark_read", frame.as_bytes()),
+                Err(Refused::Error(E::InvalidId)),
+                "{frame}"
+            );
         }
-        let Ok(ClientAction::MarkRead(m)) = decode("mark_read", br#"{"peer_id": "x", "up_to_id": "7"}"#) else {
+        let Ok(ClientAction::MarkRead(m)) = ClientAction::decode("mark_read", br#"{"peer_id": "x", "up_to_id": "7"}"#)
+        else {
             panic!()
         };
         assert_eq!((m.peer_id.get(), loose_id(m.up_to_id.as_ref(), E::InvalidId)), (None, Ok(Some(7))));
@@ -813,7 +751,7 @@ mod tests {
             ),
             frame in proptest::collection::vec(any::<u8>(), 0..200),
         ) {
-            let _ = decode(route, &frame);
+            let _ = ClientAction::decode(route, &frame);
             let _ = echoed_client_msg_id(&frame);
         }
 
@@ -827,7 +765,7 @@ mod tests {
                 "action": "send_message", "receiver_id": receiver, "encrypted_content": content,
                 "envelopes": envelopes,
             });
-            match decode("send_message", frame.to_string().as_bytes()) {
+            match ClientAction::decode("send_message", frame.to_string().as_bytes()) {
                 Ok(ClientAction::SendMessage(m)) => {
                     prop_assert_eq!(m.envelopes.unwrap_or_default(), envelopes);
                     prop_assert_eq!(m.encrypted_content.as_deref(), Some(content.as_str()));

@@ -20,7 +20,7 @@ fn escape(segment: &str) -> String {
 }
 
 static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
-    let doc = shared::routes::openapi();
+    let doc = shared::routes::openapi_json();
     wire::endpoints()
         .into_iter()
         .map(|e| {

@@ -13,6 +13,7 @@ pub struct SetLocalNameRequest {
     pub contact_id: i64,
     /// Trimmed, at most 64 characters; empty or absent stores null.
     #[serde(default)]
+    #[schema(max_length = 64)]
     pub local_name: Option<String>,
 }
 

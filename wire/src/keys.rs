@@ -12,8 +12,10 @@ pub struct SignedPrekey {
     /// Key id (unsigned 32-bit).
     pub key_id: u32,
     /// 32 bytes, standard base64.
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub public_key: String,
     /// Ed25519(signing_key, `"MSGR-SPK-V1"` ‖ key_id as 4 bytes big-endian ‖ public_key), 64 bytes, base64.
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub signature: String,
 }
 
@@ -23,6 +25,7 @@ pub struct OneTimeKey {
     /// Key id (unsigned 32-bit), unique per device.
     pub key_id: u32,
     /// 32 bytes, standard base64.
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub public_key: String,
 }
 
@@ -33,12 +36,15 @@ pub struct OneTimeKey {
 pub struct UploadKeysRequest {
     /// Device Curve25519 identity key, 32 bytes, base64.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub identity_key: Option<String>,
     /// Device Ed25519 key, 32 bytes, base64.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub signing_key: Option<String>,
     /// Ed25519(signing_key, `"MSGR-ID-V1"` ‖ identity_key), 64 bytes, base64; required with `identity_key`.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub identity_signature: Option<String>,
     /// Replaces the previous signed prekey.
     #[serde(default)]
@@ -49,6 +55,7 @@ pub struct UploadKeysRequest {
     /// The account's password: required to replace the device's identity keys with different ones (absent or
     /// wrong: 403 `invalid_password`), ignored otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 72)]
     pub password: Option<String>,
 }
 
@@ -78,10 +85,13 @@ pub struct Device {
     /// Its name; null unless the device is the caller's.
     pub device_name: Option<String>,
     /// Curve25519 identity key, base64.
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub identity_key: String,
     /// Ed25519 key, base64.
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub signing_key: String,
     /// Identity signature, base64.
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub identity_signature: String,
     /// RFC 3339 UTC; null unless the device is the caller's (peers get only what E2EE needs).
     pub created_at: Option<String>,
@@ -103,10 +113,13 @@ pub struct ClaimedDevice {
     /// Device id.
     pub device_id: String,
     /// Curve25519 identity key, base64.
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub identity_key: String,
     /// Ed25519 key, base64.
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub signing_key: String,
     /// Identity signature, base64.
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub identity_signature: String,
     /// The signed prekey.
     pub signed_prekey: SignedPrekey,

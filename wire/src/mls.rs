@@ -18,6 +18,7 @@ pub struct UploadKeyPackagesRequest {
     pub key_packages: Option<Vec<String>>,
     /// A last-resort package, handed out when no other is left and never consumed; replaces the previous one.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub last_resort: Option<String>,
 }
 
@@ -47,6 +48,7 @@ pub struct ClaimedKeyPackage {
     /// The device.
     pub device_id: String,
     /// The `MLSMessage`, base64, exactly as the device uploaded it.
+    #[schema(pattern = r"^[A-Za-z0-9+/]*={0,2}$")]
     pub key_package: String,
     /// True when the device had no ordinary package left and this is its last-resort package.
     pub last_resort: bool,

@@ -32,18 +32,25 @@ impl Brightness {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ThemeFields {
     /// Trimmed, 1–64 characters.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// A 32-bit ARGB colour as the original client writes it: decimal text (`"4286336511"`) or `0x` hex text.
+    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
     pub primary_color: String,
     /// Colour, as `primary_color`.
+    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
     pub background_color: String,
     /// Colour, as `primary_color`.
+    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
     pub bubble_color_me: String,
     /// Colour, as `primary_color`.
+    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
     pub bubble_color_other: String,
     /// Colour, as `primary_color`.
+    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
     pub text_color: String,
     /// Colour, as `primary_color`.
+    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
     pub secondary_text_color: String,
     /// `light` or `dark`.
     pub brightness: Brightness,
@@ -52,6 +59,7 @@ pub struct ThemeFields {
     pub wallpaper_url: Option<String>,
     /// Decimal number as text, 0–20; null or absent is `"0.0"`.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{1,2}(\.[0-9]+)?$")]
     pub wallpaper_blur: Option<String>,
 }
 
@@ -65,18 +73,25 @@ pub struct UpdateThemeRequest {
     /// Path: the theme.
     pub theme_id: i64,
     /// Trimmed, 1–64 characters.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// A 32-bit ARGB colour as the original client writes it: decimal text (`"4286336511"`) or `0x` hex text.
+    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
     pub primary_color: String,
     /// Colour, as `primary_color`.
+    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
     pub background_color: String,
     /// Colour, as `primary_color`.
+    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
     pub bubble_color_me: String,
     /// Colour, as `primary_color`.
+    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
     pub bubble_color_other: String,
     /// Colour, as `primary_color`.
+    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
     pub text_color: String,
     /// Colour, as `primary_color`.
+    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
     pub secondary_text_color: String,
     /// `light` or `dark`.
     pub brightness: Brightness,
@@ -85,6 +100,7 @@ pub struct UpdateThemeRequest {
     pub wallpaper_url: Option<String>,
     /// Decimal number as text, 0–20; null or absent is `"0.0"`.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{1,2}(\.[0-9]+)?$")]
     pub wallpaper_blur: Option<String>,
 }
 
@@ -122,16 +138,22 @@ pub struct Theme {
     /// Name.
     pub name: String,
     /// Decimal ARGB text.
+    #[schema(pattern = r"^[0-9]{1,10}$")]
     pub primary_color: String,
     /// Decimal ARGB text.
+    #[schema(pattern = r"^[0-9]{1,10}$")]
     pub background_color: String,
     /// Decimal ARGB text.
+    #[schema(pattern = r"^[0-9]{1,10}$")]
     pub bubble_color_me: String,
     /// Decimal ARGB text.
+    #[schema(pattern = r"^[0-9]{1,10}$")]
     pub bubble_color_other: String,
     /// Decimal ARGB text.
+    #[schema(pattern = r"^[0-9]{1,10}$")]
     pub text_color: String,
     /// Decimal ARGB text.
+    #[schema(pattern = r"^[0-9]{1,10}$")]
     pub secondary_text_color: String,
     /// `light` or `dark`.
     pub brightness: Brightness,

@@ -12,6 +12,7 @@ use crate::{FileUpload, present};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SetUsernameRequest {
     /// The new username (§4.1: 5–32 of `[A-Za-z0-9_]`, first a letter); trimmed.
+    #[schema(pattern = r"^[A-Za-z][A-Za-z0-9_]{4,31}$")]
     pub new_username: String,
 }
 
@@ -19,6 +20,7 @@ pub struct SetUsernameRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CheckAvailabilityRequest {
     /// The username to check; trimmed.
+    #[schema(max_length = 64)]
     pub username: String,
 }
 
@@ -59,6 +61,7 @@ pub struct UpdateProfileRequest {
 pub struct SetBioRequest {
     /// At most 500 characters; missing, null or blank clears.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub bio: Option<String>,
 }
 
@@ -67,6 +70,7 @@ pub struct SetBioRequest {
 pub struct SetBirthdateRequest {
     /// `YYYY-MM-DD` between 1900-01-01 and today; missing, null or blank clears.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub birthdate: Option<String>,
 }
 
@@ -87,6 +91,7 @@ pub struct SearchUsersRequest {
     /// Matched case-insensitively and literally against username, names and "first last"; at most 64
     /// characters; under 2 answers `[]`.
     #[serde(default)]
+    #[schema(max_length = 64)]
     pub query: Option<String>,
 }
 
@@ -122,6 +127,7 @@ pub struct PrivacySettings {
 pub struct UpdatePrivacyRequest {
     /// `all`, `contacts`, `nobody` or `except`; anything else is a 400 `invalid_privacy_value`.
     #[serde(default)]
+    #[schema(value_type = Option<AvatarVisibility>)]
     pub avatar_visibility: Option<String>,
     /// At most 1000 positive user ids: a JSON array, or (as the original client sends it in the query) a
     /// JSON-encoded string such as `"[3,17]"`; `[]` or an empty string clears, null keeps. Any JSON is
@@ -141,6 +147,7 @@ pub struct UpdatePrivacyRequest {
     pub show_online_status: Option<bool>,
     /// `all`, `contacts` or `nobody`; anything else is a 400 `invalid_privacy_value`.
     #[serde(default)]
+    #[schema(value_type = Option<PhoneVisibility>)]
     pub phone_visibility: Option<String>,
 }
 
@@ -184,6 +191,7 @@ pub struct AvatarFrame {
 pub struct SetPresetAvatarRequest {
     /// A preset id of §10.2 (`"1"` … `"12"`).
     #[serde(default)]
+    #[schema(pattern = r"^([1-9]|1[0-2])$")]
     pub avatar_id: Option<String>,
 }
 
@@ -316,6 +324,7 @@ endpoint! {
 pub struct DeleteAccountRequest {
     /// The account's current password (absent or wrong: 403 `invalid_password`).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 72)]
     pub password: String,
 }
 

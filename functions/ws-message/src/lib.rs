@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use shared::auth::AuthUser;
 use shared::db::messages::NewMessage;
+use shared::db::mls_groups::MessageRow as GroupMessageRow;
 use shared::messages::{self, MessageRow};
 use shared::ratelimit::Scope;
 use shared::time::{format_ms, now_ms};
@@ -249,28 +250,14 @@ async fn send_message(
     let listed_envelopes = input.envelopes.take();
     let now = now_ms();
     let conn = state.db.conn().await?;
-    // Past the queue limit a send is refused at once (`service_unavailable`, retried by the client) instead of
-    // waiting behind a queue that grows with the load.
-    let tx = conn.write_tx_queued(state.config.send_queue_limit).await?;
-    // The frame counts first, whatever follows (a refusal writes nothing).
-    state.limiter.hit_on(&tx, FRAMES, connection_id).await?;
-    if input.client_msg_id.as_deref().is_some_and(|id| !valid_client_msg_id(id)) {
-        return refuse(tx, Failed(WsErrorCode::InvalidClientMsgId)).await;
-    }
-    // A retry of a stored message is acknowledged again before any other check (rate limit, receiver gone):
-    // an error would tell the client it was not stored. An id older than the window is released for reuse.
-    let mut expired = None;
-    if let Some(cid) = &input.client_msg_id
-        && let Some(existing) = db::messages::by_client_msg_id(&tx, user.id, cid).await?
-    {
-        if existing.created_at > now - IDEMPOTENCY_WINDOW_MS {
-            tx.commit().await?;
-            drop(conn);
-            realtime::push(state, vec![(connection_id.to_owned(), message_sent(&existing))]).await;
+    let cid = input.client_msg_id.as_deref();
+    let (tx, expired) = match begin_send::<MessageRow>(state, &conn, connection_id, user.id, cid, now).await? {
+        Begun::Go { tx, expired } => (tx, expired),
+        Begun::Acknowledged(frame) => {
+            realtime::push(state, vec![(connection_id.to_owned(), frame)]).await;
             return Ok(());
         }
-        expired = Some(existing.id);
-    }
+    };
     let checked = match check_fields(&input, user.id) {
         Ok(checked) => checked,
         Err(refused) => return refuse(tx, refused).await,
@@ -368,23 +355,14 @@ async fn send_group_message(
 ) -> Result<(), Failed> {
     let now = now_ms();
     let conn = state.db.conn().await?;
-    let tx = conn.write_tx_queued(state.config.send_queue_limit).await?;
-    state.limiter.hit_on(&tx, FRAMES, connection_id).await?;
-    if input.client_msg_id.as_deref().is_some_and(|id| !valid_client_msg_id(id)) {
-        return refuse(tx, Failed(WsErrorCode::InvalidClientMsgId)).await;
-    }
-    let mut expired = None;
-    if let Some(cid) = &input.client_msg_id
-        && let Some(existing) = db::mls_groups::message_by_client_msg_id(&tx, user.id, cid).await?
-    {
-        if existing.created_at > now - IDEMPOTENCY_WINDOW_MS {
-            tx.commit().await?;
-            drop(conn);
-            realtime::push(state, vec![(connection_id.to_owned(), group_message_sent(&existing))]).await;
+    let cid = input.client_msg_id.as_deref();
+    let (tx, expired) = match begin_send::<GroupMessageRow>(state, &conn, connection_id, user.id, cid, now).await? {
+        Begun::Go { tx, expired } => (tx, expired),
+        Begun::Acknowledged(frame) => {
+            realtime::push(state, vec![(connection_id.to_owned(), frame)]).await;
             return Ok(());
         }
-        expired = Some(existing.id);
-    }
+    };
     let (group_id, ciphertext, header) = match check_group_fields(&input) {
         Ok(checked) => checked,
         Err(refused) => return refuse(tx, refused).await,
@@ -434,6 +412,79 @@ async fn send_group_message(
     realtime::push(state, targets).await;
     realtime::close(state, &ended).await;
     Ok(())
+}
+
+/// A stored message a send may be a retry of.
+trait Stored: Sized {
+    /// The caller's message with this `client_msg_id`, if one is stored.
+    async fn find(conn: &db::Conn, sender: i64, client_msg_id: &str) -> Result<Option<Self>, libsql::Error>;
+    /// Its id and storage time.
+    fn id_and_time(&self) -> (i64, i64);
+    /// Its acknowledgement.
+    fn acknowledgement(&self) -> String;
+}
+
+impl Stored for MessageRow {
+    async fn find(conn: &db::Conn, sender: i64, client_msg_id: &str) -> Result<Option<Self>, libsql::Error> {
+        db::messages::by_client_msg_id(conn, sender, client_msg_id).await
+    }
+    fn id_and_time(&self) -> (i64, i64) {
+        (self.id, self.created_at)
+    }
+    fn acknowledgement(&self) -> String {
+        message_sent(self)
+    }
+}
+
+impl Stored for GroupMessageRow {
+    async fn find(conn: &db::Conn, sender: i64, client_msg_id: &str) -> Result<Option<Self>, libsql::Error> {
+        db::mls_groups::message_by_client_msg_id(conn, sender, client_msg_id).await
+    }
+    fn id_and_time(&self) -> (i64, i64) {
+        (self.id, self.created_at)
+    }
+    fn acknowledgement(&self) -> String {
+        group_message_sent(self)
+    }
+}
+
+/// How a send goes on after [`begin_send`].
+enum Begun<'c> {
+    /// With its checks, in its write transaction; `expired` is the stored message whose `client_msg_id`
+    /// (stored before the window) this send takes over.
+    Go { tx: db::WriteTx<'c>, expired: Option<i64> },
+    /// It was a retry of a message stored within the window: acknowledge it again with this frame.
+    Acknowledged(String),
+}
+
+/// The first steps of every send, in its write transaction: the frame's count, the `client_msg_id` check and
+/// the retry lookup. Past the queue limit a send is refused at once (`service_unavailable`, retried by the
+/// client) instead of waiting behind a queue that grows with the load. A retry of a stored message is
+/// acknowledged again before any other check (rate limit, receiver gone): an error would tell the client it
+/// was not stored.
+async fn begin_send<'c, S: Stored>(
+    state: &AppState,
+    conn: &'c db::PooledConn<'_>,
+    connection_id: &str,
+    sender: i64,
+    client_msg_id: Option<&str>,
+    now: i64,
+) -> Result<Begun<'c>, Failed> {
+    let tx = conn.write_tx_queued(state.config.send_queue_limit).await?;
+    // The frame counts first, whatever follows (a refusal writes nothing).
+    state.limiter.hit_on(&tx, FRAMES, connection_id).await?;
+    let Some(cid) = client_msg_id else { return Ok(Begun::Go { tx, expired: None }) };
+    if !valid_client_msg_id(cid) {
+        tx.commit().await?;
+        return Err(Failed(WsErrorCode::InvalidClientMsgId));
+    }
+    let Some(stored) = S::find(&tx, sender, cid).await? else { return Ok(Begun::Go { tx, expired: None }) };
+    let (id, created_at) = stored.id_and_time();
+    if created_at > now - IDEMPOTENCY_WINDOW_MS {
+        tx.commit().await?;
+        return Ok(Begun::Acknowledged(stored.acknowledgement()));
+    }
+    Ok(Begun::Go { tx, expired: Some(id) })
 }
 
 /// Ends a send's transaction keeping the counts it made, and passes its refusal on.

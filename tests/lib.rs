@@ -648,6 +648,20 @@ impl TestUser {
     pub async fn post(&self, path: &str, body: Option<&Value>) -> Resp {
         self.client.call("POST", path, Some(&self.token), body).await
     }
+    /// `POST /keys/claim` as a client makes it, expecting 200: a 503 (the database was too busy; nothing was
+    /// done, API.md §1) is tried again after its `Retry-After`. Against a debug `sqld` on a loaded machine, 200
+    /// claims queued at once for the one writer can outlast the queue's time.
+    pub async fn claim_keys(&self, body: &Value) -> Value {
+        for _ in 0..30 {
+            let answer = self.post("/keys/claim", Some(body)).await;
+            if answer.status.as_u16() != 503 {
+                return answer.expect(200);
+            }
+            let after = answer.headers.get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
+            tokio::time::sleep(std::time::Duration::from_secs(after)).await;
+        }
+        panic!("claims still refused as overloaded after 30 tries");
+    }
     pub async fn delete(&self, path: &str) -> Resp {
         self.client.call("DELETE", path, Some(&self.token), None).await
     }

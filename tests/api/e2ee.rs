@@ -225,18 +225,16 @@ async fn concurrent_claims_hand_out_each_one_time_key_at_most_once() {
     let body = serde_json::to_value(crypto.initial_keys(50)).unwrap();
     let r = target.put("/keys", Some(&body)).await.expect(200);
     assert_eq!(r["one_time_key_count"], 50);
-    let claimer = app.user().await;
+    let claimer = std::sync::Arc::new(app.user().await);
     let mut tasks = Vec::new();
     for _ in 0..200 {
-        let (client, token, id) = (claimer.client.clone(), claimer.token.clone(), target.id);
-        tasks.push(tokio::spawn(async move {
-            client.call("POST", "/keys/claim", Some(&token), Some(&json!({"user_id": id}))).await
-        }));
+        let (claimer, id) = (claimer.clone(), target.id);
+        tasks.push(tokio::spawn(async move { claimer.claim_keys(&json!({"user_id": id})).await }));
     }
     let mut ids = Vec::new();
     let mut fallbacks = 0;
     for t in tasks {
-        let body = t.await.unwrap().expect(200);
+        let body = t.await.unwrap();
         let device = &body["devices"][0];
         if device["fallback"] == true {
             assert!(device["one_time_key"].is_null());

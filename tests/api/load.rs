@@ -8,21 +8,6 @@ use messenger_client::crypto::Crypto;
 use messenger_tests::{TestApp, TestUser};
 use serde_json::{Value, json};
 
-/// `POST /keys/claim` as a client makes it: a 503 (the database was too busy; nothing was done, API.md §1) is
-/// tried again after its `Retry-After`. Against a debug `sqld` on a loaded machine, 200 claims queued at once
-/// for the one writer can outlast the queue's time.
-async fn claim(user: &TestUser, body: &Value) -> Value {
-    for _ in 0..30 {
-        let answer = user.post("/keys/claim", Some(body)).await;
-        if answer.status.as_u16() != 503 {
-            return answer.expect(200);
-        }
-        let after = answer.headers.get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
-        tokio::time::sleep(std::time::Duration::from_secs(after)).await;
-    }
-    panic!("claims still refused as overloaded after 30 tries");
-}
-
 #[tokio::test]
 async fn two_hundred_concurrent_claims_hand_out_each_of_fifty_keys_exactly_once() {
     let app = TestApp::spawn_with(&[
@@ -37,7 +22,7 @@ async fn two_hundred_concurrent_claims_hand_out_each_of_fifty_keys_exactly_once(
     owner.put("/keys", Some(&keys)).await.expect(200);
     let claimers: Vec<TestUser> = join_all((0..20).map(|_| app.user())).await;
     let body = json!({"user_id": owner.id});
-    let answers = join_all((0..200).map(|i| claim(&claimers[i % claimers.len()], &body))).await;
+    let answers = join_all((0..200).map(|i| claimers[i % claimers.len()].claim_keys(&body))).await;
 
     let mut handed_out = Vec::new();
     let mut fallbacks = 0;

@@ -235,8 +235,8 @@ async fn list_devices(state: &AppState, user: AuthUser, input: ListDevicesReques
 
 /// `POST /keys/claim`
 /// - per device of the user (or the listed ones): identity keys, the signed prekey and one one-time key,
-///   read and taken in one write transaction, so the bundle is consistent and concurrent claims never get the
-///   same key; when none is left, the signed prekey is the fallback
+///   counted, read and taken in one write transaction, so the bundle is consistent and concurrent claims never
+///   get the same key; when none is left, the signed prekey is the fallback
 /// - a taken key's id is remembered, so its re-upload is refused
 /// - past `CLAIM_TARGET` claims of a device in a window, from all callers together, the device answers with
 ///   its fallback and keeps its one-time keys: draining them takes longer than the window, and nobody is
@@ -247,28 +247,39 @@ async fn claim_keys(state: &AppState, user: AuthUser, input: ClaimKeysRequest) -
     if wanted.as_ref().is_some_and(|w| w.len() > MAX_CLAIMED_DEVICES) {
         return Err(ApiError::field("device_ids", "must be a list of at most 100 device ids"));
     }
-    state.limiter.hit(&state.db, Scope::Claim, &user.id.to_string()).await?;
     let claimable = |devices: Vec<db::keys::Claimable>| {
         let mut devices = devices;
         devices.retain(|d| wanted.as_ref().is_none_or(|w| w.contains(&d.device_id)));
         devices
     };
-    let devices = {
-        let conn = state.db.conn().await?;
-        if !db::users::is_live(&conn, target).await? {
-            return Err(ErrorCode::UserNotFound.into());
-        }
-        claimable(db::keys::claimable_devices(&conn, target).await?)
-    };
-    // Every per-device limit is counted before any key is taken, so a refused request consumes none.
-    for device in &devices {
-        let subject = format!("{}:{}", user.id, device.device_id);
-        state.limiter.hit(&state.db, Scope::ClaimDevice, &subject).await?;
-    }
+    // One write transaction from the first count to the last key: one turn of the database's writer per claim
+    // (on a libSQL server, each statement is a round trip while it holds the writer). A caller this process
+    // knows to be over the limit is refused before it queues for the writer.
+    state.limiter.check(Scope::Claim, &user.id.to_string())?;
     let conn = state.db.conn().await?;
     let tx = conn.write_tx().await?;
-    // Read again under the writer: a device whose identity changed meanwhile is answered with its new keys.
-    let devices = claimable(db::keys::claimable_devices(&tx, target).await?);
+    let counted = async {
+        state.limiter.hit_on(&tx, Scope::Claim, &user.id.to_string()).await?;
+        if !db::users::is_live(&tx, target).await? {
+            return Err(ApiError::from(ErrorCode::UserNotFound));
+        }
+        let devices = claimable(db::keys::claimable_devices(&tx, target).await?);
+        // Every per-device limit is counted before any key is taken, so a refused request consumes none.
+        for device in &devices {
+            let subject = format!("{}:{}", user.id, device.device_id);
+            state.limiter.hit_on(&tx, Scope::ClaimDevice, &subject).await?;
+        }
+        Ok(devices)
+    };
+    let devices = match counted.await {
+        Ok(devices) => devices,
+        // A refused claim keeps the counts it made (as when each was its own transaction).
+        Err(refused) if refused.status().is_client_error() => {
+            tx.commit().await?;
+            return Err(refused);
+        }
+        Err(failed) => return Err(failed),
+    };
     let mut out = Vec::with_capacity(devices.len());
     for d in devices {
         let otk = match state.limiter.hit_on(&tx, Scope::ClaimTarget, &d.device_id).await {

@@ -33,11 +33,8 @@ pub enum AvatarFrameId {
 }
 
 impl AvatarFrameId {
-    /// Every frame, in the order `GET /avatar-frames/list` lists them.
-    pub const ALL: [Self; 4] = [Self::None, Self::Fire, Self::Rainbow, Self::Purple];
-
     /// The wire (and stored) id.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",
             Self::Fire => "fire",
@@ -48,7 +45,7 @@ impl AvatarFrameId {
 
     /// The frame of a wire id, exactly as written.
     pub fn parse(id: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.as_str() == id)
+        crate::parse_str(id)
     }
 }
 

@@ -19,7 +19,7 @@ pub enum Brightness {
 
 impl Brightness {
     /// The wire (and stored) name.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Light => "light",
             Self::Dark => "dark",

@@ -247,11 +247,6 @@ async fn claim_keys(state: &AppState, user: AuthUser, input: ClaimKeysRequest) -
     if wanted.as_ref().is_some_and(|w| w.len() > MAX_CLAIMED_DEVICES) {
         return Err(ApiError::field("device_ids", "must be a list of at most 100 device ids"));
     }
-    let claimable = |devices: Vec<db::keys::Claimable>| {
-        let mut devices = devices;
-        devices.retain(|d| wanted.as_ref().is_none_or(|w| w.contains(&d.device_id)));
-        devices
-    };
     // One write transaction from the first count to the last key: one turn of the database's writer per claim
     // (on a libSQL server, each statement is a round trip while it holds the writer). A caller this process
     // knows to be over the limit is refused before it queues for the writer.
@@ -263,7 +258,8 @@ async fn claim_keys(state: &AppState, user: AuthUser, input: ClaimKeysRequest) -
         if !db::users::is_live(&tx, target).await? {
             return Err(ApiError::from(ErrorCode::UserNotFound));
         }
-        let devices = claimable(db::keys::claimable_devices(&tx, target).await?);
+        let mut devices = db::keys::claimable_devices(&tx, target).await?;
+        devices.retain(|d| wanted.as_ref().is_none_or(|w| w.contains(&d.device_id)));
         // Every per-device limit is counted before any key is taken, so a refused request consumes none.
         for device in &devices {
             let subject = format!("{}:{}", user.id, device.device_id);

@@ -45,7 +45,7 @@ pub fn init_tracing() {
 }
 
 /// Builds the state once (config with its secrets, database, clients, keys), checks the schema version and
-/// serves events.
+/// serves events (see [`SchemaGate`]).
 pub async fn run<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
 where
     F: Fn(&'static AppState, Request) -> Fut + Send + Sync + 'static,
@@ -63,16 +63,56 @@ where
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let state = AppState::new(config, None).await?;
-    crate::db::check_schema(&state.db).await?;
     let state: &'static AppState = Box::leak(Box::new(state));
+    let schema: &'static SchemaGate = Box::leak(Box::new(SchemaGate::start(&state.db)));
     let handler = &*Box::leak(Box::new(handler));
     let function: &'static str = Box::leak(function_name().into_boxed_str());
     lambda_http::run(service_fn(move |req: Request| {
         let (span, started) = request_span(function, &req);
-        let fut = tracing::Instrument::instrument(handler(state, req), span.clone());
+        let serve = async move {
+            match schema.passed().await {
+                Ok(()) => handler(state, req).await,
+                Err(e) => crate::ApiError::Internal(e).into_response(),
+            }
+        };
+        let fut = tracing::Instrument::instrument(serve, span.clone());
         async move { Ok::<_, Infallible>(finish_request(&span, started, fut.await)) }
     }))
     .await
+}
+
+/// The schema check of a cold start ([`crate::db::check_schema`]): the database must be at this build's
+/// version before anything is served. It starts before the runtime asks for the first event, so its round
+/// trip to the database (and the connection it opens, which requests reuse) overlaps that request instead of
+/// coming before it; every invocation waits until the check has passed. A failed check answers the invocation
+/// with a 500 (its cause logged: "run the migrate function") and is run again by the next one, so a process
+/// that started before `migrate` finished serves once it has.
+pub struct SchemaGate {
+    db: &'static crate::db::Db,
+    passed: tokio::sync::OnceCell<()>,
+    first: std::sync::Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
+}
+
+impl SchemaGate {
+    /// Starts the first check of `db` in the background.
+    pub fn start(db: &'static crate::db::Db) -> Self {
+        let first = tokio::spawn(crate::db::check_schema(db));
+        Self { db, passed: tokio::sync::OnceCell::new(), first: std::sync::Mutex::new(Some(first)) }
+    }
+
+    /// Waits for the check; the first failure is the background check's, later ones are checks of their own.
+    pub async fn passed(&self) -> anyhow::Result<()> {
+        self.passed
+            .get_or_try_init(|| async {
+                let first = self.first.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+                match first {
+                    Some(task) => task.await?,
+                    None => crate::db::check_schema(self.db).await,
+                }
+            })
+            .await
+            .copied()
+    }
 }
 
 /// This function's name: Lambda's `AWS_LAMBDA_FUNCTION_NAME`, else the binary's name.

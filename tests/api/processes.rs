@@ -143,12 +143,36 @@ async fn functions_run_as_their_own_processes_and_a_crash_is_a_cold_start() {
     assert_ne!(users_after, users_before);
     assert_eq!(pid_of("auth"), Some(auth_before), "other functions are untouched");
 
+    // The schema check: a cold start against a database at another schema version (here: a newer one, as
+    // while a newer build's `migrate` runs) answers 500 instead of serving, and checks again on each
+    // invocation, so the same process serves once the database is at its version.
+    let db =
+        shared::db::Db::open(&format!("file:{}", dir.path().join("data/messenger.db").display()), None).await.unwrap();
+    let conn = db.conn().await.unwrap();
+    let newer = shared::db::latest_version() + 1;
+    conn.execute("INSERT INTO schema_migration (version, name, applied_at) VALUES (?1, 'newer', 0)", [newer])
+        .await
+        .unwrap();
+    let me = http.get(format!("{base}/me")).bearer_auth(&alice_token).send().await.unwrap();
+    assert_eq!(me.status(), 200, "a warm process checked its schema at its cold start only");
+    Command::new("kill").args(["-9", &users_after.to_string()]).status().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = http.get(format!("{base}/me")).bearer_auth(&alice_token).send().await.unwrap();
+    assert_eq!(refused.status(), 500, "a cold start at another schema version does not serve");
+    assert_eq!(refused.json::<Value>().await.unwrap()["code"], "internal_error");
+    let checking = pid_of("users").expect("users runs, refusing");
+    conn.execute("DELETE FROM schema_migration WHERE version = ?1", [newer]).await.unwrap();
+    let served = http.get(format!("{base}/me")).bearer_auth(&alice_token).send().await.unwrap();
+    assert_eq!(served.status(), 200, "the next invocation checks again and passes");
+    assert_eq!(pid_of("users"), Some(checking), "in the same process");
+
     let _ = stack.kill();
     let _ = stack.wait();
     let text = std::fs::read_to_string(&log).unwrap();
     let cold_starts = text.lines().filter(|l| l.contains("cold start") && l.contains("function=\"users\"")).count();
-    assert_eq!(cold_starts, 2, "two cold starts of users in the log:\n{text}");
+    assert_eq!(cold_starts, 3, "three cold starts of users in the log:\n{text}");
     assert!(text.contains("function ready") && text.contains("init_ms"), "init times are logged");
+    assert!(text.contains("run the migrate function"), "the refusal's cause is logged:\n{text}");
 }
 
 /// A function whose process dies during its init (here: every function exits at once, as a binary built for

@@ -27,81 +27,66 @@ impl Brightness {
     }
 }
 
-/// Every theme field a client sends: the `POST /users/me/themes` body. Colours and the blur are strings, as
-/// the original client writes them (JSON numbers are refused).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ThemeFields {
-    /// Trimmed, 1–64 characters.
-    #[schema(min_length = 1, max_length = 64)]
-    pub name: String,
-    /// A 32-bit ARGB colour as the original client writes it: decimal text (`"4286336511"`) or `0x` hex text.
-    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
-    pub primary_color: String,
-    /// Colour, as `primary_color`.
-    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
-    pub background_color: String,
-    /// Colour, as `primary_color`.
-    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
-    pub bubble_color_me: String,
-    /// Colour, as `primary_color`.
-    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
-    pub bubble_color_other: String,
-    /// Colour, as `primary_color`.
-    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
-    pub text_color: String,
-    /// Colour, as `primary_color`.
-    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
-    pub secondary_text_color: String,
-    /// `light` or `dark`.
-    pub brightness: Brightness,
-    /// A URL or key from our upload endpoints, owned by the caller; null or blank for none.
-    #[serde(default)]
-    pub wallpaper_url: Option<String>,
-    /// Decimal number as text, 0–20; null or absent is `"0.0"`.
-    #[serde(default)]
-    #[schema(pattern = r"^[0-9]{1,2}(\.[0-9]+)?$")]
-    pub wallpaper_blur: Option<String>,
+/// Declares a struct holding its own fields and then every theme field a client sends, so the theme fields
+/// and their constraints are written once for both inputs that carry them. (Listed in each struct rather than
+/// flattened, so a failed field is named in the 422. Attributes pass through as token trees: utoipa misreads
+/// some attribute fragments that come from a macro.)
+macro_rules! with_theme_fields {
+    ($(#[$($attr:tt)*])* pub struct $name:ident { $($(#[$($field_attr:tt)*])* pub $field:ident: $ty:tt,)* }) => {
+        $(#[$($attr)*])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+        pub struct $name {
+            $($(#[$($field_attr)*])* pub $field: $ty,)*
+            /// Trimmed, 1–64 characters.
+            #[schema(min_length = 1, max_length = 64)]
+            pub name: String,
+            /// A 32-bit ARGB colour as the original client writes it: decimal text (`"4286336511"`) or `0x` hex text.
+            #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
+            pub primary_color: String,
+            /// Colour, as `primary_color`.
+            #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
+            pub background_color: String,
+            /// Colour, as `primary_color`.
+            #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
+            pub bubble_color_me: String,
+            /// Colour, as `primary_color`.
+            #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
+            pub bubble_color_other: String,
+            /// Colour, as `primary_color`.
+            #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
+            pub text_color: String,
+            /// Colour, as `primary_color`.
+            #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
+            pub secondary_text_color: String,
+            /// `light` or `dark`.
+            pub brightness: Brightness,
+            /// A URL or key from our upload endpoints, owned by the caller; null or blank for none.
+            #[serde(default)]
+            pub wallpaper_url: Option<String>,
+            /// Decimal number as text, 0–20; null or absent is `"0.0"`.
+            #[serde(default)]
+            #[schema(pattern = r"^[0-9]{1,2}(\.[0-9]+)?$")]
+            pub wallpaper_blur: Option<String>,
+        }
+    };
+}
+
+with_theme_fields! {
+    /// Every theme field a client sends: the `POST /users/me/themes` body. Colours and the blur are strings, as
+    /// the original client writes them (JSON numbers are refused).
+    pub struct ThemeFields {}
 }
 
 /// `POST /users/me/themes` body.
 pub type CreateThemeRequest = ThemeFields;
 
-/// `PUT /users/me/themes/{theme_id}` input: the path's theme and every field of [`ThemeFields`], replacing
-/// the stored ones (listed here rather than flattened, so a failed field is named in the 422).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct UpdateThemeRequest {
-    /// Path: the theme.
-    pub theme_id: i64,
-    /// Trimmed, 1–64 characters.
-    #[schema(min_length = 1, max_length = 64)]
-    pub name: String,
-    /// A 32-bit ARGB colour as the original client writes it: decimal text (`"4286336511"`) or `0x` hex text.
-    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
-    pub primary_color: String,
-    /// Colour, as `primary_color`.
-    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
-    pub background_color: String,
-    /// Colour, as `primary_color`.
-    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
-    pub bubble_color_me: String,
-    /// Colour, as `primary_color`.
-    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
-    pub bubble_color_other: String,
-    /// Colour, as `primary_color`.
-    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
-    pub text_color: String,
-    /// Colour, as `primary_color`.
-    #[schema(pattern = r"^(0[xX][0-9A-Fa-f]{1,8}|[0-9]{1,10})$")]
-    pub secondary_text_color: String,
-    /// `light` or `dark`.
-    pub brightness: Brightness,
-    /// A URL or key from our upload endpoints, owned by the caller; null or blank for none.
-    #[serde(default)]
-    pub wallpaper_url: Option<String>,
-    /// Decimal number as text, 0–20; null or absent is `"0.0"`.
-    #[serde(default)]
-    #[schema(pattern = r"^[0-9]{1,2}(\.[0-9]+)?$")]
-    pub wallpaper_blur: Option<String>,
+with_theme_fields! {
+    /// `PUT /users/me/themes/{theme_id}` input: the path's theme and every field of [`ThemeFields`], replacing
+    /// the stored ones.
+    pub struct UpdateThemeRequest {
+        /// Path: the theme.
+        pub theme_id: i64,
+    }
 }
 
 impl UpdateThemeRequest {

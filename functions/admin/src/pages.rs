@@ -232,23 +232,24 @@ fn action_form(frame: Frame<'_>, action: &str, label: &str, class: &str) -> Mark
 
 /// One account: what an operator needs, never the password hash or message contents; actions as forms.
 pub fn user(frame: Frame<'_>, u: &UserDetail, notice: Option<&str>, is_self: bool) -> Markup {
-    let base = format!("/admin/users/{}", u.id);
+    let a = &u.account;
+    let base = format!("/admin/users/{}", a.id);
     let body = html! {
         @if let Some(notice) = notice { p.notice role="status" { (notice) } }
         table.detail #user-detail {
-            tr { th { "Id" } td { (u.id) } }
-            tr { th { "Username" } td { (u.username.as_deref().unwrap_or("—")) } }
-            tr { th { "Name" } td.name { (u.first_name.as_deref().unwrap_or("")) " " (u.last_name.as_deref().unwrap_or("")) } }
+            tr { th { "Id" } td { (a.id) } }
+            tr { th { "Username" } td { (a.username.as_deref().unwrap_or("—")) } }
+            tr { th { "Name" } td.name { (a.first_name.as_deref().unwrap_or("")) " " (a.last_name.as_deref().unwrap_or("")) } }
             tr { th { "Phone" } td { (u.phone.as_deref().map_or("—".to_owned(), |p| format!("+{p}"))) } }
             tr { th { "Bio" } td { (u.bio.as_deref().unwrap_or("—")) } }
             tr { th { "Birthdate" } td { (u.birthdate.as_deref().unwrap_or("—")) } }
-            tr { th { "Registered" } td { (time(u.created_at)) } }
-            tr { th { "Last seen" } td { (opt_time(u.last_seen)) } }
-            tr { th { "Role" } td { @if u.is_admin { "operator" } @else { "user" } } }
-            tr { th { "State" } td #user-state { @if u.is_deleted { "deleted" } @else if u.is_banned { "banned" } @else { "active" } } }
+            tr { th { "Registered" } td { (time(a.created_at)) } }
+            tr { th { "Last seen" } td { (opt_time(a.last_seen)) } }
+            tr { th { "Role" } td { @if a.is_admin { "operator" } @else { "user" } } }
+            tr { th { "State" } td #user-state { @if u.is_deleted { "deleted" } @else if a.is_banned { "banned" } @else { "active" } } }
             tr { th { "Devices" } td { (u.devices) } }
             tr { th { "Open connections" } td { (u.connections) } }
-            tr { th { "Messages" } td { (u.sent) " sent, " (u.received) " received · " a href={ "/admin/messages?user_id=" (u.id) } { "metadata" } } }
+            tr { th { "Messages" } td { (u.sent) " sent, " (u.received) " received · " a href={ "/admin/messages?user_id=" (a.id) } { "metadata" } } }
             tr { th { "Storage" } td { (bytes(u.storage_bytes)) } }
         }
         @if !u.is_deleted {
@@ -256,7 +257,7 @@ pub fn user(frame: Frame<'_>, u: &UserDetail, notice: Option<&str>, is_self: boo
             div.actions {
                 @if is_self {
                     p.hint { "You cannot ban or delete your own account." }
-                } @else if u.is_banned {
+                } @else if a.is_banned {
                     (action_form(frame, &format!("{base}/unban"), "Unban", "unban"))
                 } @else {
                     (action_form(frame, &format!("{base}/ban"), "Ban", "ban danger"))
@@ -272,7 +273,7 @@ pub fn user(frame: Frame<'_>, u: &UserDetail, notice: Option<&str>, is_self: boo
             }
         }
     };
-    layout(&format!("User #{}", u.id), Some(frame), &body)
+    layout(&format!("User #{}", a.id), Some(frame), &body)
 }
 
 /// Message metadata, newest first: never the ciphertext.
@@ -430,17 +431,19 @@ mod tests {
     #[test]
     fn every_form_of_a_page_carries_the_csrf_token() {
         let detail = UserDetail {
-            id: 5,
+            account: UserListRow {
+                id: 5,
+                username: None,
+                first_name: None,
+                last_name: None,
+                created_at: 0,
+                last_seen: None,
+                is_admin: false,
+                is_banned: false,
+            },
             phone: Some("15550001111".into()),
-            username: None,
-            first_name: None,
-            last_name: None,
             bio: None,
             birthdate: None,
-            created_at: 0,
-            last_seen: None,
-            is_admin: false,
-            is_banned: false,
             is_deleted: false,
             devices: 1,
             connections: 0,

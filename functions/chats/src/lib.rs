@@ -7,6 +7,7 @@ use shared::api::Router;
 use shared::auth::AuthUser;
 use shared::bulk::Outcome;
 use shared::db::bulk::Kind as BulkKind;
+use shared::db::messages::Holding;
 use shared::messages::{self, MessageRow};
 use shared::privacy::public_views;
 use shared::{ApiError, AppState, db, realtime};
@@ -96,7 +97,7 @@ async fn list_messages(state: &AppState, user: AuthUser, input: ListMessagesRequ
     // Rows come in the order the cap keeps them: oldest first after a cursor, newest first otherwise.
     let mut page = match input.after_id {
         Some(after) => db::messages::page_after(&conn, user.id, peer, after, before, limit).await?,
-        None => db::messages::page_before(&conn, user.id, peer, before, limit).await?,
+        None => db::messages::page_before(&conn, user.id, peer, Holding::All, before, limit).await?,
     };
     let receipts = db::users::both_show_read_receipts(&conn, user.id, peer).await?;
     let ids: Vec<i64> = page.iter().map(|m| m.id).collect();
@@ -200,7 +201,7 @@ async fn list_media(state: &AppState, user: AuthUser, input: ListMediaRequest) -
     let limit = page_limit(input.limit, 100, 200)?;
     let before = input.before_id.unwrap_or(i64::MAX);
     let conn = state.db.conn().await?;
-    let rows = db::messages::images_before(&conn, user.id, input.target_user_id, before, limit).await?;
+    let rows = db::messages::page_before(&conn, user.id, input.target_user_id, Holding::Images, before, limit).await?;
     drop(conn);
     let mut out = Vec::with_capacity(rows.len());
     for msg in rows {

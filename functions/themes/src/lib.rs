@@ -33,22 +33,23 @@ shared::http_function!(router);
 
 /// The theme object of API.md §3.3, with a fresh URL for its wallpaper.
 async fn view(state: &AppState, row: db::themes::Theme) -> Result<Theme, ApiError> {
-    let wallpaper_url = match &row.wallpaper_key {
+    let values = row.values;
+    let wallpaper_url = match &values.wallpaper_key {
         Some(key) => shared::files::url(state, key).await?,
         None => None,
     };
     Ok(Theme {
         id: row.id,
-        name: row.name,
-        primary_color: row.primary_color,
-        background_color: row.background_color,
-        bubble_color_me: row.bubble_color_me,
-        bubble_color_other: row.bubble_color_other,
-        text_color: row.text_color,
-        secondary_text_color: row.secondary_text_color,
-        brightness: row.brightness,
+        name: values.name,
+        primary_color: values.primary_color,
+        background_color: values.background_color,
+        bubble_color_me: values.bubble_color_me,
+        bubble_color_other: values.bubble_color_other,
+        text_color: values.text_color,
+        secondary_text_color: values.secondary_text_color,
+        brightness: values.brightness,
         wallpaper_url,
-        wallpaper_blur: Some(row.wallpaper_blur),
+        wallpaper_blur: Some(values.wallpaper_blur),
         created_at: shared::time::format_ms(row.created_at),
     })
 }

@@ -273,30 +273,15 @@ pub async fn users_count(conn: &Conn, query: Option<&str>) -> Result<i64, libsql
 /// What the panel shows of one account: never the password hash, keys or message contents.
 #[derive(Debug, Clone, Deserialize)]
 pub struct UserDetail {
-    /// Id.
-    pub id: i64,
+    /// What the users list shows of it.
+    #[serde(flatten)]
+    pub account: UserListRow,
     /// Phone digits (shown to the operator only).
     pub phone: Option<String>,
-    /// Username.
-    pub username: Option<String>,
-    /// First name.
-    pub first_name: Option<String>,
-    /// Last name.
-    pub last_name: Option<String>,
     /// Bio.
     pub bio: Option<String>,
     /// Birthdate.
     pub birthdate: Option<String>,
-    /// Registered at (ms).
-    pub created_at: i64,
-    /// Last seen (ms).
-    pub last_seen: Option<i64>,
-    /// Operator.
-    #[serde(deserialize_with = "int_bool")]
-    pub is_admin: bool,
-    /// Banned.
-    #[serde(deserialize_with = "int_bool")]
-    pub is_banned: bool,
     /// Deleted (a stub).
     #[serde(deserialize_with = "int_bool")]
     pub is_deleted: bool,

@@ -2,12 +2,22 @@
 //!
 //! A conversation is read through `min(sender_id, receiver_id), max(sender_id, receiver_id)` so both
 //! directions use the `message_pair` index; "visible to `?1`" means not deleted for everyone and not hidden
-//! by `?1`. Every statement is written out in full.
+//! by `?1`. Those two conditions and the columns of a [`MessageRow`] are the constants below, spliced into the
+//! statements with `format!` (the plan test fills them in the same way).
 
 use super::Conn;
 use crate::db::{all, column, exists, first, id_list, int_bool, value};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
+
+/// The columns of a [`MessageRow`].
+const COLUMNS: &str = "id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
+                       client_msg_id, sender_device_id, is_read, created_at";
+/// The conversation of `?1` and `?2`, in either direction, through the `message_pair` index.
+const CONVERSATION: &str = "min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2)";
+/// Visible to `?1`: not deleted for everyone, and not hidden by `?1`.
+const VISIBLE: &str = "deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
+                       AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1)";
 
 /// A stored message.
 #[derive(Debug, Clone, Deserialize)]
@@ -178,59 +188,42 @@ pub async fn page_after(
 ) -> Result<Vec<MessageRow>, libsql::Error> {
     let rows = conn
         .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
-             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
-             AND id > ?3 AND id < ?4 ORDER BY id ASC LIMIT ?5",
+            &format!(
+                "SELECT {COLUMNS} FROM message WHERE {CONVERSATION} AND {VISIBLE} \
+                 AND id > ?3 AND id < ?4 ORDER BY id ASC LIMIT ?5"
+            ),
             (user_id, peer, after_id, before_id, limit),
         )
         .await?;
     all(rows).await
 }
 
-/// A history page of the conversation of `user_id` and `peer` visible to `user_id`: ids below
-/// `before_id`, newest first, at most `limit`.
+/// What a page going back in a conversation holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    /// Every message (`GET /chats/{peer}/history`).
+    All,
+    /// Image messages only (`GET /chats/{peer}/media`).
+    Images,
+}
+
+/// A page of the conversation of `user_id` and `peer` visible to `user_id`, of the messages `holding`
+/// says: ids below `before_id`, newest first, at most `limit`.
 pub async fn page_before(
     conn: &Conn,
     user_id: i64,
     peer: i64,
+    holding: Holding,
     before_id: i64,
     limit: i64,
 ) -> Result<Vec<MessageRow>, libsql::Error> {
     let rows = conn
         .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
-             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
-             AND id < ?3 ORDER BY id DESC LIMIT ?4",
-            (user_id, peer, before_id, limit),
-        )
-        .await?;
-    all(rows).await
-}
-
-/// `GET /chats/{peer}/media`: image messages of the conversation visible to `user_id` below `before_id`,
-/// newest first, at most `limit`.
-pub async fn images_before(
-    conn: &Conn,
-    user_id: i64,
-    peer: i64,
-    before_id: i64,
-    limit: i64,
-) -> Result<Vec<MessageRow>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
-             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
-             AND message_type = 'image' AND id < ?3 ORDER BY id DESC LIMIT ?4",
-            (user_id, peer, before_id, limit),
+            &format!(
+                "SELECT {COLUMNS} FROM message WHERE {CONVERSATION} AND {VISIBLE} \
+                 AND (?5 = 0 OR message_type = 'image') AND id < ?3 ORDER BY id DESC LIMIT ?4"
+            ),
+            (user_id, peer, before_id, limit, i64::from(holding == Holding::Images)),
         )
         .await?;
     all(rows).await
@@ -238,13 +231,8 @@ pub async fn images_before(
 
 /// Message `id` unless it was deleted for everyone, whoever may see it (the operator panel).
 pub async fn find_live(conn: &Conn, id: i64) -> Result<Option<MessageRow>, libsql::Error> {
-    let rows = conn
-        .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message WHERE id = ?1 AND deleted_for_everyone = 0",
-            [id],
-        )
-        .await?;
+    let rows =
+        conn.query(&format!("SELECT {COLUMNS} FROM message WHERE id = ?1 AND deleted_for_everyone = 0"), [id]).await?;
     first(rows).await
 }
 
@@ -252,10 +240,9 @@ pub async fn find_live(conn: &Conn, id: i64) -> Result<Option<MessageRow>, libsq
 pub async fn find_visible(conn: &Conn, user_id: i64, id: i64) -> Result<Option<MessageRow>, libsql::Error> {
     let rows = conn
         .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message \
-             WHERE id = ?2 AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
-             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) AND (sender_id = ?1 OR receiver_id = ?1)",
+            &format!(
+                "SELECT {COLUMNS} FROM message WHERE id = ?2 AND {VISIBLE} AND (sender_id = ?1 OR receiver_id = ?1)"
+            ),
             (user_id, id),
         )
         .await?;
@@ -266,13 +253,7 @@ pub async fn find_visible(conn: &Conn, user_id: i64, id: i64) -> Result<Option<M
 /// (a reply target).
 pub async fn visible_in_conversation(conn: &Conn, user_id: i64, peer: i64, id: i64) -> Result<bool, libsql::Error> {
     let rows = conn
-        .query(
-            "SELECT 1 FROM message WHERE id = ?3 \
-             AND min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
-             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1)",
-            (user_id, peer, id),
-        )
+        .query(&format!("SELECT 1 FROM message WHERE id = ?3 AND {CONVERSATION} AND {VISIBLE}"), (user_id, peer, id))
         .await?;
     exists(rows).await
 }
@@ -298,9 +279,7 @@ pub async fn by_client_msg_id(
 ) -> Result<Option<MessageRow>, libsql::Error> {
     let rows = conn
         .query(
-            "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-             client_msg_id, sender_device_id, is_read, created_at FROM message \
-             WHERE sender_id = ?1 AND client_msg_id = ?2",
+            &format!("SELECT {COLUMNS} FROM message WHERE sender_id = ?1 AND client_msg_id = ?2"),
             (sender, client_msg_id),
         )
         .await?;
@@ -317,10 +296,11 @@ pub async fn clear_client_msg_id(conn: &Conn, id: i64) -> Result<(), libsql::Err
 pub async fn insert(conn: &Conn, new: NewMessage<'_>) -> Result<MessageRow, libsql::Error> {
     let rows = conn
         .query(
-            "INSERT INTO message (sender_id, receiver_id, encrypted_content, message_type, media_key, \
-             reply_to_message_id, client_msg_id, sender_device_id, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id, sender_id, receiver_id, encrypted_content, \
-             message_type, media_key, reply_to_message_id, client_msg_id, sender_device_id, is_read, created_at",
+            &format!(
+                "INSERT INTO message (sender_id, receiver_id, encrypted_content, message_type, media_key, \
+                 reply_to_message_id, client_msg_id, sender_device_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING {COLUMNS}"
+            ),
             (
                 new.sender_id,
                 new.receiver_id,
@@ -358,9 +338,10 @@ pub async fn insert_envelope(
 pub async fn typing_allowed(conn: &Conn, sender: i64, receiver: i64) -> Result<bool, libsql::Error> {
     let rows = conn
         .query(
-            "SELECT u.show_online_status AND EXISTS (SELECT 1 FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND deleted_for_everyone = 0) FROM user u WHERE u.id = ?1",
+            &format!(
+                "SELECT u.show_online_status AND EXISTS (SELECT 1 FROM message \
+                 WHERE {CONVERSATION} AND deleted_for_everyone = 0) FROM user u WHERE u.id = ?1"
+            ),
             (sender, receiver),
         )
         .await?;
@@ -370,13 +351,7 @@ pub async fn typing_allowed(conn: &Conn, sender: i64, receiver: i64) -> Result<b
 /// The newest id of the conversation of `user_id` and `peer` visible to `user_id` (0 if none).
 pub async fn last_visible_id(conn: &Conn, user_id: i64, peer: i64) -> Result<i64, libsql::Error> {
     let rows = conn
-        .query(
-            "SELECT COALESCE(MAX(id), 0) FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND deleted_for_everyone = 0 AND NOT (sender_id = ?1 AND hidden_for_sender = 1) \
-             AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1)",
-            (user_id, peer),
-        )
+        .query(&format!("SELECT COALESCE(MAX(id), 0) FROM message WHERE {CONVERSATION} AND {VISIBLE}"), (user_id, peer))
         .await?;
     Ok(value(rows).await?.unwrap_or(0))
 }
@@ -385,9 +360,7 @@ pub async fn last_visible_id(conn: &Conn, user_id: i64, peer: i64) -> Result<i64
 pub async fn last_live_id(conn: &Conn, user_id: i64, peer: i64) -> Result<i64, libsql::Error> {
     let rows = conn
         .query(
-            "SELECT COALESCE(MAX(id), 0) FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND deleted_for_everyone = 0",
+            &format!("SELECT COALESCE(MAX(id), 0) FROM message WHERE {CONVERSATION} AND deleted_for_everyone = 0"),
             (user_id, peer),
         )
         .await?;
@@ -419,9 +392,9 @@ pub async fn window_end(
 ) -> Result<Option<i64>, libsql::Error> {
     let rows = conn
         .query(
-            "SELECT id FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND id > ?3 AND id <= ?4 ORDER BY id LIMIT 1 OFFSET ?5",
+            &format!(
+                "SELECT id FROM message WHERE {CONVERSATION} AND id > ?3 AND id <= ?4 ORDER BY id LIMIT 1 OFFSET ?5"
+            ),
             (a, b, after, up_to_id, batch - 1),
         )
         .await?;
@@ -453,9 +426,10 @@ pub async fn hide_window(conn: &Conn, user_id: i64, peer: i64, after: i64, end: 
 pub async fn wipe_window(conn: &Conn, a: i64, b: i64, after: i64, end: i64) -> Result<Wiped, libsql::Error> {
     let rows = conn
         .query(
-            "SELECT id, media_key FROM message \
-             WHERE min(sender_id, receiver_id) = min(?1, ?2) AND max(sender_id, receiver_id) = max(?1, ?2) \
-             AND id > ?3 AND id <= ?4 AND deleted_for_everyone = 0",
+            &format!(
+                "SELECT id, media_key FROM message WHERE {CONVERSATION} AND id > ?3 AND id <= ?4 \
+                 AND deleted_for_everyone = 0"
+            ),
             (a, b, after, end),
         )
         .await?;
@@ -599,12 +573,11 @@ mod tests {
     async fn latest_per_peer(conn: &Conn, user_id: i64) -> Result<Vec<MessageRow>, libsql::Error> {
         let rows = conn
             .query(
-                "SELECT id, sender_id, receiver_id, encrypted_content, message_type, media_key, reply_to_message_id, \
-                 client_msg_id, sender_device_id, is_read, created_at FROM message WHERE id IN (\
-                   SELECT MAX(id) FROM message WHERE deleted_for_everyone = 0 \
-                   AND NOT (sender_id = ?1 AND hidden_for_sender = 1) AND NOT (receiver_id = ?1 AND hidden_for_receiver = 1) \
-                   AND (sender_id = ?1 OR receiver_id = ?1) \
-                   GROUP BY CASE WHEN sender_id = ?1 THEN receiver_id ELSE sender_id END) ORDER BY id DESC",
+                &format!(
+                    "SELECT {COLUMNS} FROM message WHERE id IN (\
+                       SELECT MAX(id) FROM message WHERE {VISIBLE} AND (sender_id = ?1 OR receiver_id = ?1) \
+                       GROUP BY CASE WHEN sender_id = ?1 THEN receiver_id ELSE sender_id END) ORDER BY id DESC"
+                ),
                 [user_id],
             )
             .await?;
@@ -632,7 +605,8 @@ mod tests {
         let b = insert(&conn, NewMessage { client_msg_id: Some("c1"), ..new("b") }).await.unwrap();
         assert!(b.id > a.id && !a.is_read && a.sender_device_id.as_deref() == Some("d1"));
         assert_eq!(by_client_msg_id(&conn, 1, "c1").await.unwrap().unwrap().id, b.id);
-        let page: Vec<i64> = page_before(&conn, 2, 1, i64::MAX, 10).await.unwrap().iter().map(|m| m.id).collect();
+        let page: Vec<i64> =
+            page_before(&conn, 2, 1, Holding::All, i64::MAX, 10).await.unwrap().iter().map(|m| m.id).collect();
         assert_eq!(page, vec![b.id, a.id]);
         assert_eq!(
             mark_read(&conn, 2, 1, Some(b.id), 1).await.unwrap(),
@@ -700,10 +674,10 @@ mod tests {
         let m2 = send(&conn, 2, 1, "image", None).await.id;
         let m3 = send(&conn, 1, 2, "text", None).await.id;
         let other = send(&conn, 1, 3, "text", None).await.id;
-        assert_eq!(ids(&page_before(&conn, 1, 2, i64::MAX, 2).await.unwrap()), vec![m3, m2]);
+        assert_eq!(ids(&page_before(&conn, 1, 2, Holding::All, i64::MAX, 2).await.unwrap()), vec![m3, m2]);
         assert_eq!(ids(&page_after(&conn, 2, 1, m1.id, i64::MAX, 10).await.unwrap()), vec![m2, m3]);
         assert_eq!(ids(&page_after(&conn, 2, 1, 0, m3, 10).await.unwrap()), vec![m1.id, m2]);
-        assert_eq!(ids(&images_before(&conn, 1, 2, i64::MAX, 10).await.unwrap()), vec![m2]);
+        assert_eq!(ids(&page_before(&conn, 1, 2, Holding::Images, i64::MAX, 10).await.unwrap()), vec![m2]);
         assert_eq!(ids(&latest_per_peer(&conn, 1).await.unwrap()), vec![other, m3]);
         assert!(visible_in_conversation(&conn, 1, 2, m2).await.unwrap());
         assert!(!visible_in_conversation(&conn, 3, 2, m2).await.unwrap(), "another conversation");
@@ -716,7 +690,7 @@ mod tests {
         assert_eq!(last_visible_id(&conn, 1, 2).await.unwrap(), m2);
         assert_eq!(last_live_id(&conn, 1, 2).await.unwrap(), m3, "what the caller hid still counts");
         assert_eq!(hide_conversation(&conn, 2, 1, m2).await.unwrap(), 2);
-        assert_eq!(ids(&page_before(&conn, 2, 1, i64::MAX, 10).await.unwrap()), vec![m3]);
+        assert_eq!(ids(&page_before(&conn, 2, 1, Holding::All, i64::MAX, 10).await.unwrap()), vec![m3]);
         assert_eq!(last_visible_id(&conn, 3, 2).await.unwrap(), 0);
         let mut peers: Vec<i64> =
             crate::db::users::by_ids(&conn, &[2, 3, 99]).await.unwrap().iter().map(|u| u.id).collect();

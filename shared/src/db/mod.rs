@@ -56,9 +56,11 @@ pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.0)
 }
 
-/// Maps a row to `T` by column name (`libsql::de`); extra columns are ignored.
+/// Maps a row to `T` by column name; extra columns are ignored. Unlike `libsql::de`, a row is a map to serde,
+/// so a row type can `#[serde(flatten)]` the fields it shares with another (a stored theme is its id, the
+/// fields a client sets and its creation time).
 pub(crate) fn from_row<T: DeserializeOwned>(row: &Row) -> Result<T, libsql::Error> {
-    libsql::de::from_row::<T>(row).map_err(|e| {
+    T::deserialize(RowDeserializer(row)).map_err(|e| {
         let columns: Vec<&str> = (0..row.column_count()).map(|i| row.column_name(i).unwrap_or("?")).collect();
         libsql::Error::Misuse(format!(
             "row ({}) does not map to {}: {}",
@@ -67,6 +69,55 @@ pub(crate) fn from_row<T: DeserializeOwned>(row: &Row) -> Result<T, libsql::Erro
             redact(&e.to_string())
         ))
     })
+}
+
+/// A row as serde sees it: a map from column names to values.
+struct RowDeserializer<'a>(&'a Row);
+
+impl<'de> serde::Deserializer<'de> for RowDeserializer<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(Columns { row: self.0, next: 0, value: None })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// The columns of a row, in order: each name, then its value.
+struct Columns<'a> {
+    row: &'a Row,
+    next: i32,
+    value: Option<libsql::Value>,
+}
+
+impl<'de> serde::de::MapAccess<'de> for Columns<'_> {
+    type Error = serde::de::value::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Self::Error> {
+        use serde::de::{Error as _, IntoDeserializer as _};
+        if self.next >= self.row.column_count() {
+            return Ok(None);
+        }
+        let i = self.next;
+        self.next += 1;
+        self.value = Some(self.row.get_value(i).map_err(Self::Error::custom)?);
+        let name = self.row.column_name(i).ok_or_else(|| Self::Error::custom("a column without a name"))?;
+        seed.deserialize(name.into_deserializer()).map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
+        use serde::de::{Error as _, IntoDeserializer as _};
+        let value = self.value.take().ok_or_else(|| Self::Error::custom("a value without its column"))?;
+        seed.deserialize(value.into_deserializer())
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        usize::try_from(self.row.column_count() - self.next).ok()
+    }
 }
 
 /// Blanks quoted values out of a serde error message: a mismatched column must not put stored data

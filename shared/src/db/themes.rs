@@ -16,37 +16,24 @@ pub async fn delete_of_user(conn: &Conn, user_id: i64) -> Result<(), libsql::Err
     Ok(())
 }
 
+/// The columns of a [`Theme`].
+const COLUMNS: &str = "id, name, primary_color, background_color, bubble_color_me, bubble_color_other, text_color, \
+                       secondary_text_color, brightness, wallpaper_key, wallpaper_blur, created_at";
+
 /// A stored theme.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Theme {
     /// Id.
     pub id: i64,
-    /// Name.
-    pub name: String,
-    /// Decimal ARGB text.
-    pub primary_color: String,
-    /// Decimal ARGB text.
-    pub background_color: String,
-    /// Decimal ARGB text.
-    pub bubble_color_me: String,
-    /// Decimal ARGB text.
-    pub bubble_color_other: String,
-    /// Decimal ARGB text.
-    pub text_color: String,
-    /// Decimal ARGB text.
-    pub secondary_text_color: String,
-    /// `light` or `dark`.
-    pub brightness: Brightness,
-    /// Object key of the wallpaper.
-    pub wallpaper_key: Option<String>,
-    /// Decimal text such as `"0.0"`.
-    pub wallpaper_blur: String,
+    /// What its user set.
+    #[serde(flatten)]
+    pub values: ThemeValues,
     /// Epoch ms.
     pub created_at: i64,
 }
 
 /// The validated fields of a theme, as stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ThemeValues {
     /// Trimmed name.
     pub name: String,
@@ -70,6 +57,27 @@ pub struct ThemeValues {
     pub wallpaper_blur: String,
 }
 
+impl ThemeValues {
+    /// The fields as `?1`–`?10`, in the order of [`Theme`]'s columns, then `then` as `?11` and `?12`.
+    fn params(&self, then: [i64; 2]) -> libsql::params::Params {
+        let text = |s: &str| libsql::Value::Text(s.to_owned());
+        libsql::params::Params::Positional(vec![
+            text(&self.name),
+            text(&self.primary_color),
+            text(&self.background_color),
+            text(&self.bubble_color_me),
+            text(&self.bubble_color_other),
+            text(&self.text_color),
+            text(&self.secondary_text_color),
+            text(self.brightness.as_str()),
+            self.wallpaper_key.as_deref().map_or(libsql::Value::Null, text),
+            text(&self.wallpaper_blur),
+            then[0].into(),
+            then[1].into(),
+        ])
+    }
+}
+
 /// How many themes `user_id` has.
 pub async fn count(conn: &Conn, user_id: i64) -> Result<i64, libsql::Error> {
     Ok(value(conn.query("SELECT COUNT(*) FROM theme WHERE user_id = ?1", [user_id]).await?).await?.unwrap_or(0))
@@ -79,25 +87,12 @@ pub async fn count(conn: &Conn, user_id: i64) -> Result<i64, libsql::Error> {
 pub async fn insert(conn: &Conn, user_id: i64, theme: &ThemeValues, now_ms: i64) -> Result<Theme, libsql::Error> {
     let rows = conn
         .query(
-            "INSERT INTO theme (user_id, name, primary_color, background_color, bubble_color_me, bubble_color_other, \
-             text_color, secondary_text_color, brightness, wallpaper_key, wallpaper_blur, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id, name, primary_color, \
-             background_color, bubble_color_me, bubble_color_other, text_color, secondary_text_color, brightness, \
-             wallpaper_key, wallpaper_blur, created_at",
-            libsql::params![
-                user_id,
-                theme.name.as_str(),
-                theme.primary_color.as_str(),
-                theme.background_color.as_str(),
-                theme.bubble_color_me.as_str(),
-                theme.bubble_color_other.as_str(),
-                theme.text_color.as_str(),
-                theme.secondary_text_color.as_str(),
-                theme.brightness.as_str(),
-                theme.wallpaper_key.as_deref(),
-                theme.wallpaper_blur.as_str(),
-                now_ms,
-            ],
+            &format!(
+                "INSERT INTO theme (name, primary_color, background_color, bubble_color_me, bubble_color_other, \
+                 text_color, secondary_text_color, brightness, wallpaper_key, wallpaper_blur, user_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING {COLUMNS}"
+            ),
+            theme.params([user_id, now_ms]),
         )
         .await?;
     first(rows).await?.ok_or_else(|| libsql::Error::Misuse("insert returned no row".into()))
@@ -106,12 +101,7 @@ pub async fn insert(conn: &Conn, user_id: i64, theme: &ThemeValues, now_ms: i64)
 /// The themes of `user_id`, newest first.
 pub async fn list(conn: &Conn, user_id: i64) -> Result<Vec<Theme>, libsql::Error> {
     all(conn
-        .query(
-            "SELECT id, name, primary_color, background_color, bubble_color_me, bubble_color_other, text_color, \
-             secondary_text_color, brightness, wallpaper_key, wallpaper_blur, created_at FROM theme \
-             WHERE user_id = ?1 ORDER BY created_at DESC, id DESC",
-            [user_id],
-        )
+        .query(&format!("SELECT {COLUMNS} FROM theme WHERE user_id = ?1 ORDER BY created_at DESC, id DESC"), [user_id])
         .await?)
     .await
 }
@@ -125,25 +115,12 @@ pub async fn wallpaper(conn: &Conn, id: i64, user_id: i64) -> Result<Option<Opti
 pub async fn update(conn: &Conn, id: i64, user_id: i64, theme: &ThemeValues) -> Result<Option<Theme>, libsql::Error> {
     let rows = conn
         .query(
-            "UPDATE theme SET name = ?3, primary_color = ?4, background_color = ?5, bubble_color_me = ?6, \
-             bubble_color_other = ?7, text_color = ?8, secondary_text_color = ?9, brightness = ?10, \
-             wallpaper_key = ?11, wallpaper_blur = ?12 WHERE id = ?1 AND user_id = ?2 RETURNING id, name, \
-             primary_color, background_color, bubble_color_me, bubble_color_other, text_color, \
-             secondary_text_color, brightness, wallpaper_key, wallpaper_blur, created_at",
-            libsql::params![
-                id,
-                user_id,
-                theme.name.as_str(),
-                theme.primary_color.as_str(),
-                theme.background_color.as_str(),
-                theme.bubble_color_me.as_str(),
-                theme.bubble_color_other.as_str(),
-                theme.text_color.as_str(),
-                theme.secondary_text_color.as_str(),
-                theme.brightness.as_str(),
-                theme.wallpaper_key.as_deref(),
-                theme.wallpaper_blur.as_str(),
-            ],
+            &format!(
+                "UPDATE theme SET name = ?1, primary_color = ?2, background_color = ?3, bubble_color_me = ?4, \
+                 bubble_color_other = ?5, text_color = ?6, secondary_text_color = ?7, brightness = ?8, \
+                 wallpaper_key = ?9, wallpaper_blur = ?10 WHERE id = ?11 AND user_id = ?12 RETURNING {COLUMNS}"
+            ),
+            theme.params([id, user_id]),
         )
         .await?;
     first(rows).await

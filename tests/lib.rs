@@ -290,6 +290,26 @@ pub async fn wait_healthy(base: &str) -> bool {
     false
 }
 
+/// An account registered on a stack run as a child process.
+pub struct Registered {
+    /// Its id.
+    pub id: i64,
+    /// Its access token.
+    pub token: String,
+    /// Its phone, as registered.
+    pub phone: String,
+}
+
+/// Registers an account named `first_name` with a fresh phone and `password` on the stack at `base`.
+pub async fn register_at(base: &str, first_name: &str, password: &str) -> Registered {
+    let phone = unique_phone();
+    let body = serde_json::json!({"first_name": first_name, "last_name": "Test", "phone": phone, "password": password});
+    let r = reqwest::Client::new().post(format!("{base}/auth/register")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201, "registration at {base}");
+    let v: serde_json::Value = r.json().await.unwrap();
+    Registered { id: v["user_id"].as_i64().unwrap(), token: v["access_token"].as_str().unwrap().to_owned(), phone }
+}
+
 /// Unique phone numbers across a test run.
 pub fn unique_phone() -> String {
     format!("1555{:08}", random_u32() % 100_000_000)

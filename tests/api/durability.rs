@@ -57,18 +57,8 @@ impl Drop for Stack {
 }
 
 async fn register(base: &str, n: usize) -> (i64, String) {
-    let phone = messenger_tests::unique_phone();
-    let body = json!({"first_name": "D", "last_name": format!("{n}"), "phone": phone, "password": "long enough"});
-    let r: Value = reqwest::Client::new()
-        .post(format!("{base}/auth/register"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (r["user_id"].as_i64().unwrap(), r["access_token"].as_str().unwrap().to_owned())
+    let account = messenger_tests::register_at(base, &format!("D{n}"), "long enough").await;
+    (account.id, account.token)
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

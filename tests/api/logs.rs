@@ -4,7 +4,7 @@
 
 use std::process::{Command, Stdio};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const STACK: &str = env!("CARGO_BIN_EXE_messenger-local-under-test");
 
@@ -28,19 +28,8 @@ async fn json_logs_carry_request_id_function_route_and_latency() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     messenger_tests::wait_healthy(&base).await;
-    let phone = messenger_tests::unique_phone();
     let password = "a password to keep out of logs";
-    let reg: Value = http
-        .post(format!("{base}/auth/register"))
-        .json(&json!({"first_name": "Log", "last_name": "Test", "phone": phone, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reg["access_token"].as_str().unwrap().to_owned();
-    let id = reg["user_id"].as_i64().unwrap();
+    let messenger_tests::Registered { id, token, phone } = messenger_tests::register_at(&base, "Log", password).await;
     let me = http.get(format!("{base}/users/{id}/profile?phone={phone}")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(me.status(), 200);
     let _ = child.kill();

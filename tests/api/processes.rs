@@ -53,14 +53,6 @@ fn children(parent: u32) -> Vec<(String, u32)> {
     found
 }
 
-async fn register(http: &reqwest::Client, base: &str) -> (i64, String) {
-    let body = json!({"first_name": "P", "last_name": "Q", "phone": messenger_tests::unique_phone(), "password": "long enough"});
-    let r = http.post(format!("{base}/auth/register")).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    (v["user_id"].as_i64().unwrap(), v["access_token"].as_str().unwrap().to_owned())
-}
-
 #[tokio::test]
 async fn functions_run_as_their_own_processes_and_a_crash_is_a_cold_start() {
     ensure_function_binaries();
@@ -89,8 +81,10 @@ async fn functions_run_as_their_own_processes_and_a_crash_is_a_cold_start() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 
-    let (alice, alice_token) = register(&http, &base).await;
-    let (bob, bob_token) = register(&http, &base).await;
+    let messenger_tests::Registered { id: alice, token: alice_token, .. } =
+        messenger_tests::register_at(&base, "P", "long enough").await;
+    let messenger_tests::Registered { id: bob, token: bob_token, .. } =
+        messenger_tests::register_at(&base, "Q", "long enough").await;
     let me = http.get(format!("{base}/me")).bearer_auth(&alice_token).send().await.unwrap();
     assert_eq!(me.status(), 200);
     assert_eq!(me.json::<Value>().await.unwrap()["id"], alice);

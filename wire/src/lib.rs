@@ -57,6 +57,30 @@ pub fn parse_str<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
     T::deserialize(text.into_deserializer()).map_err(|_: serde::de::value::Error| ()).ok()
 }
 
+/// The stored and wire names of a closed set (an enum whose serde form is its lower-case name): `parse`, through
+/// serde so that both agree, and a `const` `as_str` listing each name once.
+macro_rules! names {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every member.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// Parses the stored and wire form, exactly as written.
+            pub fn parse(text: &str) -> Option<Self> {
+                $crate::parse_str(text)
+            }
+
+            /// The stored and wire form.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+pub(crate) use names;
+
 /// Every REST endpoint of the contract.
 pub fn endpoints() -> Vec<EndpointInfo> {
     use crate::{
@@ -126,6 +150,29 @@ pub fn endpoints() -> Vec<EndpointInfo> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn closed_sets_name_each_member_as_serde_does() {
+        fn check<T>(all: &[T], as_str: fn(T) -> &'static str, parse: fn(&str) -> Option<T>)
+        where
+            T: Copy + PartialEq + std::fmt::Debug + serde::Serialize,
+        {
+            for &member in all {
+                let name = as_str(member);
+                assert_eq!(serde_json::to_value(member).unwrap(), name, "{member:?}");
+                assert_eq!(parse(name), Some(member));
+                assert_eq!(parse(&name.to_uppercase()), None, "exactly as written");
+            }
+        }
+        use crate::objects::{AvatarFrameId, AvatarVisibility, MessageType, PhoneVisibility};
+        use crate::themes::Brightness;
+        check(AvatarFrameId::ALL, AvatarFrameId::as_str, AvatarFrameId::parse);
+        check(MessageType::ALL, MessageType::as_str, MessageType::parse);
+        check(AvatarVisibility::ALL, AvatarVisibility::as_str, AvatarVisibility::parse);
+        check(PhoneVisibility::ALL, PhoneVisibility::as_str, PhoneVisibility::parse);
+        check(Brightness::ALL, Brightness::as_str, Brightness::parse);
+    }
+
     use super::*;
 
     #[test]

@@ -32,22 +32,7 @@ pub enum AvatarFrameId {
     Purple,
 }
 
-impl AvatarFrameId {
-    /// The wire (and stored) id.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Fire => "fire",
-            Self::Rainbow => "rainbow",
-            Self::Purple => "purple",
-        }
-    }
-
-    /// The frame of a wire id, exactly as written.
-    pub fn parse(id: &str) -> Option<Self> {
-        crate::parse_str(id)
-    }
-}
+crate::names!(AvatarFrameId { None => "none", Fire => "fire", Rainbow => "rainbow", Purple => "purple" });
 
 /// The user object (`UserResponse`, API.md §3.1): the self view or a public view with privacy applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -110,21 +95,7 @@ pub enum MessageType {
     File,
 }
 
-impl MessageType {
-    /// The stored and wire form.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Text => "text",
-            Self::Image => "image",
-            Self::File => "file",
-        }
-    }
-
-    /// Parses the stored and wire form.
-    pub fn parse(text: &str) -> Option<Self> {
-        crate::parse_str(text)
-    }
-}
+crate::names!(MessageType { Text => "text", Image => "image", File => "file" });
 
 /// The message object (API.md §3.2) as one viewer sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -171,22 +142,7 @@ pub enum AvatarVisibility {
     Except,
 }
 
-impl AvatarVisibility {
-    /// Parses the stored and wire form.
-    pub fn parse(text: &str) -> Option<Self> {
-        crate::parse_str(text)
-    }
-
-    /// The stored and wire form.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::All => "all",
-            Self::Contacts => "contacts",
-            Self::Nobody => "nobody",
-            Self::Except => "except",
-        }
-    }
-}
+crate::names!(AvatarVisibility { All => "all", Contacts => "contacts", Nobody => "nobody", Except => "except" });
 
 /// Who sees the phone number (API.md §4.2).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -201,21 +157,7 @@ pub enum PhoneVisibility {
     Nobody,
 }
 
-impl PhoneVisibility {
-    /// Parses the stored and wire form.
-    pub fn parse(text: &str) -> Option<Self> {
-        crate::parse_str(text)
-    }
-
-    /// The stored and wire form.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::All => "all",
-            Self::Contacts => "contacts",
-            Self::Nobody => "nobody",
-        }
-    }
-}
+crate::names!(PhoneVisibility { All => "all", Contacts => "contacts", Nobody => "nobody" });
 
 /// A `{"message": "..."}` confirmation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -17,15 +17,7 @@ pub enum Brightness {
     Dark,
 }
 
-impl Brightness {
-    /// The wire (and stored) name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Light => "light",
-            Self::Dark => "dark",
-        }
-    }
-}
+crate::names!(Brightness { Light => "light", Dark => "dark" });
 
 /// Declares a struct holding its own fields and then every theme field a client sends, so the theme fields
 /// and their constraints are written once for both inputs that carry them. (Listed in each struct rather than

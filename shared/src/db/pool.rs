@@ -20,6 +20,7 @@
 //!   `service_unavailable` with `Retry-After`, never 500 ([`super::overload`]).
 
 use std::ops::Deref;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -256,7 +257,7 @@ impl Db {
         let local = remote.is_none();
         let limits = Arc::new(Limits { remote, writer, retry_budget: options.retry_budget });
         let db = Self { database, local, idle: Mutex::new(Vec::new()), limits };
-        if db.local {
+        if db.local && !in_wal_mode(Path::new(file_path(url))) {
             let conn = db.conn().await?;
             // journal_mode returns a row, so it is a query, not an execute.
             let mut rows = conn.query("PRAGMA journal_mode=WAL", ()).await.context("enable WAL")?;
@@ -292,7 +293,7 @@ impl Db {
 /// Opens the database file `url` names (`file:<path>` or a bare path) and its process-wide writer.
 #[cfg(feature = "embedded")]
 async fn open_file(url: &str) -> anyhow::Result<(Database, Arc<Writer>)> {
-    let path = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url);
+    let path = file_path(url);
     if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).context("create database directory")?;
     }
@@ -300,6 +301,23 @@ async fn open_file(url: &str) -> anyhow::Result<(Database, Arc<Writer>)> {
     let database = libsql::Builder::new_local(path).build().await.context("open database file")?;
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
     Ok((database, shared_writer(key.to_string_lossy().into_owned())))
+}
+
+/// The path of the database file `url` names (`file:<path>` or a bare path).
+fn file_path(url: &str) -> &str {
+    url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url)
+}
+
+/// Whether the database file at `path` is in WAL mode already (its header's write and read versions are 2),
+/// which is then no statement's business: `PRAGMA journal_mode`, like `synchronous` and any other statement
+/// that needs the schema, makes SQLite parse all of it, a fifth of a function's cold start, which the cold
+/// start leaves to its schema check running in the background (`shared::lambda::SchemaGate`).
+fn in_wal_mode(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut header = [0u8; 20];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header)).is_ok()
+        && header.starts_with(b"SQLite format 3\0")
+        && header[18..20] == [2, 2]
 }
 
 /// A build for AWS opens only a libSQL server: the embedded SQLite (the `embedded` feature, which the local
@@ -696,6 +714,27 @@ impl Drop for WriteTx<'_> {
 mod tests {
     use super::*;
     use crate::db::is_overloaded;
+
+    #[tokio::test]
+    async fn a_database_file_is_switched_to_wal_once_and_then_recognised_as_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        assert!(!in_wal_mode(&path), "no file");
+        std::fs::write(&path, b"not a database, but twenty bytes long at least").unwrap();
+        assert!(!in_wal_mode(&path), "not SQLite");
+        std::fs::remove_file(&path).unwrap();
+        let url = format!("file:{}", path.display());
+        let db = Db::open(&url, None).await.unwrap();
+        assert!(in_wal_mode(&path), "the first open switched it");
+        drop(db);
+        // Opened again, it is in WAL mode without the pragma: a write still goes to the WAL.
+        let db = Db::open(&url, None).await.unwrap();
+        let conn = db.conn().await.unwrap();
+        conn.execute("CREATE TABLE t (x INTEGER)", ()).await.unwrap();
+        let mode = crate::db::value::<String>(conn.query("PRAGMA journal_mode", ()).await.unwrap()).await.unwrap();
+        assert_eq!(mode.as_deref(), Some("wal"));
+        assert!(path.with_file_name("w.db-wal").exists());
+    }
 
     async fn file_db(dir: &tempfile::TempDir, budget: Duration) -> Db {
         let url = format!("file:{}", dir.path().join("p.db").display());

@@ -45,7 +45,7 @@ pub fn init_tracing() {
 }
 
 /// Builds the state once (config with its secrets, database, clients, keys), checks the schema version and
-/// serves events (see [`SchemaGate`]).
+/// serves events (the check runs in the background: `SchemaGate`).
 pub async fn run<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
 where
     F: Fn(&'static AppState, Request) -> Fut + Send + Sync + 'static,
@@ -87,7 +87,7 @@ where
 /// coming before it; every invocation waits until the check has passed. A failed check answers the invocation
 /// with a 500 (its cause logged: "run the migrate function") and is run again by the next one, so a process
 /// that started before `migrate` finished serves once it has.
-pub struct SchemaGate {
+struct SchemaGate {
     db: &'static crate::db::Db,
     passed: tokio::sync::OnceCell<()>,
     first: std::sync::Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
@@ -95,13 +95,13 @@ pub struct SchemaGate {
 
 impl SchemaGate {
     /// Starts the first check of `db` in the background.
-    pub fn start(db: &'static crate::db::Db) -> Self {
+    fn start(db: &'static crate::db::Db) -> Self {
         let first = tokio::spawn(crate::db::check_schema(db));
         Self { db, passed: tokio::sync::OnceCell::new(), first: std::sync::Mutex::new(Some(first)) }
     }
 
     /// Waits for the check; the first failure is the background check's, later ones are checks of their own.
-    pub async fn passed(&self) -> anyhow::Result<()> {
+    async fn passed(&self) -> anyhow::Result<()> {
         self.passed
             .get_or_try_init(|| async {
                 let first = self.first.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();

@@ -20,7 +20,6 @@
 //!   `service_unavailable` with `Retry-After`, never 500 ([`super::overload`]).
 
 use std::ops::Deref;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -235,7 +234,7 @@ impl Db {
     /// Opens `url` (see [`Db::open`]) with `options`.
     pub async fn open_with(url: &str, auth_token: Option<&Secret>, options: DbOptions) -> anyhow::Result<Self> {
         let remote = ["libsql://", "https://", "http://", "wss://", "ws://"].iter().any(|p| url.starts_with(p));
-        let (database, writer) = if remote {
+        let (database, writer, needs_wal) = if remote {
             let token = auth_token.map(|t| t.expose().to_owned()).unwrap_or_default();
             let mut builder =
                 libsql::Builder::new_remote(url.to_owned(), token).connector(super::connector::remote_connector());
@@ -243,7 +242,7 @@ impl Db {
                 builder = builder.namespace(namespace.clone());
             }
             let key = format!("{url}#{}", options.namespace.as_deref().unwrap_or_default());
-            (builder.build().await.context("open remote database")?, shared_writer(key))
+            (builder.build().await.context("open remote database")?, shared_writer(key), false)
         } else {
             open_file(url).await?
         };
@@ -257,7 +256,7 @@ impl Db {
         let local = remote.is_none();
         let limits = Arc::new(Limits { remote, writer, retry_budget: options.retry_budget });
         let db = Self { database, local, idle: Mutex::new(Vec::new()), limits };
-        if db.local && !in_wal_mode(Path::new(file_path(url))) {
+        if needs_wal {
             let conn = db.conn().await?;
             // journal_mode returns a row, so it is a query, not an execute.
             let mut rows = conn.query("PRAGMA journal_mode=WAL", ()).await.context("enable WAL")?;
@@ -290,29 +289,28 @@ impl Db {
     }
 }
 
-/// Opens the database file `url` names (`file:<path>` or a bare path) and its process-wide writer.
+/// Opens the database file `url` names (`file:<path>` or a bare path) and its process-wide writer; and whether
+/// the file still needs switching to WAL mode.
 #[cfg(feature = "embedded")]
-async fn open_file(url: &str) -> anyhow::Result<(Database, Arc<Writer>)> {
-    let path = file_path(url);
-    if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+async fn open_file(url: &str) -> anyhow::Result<(Database, Arc<Writer>, bool)> {
+    use std::path::Path;
+    let path = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url);
+    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).context("create database directory")?;
     }
-    owner_only_file(std::path::Path::new(path))?;
+    owner_only_file(Path::new(path))?;
+    let needs_wal = !in_wal_mode(Path::new(path));
     let database = libsql::Builder::new_local(path).build().await.context("open database file")?;
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
-    Ok((database, shared_writer(key.to_string_lossy().into_owned())))
-}
-
-/// The path of the database file `url` names (`file:<path>` or a bare path).
-fn file_path(url: &str) -> &str {
-    url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url)
+    Ok((database, shared_writer(key.to_string_lossy().into_owned()), needs_wal))
 }
 
 /// Whether the database file at `path` is in WAL mode already (its header's write and read versions are 2),
 /// which is then no statement's business: `PRAGMA journal_mode`, like `synchronous` and any other statement
 /// that needs the schema, makes SQLite parse all of it, a fifth of a function's cold start, which the cold
-/// start leaves to its schema check running in the background (`shared::lambda::SchemaGate`).
-fn in_wal_mode(path: &Path) -> bool {
+/// start leaves to its schema check running in the background (`shared::lambda`).
+#[cfg(feature = "embedded")]
+fn in_wal_mode(path: &std::path::Path) -> bool {
     use std::io::Read as _;
     let mut header = [0u8; 20];
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header)).is_ok()
@@ -323,7 +321,7 @@ fn in_wal_mode(path: &Path) -> bool {
 /// A build for AWS opens only a libSQL server: the embedded SQLite (the `embedded` feature, which the local
 /// stack, the tests and `cargo lambda watch` turn on) would add about 0.8 MiB to every zipped function.
 #[cfg(not(feature = "embedded"))]
-async fn open_file(_url: &str) -> anyhow::Result<(Database, Arc<Writer>)> {
+async fn open_file(_url: &str) -> anyhow::Result<(Database, Arc<Writer>, bool)> {
     anyhow::bail!(
         "DATABASE_URL must name a libSQL server (libsql://, https:// or http://): this build has no embedded \
          database (the `embedded` feature of `shared`)"

@@ -14,8 +14,7 @@
 # accounts and messages (bench/seed.py), for the scale rows: the same scenarios on a large database.
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+. "$(dirname "$0")/../tests/scripts/lib.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 
 # Every function binary only for the scenarios that exec them (cold start); the others need the stack, the
@@ -27,7 +26,6 @@ esac
 echo "==> cargo build --release ${build[*]}" >&2
 cargo build --quiet --release "${build[@]}"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PORT=${MESSENGER_PORT:-$(free_port)}
 S3_PORT=${MESSENGER_S3_PORT:-$(free_port)}
 work=$(mktemp -d)
@@ -54,11 +52,7 @@ cleanup() {
     [ -n "${BENCH_LOG:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
-for _ in $(seq 100); do
-    curl -sf -o /dev/null "$url/health" && break
-    sleep 0.1
-done
-curl -sf -o /dev/null "$url/health" || { cat "$log" >&2; exit 1; }
+wait_for_health "$url" "$log"
 sleep 1
 echo "idle RSS of the stack: $(awk '/VmRSS/ {print $2, $3}' "/proc/$stack/status")" >&2
 

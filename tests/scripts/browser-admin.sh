@@ -3,8 +3,7 @@
 # playwright-core (npm, pinned by tests/browser/package-lock.json), starts a fresh local stack, and runs
 # tests/browser/admin.test.mjs against it. Screenshots land in $ARTIFACTS (default target/browser-artifacts).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-root=$(pwd)
+. "$(dirname "$0")/lib.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 export ARTIFACTS="${ARTIFACTS:-$CARGO_TARGET_DIR/browser-artifacts}"
 
@@ -23,7 +22,6 @@ echo "==> playwright-core (npm ci)"
 
 echo "==> building the local stack"
 cargo build --quiet -p messenger-local --bins
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PORT=$(free_port)
 S3_PORT=$(free_port)
 work=$(mktemp -d)
@@ -32,10 +30,7 @@ export BASE_URL="http://127.0.0.1:$PORT"
 BCRYPT_COST=4 "$MESSENGER_LOCAL" --port "$PORT" --s3-port "$S3_PORT" --data-dir "$DATA_DIR" >"$work/stack.log" 2>&1 &
 stack=$!
 trap 'kill "$stack" 2>/dev/null || true; wait "$stack" 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-    curl -sf -o /dev/null "$BASE_URL/health" && break
-    sleep 0.1
-done
+wait_for_health "$BASE_URL" "$work/stack.log"
 
 echo "==> browser tests ($CHROMIUM) against $BASE_URL; screenshots in $ARTIFACTS"
 rm -rf "$ARTIFACTS"

@@ -9,20 +9,14 @@
 # Usage: tests/scripts/fuzz-api.sh   (from anywhere; picks free ports; FUZZ_SEED and FUZZ_EXAMPLES tune it)
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
+. "$(dirname "$0")/lib.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/messenger-ci-target}"
 SEED="${FUZZ_SEED:-20261203}"
 EXAMPLES="${FUZZ_EXAMPLES:-300}"
 MIN_REQUESTS="${FUZZ_MIN_REQUESTS:-10000}"
 
-VENV="${XDG_CACHE_HOME:-$HOME/.cache}/messenger-fuzz-venv"
-if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/python" -c 'import websockets' 2>/dev/null; then
-    echo "==> installing schemathesis and websockets into $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet 'schemathesis==4.32.5' 'websockets==17.4'
-fi
+cache_venv messenger-fuzz-venv '[ -x "$VENV/bin/schemathesis" ] && "$VENV/bin/python" -c "import websockets"' \
+    'schemathesis==4.32.5' 'websockets==17.4'
 # CPython 3.11's "AST constructor recursion depth mismatch" (gh-106905) can fail ast.parse deep in a stack.
 # Hypothesis parses its own source there only to describe a lambda for a repr: a description that fails is
 # "<unknown>" instead of an error of the run (a .pth line runs at every start of the venv's Python).
@@ -48,7 +42,6 @@ echo "==> building the local stack"
 cargo build --quiet -p messenger-local
 stack_bin="$CARGO_TARGET_DIR/debug/messenger-local"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PORT=$(free_port)
 S3_PORT=$(free_port)
 work=$(mktemp -d)
@@ -68,10 +61,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-for _ in $(seq 100); do
-    curl -sf -o /dev/null "$base/health" && break
-    sleep 0.1
-done
+wait_for_health "$base" "$work/stack.log"
 
 echo "==> seeding a user with a peer, messages, a theme, a contact name and an upload"
 TOKEN=$("$VENV/bin/python" - "$base" <<'EOF'

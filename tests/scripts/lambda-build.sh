@@ -9,18 +9,12 @@
 #        LAMBDA_ZIP_BUDGET_BYTES overrides the budget (default 6 MiB, what every function fits in).
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
+. "$(dirname "$0")/lib.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/messenger-ci-target}"
 BUDGET="${LAMBDA_ZIP_BUDGET_BYTES:-$((6 * 1024 * 1024))}"
 
-VENV="${XDG_CACHE_HOME:-$HOME/.cache}/messenger-lambda-venv"
-if [ ! -x "$VENV/bin/cargo-lambda" ] || ! "$VENV/bin/python" -m ziglang version >/dev/null 2>&1; then
-    echo "==> installing cargo-lambda and zig into $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet 'cargo-lambda==1.9.2' 'ziglang==0.17.1'
-fi
+cache_venv messenger-lambda-venv '[ -x "$VENV/bin/cargo-lambda" ] && "$VENV/bin/python" -m ziglang version' \
+    'cargo-lambda==1.9.2' 'ziglang==0.17.1'
 export PATH="$VENV/bin:$PATH"
 if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
     echo "==> rustup target add aarch64-unknown-linux-gnu"

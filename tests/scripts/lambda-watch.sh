@@ -8,20 +8,12 @@
 #        tests/scripts/lambda-watch.sh --serve    (only start the stack and `cargo lambda watch`, and wait)
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
+. "$(dirname "$0")/lib.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/messenger-ci-target}"
 
-VENV="${XDG_CACHE_HOME:-$HOME/.cache}/messenger-lambda-venv"
-if [ ! -x "$VENV/bin/cargo-lambda" ]; then
-    echo "==> installing cargo-lambda into $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet 'cargo-lambda==1.9.2'
-fi
+cache_venv messenger-lambda-venv '[ -x "$VENV/bin/cargo-lambda" ]' 'cargo-lambda==1.9.2'
 export PATH="$VENV/bin:$PATH"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PORT=${MESSENGER_PORT:-$(free_port)}
 S3_PORT=${MESSENGER_S3_PORT:-$(free_port)}
 if [ "${1:-}" = "--serve" ]; then WATCH_PORT=${WATCH_PORT:-9000}; else WATCH_PORT=${WATCH_PORT:-$(free_port)}; fi
@@ -45,10 +37,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-for _ in $(seq 100); do
-    curl -sf -o /dev/null "$stack_url/health" && break
-    sleep 0.1
-done
+wait_for_health "$stack_url" "$work/stack.log"
 
 # The environment the local stack gives its functions, pointed at its data: a database file, which a function
 # opens only with `shared`'s `embedded` feature (builds for AWS leave SQLite out).

@@ -8,20 +8,13 @@
 #        LAMBDA_ZIP_BUDGET_BYTES overrides the budget (default 6 MiB).
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
+. "$(dirname "$0")/lib.sh"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/messenger-ci-target}"
 BUDGET="${LAMBDA_ZIP_BUDGET_BYTES:-$((6 * 1024 * 1024))}"
 
 tests/scripts/lambda-build.sh --tools
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}"
-if [ ! -x "$CACHE/messenger-ci-venv/bin/sam" ]; then
-    echo "==> installing aws-sam-cli into $CACHE/messenger-ci-venv"
-    python3 -m venv "$CACHE/messenger-ci-venv"
-    "$CACHE/messenger-ci-venv/bin/pip" install --quiet --upgrade pip
-    "$CACHE/messenger-ci-venv/bin/pip" install --quiet cfn-lint aws-sam-cli
-fi
-export PATH="$CACHE/messenger-lambda-venv/bin:$CACHE/messenger-ci-venv/bin:$PATH" SAM_CLI_TELEMETRY=0
+cache_venv messenger-ci-venv '[ -x "$VENV/bin/cfn-lint" ] && [ -x "$VENV/bin/sam" ]' cfn-lint aws-sam-cli
+export PATH="${XDG_CACHE_HOME:-$HOME/.cache}/messenger-lambda-venv/bin:$VENV/bin:$PATH" SAM_CLI_TELEMETRY=0
 
 build=$(mktemp -d)
 trap 'rm -rf "$build"' EXIT

@@ -3,7 +3,7 @@
 # own, as AWS deployments talk to a remote database. Uses $SQLD, else ~/.cache/sqld/sqld; without either
 # it says so and exits 0 (build one with build-sqld.sh, see the README).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+. "$(dirname "$0")/lib.sh"
 
 SQLD="${SQLD:-$HOME/.cache/sqld/sqld}"
 if [ ! -x "$SQLD" ]; then
@@ -11,7 +11,6 @@ if [ ! -x "$SQLD" ]; then
     exit 0
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 HTTP_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
 DATA=$(mktemp -d)
@@ -22,10 +21,7 @@ DATA=$(mktemp -d)
 SQLD_PID=$!
 trap 'kill "$SQLD_PID" 2>/dev/null || true; wait "$SQLD_PID" 2>/dev/null || true; rm -rf "$DATA"' EXIT
 
-for _ in $(seq 100); do
-    curl -sf -o /dev/null "http://127.0.0.1:$HTTP_PORT/health" && break
-    sleep 0.1
-done
+wait_for_health "http://127.0.0.1:$HTTP_PORT" "$DATA/sqld.log"
 
 echo "==> full-stack suite against sqld ($SQLD) on 127.0.0.1:$HTTP_PORT"
 # The stacks' log (warnings and errors only) goes to a file; when a test fails its last lines say which

@@ -26,6 +26,28 @@ pub struct Caller {
     pub source_ip: String,
 }
 
+/// Who calls an endpoint, worked out from the request before its input is decoded.
+pub trait Principal: Sized + Send + 'static {
+    /// Whether the endpoints this caller type serves are authenticated (`wire`'s `AUTH`).
+    const AUTH: bool;
+    /// The caller of `req`, or the error that refuses it.
+    fn identify(state: &AppState, req: &Request) -> impl Future<Output = Result<Self, ApiError>> + Send;
+}
+
+impl Principal for AuthUser {
+    const AUTH: bool = true;
+    fn identify(state: &AppState, req: &Request) -> impl Future<Output = Result<Self, ApiError>> + Send {
+        authenticate_counted(state, req)
+    }
+}
+
+impl Principal for Caller {
+    const AUTH: bool = false;
+    fn identify(_state: &AppState, req: &Request) -> impl Future<Output = Result<Self, ApiError>> + Send {
+        std::future::ready(Ok(Caller { source_ip: source_ip(req) }))
+    }
+}
+
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Call =
     Box<dyn for<'a> Fn(&'a AppState, Request, Vec<(&'static str, String)>) -> BoxFuture<'a, Reply> + Send + Sync>;
@@ -112,7 +134,7 @@ impl Router {
     fn add<E: Endpoint>(mut self, auth: bool, input_is_multipart: bool, call: Call) -> Self {
         // Misdeclared routes stop the router from being built, which every function's router test does.
         assert_eq!(E::FUNCTION, self.function, "{} belongs to function {}", E::OPERATION_ID, E::FUNCTION);
-        assert_eq!(E::AUTH, auth, "{}: authenticated endpoints use `route`, public ones `public`", E::OPERATION_ID);
+        assert_eq!(E::AUTH, auth, "{}: authenticated handlers take an AuthUser, public ones a Caller", E::OPERATION_ID);
         assert_eq!(E::INPUT == Input::Multipart, input_is_multipart, "{}: multipart uses `upload`", E::OPERATION_ID);
         assert!(
             !self.routes.iter().any(|r| r.info.method == E::METHOD && r.info.path == E::PATH),
@@ -125,40 +147,24 @@ impl Router {
         self
     }
 
-    /// Registers the handler of an authenticated endpoint.
-    pub fn route<E, F>(self, _endpoint: E, handler: F) -> Self
+    /// Registers the handler of an endpoint. Its caller type says how the request is identified before its
+    /// input is decoded: an [`AuthUser`] for an authenticated endpoint, a [`Caller`] for a public one.
+    pub fn route<E, P, F>(self, _endpoint: E, handler: F) -> Self
     where
         E: Endpoint + 'static,
         E::Request: DeserializeOwned + Send + 'static,
         E::Response: Serialize + Send + 'static,
-        F: for<'a> Handler<'a, AuthUser, E::Request, E::Response> + Copy + Send + Sync + 'static,
+        P: Principal,
+        F: for<'a> Handler<'a, P, E::Request, E::Response> + Copy + Send + Sync + 'static,
     {
         let call: Call = Box::new(move |state, req, path| {
             Box::pin(async move {
-                let user = authenticate_counted(state, &req).await?;
+                let caller = P::identify(state, &req).await?;
                 let input = decode_input::<E::Request>(E::INPUT, &req, path)?;
-                Ok(encode::<E>(&handler(state, user, input).await?))
-            })
-        });
-        self.add::<E>(true, false, call)
-    }
-
-    /// Registers the handler of an endpoint without authentication.
-    pub fn public<E, F>(self, _endpoint: E, handler: F) -> Self
-    where
-        E: Endpoint + 'static,
-        E::Request: DeserializeOwned + Send + 'static,
-        E::Response: Serialize + Send + 'static,
-        F: for<'a> Handler<'a, Caller, E::Request, E::Response> + Copy + Send + Sync + 'static,
-    {
-        let call: Call = Box::new(move |state, req, path| {
-            Box::pin(async move {
-                let input = decode_input::<E::Request>(E::INPUT, &req, path)?;
-                let caller = Caller { source_ip: source_ip(&req) };
                 Ok(encode::<E>(&handler(state, caller, input).await?))
             })
         });
-        self.add::<E>(false, false, call)
+        self.add::<E>(P::AUTH, false, call)
     }
 
     /// Registers the handler of an authenticated `multipart/form-data` upload.

@@ -17,7 +17,7 @@ pub const FUNCTION: &str = "auth";
 
 /// Every route of this function.
 pub fn router() -> Router {
-    Router::new(FUNCTION).public(Register, register).public(Login, login).route(ChangePassword, change_password)
+    Router::new(FUNCTION).route(Register, register).route(Login, login).route(ChangePassword, change_password)
 }
 
 shared::http_function!(router);

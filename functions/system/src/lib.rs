@@ -15,13 +15,13 @@ pub const FUNCTION: &str = "system";
 /// Every route of this function.
 pub fn router() -> Router {
     Router::new(FUNCTION)
-        .public(Root, root)
-        .public(Test, test)
-        .public(Health, health)
-        .public(ListPresetAvatars, list_preset_avatars)
-        .public(ListAvatarFrames, list_avatar_frames)
-        .public(OpenApi, openapi)
-        .public(Docs, docs)
+        .route(Root, root)
+        .route(Test, test)
+        .route(Health, health)
+        .route(ListPresetAvatars, list_preset_avatars)
+        .route(ListAvatarFrames, list_avatar_frames)
+        .route(OpenApi, openapi)
+        .route(Docs, docs)
 }
 
 shared::http_function!(router);

@@ -95,10 +95,7 @@ async fn list_messages(state: &AppState, user: AuthUser, input: ListMessagesRequ
     let before = input.before_id.unwrap_or(i64::MAX);
     let conn = state.db.conn().await?;
     // Rows come in the order the cap keeps them: oldest first after a cursor, newest first otherwise.
-    let mut page = match input.after_id {
-        Some(after) => db::messages::page_after(&conn, user.id, peer, after, before, limit).await?,
-        None => db::messages::page_before(&conn, user.id, peer, Holding::All, before, limit).await?,
-    };
+    let mut page = db::messages::page(&conn, user.id, peer, Holding::All, input.after_id, before, limit).await?;
     let receipts = db::users::both_show_read_receipts(&conn, user.id, peer).await?;
     let ids: Vec<i64> = page.iter().map(|m| m.id).collect();
     let mut envelopes = db::messages::envelopes_for(&conn, &ids, &user.device_id).await?;
@@ -201,7 +198,7 @@ async fn list_media(state: &AppState, user: AuthUser, input: ListMediaRequest) -
     let limit = page_limit(input.limit, 100, 200)?;
     let before = input.before_id.unwrap_or(i64::MAX);
     let conn = state.db.conn().await?;
-    let rows = db::messages::page_before(&conn, user.id, input.target_user_id, Holding::Images, before, limit).await?;
+    let rows = db::messages::page(&conn, user.id, input.target_user_id, Holding::Images, None, before, limit).await?;
     drop(conn);
     let mut out = Vec::with_capacity(rows.len());
     for msg in rows {

@@ -176,54 +176,35 @@ pub async fn active_page(
     all(rows).await
 }
 
-/// A history page of the conversation of `user_id` and `peer` visible to `user_id`: ids strictly between
-/// `after_id` and `before_id`, oldest first, at most `limit`.
-pub async fn page_after(
-    conn: &Conn,
-    user_id: i64,
-    peer: i64,
-    after_id: i64,
-    before_id: i64,
-    limit: i64,
-) -> Result<Vec<MessageRow>, libsql::Error> {
-    let rows = conn
-        .query(
-            &format!(
-                "SELECT {COLUMNS} FROM message WHERE {CONVERSATION} AND {VISIBLE} \
-                 AND id > ?3 AND id < ?4 ORDER BY id ASC LIMIT ?5"
-            ),
-            (user_id, peer, after_id, before_id, limit),
-        )
-        .await?;
-    all(rows).await
-}
-
-/// What a page going back in a conversation holds.
+/// What a page of a conversation holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Holding {
-    /// Every message (`GET /chats/{peer}/history`).
+    /// Every message (`GET /chats/{peer}/messages`).
     All,
     /// Image messages only (`GET /chats/{peer}/media`).
     Images,
 }
 
-/// A page of the conversation of `user_id` and `peer` visible to `user_id`, of the messages `holding`
-/// says: ids below `before_id`, newest first, at most `limit`.
-pub async fn page_before(
+/// A page of the conversation of `user_id` and `peer` visible to `user_id`, of the messages `holding` says,
+/// with ids strictly between `after_id` and `before_id`, at most `limit`: oldest first from `after_id` when
+/// it is given, else newest first from `before_id` (the rows the limit keeps, in the order it keeps them).
+pub async fn page(
     conn: &Conn,
     user_id: i64,
     peer: i64,
     holding: Holding,
+    after_id: Option<i64>,
     before_id: i64,
     limit: i64,
 ) -> Result<Vec<MessageRow>, libsql::Error> {
+    let order = if after_id.is_some() { "id ASC" } else { "id DESC" };
     let rows = conn
         .query(
             &format!(
                 "SELECT {COLUMNS} FROM message WHERE {CONVERSATION} AND {VISIBLE} \
-                 AND (?5 = 0 OR message_type = 'image') AND id < ?3 ORDER BY id DESC LIMIT ?4"
+                 AND (?6 = 0 OR message_type = 'image') AND id > ?3 AND id < ?4 ORDER BY {order} LIMIT ?5"
             ),
-            (user_id, peer, before_id, limit, i64::from(holding == Holding::Images)),
+            (user_id, peer, after_id.unwrap_or(i64::MIN), before_id, limit, i64::from(holding == Holding::Images)),
         )
         .await?;
     all(rows).await
@@ -606,7 +587,7 @@ mod tests {
         assert!(b.id > a.id && !a.is_read && a.sender_device_id.as_deref() == Some("d1"));
         assert_eq!(by_client_msg_id(&conn, 1, "c1").await.unwrap().unwrap().id, b.id);
         let page: Vec<i64> =
-            page_before(&conn, 2, 1, Holding::All, i64::MAX, 10).await.unwrap().iter().map(|m| m.id).collect();
+            page(&conn, 2, 1, Holding::All, None, i64::MAX, 10).await.unwrap().iter().map(|m| m.id).collect();
         assert_eq!(page, vec![b.id, a.id]);
         assert_eq!(
             mark_read(&conn, 2, 1, Some(b.id), 1).await.unwrap(),
@@ -674,10 +655,10 @@ mod tests {
         let m2 = send(&conn, 2, 1, "image", None).await.id;
         let m3 = send(&conn, 1, 2, "text", None).await.id;
         let other = send(&conn, 1, 3, "text", None).await.id;
-        assert_eq!(ids(&page_before(&conn, 1, 2, Holding::All, i64::MAX, 2).await.unwrap()), vec![m3, m2]);
-        assert_eq!(ids(&page_after(&conn, 2, 1, m1.id, i64::MAX, 10).await.unwrap()), vec![m2, m3]);
-        assert_eq!(ids(&page_after(&conn, 2, 1, 0, m3, 10).await.unwrap()), vec![m1.id, m2]);
-        assert_eq!(ids(&page_before(&conn, 1, 2, Holding::Images, i64::MAX, 10).await.unwrap()), vec![m2]);
+        assert_eq!(ids(&page(&conn, 1, 2, Holding::All, None, i64::MAX, 2).await.unwrap()), vec![m3, m2]);
+        assert_eq!(ids(&page(&conn, 2, 1, Holding::All, Some(m1.id), i64::MAX, 10).await.unwrap()), vec![m2, m3]);
+        assert_eq!(ids(&page(&conn, 2, 1, Holding::All, Some(0), m3, 10).await.unwrap()), vec![m1.id, m2]);
+        assert_eq!(ids(&page(&conn, 1, 2, Holding::Images, None, i64::MAX, 10).await.unwrap()), vec![m2]);
         assert_eq!(ids(&latest_per_peer(&conn, 1).await.unwrap()), vec![other, m3]);
         assert!(visible_in_conversation(&conn, 1, 2, m2).await.unwrap());
         assert!(!visible_in_conversation(&conn, 3, 2, m2).await.unwrap(), "another conversation");
@@ -690,7 +671,7 @@ mod tests {
         assert_eq!(last_visible_id(&conn, 1, 2).await.unwrap(), m2);
         assert_eq!(last_live_id(&conn, 1, 2).await.unwrap(), m3, "what the caller hid still counts");
         assert_eq!(hide_conversation(&conn, 2, 1, m2).await.unwrap(), 2);
-        assert_eq!(ids(&page_before(&conn, 2, 1, Holding::All, i64::MAX, 10).await.unwrap()), vec![m3]);
+        assert_eq!(ids(&page(&conn, 2, 1, Holding::All, None, i64::MAX, 10).await.unwrap()), vec![m3]);
         assert_eq!(last_visible_id(&conn, 3, 2).await.unwrap(), 0);
         let mut peers: Vec<i64> =
             crate::db::users::by_ids(&conn, &[2, 3, 99]).await.unwrap().iter().map(|u| u.id).collect();

@@ -659,6 +659,13 @@ impl TestUser {
         ws.expect("message_sent").await["message_id"].as_i64().unwrap()
     }
 
+    /// Sends `content` to `to` over `ws` and waits until `to`'s socket `to_ws` gets it as `new_message`.
+    pub async fn send_delivered(&self, ws: &mut Ws, to: &TestUser, to_ws: &mut Ws, content: &str) -> i64 {
+        let id = self.send_via(ws, to.id, content).await;
+        assert_eq!(to_ws.expect("new_message").await["id"].as_i64(), Some(id), "delivered to {}", to.id);
+        id
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
         self.client.get(path, Some(&self.token)).await
     }

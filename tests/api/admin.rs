@@ -330,8 +330,7 @@ async fn messages_show_metadata_only_and_delete_for_everyone() {
     let op = operator(&app).await;
     let (alice, mut a_ws, bob, mut b_ws) = app.two_online().await;
     let secret = "ciphertext-that-the-panel-never-shows";
-    let id = alice.send_via(&mut a_ws, bob.id, secret).await;
-    b_ws.expect("new_message").await;
+    let id = alice.send_delivered(&mut a_ws, &bob, &mut b_ws, secret).await;
     let (mut panel, csrf) = Panel::signed_in(&app, &op).await;
 
     let page = panel.get(&format!("/admin/messages?user_id={}", bob.id)).await.expect(200);

@@ -252,10 +252,8 @@ async fn active_chats_follow_clearing_and_deletion() {
 async fn deleting_a_message_for_everyone_or_for_me() {
     let app = TestApp::spawn().await;
     let (alice, mut a, bob, mut b) = app.two_online().await;
-    let m1 = alice.send_via(&mut a, bob.id, "one").await;
-    let m2 = alice.send_via(&mut a, bob.id, "two").await;
-    b.expect("new_message").await;
-    b.expect("new_message").await;
+    let m1 = alice.send_delivered(&mut a, &bob, &mut b, "one").await;
+    let m2 = alice.send_delivered(&mut a, &bob, &mut b, "two").await;
 
     bob.client
         .call("DELETE", &format!("/messages/{m1}?for_everyone=true"), Some(&bob.token), None)
@@ -292,10 +290,8 @@ async fn deleting_a_message_for_everyone_or_for_me() {
 async fn clearing_a_chat_for_me_keeps_the_peers_copy_and_for_everyone_tells_both() {
     let app = TestApp::spawn().await;
     let (alice, mut a, bob, mut b) = app.two_online().await;
-    alice.send_via(&mut a, bob.id, "1").await;
-    b.expect("new_message").await;
-    let last = bob.send_via(&mut b, alice.id, "2").await;
-    a.expect("new_message").await;
+    alice.send_delivered(&mut a, &bob, &mut b, "1").await;
+    let last = bob.send_delivered(&mut b, &alice, &mut a, "2").await;
     let path = format!("/chats/{}/messages", bob.id);
     let r = alice.delete(&path).await.expect(200);
     assert_eq!(r, json!({"deleted_count": 2, "message": "Chat cleared successfully"}));

@@ -215,8 +215,7 @@ async fn typing_is_relayed_only_within_a_conversation_and_per_privacy() {
     let (alice, mut a, bob, mut b) = app.two_online().await;
     a.send(&json!({"action": "typing", "receiver_id": bob.id, "is_typing": true})).await;
     b.expect_quiet().await;
-    alice.send_via(&mut a, bob.id, "hi").await;
-    b.expect("new_message").await;
+    alice.send_delivered(&mut a, &bob, &mut b, "hi").await;
     a.send(&json!({"action": "typing", "receiver_id": bob.id, "is_typing": true})).await;
     assert_eq!(b.expect("typing").await, json!({"sender_id": alice.id, "is_typing": true}));
     a.send(&json!({"action": "typing", "receiver_id": bob.id, "is_typing": false})).await;
@@ -233,10 +232,8 @@ async fn typing_is_relayed_only_within_a_conversation_and_per_privacy() {
 async fn read_receipts_are_sent_only_when_both_users_show_them() {
     let app = TestApp::spawn().await;
     let (alice, mut a, bob, mut b) = app.two_online().await;
-    let m1 = alice.send_via(&mut a, bob.id, "one").await;
-    let m2 = alice.send_via(&mut a, bob.id, "two").await;
-    b.expect("new_message").await;
-    b.expect("new_message").await;
+    let m1 = alice.send_delivered(&mut a, &bob, &mut b, "one").await;
+    let m2 = alice.send_delivered(&mut a, &bob, &mut b, "two").await;
     b.send(&json!({"action": "mark_read", "peer_id": alice.id, "up_to_id": m1})).await;
     assert_eq!(a.expect("messages_read").await, json!({"message_ids": [m1], "reader_id": bob.id}));
     let sent = alice.get(&format!("/chats/{}/messages", bob.id)).await.expect(200);

@@ -265,6 +265,12 @@ impl Db {
         Ok(db)
     }
 
+    /// Whether this is a database file, written by this process's one group-committing writer connection,
+    /// rather than a libSQL server.
+    pub fn is_file(&self) -> bool {
+        self.local
+    }
+
     /// A connection for this task; a local one goes back to the pool when dropped.
     pub async fn conn(&self) -> Result<PooledConn<'_>, libsql::Error> {
         let reused =

@@ -176,7 +176,7 @@ impl Router {
     {
         let call: Call = Box::new(move |state, req, _path| {
             Box::pin(async move {
-                let user = authenticate_counted(state, &req).await?;
+                let user = AuthUser::identify(state, &req).await?;
                 let file = multipart_file(req, "file").await?;
                 Ok(encode::<E>(&handler(state, user, file).await?))
             })

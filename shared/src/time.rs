@@ -12,30 +12,26 @@ pub fn now_ms() -> i64 {
 pub fn format_ms(ms: i64) -> String {
     let dt =
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let Ok(year) = u16::try_from(dt.year()).map(u32::from) else { return formatted(dt) };
-    if year > 9999 {
-        return formatted(dt);
-    }
+    let Some(year) = u32::try_from(dt.year()).ok().filter(|year| *year <= 9999) else { return formatted(dt) };
     // Digit by digit: every message of a history page has a timestamp, and `format!` with its seven padded
     // arguments was 2 % of the stack's CPU serving history pages (`perf`).
     let fields = [
-        (year, 4, b'-'),
-        (u32::from(u8::from(dt.month())), 2, b'-'),
-        (u32::from(dt.day()), 2, b'T'),
-        (u32::from(dt.hour()), 2, b':'),
-        (u32::from(dt.minute()), 2, b':'),
-        (u32::from(dt.second()), 2, b'.'),
-        (u32::from(dt.millisecond()), 3, b'Z'),
+        (year, 4, '-'),
+        (u32::from(u8::from(dt.month())), 2, '-'),
+        (u32::from(dt.day()), 2, 'T'),
+        (u32::from(dt.hour()), 2, ':'),
+        (u32::from(dt.minute()), 2, ':'),
+        (u32::from(dt.second()), 2, '.'),
+        (u32::from(dt.millisecond()), 3, 'Z'),
     ];
-    let mut out = Vec::with_capacity(24);
+    let mut out = String::with_capacity(24);
     for (value, digits, after) in fields {
         for place in (0..digits).rev() {
-            // A digit, 0–9.
-            out.push(b'0' + u8::try_from(value / 10u32.pow(place) % 10).unwrap_or(0));
+            out.push(char::from_digit(value / 10u32.pow(place) % 10, 10).unwrap_or('0'));
         }
         out.push(after);
     }
-    String::from_utf8(out).unwrap_or_else(|_| formatted(dt))
+    out
 }
 
 /// [`format_ms`] through `format!`, for the years it does not write digit by digit.
